@@ -1,0 +1,81 @@
+"""Every Redis key name of the project, and nothing else builds one.
+
+All keys share one prefix (``KEY_PREFIX``, default ``callq``) so that a deployment, or a test,
+owns a namespace of its own. Lua scripts never build key names: they get them in KEYS.
+The Celery broker's own keys (the ``calls`` list, ``unacked`` …) are kombu's, in the same database.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+CAMPAIGN_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+
+
+def campaign_of(request_id: str) -> str:
+    """A request id is ``{campaign}:{digest}``; campaign ids never hold ':'."""
+    campaign, sep, _ = request_id.rpartition(":")
+    if not sep or not CAMPAIGN_RE.fullmatch(campaign):
+        raise ValueError(f"not a request id: {request_id!r}")
+    return campaign
+
+
+@dataclass(frozen=True)
+class Keys:
+    prefix: str = "callq"
+
+    # One call ---------------------------------------------------------------------------
+    def call(self, request_id: str) -> str:
+        """Hash: the call record (see ledger.CallRecord)."""
+        return f"{self.prefix}:call:{request_id}"
+
+    def attempts(self, request_id: str) -> str:
+        """List: one JSON line per attempt (outcome, sid, error, times)."""
+        return f"{self.prefix}:attempts:{request_id}"
+
+    # One campaign -----------------------------------------------------------------------
+    def campaign_counts(self, campaign: str) -> str:
+        """Hash: state -> count, plus ``total``. Moved in the same step as each transition."""
+        return f"{self.prefix}:campaign:{campaign}:counts"
+
+    def campaign_call_status(self, campaign: str) -> str:
+        """Hash: call_status (completed, busy, ...) -> count."""
+        return f"{self.prefix}:campaign:{campaign}:call_status"
+
+    def campaign_calls(self, campaign: str) -> str:
+        """List: request ids in the order they were enqueued (for report and cancel)."""
+        return f"{self.prefix}:campaign:{campaign}:calls"
+
+    def campaign_meta(self, campaign: str) -> str:
+        """Hash: campaign-level facts (created_at, paused, account, ...)."""
+        return f"{self.prefix}:campaign:{campaign}:meta"
+
+    def campaigns(self) -> str:
+        """Set: every campaign id known."""
+        return f"{self.prefix}:campaigns"
+
+    # Global indexes ---------------------------------------------------------------------
+    def deadlines(self) -> str:
+        """Sorted set: request id -> ms (Redis clock) when the sweeper must look at it.
+
+        dialing: the lease end; retrying: when an overdue retry is republished;
+        in_doubt: when reconcile is next due.
+        """
+        return f"{self.prefix}:deadlines"
+
+    def sids(self) -> str:
+        """Hash: Exotel CallSid -> request id."""
+        return f"{self.prefix}:sids"
+
+    def pending_callback(self, sid: str) -> str:
+        """String (JSON, with TTL): a callback that arrived before its Sid was recorded."""
+        return f"{self.prefix}:pending_cb:{sid}"
+
+    def limiter(self, account: str) -> str:
+        """String: the limiter's theoretical arrival time (microseconds, Redis clock)."""
+        return f"{self.prefix}:limiter:{account}"
+
+    def breaker(self, account: str) -> str:
+        """Hash: per-account breaker (state, reason, until)."""
+        return f"{self.prefix}:breaker:{account}"

@@ -1,0 +1,296 @@
+"""The ledger: one record per call in Redis, and its state machine.
+
+Every transition is one Lua script (see ``callq/lua``): a state check and a write in one step,
+with the campaign's counters moved in the same step, so ``status`` is O(1) at any size.
+
+States::
+
+    queued -> dialing -> originated                      (final for the queue)
+    dialing -> retrying -> dialing ...  -> failed        (not placed; rejected)
+    dialing -> in_doubt -> originated | retrying | failed
+    queued | retrying -> cancelled
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Final, Literal
+
+import redis
+
+from callq.keys import Keys, campaign_of
+from callq.scripts import Scripts
+
+STATES: Final = (
+    "queued",
+    "dialing",
+    "retrying",
+    "in_doubt",
+    "originated",
+    "failed",
+    "cancelled",
+)
+FINAL_STATES: Final = frozenset({"originated", "failed", "cancelled"})
+CALL_STATUSES: Final = ("completed", "busy", "no-answer", "failed")
+
+FinishState = Literal["originated", "retrying", "failed", "in_doubt"]
+SweepVerdict = Literal["requeue", "in_doubt", "reconcile", "alive", "not_due", "gone"]
+
+
+@dataclass(frozen=True)
+class Claim:
+    """The result of :meth:`Ledger.claim`. ``record`` is filled only when ``claimed``."""
+
+    code: Literal["claimed", "early", "skip", "missing"]
+    attempts: int
+    state: str
+    record: dict[str, str]
+
+    @property
+    def claimed(self) -> bool:
+        return self.code == "claimed"
+
+
+@dataclass(frozen=True)
+class Finish:
+    ok: bool
+    state: str
+    pending_callback: bool = False
+
+
+@dataclass(frozen=True)
+class CampaignStatus:
+    campaign: str
+    total: int
+    states: dict[str, int]
+    call_status: dict[str, int]
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "campaign": self.campaign,
+            "total": self.total,
+            "states": self.states,
+            "call_status": self.call_status,
+        }
+
+    @property
+    def settled(self) -> bool:
+        """True when no call is waiting, dialing or in doubt."""
+        return all(self.states.get(s, 0) == 0 for s in ("queued", "dialing", "retrying", "in_doubt"))
+
+
+def _ms(seconds: float) -> int:
+    return max(0, int(seconds * 1000))
+
+
+class Ledger:
+    """Typed access to the call records. Every method is one round trip unless it says so."""
+
+    def __init__(self, client: redis.Redis, keys: Keys) -> None:  # type: ignore[type-arg]
+        self.redis = client
+        self.keys = keys
+        self.scripts = Scripts(client)
+
+    # Producer side ----------------------------------------------------------------------
+
+    def enqueue_many(
+        self, campaign: str, records: Sequence[tuple[str, Mapping[str, str]]]
+    ) -> list[int]:
+        """Write many records in one pipelined round trip.
+
+        Returns, per record, 1 (created), 2 (existed, still queued) or 0 (existed, other state).
+        """
+        k = self.keys
+        common = [k.campaign_counts(campaign), k.campaign_calls(campaign), k.campaigns()]
+        pipe = self.redis.pipeline(transaction=False)
+        for request_id, fields in records:
+            args: list[str] = [request_id, campaign]
+            for name, value in fields.items():
+                args.append(name)
+                args.append(value)
+            self.scripts.enqueue(keys=[k.call(request_id), *common], args=args, client=pipe)
+        return [int(x) for x in pipe.execute()]
+
+    # Worker side ------------------------------------------------------------------------
+
+    def claim(
+        self, request_id: str, *, lease_seconds: float, early_tolerance: float, worker: str
+    ) -> Claim:
+        k = self.keys
+        raw = self.scripts.claim(
+            keys=[k.call(request_id), k.campaign_counts(campaign_of(request_id)), k.deadlines()],
+            args=[request_id, _ms(lease_seconds), _ms(early_tolerance), worker],
+        )
+        code, attempts, state, *rest = raw
+        record = dict(zip(rest[::2], rest[1::2], strict=True))
+        return Claim(code=code, attempts=int(attempts), state=state, record=record)
+
+    def mark_sent(self, request_id: str, attempt: int, *, lease_seconds: float) -> bool:
+        """The fence before the POST. False: the attempt is no longer ours; do not send."""
+        k = self.keys
+        return bool(
+            self.scripts.mark_sent(
+                keys=[k.call(request_id), k.deadlines()],
+                args=[request_id, attempt, _ms(lease_seconds)],
+            )
+        )
+
+    def release(self, request_id: str, attempt: int, *, republish_after: float) -> bool:
+        """Give back an attempt that sent nothing; it does not count."""
+        k = self.keys
+        return bool(
+            self.scripts.release(
+                keys=[k.call(request_id), k.campaign_counts(campaign_of(request_id)), k.deadlines()],
+                args=[request_id, attempt, _ms(republish_after)],
+            )
+        )
+
+    def finish(
+        self,
+        request_id: str,
+        attempt: int,
+        state: FinishState,
+        *,
+        sid: str = "",
+        error: str = "",
+        next_in: float | None = None,
+        look_again_in: float | None = None,
+        log: Mapping[str, Any] | None = None,
+    ) -> Finish:
+        """Record what a sent attempt came to (see finish.lua)."""
+        k = self.keys
+        raw = self.scripts.finish(
+            keys=[
+                k.call(request_id),
+                k.campaign_counts(campaign_of(request_id)),
+                k.deadlines(),
+                k.sids(),
+                k.attempts(request_id),
+                k.pending_callback(sid or "-"),
+            ],
+            args=[
+                request_id,
+                attempt,
+                state,
+                sid,
+                error,
+                "" if next_in is None else _ms(next_in),
+                "" if look_again_in is None else _ms(look_again_in),
+                json.dumps(dict(log), separators=(",", ":"), sort_keys=True) if log else "",
+            ],
+        )
+        return Finish(ok=bool(int(raw[0])), state=str(raw[1]), pending_callback=bool(int(raw[2])))
+
+    # Sweeper ----------------------------------------------------------------------------
+
+    def due(self, limit: int = 200) -> list[str]:
+        """Request ids whose deadline has passed (by the Redis clock)."""
+        sec, usec = self.redis.time()
+        now_ms = sec * 1000 + usec // 1000
+        return list(self.redis.zrangebyscore(self.keys.deadlines(), "-inf", now_ms, 0, limit))
+
+    def expire(
+        self, request_id: str, *, reconcile_in: float, overdue_in: float
+    ) -> SweepVerdict:
+        k = self.keys
+        try:
+            counts = k.campaign_counts(campaign_of(request_id))
+        except ValueError:
+            self.redis.zrem(k.deadlines(), request_id)
+            return "gone"
+        verdict: SweepVerdict = self.scripts.expire(
+            keys=[k.call(request_id), counts, k.deadlines()],
+            args=[request_id, _ms(reconcile_in), _ms(overdue_in)],
+        )
+        return verdict
+
+    # Campaign operations ----------------------------------------------------------------
+
+    def cancel(self, campaign: str, *, batch: int = 1000) -> int:
+        """Cancel every call not yet dialled. Pipelined in batches. Returns how many."""
+        k = self.keys
+        counts = k.campaign_counts(campaign)
+        cancelled = 0
+        for chunk in self._chunks(self.iter_request_ids(campaign, batch=batch), batch):
+            pipe = self.redis.pipeline(transaction=False)
+            for rid in chunk:
+                self.scripts.cancel(
+                    keys=[k.call(rid), counts, k.deadlines()], args=[rid], client=pipe
+                )
+            cancelled += sum(int(x) for x in pipe.execute())
+        return cancelled
+
+    def status(self, campaign: str) -> CampaignStatus:
+        """O(1): two hashes of counters."""
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.hgetall(self.keys.campaign_counts(campaign))
+        pipe.hgetall(self.keys.campaign_call_status(campaign))
+        counts, call_status = pipe.execute()
+        states = {s: int(counts.get(s, 0)) for s in STATES}
+        for name, value in counts.items():
+            if name not in states and name != "total":
+                states[name] = int(value)
+        return CampaignStatus(
+            campaign=campaign,
+            total=int(counts.get("total", 0)),
+            states=states,
+            call_status={name: int(v) for name, v in sorted(call_status.items())},
+        )
+
+    def exists(self, campaign: str) -> bool:
+        return bool(self.redis.sismember(self.keys.campaigns(), campaign))
+
+    def get(self, request_id: str) -> dict[str, str]:
+        data: dict[str, str] = self.redis.hgetall(self.keys.call(request_id))
+        return data
+
+    def attempts_log(self, request_id: str) -> list[dict[str, Any]]:
+        return [json.loads(x) for x in self.redis.lrange(self.keys.attempts(request_id), 0, -1)]
+
+    def iter_request_ids(self, campaign: str, *, batch: int = 1000) -> Iterator[str]:
+        key = self.keys.campaign_calls(campaign)
+        start = 0
+        while True:
+            chunk: list[str] = self.redis.lrange(key, start, start + batch - 1)
+            if not chunk:
+                return
+            yield from chunk
+            start += len(chunk)
+
+    def iter_records(self, campaign: str, *, batch: int = 500) -> Iterator[dict[str, str]]:
+        """Every record of a campaign, in enqueue order; one pipelined round trip per batch."""
+        for chunk in self._chunks(self.iter_request_ids(campaign, batch=batch), batch):
+            pipe = self.redis.pipeline(transaction=False)
+            for rid in chunk:
+                pipe.hgetall(self.keys.call(rid))
+            for rec in pipe.execute():
+                if rec:
+                    yield rec
+
+    def request_for_sid(self, sid: str) -> str | None:
+        rid: str | None = self.redis.hget(self.keys.sids(), sid)
+        return rid
+
+    @staticmethod
+    def _chunks(items: Iterable[str], size: int) -> Iterator[list[str]]:
+        chunk: list[str] = []
+        for item in items:
+            chunk.append(item)
+            if len(chunk) >= size:
+                yield chunk
+                chunk = []
+        if chunk:
+            yield chunk
+
+
+def server_time(client: redis.Redis) -> float:  # type: ignore[type-arg]
+    """The Redis server's clock, in seconds."""
+    sec, usec = client.time()
+    return float(sec) + usec / 1e6
+
+
+def wall_clock() -> float:
+    return time.time()

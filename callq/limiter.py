@@ -1,0 +1,93 @@
+"""The global rate limiter, held in Redis and timed by the Redis server's clock.
+
+GCRA-style reservations with no burst: permits are spaced ``(period + margin) / calls`` apart,
+so no window of ``period`` seconds (any start, as the server sees arrivals) holds more than
+``calls`` requests, even when each request's arrival jitters by up to ``margin`` seconds.
+
+A caller reserves its slot in one round trip and sleeps until it; nobody polls. A slot may be
+reserved at most ``max_ahead`` seconds ahead, which keeps reservations short (a priority call
+never waits behind a long queue of reservations); past that, the caller sleeps until one
+could be free and asks again. Waiting never uses up a retry. When Redis cannot be reached the
+limiter fails closed: :class:`LimiterUnavailable`, and no request goes out.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import redis
+
+from callq.errors import LimiterUnavailable
+from callq.keys import Keys
+from callq.scripts import Scripts
+
+
+@dataclass(frozen=True)
+class Reservation:
+    granted: bool
+    wait: float  # seconds: until the permit (granted) or until one could be (not granted)
+
+
+class Limiter:
+    def __init__(
+        self,
+        client: redis.Redis,  # type: ignore[type-arg]
+        keys: Keys,
+        account: str,
+        *,
+        calls: int,
+        period: float,
+        margin: float = 0.0,
+        max_ahead: float = 5.0,
+        scripts: Scripts | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        if calls <= 0 or period <= 0:
+            raise ValueError("calls and period must be positive")
+        self.key = keys.limiter(account)
+        self.calls = calls
+        self.period = period
+        self.interval_us = round((period + margin) * 1e6 / calls)
+        self.max_ahead_us = max(round(max_ahead * 1e6), 0)
+        self._scripts = scripts or Scripts(client)
+        self._sleep = sleep
+
+    def reserve(self, now_us: int | None = None) -> Reservation:
+        """One round trip. ``now_us`` replaces the server clock (tests only)."""
+        try:
+            granted, wait_us = self._scripts.limiter_acquire(
+                keys=[self.key],
+                args=[self.interval_us, self.max_ahead_us, "" if now_us is None else now_us],
+            )
+        except redis.RedisError as exc:
+            raise LimiterUnavailable(f"limiter unreachable: {exc.__class__.__name__}") from exc
+        return Reservation(granted=bool(int(granted)), wait=int(wait_us) / 1e6)
+
+    def acquire(self, timeout: float | None = None) -> float:
+        """Block until this caller holds a permit; return the seconds waited.
+
+        Raises :class:`LimiterUnavailable` if Redis is unreachable, or ``TimeoutError`` if no
+        permit could be had within ``timeout`` seconds (nothing is then reserved).
+        """
+        started = time.monotonic()
+        while True:
+            r = self.reserve()
+            if r.granted:
+                if r.wait > 0:
+                    self._sleep(r.wait)
+                return time.monotonic() - started
+            if timeout is not None and time.monotonic() - started + r.wait > timeout:
+                raise TimeoutError("no permit within the timeout")
+            self._sleep(r.wait)
+
+    def push_back(self, seconds: float, now_us: int | None = None) -> None:
+        """After a 429: no permit for anyone before now + ``seconds``."""
+        try:
+            self._scripts.limiter_push_back(
+                keys=[self.key],
+                args=[round(seconds * 1e6), "" if now_us is None else now_us],
+            )
+        except redis.RedisError as exc:
+            raise LimiterUnavailable(f"limiter unreachable: {exc.__class__.__name__}") from exc

@@ -1,0 +1,50 @@
+-- expire.lua: the sweeper's verdict on one call whose deadline has passed.
+-- KEYS[1] call hash   KEYS[2] campaign counts hash   KEYS[3] deadlines zset
+-- ARGV[1] request id   ARGV[2] ms until an in-doubt call is looked at again
+-- ARGV[3] ms until a republished retry counts as overdue again
+-- Safe to run from many sweepers at once: only the first to act gets a verdict.
+-- Returns one of:
+--   'requeue'   a `dialing` call whose lease ran out before anything was sent: now `retrying`,
+--               attempt uncounted; or an overdue `retrying` call. The caller publishes it.
+--   'in_doubt'  a `dialing` call whose lease ran out after its request was sent.
+--   'reconcile' an `in_doubt` call whose check is due. The caller publishes reconcile.
+--   'alive' | 'not_due' | 'gone'  nothing to do.
+local score = redis.call('ZSCORE', KEYS[3], ARGV[1])
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+if not score then return 'gone' end
+if tonumber(score) > now then return 'not_due' end
+local rec = redis.call('HMGET', KEYS[1], 'state', 'attempts', 'sent', 'lease_until')
+local state = rec[1]
+if state == 'dialing' then
+  local lease = tonumber(rec[4]) or 0
+  if lease > now then
+    redis.call('ZADD', KEYS[3], lease, ARGV[1])
+    return 'alive'
+  end
+  local attempts = tonumber(rec[2]) or 0
+  if tonumber(rec[3]) == attempts and attempts > 0 then
+    redis.call('HSET', KEYS[1], 'state', 'in_doubt', 'in_doubt_since', now, 'updated_at', now,
+      'last_error', 'worker lost after the request was sent')
+    redis.call('HDEL', KEYS[1], 'lease_until', 'worker')
+    redis.call('HINCRBY', KEYS[2], 'dialing', -1)
+    redis.call('HINCRBY', KEYS[2], 'in_doubt', 1)
+    redis.call('ZADD', KEYS[3], now + tonumber(ARGV[2]), ARGV[1])
+    return 'in_doubt'
+  end
+  redis.call('HSET', KEYS[1], 'state', 'retrying', 'attempts', attempts - 1, 'next_at', now,
+    'updated_at', now)
+  redis.call('HDEL', KEYS[1], 'lease_until', 'worker')
+  redis.call('HINCRBY', KEYS[2], 'dialing', -1)
+  redis.call('HINCRBY', KEYS[2], 'retrying', 1)
+  redis.call('ZADD', KEYS[3], now + tonumber(ARGV[3]), ARGV[1])
+  return 'requeue'
+elseif state == 'retrying' then
+  redis.call('ZADD', KEYS[3], now + tonumber(ARGV[3]), ARGV[1])
+  return 'requeue'
+elseif state == 'in_doubt' then
+  redis.call('ZADD', KEYS[3], now + tonumber(ARGV[2]), ARGV[1])
+  return 'reconcile'
+end
+redis.call('ZREM', KEYS[3], ARGV[1])
+return 'gone'

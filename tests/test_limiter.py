@@ -1,0 +1,151 @@
+"""The global limiter, on a real Redis, with a fake clock passed into the Lua script."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+import redis
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from callq.errors import LimiterUnavailable
+from callq.keys import Keys
+from callq.limiter import Limiter
+
+
+def max_in_any_window(times_us: list[int], period_us: int) -> int:
+    """The largest count of times in any half-open window (t - period, t]."""
+    times = sorted(times_us)
+    best = 0
+    lo = 0
+    for hi, t in enumerate(times):
+        while times[lo] <= t - period_us:
+            lo += 1
+        best = max(best, hi - lo + 1)
+    return best
+
+
+@pytest.fixture
+def limiter_factory(rclient: redis.Redis, keys: Keys):  # type: ignore[no-untyped-def,type-arg]
+    made: list[str] = []
+
+    def make(calls: int, period: float, margin: float = 0.0, max_ahead: float = 5.0,
+             account: str = "acct") -> Limiter:
+        made.append(account)
+        return Limiter(rclient, keys, account, calls=calls, period=period, margin=margin,
+                       max_ahead=max_ahead)
+
+    return make
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    calls=st.integers(min_value=1, max_value=20),
+    period=st.floats(min_value=0.05, max_value=5.0),
+    margin=st.floats(min_value=0.0, max_value=0.5),
+    max_ahead=st.floats(min_value=0.0, max_value=3.0),
+    steps=st.lists(
+        st.tuples(st.integers(min_value=0, max_value=400_000), st.booleans(), st.booleans()),
+        min_size=1, max_size=150,
+    ),
+)
+def test_given_any_arrival_pattern_when_permits_granted_then_no_window_holds_more_than_the_limit(
+    limiter_factory, rclient, keys, calls, period, margin, max_ahead, steps  # type: ignore[no-untyped-def]
+) -> None:
+    account = f"prop{time.monotonic_ns()}"
+    lim = limiter_factory(calls, period, margin, max_ahead, account=account)
+    now = 1_000_000_000_000
+    slots: list[int] = []
+    for advance, penalise, _ in steps:
+        now += advance
+        if penalise:
+            lim.push_back(0.01, now_us=now)
+        r = lim.reserve(now_us=now)
+        if r.granted:
+            slot = now + round(r.wait * 1e6)
+            assert r.wait <= max_ahead + 1e-6
+            slots.append(slot)
+        else:
+            assert r.wait > 0
+    rclient.delete(keys.limiter(account))
+    assert max_in_any_window(slots, round(period * 1e6)) <= calls
+
+
+def test_given_continuous_demand_when_reserving_then_permits_are_evenly_spaced_at_the_full_rate(
+    limiter_factory,  # type: ignore[no-untyped-def]
+) -> None:
+    lim = limiter_factory(100, 5.0, margin=0.1, max_ahead=10.0)
+    now = 5_000_000_000
+    slots = []
+    while len(slots) < 300:
+        r = lim.reserve(now_us=now)
+        if r.granted:
+            slots.append(now + round(r.wait * 1e6))
+        else:
+            now += round(r.wait * 1e6)
+    gaps = {b - a for a, b in zip(slots, slots[1:], strict=False)}
+    assert gaps == {51_000}  # (5 s + 0.1 s) / 100
+    span = (slots[-1] - slots[0]) / 1e6
+    assert 299 / span == pytest.approx(100 / 5.1, rel=1e-6)
+
+
+def test_given_a_429_when_pushed_back_then_no_permit_is_granted_before_the_pushback_ends(
+    limiter_factory,  # type: ignore[no-untyped-def]
+) -> None:
+    lim = limiter_factory(10, 1.0, max_ahead=0.0)
+    now = 9_000_000_000
+    assert lim.reserve(now_us=now).granted
+    lim.push_back(2.0, now_us=now)
+    r = lim.reserve(now_us=now + 1_000_000)
+    assert not r.granted
+    assert r.wait == pytest.approx(1.0)
+    assert lim.reserve(now_us=now + 2_000_000).granted
+
+
+def test_given_reservations_far_ahead_when_over_the_horizon_then_refused_with_the_time_to_wait(
+    limiter_factory,  # type: ignore[no-untyped-def]
+) -> None:
+    lim = limiter_factory(10, 1.0, max_ahead=0.25)  # one permit per 100 ms, 250 ms horizon
+    now = 7_000_000_000
+    granted = [lim.reserve(now_us=now) for _ in range(3)]
+    assert [g.granted for g in granted] == [True, True, True]
+    assert [round(g.wait, 3) for g in granted] == [0.0, 0.1, 0.2]
+    refused = lim.reserve(now_us=now)
+    assert not refused.granted
+    assert refused.wait == pytest.approx(0.05)
+
+
+def test_given_many_threads_on_the_server_clock_when_acquiring_then_spacing_holds(
+    limiter_factory,  # type: ignore[no-untyped-def]
+) -> None:
+    lim = limiter_factory(20, 1.0, max_ahead=0.5)
+    stamps: list[float] = []
+    lock = threading.Lock()
+
+    def worker() -> None:
+        for _ in range(3):
+            lim.acquire(timeout=10)
+            with lock:
+                stamps.append(time.monotonic())
+
+    threads = [threading.Thread(target=worker) for _ in range(10)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    # 30 permits at 20/s: at least 29 intervals of 50 ms (minus sleep jitter).
+    assert len(stamps) == 30
+    assert max(stamps) - min(stamps) >= 29 * 0.05 * 0.9
+    us = [round(s * 1e6) for s in stamps]
+    assert max_in_any_window(us, 1_000_000) <= 21  # wake-up jitter may add one, never a burst
+
+
+def test_given_redis_unreachable_when_acquiring_then_it_fails_closed(keys: Keys) -> None:
+    dead = redis.Redis(host="127.0.0.1", port=1, socket_connect_timeout=0.2)
+    lim = Limiter(dead, keys, "acct", calls=10, period=1.0)
+    with pytest.raises(LimiterUnavailable):
+        lim.acquire(timeout=1)
+    with pytest.raises(LimiterUnavailable):
+        lim.push_back(1.0)
