@@ -1,0 +1,795 @@
+"""The simulator's memory and rules, independent of HTTP.
+
+Everything here is guarded by one lock. The HTTP layer (``server.py``) asks this module for
+a decision, then waits, replies or resets the connection as told.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import dataclasses
+import functools
+import logging
+import math
+import operator
+import random
+import threading
+import time
+import urllib.error
+import urllib.request
+from collections import Counter, deque
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import tzinfo
+from typing import Any
+from urllib.parse import urlencode, urlsplit
+
+from simulator.config import FAULTS, Account, SimConfig, apply_changes
+from simulator.formats import encode_callback, format_time, parse_time, rest_exception, zone
+from simulator.latency import sample_latency
+from simulator.scheduler import Scheduler
+
+__all__ = ["CallRecord", "Decision", "Delivery", "SimState"]
+
+log = logging.getLogger(__name__)
+
+MAX_TIME_LIMIT = 14400
+MAX_TIME_OUT = 60
+MAX_PAGE_SIZE = 100
+DEFAULT_PAGE_SIZE = 50
+MAX_NUMBERS_PER_FILTER = 5
+MAX_SIDS_PER_FILTER = 100
+CALLBACK_RETRIES = 5
+CALLBACK_TIMEOUT = 5.0
+CALLBACK_BACKOFF_BASE = 1.0
+CALLBACK_BACKOFF_CAP = 30.0
+
+#: Faults counted in truth["faults"] (every name but "ok").
+COUNTED_FAULTS = tuple(f for f in FAULTS if f != "ok")
+
+
+@dataclass
+class Decision:
+    """What the HTTP layer must do with one request."""
+
+    status: int
+    payload: dict[str, Any]
+    #: Seconds to wait before replying (or before resetting).
+    delay: float = 0.0
+    #: Abort the connection with an RST instead of replying.
+    reset: bool = False
+
+
+@dataclass
+class CallRecord:
+    """One placed call."""
+
+    seq: int
+    sid: str
+    account_sid: str
+    from_: str
+    to: str  # as shown by Exotel: the ExoPhone for a call connected to a flow
+    to_param: str | None
+    caller_id: str
+    url: str | None
+    custom_field: str | None
+    created_wall: float
+    placed_mono: float
+    end_mono: float
+    end_wall: float
+    status: str  # terminal status, shown once the call has ended
+    duration: int  # simulated seconds, first leg
+    conversation: int  # simulated seconds both legs were talking
+    legs: list[dict[str, Any]]
+    record: bool
+    fault: str | None
+    params: dict[str, str] = field(default_factory=dict)
+
+    def ended(self, now: float) -> bool:
+        return now >= self.end_mono
+
+    def recording_url(self) -> str | None:
+        if self.record and self.conversation > 0:
+            return (
+                "https://s3-ap-southeast-1.amazonaws.com/exotelrecordings/"
+                f"{self.account_sid}/{self.sid}.mp3"
+            )
+        return None
+
+    def view(self, now: float, tz: tzinfo, *, as_json: bool, details: bool) -> dict[str, Any]:
+        """The ``Call`` object of Exotel's replies, as the call stands at ``now``."""
+        created = format_time(self.created_wall, tz)
+        ended = self.ended(now)
+        uri = (
+            f"/v1/Accounts/{self.account_sid}/Calls.json/{self.sid}"
+            if as_json
+            else f"/v1/Accounts/{self.account_sid}/Calls/{self.sid}"
+        )
+        price = None
+        if ended and self.status == "completed":
+            price = f"{0.5 * max(1, math.ceil(self.duration / 60)):.3f}"
+        call: dict[str, Any] = {
+            "Sid": self.sid,
+            "ParentCallSid": None,
+            "DateCreated": created,
+            "DateUpdated": format_time(self.end_wall, tz) if ended else created,
+            "AccountSid": self.account_sid,
+            "To": self.to,
+            "From": self.from_,
+            "PhoneNumberSid": self.caller_id,
+            "Status": self.status if ended else "in-progress",
+            "StartTime": created,
+            "EndTime": format_time(self.end_wall, tz) if ended else None,
+            "Duration": str(self.duration) if ended else None,
+            "Price": price,
+            "Direction": "outbound-api",
+            "AnsweredBy": None,
+            "ForwardedFrom": None,
+            "CallerName": None,
+            "Uri": uri,
+            "RecordingUrl": self.recording_url() if ended else None,
+        }
+        if details:
+            legs = self.legs if ended else []
+            call["Details"] = {
+                "ConversationDuration": self.conversation if ended else 0,
+                "Leg1Status": legs[0]["Status"] if legs else None,
+                "Leg2Status": legs[1]["Status"] if len(legs) > 1 else None,
+                "Legs": [
+                    {"Leg": {"Id": i + 1, "OnCallDuration": leg["OnCallDuration"]}}
+                    for i, leg in enumerate(legs)
+                ],
+            }
+        return call
+
+    def callback_payload(self, tz: tzinfo, *, terminal: bool) -> dict[str, Any]:
+        """The StatusCallback body (seed 002): four fields, or the full terminal event."""
+        updated = format_time(self.end_wall, tz)
+        if not terminal:
+            return {
+                "CallSid": self.sid,
+                "Status": self.status,
+                "RecordingUrl": self.recording_url(),
+                "DateUpdated": updated,
+            }
+        created = format_time(self.created_wall, tz)
+        payload: dict[str, Any] = {
+            "CallSid": self.sid,
+            "EventType": "terminal",
+            "DateCreated": created,
+            "DateUpdated": updated,
+            "Status": self.status,
+            "To": self.to,
+            "From": self.from_,
+            "PhoneNumberSid": self.caller_id,
+            "StartTime": created,
+            "EndTime": updated,
+            "Direction": "outbound-api",
+            "RecordingUrl": self.recording_url(),
+            "ConversationDuration": self.conversation,
+            "Legs": [dict(leg) for leg in self.legs],
+        }
+        if self.custom_field is not None:
+            payload["CustomField"] = self.custom_field
+        return payload
+
+
+@dataclass
+class Delivery:
+    """One StatusCallback to deliver (a duplicate is a second Delivery of the same payload)."""
+
+    id: int
+    generation: int
+    call_sid: str
+    custom_field: str | None
+    url: str
+    content_type: str
+    payload: dict[str, Any]
+    duplicate: bool = False
+    late: bool = False
+    attempts: int = 0
+    state: str = "pending"  # pending | sent | failed
+    http_status: int | None = None
+    last_error: str | None = None
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "call_sid": self.call_sid,
+            "custom_field": self.custom_field,
+            "url": self.url,
+            "content_type": self.content_type,
+            "duplicate": self.duplicate,
+            "late": self.late,
+            "attempts": self.attempts,
+            "retries": max(0, self.attempts - 1),
+            "state": self.state,
+            "http_status": self.http_status,
+            "last_error": self.last_error,
+        }
+
+
+class _NoRedirect(urllib.request.HTTPRedirectHandler):
+    def redirect_request(self, *args: Any, **kwargs: Any) -> None:
+        return None
+
+
+_OPENER = urllib.request.build_opener(_NoRedirect())
+
+
+def _cursor(seq: int) -> str:
+    return base64.urlsafe_b64encode(f"c{seq}".encode()).decode().rstrip("=")
+
+
+def _uncursor(text: str) -> int:
+    try:
+        raw = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4)).decode()
+    except (binascii.Error, UnicodeDecodeError, ValueError) as exc:
+        raise ValueError("bad cursor") from exc
+    if not raw.startswith("c") or not raw[1:].isdigit():
+        raise ValueError("bad cursor")
+    return int(raw[1:])
+
+
+class _BadRequest(ValueError):
+    pass
+
+
+def _split_list(query: Mapping[str, list[str]], name: str, limit: int) -> list[str] | None:
+    values = query.get(name)
+    if not values:
+        return None
+    items = [v.strip() for raw in values for v in raw.split(",") if v.strip()]
+    if not items:
+        return None
+    if len(items) > limit:
+        raise _BadRequest(f"At most {limit} values may be given for '{name}'")
+    return items
+
+
+def _one(query: Mapping[str, list[str]], name: str) -> str | None:
+    values = query.get(name)
+    if not values:
+        return None
+    return values[-1]
+
+
+class SimState:
+    """All calls, counters and fault scripts of one simulator."""
+
+    def __init__(self, config: SimConfig, scheduler: Scheduler) -> None:
+        config.validate()
+        self._lock = threading.RLock()
+        self._scheduler = scheduler
+        self._config = config
+        self._tz = zone(config.timezone)
+        self._rng = random.Random(config.seed)
+        self._accounts = {a.sid: a for a in config.accounts}
+        self._generation = 0
+        self._reset_counters()
+
+    # --- configuration ----------------------------------------------------------------
+
+    def _reset_counters(self) -> None:
+        self._calls: dict[str, CallRecord] = {}
+        self._seq = 0
+        self._requests = 0
+        self._details_requests = 0
+        self._originated = 0
+        self._rate_limited = 0
+        self._windows: dict[str, deque[float]] = {sid: deque() for sid in self._accounts}
+        self._max_in_window: dict[str, int] = dict.fromkeys(self._accounts, 0)
+        self._faults: Counter[str] = Counter()
+        self._scripts: dict[str, deque[str]] = {}
+        self._deliveries: list[Delivery] = []
+        self._delivery_ids = 0
+
+    @property
+    def config(self) -> SimConfig:
+        with self._lock:
+            return self._config
+
+    def configure(self, changes: Mapping[str, Any]) -> SimConfig:
+        """Apply ``changes`` (SimConfig field names). Raises ValueError when refused."""
+        with self._lock:
+            new = apply_changes(self._config, dict(changes))
+            tz = zone(new.timezone)
+            self._config = new
+            self._tz = tz
+            for acc in new.accounts:
+                self._accounts[acc.sid] = acc
+            if "seed" in changes:
+                self._rng.seed(new.seed)
+            return new
+
+    def config_view(self) -> dict[str, Any]:
+        with self._lock:
+            data = dataclasses.asdict(self._config)
+        for acc in data["accounts"]:
+            acc.pop("api_token", None)
+        return data
+
+    def script(self, key: str, faults: list[str]) -> None:
+        """Queue ``faults`` for requests whose CustomField, To or From equals ``key``."""
+        if not isinstance(key, str) or not key:
+            raise ValueError("key must be a non-empty string")
+        if not isinstance(faults, list) or not all(isinstance(f, str) for f in faults):
+            raise ValueError("faults must be a list of strings")
+        bad = [f for f in faults if f not in FAULTS]
+        if bad:
+            raise ValueError(f"unknown fault(s) {bad}; known: {', '.join(FAULTS)}")
+        with self._lock:
+            self._scripts.setdefault(key, deque()).extend(faults)
+
+    def reset(self) -> None:
+        """Forget calls, counters, windows, scripts and pending callbacks."""
+        with self._lock:
+            self._generation += 1
+            self._reset_counters()
+        self._scheduler.clear()
+
+    # --- auth and rate limit --------------------------------------------------------------
+
+    def account(self, sid: str) -> Account | None:
+        with self._lock:
+            return self._accounts.get(sid)
+
+    def admit(self, account: Account, *, connect: bool) -> bool:
+        """Count one authenticated arrival; False when the sliding window is already full.
+
+        Strict reading: the arrival is counted even when it is refused with a 429, and
+        ``max_in_window`` counts every arrival in the window, refused or not.
+        """
+        now = time.monotonic()
+        with self._lock:
+            if connect:
+                self._requests += 1
+            else:
+                self._details_requests += 1
+            window = self._windows.setdefault(account.sid, deque())
+            cutoff = now - account.period
+            while window and window[0] <= cutoff:
+                window.popleft()
+            full = len(window) >= account.rate_limit
+            window.append(now)
+            if len(window) > self._max_in_window.get(account.sid, 0):
+                self._max_in_window[account.sid] = len(window)
+            if full:
+                self._rate_limited += 1
+            return not full
+
+    # --- Calls/connect ---------------------------------------------------------------------
+
+    def _pick_fault(self, params: Mapping[str, str]) -> str:
+        """The fault for this request: the next scripted one, else a random draw (lock held)."""
+        for name in ("CustomField", "To", "From"):
+            key = params.get(name)
+            if key:
+                queued = self._scripts.get(key)
+                if queued:
+                    fault = queued.popleft()
+                    if not queued:
+                        del self._scripts[key]
+                    return fault
+        cfg = self._config
+        u = self._rng.random()
+        for fault, p in (
+            ("500", cfg.p_500),
+            ("504", cfg.p_504),
+            ("slow_placed", cfg.p_slow_placed),
+            ("reset_before", cfg.p_reset_before),
+            ("reset_after", cfg.p_reset_after),
+        ):
+            if u < p:
+                return fault
+            u -= p
+        return "ok"
+
+    def _latency(self) -> float:
+        cfg = self._config
+        if not cfg.latency:
+            return 0.0
+        return sample_latency(self._rng, cfg.time_scale)
+
+    @staticmethod
+    def _validate(params: Mapping[str, str]) -> str | None:
+        """Exotel's 400 message for bad parameters, or None."""
+        if not params.get("From"):
+            return "Invalid Call Parameters: No 'From' specified"
+        if not params.get("CallerId"):
+            return "Invalid Call Parameters: No 'CallerId' specified"
+        to, url = params.get("To"), params.get("Url")
+        if to and url:
+            return "Invalid Call Parameters: Both 'To' and 'Url' specified"
+        if not to and not url:
+            return "Invalid Call Parameters: No 'To' or 'Url' specified"
+        for name, top in (("TimeLimit", MAX_TIME_LIMIT), ("TimeOut", MAX_TIME_OUT)):
+            raw = params.get(name)
+            if raw is None or raw == "":
+                continue
+            try:
+                value = int(raw)
+            except ValueError:
+                return f"Invalid Call Parameters: '{name}' must be an integer"
+            if value < 1 or value > top:
+                return f"Invalid Call Parameters: '{name}' must be between 1 and {top}"
+        callback = params.get("StatusCallback")
+        if callback:
+            parts = urlsplit(callback)
+            if parts.scheme not in ("http", "https") or not parts.netloc:
+                return "Invalid Call Parameters: 'StatusCallback' is not a valid URL"
+        return None
+
+    def connect(self, account: Account, params: Mapping[str, str], *, as_json: bool) -> Decision:
+        """Rate limit, then fault, then validation, then origination."""
+        if not self.admit(account, connect=True):
+            return Decision(429, rest_exception(429, "Too Many Requests"))
+        with self._lock:
+            fault = self._pick_fault(params)
+            if fault != "ok":
+                self._faults[fault] += 1
+            if fault == "429":
+                return Decision(429, rest_exception(429, "Too Many Requests"))
+            if fault == "reset_before":
+                return Decision(0, {}, reset=True)
+            if fault in ("500", "504"):
+                message = (
+                    "Internal Server Error: the call could not be originated"
+                    if fault == "500"
+                    else "Gateway Timeout: the call could not be originated"
+                )
+                return Decision(int(fault), rest_exception(int(fault), message), self._latency())
+            problem = self._validate(params)
+            if problem is not None:
+                return Decision(400, rest_exception(400, problem))
+            record = self._originate(account, params, fault if fault != "ok" else None)
+            body = {"Call": record.view(time.monotonic(), self._tz, as_json=as_json, details=False)}
+            # A fresh call is always shown in progress, however short its simulated life.
+            body["Call"].update(
+                Status="in-progress",
+                EndTime=None,
+                Duration=None,
+                Price=None,
+                RecordingUrl=None,
+                DateUpdated=body["Call"]["DateCreated"],
+            )
+            if fault == "slow_placed":
+                return Decision(200, body, self._config.slow_seconds)
+            if fault == "reset_after":
+                return Decision(0, {}, self._latency(), reset=True)
+            return Decision(200, body, self._latency())
+
+    def _new_sid(self) -> str:
+        while True:
+            sid = f"{self._rng.getrandbits(128):032x}"
+            if sid not in self._calls:
+                return sid
+
+    def _originate(
+        self, account: Account, params: Mapping[str, str], fault: str | None
+    ) -> CallRecord:
+        """Place the call (lock held) and schedule its StatusCallback."""
+        cfg = self._config
+        rng = self._rng
+        statuses = list(cfg.status_mix)
+        status = rng.choices(statuses, weights=[cfg.status_mix[s] for s in statuses])[0]
+        time_out = int(params["TimeOut"]) if params.get("TimeOut") else None
+        time_limit = int(params["TimeLimit"]) if params.get("TimeLimit") else None
+        ring_lo, ring_hi = cfg.ring_seconds
+        if status == "no-answer":
+            ring = float(time_out) if time_out is not None else ring_hi
+        elif status == "failed":
+            ring = ring_lo
+        else:
+            ring = rng.uniform(ring_lo, ring_hi)
+        if time_out is not None:
+            ring = min(ring, float(time_out))
+        talk = 0.0
+        if status == "completed":
+            talk = rng.uniform(*cfg.talk_seconds)
+            if time_limit is not None:
+                talk = min(talk, float(time_limit))
+        two_numbers = bool(params.get("To"))
+        ring_second_leg = ring / 2 if two_numbers else 0.0
+        talk_s = round(talk)
+        first_leg = round(ring_second_leg + talk) if status == "completed" else 0
+        legs: list[dict[str, Any]] = [{"Status": status, "OnCallDuration": first_leg}]
+        if two_numbers:
+            legs.append(
+                {
+                    "Status": "completed" if status == "completed" else None,
+                    "OnCallDuration": talk_s,
+                }
+            )
+        now_mono = time.monotonic()
+        now_wall = time.time()
+        life = (ring + talk) * cfg.time_scale
+        self._seq += 1
+        to_param = params.get("To") or None
+        record = CallRecord(
+            seq=self._seq,
+            sid=self._new_sid(),
+            account_sid=account.sid,
+            from_=params["From"],
+            to=to_param or params["CallerId"],
+            to_param=to_param,
+            caller_id=params["CallerId"],
+            url=params.get("Url") or None,
+            custom_field=params.get("CustomField"),
+            created_wall=now_wall,
+            placed_mono=now_mono,
+            end_mono=now_mono + life,
+            end_wall=now_wall + life,
+            status=status,
+            duration=round(ring + talk) if status == "completed" else 0,
+            conversation=talk_s,
+            legs=legs,
+            record=params.get("Record", "").lower() == "true",
+            fault=fault,
+            params=dict(params),
+        )
+        self._calls[record.sid] = record
+        self._originated += 1
+        callback = params.get("StatusCallback")
+        if callback and cfg.callbacks:
+            self._schedule_callbacks(record, callback, params)
+        return record
+
+    # --- StatusCallbacks -------------------------------------------------------------------
+
+    def _schedule_callbacks(self, record: CallRecord, url: str, params: Mapping[str, str]) -> None:
+        cfg = self._config
+        terminal = any(
+            k.startswith("StatusCallbackEvents") and v.strip().lower() == "terminal"
+            for k, v in params.items()
+        )
+        content_type = params.get("StatusCallbackContentType") or cfg.default_callback_content_type
+        payload = record.callback_payload(self._tz, terminal=terminal)
+        late = self._rng.random() < cfg.p_late_callback
+        due = record.end_mono + (cfg.late_callback_seconds * cfg.time_scale if late else 0.0)
+        copies = [(due, False)]
+        if self._rng.random() < cfg.p_duplicate_callback:
+            copies.append((due + self._rng.uniform(0.1, 2.0) * cfg.time_scale, True))
+        for when, duplicate in copies:
+            self._delivery_ids += 1
+            delivery = Delivery(
+                id=self._delivery_ids,
+                generation=self._generation,
+                call_sid=record.sid,
+                custom_field=record.custom_field,
+                url=url,
+                content_type=content_type,
+                payload=payload,
+                duplicate=duplicate,
+                late=late,
+            )
+            self._deliveries.append(delivery)
+            self._scheduler.schedule(when, functools.partial(self._deliver, delivery))
+
+    def _deliver(self, delivery: Delivery) -> None:
+        """One attempt (runs on a scheduler worker); schedules the retry on failure."""
+        with self._lock:
+            if delivery.generation != self._generation:
+                return
+            delivery.attempts += 1
+            scale = self._config.time_scale
+        body, content_type = encode_callback(delivery.payload, delivery.content_type)
+        request = urllib.request.Request(  # noqa: S310 - scheme checked at validation
+            delivery.url,
+            data=body,
+            method="POST",
+            headers={"Content-Type": content_type, "User-Agent": "Exotel-Simulator/1.0"},
+        )
+        status: int | None = None
+        error: str | None = None
+        try:
+            with _OPENER.open(request, timeout=CALLBACK_TIMEOUT) as response:
+                status = int(response.status)
+                response.read()
+        except urllib.error.HTTPError as exc:
+            status = exc.code
+            error = f"HTTP {exc.code}"
+            exc.close()
+        except (OSError, ValueError) as exc:
+            error = f"{type(exc).__name__}: {exc}"
+        ok = status is not None and 200 <= status < 300
+        with self._lock:
+            if delivery.generation != self._generation:
+                return
+            delivery.http_status = status
+            if ok:
+                delivery.state = "sent"
+                delivery.last_error = None
+                return
+            delivery.last_error = error or f"HTTP {status}"
+            if delivery.attempts > CALLBACK_RETRIES:
+                delivery.state = "failed"
+                return
+            backoff = min(
+                CALLBACK_BACKOFF_BASE * 2 ** (delivery.attempts - 1), CALLBACK_BACKOFF_CAP
+            )
+        self._scheduler.schedule(
+            time.monotonic() + backoff * scale, functools.partial(self._deliver, delivery)
+        )
+
+    # --- Call Details ----------------------------------------------------------------------
+
+    def get_call(self, account: Account, sid: str, *, as_json: bool, details: bool) -> Decision:
+        with self._lock:
+            record = self._calls.get(sid)
+            if record is None or record.account_sid != account.sid:
+                return Decision(404, rest_exception(404, f"Call {sid} not found"))
+            call = record.view(time.monotonic(), self._tz, as_json=as_json, details=details)
+        return Decision(200, {"Call": call})
+
+    def list_calls(
+        self, account: Account, query: Mapping[str, list[str]], *, as_json: bool
+    ) -> Decision:
+        try:
+            return self._list_calls(account, query, as_json=as_json)
+        except _BadRequest as exc:
+            return Decision(400, rest_exception(400, str(exc)))
+
+    def _list_calls(
+        self, account: Account, query: Mapping[str, list[str]], *, as_json: bool
+    ) -> Decision:
+        tos = _split_list(query, "To", MAX_NUMBERS_PER_FILTER)
+        froms = _split_list(query, "From", MAX_NUMBERS_PER_FILTER)
+        sids = _split_list(query, "Sid", MAX_SIDS_PER_FILTER)
+        statuses = _split_list(query, "Status", 10)
+        directions = _split_list(query, "Direction", 5)
+        raw_size = _one(query, "PageSize")
+        try:
+            page_size = int(raw_size) if raw_size else DEFAULT_PAGE_SIZE
+        except ValueError as exc:
+            raise _BadRequest("PageSize must be an integer") from exc
+        if not 1 <= page_size <= MAX_PAGE_SIZE:
+            raise _BadRequest(f"PageSize must be between 1 and {MAX_PAGE_SIZE}")
+        sort_by = _one(query, "SortBy") or "DateCreated:desc"
+        if sort_by not in ("DateCreated:asc", "DateCreated:desc"):
+            raise _BadRequest("SortBy must be DateCreated:asc or DateCreated:desc")
+        ascending = sort_by.endswith(":asc")
+        after_raw, before_raw = _one(query, "After"), _one(query, "Before")
+        if after_raw and before_raw:
+            raise _BadRequest("Only one of After and Before may be given")
+        try:
+            after = _uncursor(after_raw) if after_raw else None
+            before = _uncursor(before_raw) if before_raw else None
+        except ValueError as exc:
+            raise _BadRequest("Invalid cursor") from exc
+        with self._lock:
+            tz = self._tz
+            bounds = self._date_bounds(_one(query, "DateCreated"), tz)
+            now = time.monotonic()
+            matched = [
+                r
+                for r in self._calls.values()
+                if r.account_sid == account.sid
+                and r.ended(now)
+                and (tos is None or r.to in tos)
+                and (froms is None or r.from_ in froms)
+                and (sids is None or r.sid in sids)
+                and (statuses is None or r.status in statuses)
+                and (directions is None or "outbound-api" in directions)
+                and all(op(math.floor(r.created_wall), bound) for op, bound in bounds)
+            ]
+            matched.sort(key=lambda r: r.seq, reverse=not ascending)
+
+            # Position in sort order: "later" means further along the listing.
+            def later(a: int, b: int) -> bool:
+                return a > b if ascending else a < b
+
+            if after is not None:
+                start = next(
+                    (i for i, r in enumerate(matched) if later(r.seq, after)), len(matched)
+                )
+                stop = min(len(matched), start + page_size)
+            elif before is not None:
+                stop = next(
+                    (i for i, r in enumerate(matched) if not later(before, r.seq)), len(matched)
+                )
+                start = max(0, stop - page_size)
+            else:
+                start, stop = 0, min(len(matched), page_size)
+            records = matched[start:stop]
+            page = [r.view(now, tz, as_json=as_json, details=False) for r in records]
+        base_params = [
+            (k, v)
+            for k, values in query.items()
+            if k not in ("After", "Before", "PageSize", "SortBy")
+            for v in values
+        ]
+        base_params += [("PageSize", str(page_size)), ("SortBy", sort_by)]
+        base = f"/v1/Accounts/{account.sid}/Calls{'.json' if as_json else ''}"
+
+        def uri(extra: list[tuple[str, str]]) -> str:
+            return f"{base}?{urlencode(base_params + extra)}"
+
+        has_prev = start > 0 and bool(records)
+        has_next = stop < len(matched) and bool(records)
+        metadata = {
+            "Total": len(matched),
+            "PageSize": page_size,
+            "FirstPageUri": uri([]),
+            "PrevPageUri": uri([("Before", _cursor(records[0].seq))]) if has_prev else None,
+            "NextPageUri": uri([("After", _cursor(records[-1].seq))]) if has_next else None,
+        }
+        return Decision(200, {"Metadata": metadata, "Calls": page})
+
+    @staticmethod
+    def _date_bounds(
+        raw: str | None, tz: tzinfo
+    ) -> list[tuple[Callable[[float, float], bool], float]]:
+        if not raw:
+            return []
+        ops: dict[str, Callable[[float, float], bool]] = {
+            "gte": operator.ge,
+            "lte": operator.le,
+            "gt": operator.gt,
+            "lt": operator.lt,
+            "eq": operator.eq,
+        }
+        bounds: list[tuple[Callable[[float, float], bool], float]] = []
+        for raw_part in raw.split(";"):
+            part = raw_part.strip()
+            if not part:
+                continue
+            name, sep, value = part.partition(":")
+            if not sep or name not in ops:
+                raise _BadRequest(
+                    "DateCreated must look like gte:YYYY-MM-DD HH:mm:ss;lte:YYYY-MM-DD HH:mm:ss"
+                )
+            try:
+                bounds.append((ops[name], parse_time(value, tz)))
+            except ValueError as exc:
+                raise _BadRequest(f"Invalid DateCreated bound {value!r}") from exc
+        return bounds
+
+    # --- ground truth -------------------------------------------------------------------------
+
+    def truth(self) -> dict[str, Any]:
+        with self._lock:
+            now = time.monotonic()
+            calls = sorted(self._calls.values(), key=lambda r: r.seq)
+            by_cf: Counter[str] = Counter(r.custom_field for r in calls if r.custom_field)
+            by_to: Counter[str] = Counter(r.to for r in calls)
+            by_from: Counter[str] = Counter(r.from_ for r in calls)
+            deliveries = [d.summary() for d in self._deliveries]
+            return {
+                "requests": self._requests,
+                "details_requests": self._details_requests,
+                "originated": self._originated,
+                "rate_limited": self._rate_limited,
+                "max_in_window": dict(self._max_in_window),
+                "limit": {a.sid: [a.rate_limit, a.period] for a in self._accounts.values()},
+                "by_custom_field": dict(by_cf),
+                "by_to": dict(by_to),
+                "by_from": dict(by_from),
+                "calls": [
+                    {
+                        "sid": r.sid,
+                        "to": r.to,
+                        "from": r.from_,
+                        "custom_field": r.custom_field,
+                        "account_sid": r.account_sid,
+                        "status": r.status if r.ended(now) else "in-progress",
+                        "final_status": r.status,
+                        "ended": r.ended(now),
+                        "fault": r.fault,
+                        "date_created": format_time(r.created_wall, self._tz),
+                    }
+                    for r in calls
+                ],
+                "faults": {f: self._faults.get(f, 0) for f in COUNTED_FAULTS},
+                "scripts": {k: list(v) for k, v in self._scripts.items()},
+                "callbacks": {
+                    "sent": sum(1 for d in self._deliveries if d.state == "sent"),
+                    "failed": sum(1 for d in self._deliveries if d.state == "failed"),
+                    "pending": sum(1 for d in self._deliveries if d.state == "pending"),
+                    "duplicates": sum(1 for d in self._deliveries if d.duplicate),
+                    "late": sum(1 for d in self._deliveries if d.late),
+                    "retries": sum(max(0, d.attempts - 1) for d in self._deliveries),
+                    "deliveries": deliveries,
+                },
+            }
