@@ -1,10 +1,14 @@
-"""Retry policy as data and pure functions (no broker needed to test it)."""
+"""Retry policy as data and pure functions (no broker needed to test it).
+
+Celery's ``get_exponential_backoff_interval`` only takes whole seconds (it draws with
+``randrange``), which rules out the sub-second backoffs of time-scaled tests and demos, so the
+same exponential-with-jitter rule is written here as a pure function.
+"""
 
 from __future__ import annotations
 
+import random
 from dataclasses import dataclass
-
-from celery.utils.time import get_exponential_backoff_interval
 
 
 @dataclass(frozen=True)
@@ -18,20 +22,19 @@ class RetryPolicy:
         """True when ``attempt`` (1-based) was the last one allowed."""
         return attempt >= self.max_attempts
 
-    def delay(self, attempt: int, retry_after: float | None = None) -> float:
-        """Seconds before the attempt after ``attempt``: Celery's exponential backoff
-        (``base * 2**(attempt-1)``, capped, full jitter when enabled), never below the server's
-        Retry-After hint."""
-        backoff = float(
-            get_exponential_backoff_interval(
-                factor=self.base, retries=max(attempt - 1, 0), maximum=self.cap,
-                full_jitter=self.jitter,
-            )
-        )
+    def backoff(self, attempt: int) -> float:
+        """The step after ``attempt``: ``base * 2**(attempt-1)``, capped."""
+        return min(self.cap, self.base * 2.0 ** max(attempt - 1, 0))
+
+    def delay(
+        self, attempt: int, retry_after: float | None = None, rng: random.Random | None = None
+    ) -> float:
+        """Seconds before the next attempt. With jitter, a uniform draw in [step/2, step]
+        ("equal jitter": spread out, never straight back). Never below the server's
+        Retry-After hint, which is itself capped."""
+        step = self.backoff(attempt)
         if self.jitter:
-            # Full jitter can draw 0; keep a floor of a tenth of the step so that a burst of
-            # failures does not come straight back at Exotel.
-            backoff = max(backoff, min(self.cap, self.base * 2 ** max(attempt - 1, 0)) / 10)
+            step = (rng or random).uniform(step / 2, step)
         if retry_after is not None:
-            backoff = max(backoff, min(retry_after, self.cap))
-        return backoff
+            step = max(step, min(retry_after, self.cap))
+        return step

@@ -157,20 +157,37 @@ class Workers:
         env.update(extra)
         return env
 
-    def start(self, n: int = 1, concurrency: int | None = None, **extra: str) -> list[subprocess.Popen[bytes]]:
+    def start(
+        self, n: int = 1, concurrency: int | None = None, **extra: str
+    ) -> list[subprocess.Popen[bytes]]:
         started = []
         for _ in range(n):
             i = len(self.procs)
             log = self.cwd / f"worker{i}.log"
             argv = [
-                sys.executable, "-m", "celery", "-A", "worker", "worker", "-Q", "calls",
-                "--pool", "threads", "-c", str(concurrency or self.settings.worker_concurrency),
-                "-n", f"w{i}-{uuid.uuid4().hex[:6]}@%h", "--without-mingle", "--without-gossip",
-                "--loglevel", "INFO",
+                sys.executable,
+                "-m",
+                "celery",
+                "-A",
+                "worker",
+                "worker",
+                "-Q",
+                "calls",
+                "--pool",
+                "threads",
+                "-c",
+                str(concurrency or self.settings.worker_concurrency),
+                "-n",
+                f"w{i}-{uuid.uuid4().hex[:6]}@%h",
+                "--without-mingle",
+                "--without-gossip",
+                "--loglevel",
+                "INFO",
             ]
             with open(log, "wb") as fh:
-                proc = subprocess.Popen(argv, cwd=self.cwd, env=self.env(**extra), stdout=fh,
-                                        stderr=subprocess.STDOUT)
+                proc = subprocess.Popen(
+                    argv, cwd=self.cwd, env=self.env(**extra), stdout=fh, stderr=subprocess.STDOUT
+                )
             self.procs.append(proc)
             self.logs.append(log)
             started.append(proc)
@@ -203,11 +220,16 @@ def workers(settings: Settings, tmp_path: Path) -> Iterator[Workers]:
     w.stop()
 
 
-def wait_for(predicate: Callable[[], bool], timeout: float, interval: float = 0.2,
-             message: str = "condition") -> None:
+def wait_for(
+    predicate: Callable[[], bool],
+    timeout: float,
+    interval: float = 0.2,
+    message: str | Callable[[], str] = "condition",
+) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if predicate():
             return
         time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout}s waiting for {message}")
+    what = message() if callable(message) else message
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}")

@@ -17,7 +17,9 @@ def rid(n: int) -> str:
 
 def enqueue(ledger: Ledger, n: int = 3) -> list[str]:
     ids = [rid(i) for i in range(n)]
-    codes = ledger.enqueue_many(CAMPAIGN, [(r, {"from": "+919000000000", "to": "+919000000001"}) for r in ids])
+    codes = ledger.enqueue_many(
+        CAMPAIGN, [(r, {"from": "+919000000000", "to": "+919000000001"}) for r in ids]
+    )
     assert codes == [1] * n
     return ids
 
@@ -116,14 +118,18 @@ def test_given_a_lost_worker_when_its_lease_expires_then_unsent_is_requeued_and_
     assert_counters_match(ledger)
 
 
-def test_given_an_expired_lease_when_marking_sent_then_the_worker_must_not_send(ledger: Ledger) -> None:
+def test_given_an_expired_lease_when_marking_sent_then_the_worker_must_not_send(
+    ledger: Ledger,
+) -> None:
     (r,) = enqueue(ledger, 1)
     c = claim(ledger, r, lease=0.05)
     time.sleep(0.1)
     assert not ledger.mark_sent(r, c.attempts, lease_seconds=30)
 
 
-def test_given_a_late_reply_after_in_doubt_when_finished_then_it_settles_the_call(ledger: Ledger) -> None:
+def test_given_a_late_reply_after_in_doubt_when_finished_then_it_settles_the_call(
+    ledger: Ledger,
+) -> None:
     (r,) = enqueue(ledger, 1)
     c = claim(ledger, r, lease=0.05)
     ledger.mark_sent(r, c.attempts, lease_seconds=0.05)
@@ -134,7 +140,9 @@ def test_given_a_late_reply_after_in_doubt_when_finished_then_it_settles_the_cal
     assert_counters_match(ledger)
 
 
-def test_given_a_campaign_when_cancelled_then_only_undialled_calls_are_cancelled(ledger: Ledger) -> None:
+def test_given_a_campaign_when_cancelled_then_only_undialled_calls_are_cancelled(
+    ledger: Ledger,
+) -> None:
     queued, dialing, done, retrying = enqueue(ledger, 4)
     claim(ledger, dialing)
     c = claim(ledger, done)
@@ -145,12 +153,19 @@ def test_given_a_campaign_when_cancelled_then_only_undialled_calls_are_cancelled
     ledger.finish(retrying, c.attempts, "retrying", next_in=5, look_again_in=10)
     assert ledger.cancel(CAMPAIGN) == 2
     states = {r: ledger.get(r)["state"] for r in (queued, dialing, done, retrying)}
-    assert states == {queued: "cancelled", dialing: "dialing", done: "originated", retrying: "cancelled"}
+    assert states == {
+        queued: "cancelled",
+        dialing: "dialing",
+        done: "originated",
+        retrying: "cancelled",
+    }
     assert ledger.cancel(CAMPAIGN) == 0
     assert_counters_match(ledger)
 
 
-def test_given_a_release_when_nothing_was_sent_then_the_attempt_is_given_back(ledger: Ledger) -> None:
+def test_given_a_release_when_nothing_was_sent_then_the_attempt_is_given_back(
+    ledger: Ledger,
+) -> None:
     (r,) = enqueue(ledger, 1)
     c = claim(ledger, r)
     assert ledger.release(r, c.attempts, republish_after=5)
@@ -164,6 +179,8 @@ def test_given_a_release_when_nothing_was_sent_then_the_attempt_is_given_back(le
 
 
 @pytest.mark.parametrize("bad", ["nocolon", ":x", "bad campaign:x"])
-def test_given_a_malformed_request_id_when_claimed_then_it_is_refused(ledger: Ledger, bad: str) -> None:
+def test_given_a_malformed_request_id_when_claimed_then_it_is_refused(
+    ledger: Ledger, bad: str
+) -> None:
     with pytest.raises(ValueError, match="not a request id"):
         claim(ledger, bad)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import threading
 import time
 
@@ -31,16 +32,24 @@ def max_in_any_window(times_us: list[int], period_us: int) -> int:
 def limiter_factory(rclient: redis.Redis, keys: Keys):  # type: ignore[no-untyped-def,type-arg]
     made: list[str] = []
 
-    def make(calls: int, period: float, margin: float = 0.0, max_ahead: float = 5.0,
-             account: str = "acct") -> Limiter:
+    def make(
+        calls: int,
+        period: float,
+        margin: float = 0.0,
+        max_ahead: float = 5.0,
+        account: str = "acct",
+    ) -> Limiter:
         made.append(account)
-        return Limiter(rclient, keys, account, calls=calls, period=period, margin=margin,
-                       max_ahead=max_ahead)
+        return Limiter(
+            rclient, keys, account, calls=calls, period=period, margin=margin, max_ahead=max_ahead
+        )
 
     return make
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 @given(
     calls=st.integers(min_value=1, max_value=20),
     period=st.floats(min_value=0.05, max_value=5.0),
@@ -48,11 +57,19 @@ def limiter_factory(rclient: redis.Redis, keys: Keys):  # type: ignore[no-untype
     max_ahead=st.floats(min_value=0.0, max_value=3.0),
     steps=st.lists(
         st.tuples(st.integers(min_value=0, max_value=400_000), st.booleans(), st.booleans()),
-        min_size=1, max_size=150,
+        min_size=1,
+        max_size=150,
     ),
 )
 def test_given_any_arrival_pattern_when_permits_granted_then_no_window_holds_more_than_the_limit(
-    limiter_factory, rclient, keys, calls, period, margin, max_ahead, steps  # type: ignore[no-untyped-def]
+    limiter_factory,
+    rclient,
+    keys,
+    calls,
+    period,
+    margin,
+    max_ahead,
+    steps,  # type: ignore[no-untyped-def]
 ) -> None:
     account = f"prop{time.monotonic_ns()}"
     lim = limiter_factory(calls, period, margin, max_ahead, account=account)
@@ -85,7 +102,7 @@ def test_given_continuous_demand_when_reserving_then_permits_are_evenly_spaced_a
             slots.append(now + round(r.wait * 1e6))
         else:
             now += round(r.wait * 1e6)
-    gaps = {b - a for a, b in zip(slots, slots[1:], strict=False)}
+    gaps = {b - a for a, b in itertools.pairwise(slots)}
     assert gaps == {51_000}  # (5 s + 0.1 s) / 100
     span = (slots[-1] - slots[0]) / 1e6
     assert 299 / span == pytest.approx(100 / 5.1, rel=1e-6)

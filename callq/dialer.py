@@ -1,0 +1,173 @@
+"""One attempt at one call: claim -> limiter -> mark sent -> POST -> classify -> record.
+
+This is the plain function behind the ``place_call`` task. It knows nothing of Celery: it
+returns a :class:`Step` that the task maps (retry later, or nothing more to do).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+
+import redis
+
+from callq.errors import InvalidRow, LimiterUnavailable
+from callq.exotel import ExotelClient, build_connect_params
+from callq.ledger import Ledger
+from callq.limiter import Limiter
+from callq.outcome import NotPlaced, Originated, Outcome, Rejected, Unknown
+from callq.retry import RetryPolicy
+from config import Settings
+
+log = logging.getLogger("callq.dialer")
+
+
+@dataclass(frozen=True)
+class Step:
+    """What the task does next. ``retry_in`` set: publish the call again after that long."""
+
+    result: str
+    retry_in: float | None = None
+
+
+@dataclass
+class Dialer:
+    settings: Settings
+    ledger: Ledger
+    limiter: Limiter
+    client: ExotelClient
+    policy: RetryPolicy
+    worker: str = "worker"
+
+    @property
+    def claim_lease(self) -> float:
+        """A claimed call may wait this long for a permit before it is given back."""
+        return self.settings.rate_limit_max_wait_seconds + self.settings.lease_grace_seconds
+
+    @property
+    def send_lease(self) -> float:
+        """A sent request holds the call this long before the sweeper judges it."""
+        s = self.settings
+        return s.exotel_connect_timeout + s.exotel_read_timeout + s.lease_grace_seconds
+
+    def place(self, request_id: str) -> Step:
+        s = self.settings
+        claim = self.ledger.claim(
+            request_id,
+            lease_seconds=self.claim_lease,
+            early_tolerance=1.0,
+            worker=self.worker,
+        )
+        if not claim.claimed:
+            log.info("skip %s: %s (%s)", request_id, claim.code, claim.state)
+            return Step(f"{claim.code}:{claim.state}")
+        attempt = claim.attempts
+        try:
+            params = build_connect_params(claim.record, request_id, s)
+        except InvalidRow as exc:
+            # Built before anything is sent: a record we cannot turn into a request fails
+            # here, with its reason, instead of going in doubt.
+            self._finish(request_id, attempt, "failed", error=f"invalid record: {exc}")
+            return Step("invalid")
+        try:
+            waited = self.limiter.acquire(timeout=s.rate_limit_max_wait_seconds)
+        except (LimiterUnavailable, TimeoutError) as exc:
+            # Nothing was sent: give the attempt back. If Redis is down this fails too, and
+            # the sweeper requeues the call when the lease runs out.
+            log.warning("no permit for %s: %s", request_id, exc)
+            self._release(request_id, attempt)
+            return Step("no_permit", retry_in=1.0)
+        if not self.ledger.mark_sent(request_id, attempt, lease_seconds=self.send_lease):
+            log.warning("lease lost for %s attempt %d; not sending", request_id, attempt)
+            return Step("lease_lost")
+        outcome, elapsed = self.client.connect(params)
+        return self._record(request_id, attempt, outcome, elapsed, waited)
+
+    def _release(self, request_id: str, attempt: int) -> None:
+        try:
+            self.ledger.release(
+                request_id, attempt, republish_after=self.settings.retry_overdue_seconds
+            )
+        except redis.RedisError:
+            log.warning("could not release %s; the sweeper will requeue it", request_id)
+
+    def _record(
+        self, request_id: str, attempt: int, outcome: Outcome, elapsed: float, waited: float
+    ) -> Step:
+        s = self.settings
+        entry: dict[str, object] = {
+            "attempt": attempt,
+            "outcome": outcome.kind,
+            "elapsed": round(elapsed, 3),
+            "waited": round(waited, 3),
+            "at": round(time.time(), 3),
+        }
+        retry_in: float | None = None
+        if isinstance(outcome, Originated):
+            entry["sid"] = outcome.sid
+            fin = self._finish(request_id, attempt, "originated", sid=outcome.sid, log=entry)
+        elif isinstance(outcome, NotPlaced):
+            entry["error"] = outcome.reason
+            if outcome.rate_limited:
+                try:
+                    self.limiter.push_back(outcome.retry_after or s.rate_limited_pushback_seconds)
+                except LimiterUnavailable:
+                    log.warning("could not push the limiter back after a 429")
+            if self.policy.exhausted(attempt):
+                fin = self._finish(
+                    request_id,
+                    attempt,
+                    "failed",
+                    error=f"not placed after {attempt} attempts: {outcome.reason}",
+                    log=entry,
+                )
+            else:
+                retry_in = self.policy.delay(attempt, outcome.retry_after)
+                fin = self._finish(
+                    request_id,
+                    attempt,
+                    "retrying",
+                    error=outcome.reason,
+                    next_in=retry_in,
+                    look_again_in=retry_in + s.retry_overdue_seconds,
+                    log=entry,
+                )
+        elif isinstance(outcome, Rejected):
+            entry["error"] = outcome.reason
+            fin = self._finish(
+                request_id,
+                attempt,
+                "failed",
+                error=f"rejected ({outcome.http_status}): {outcome.reason}",
+                log=entry,
+            )
+        else:
+            assert isinstance(outcome, Unknown)
+            entry["error"] = outcome.reason
+            fin = self._finish(
+                request_id,
+                attempt,
+                "in_doubt",
+                error=f"in doubt: {outcome.reason}",
+                look_again_in=s.reconcile_interval_seconds,
+                log=entry,
+            )
+        if not fin:
+            return Step(f"not_recorded:{outcome.kind}")
+        log.info("%s attempt %d: %s", request_id, attempt, outcome.kind)
+        return Step(outcome.kind, retry_in=retry_in)
+
+    def _finish(self, request_id: str, attempt: int, state: str, **kw: object) -> bool:
+        """Record the outcome, retrying briefly on a Redis error. If it still fails, the lease
+        runs out and the sweeper judges the call by its sent mark (in doubt): never redialled."""
+        for delay in (0.1, 0.5, 1.0, 2.0, 0.0):
+            try:
+                fin = self.ledger.finish(request_id, attempt, state, **kw)  # type: ignore[arg-type]
+                return fin.ok
+            except redis.RedisError:
+                if not delay:
+                    break
+                time.sleep(delay)
+        log.error("could not record the outcome of %s; it will be judged in doubt", request_id)
+        return False

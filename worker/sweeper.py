@@ -1,0 +1,77 @@
+"""The lease sweeper: a timer in every worker, safe to run in many at once.
+
+Every few seconds it asks the ledger which calls are past their deadline and lets
+``expire.lua`` judge each one: a `dialing` call whose lease ran out is requeued if nothing was
+sent, or put `in_doubt` if its request went out; an overdue retry is republished; an in-doubt
+call whose check is due gets a reconcile task. It does not wait for the broker's
+visibility_timeout, which is hours.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+
+import redis
+
+from callq.ledger import Ledger
+from config import Settings
+
+log = logging.getLogger("callq.sweeper")
+
+
+class Sweeper:
+    def __init__(
+        self,
+        ledger: Ledger,
+        settings: Settings,
+        *,
+        requeue: Callable[[str], None],
+        reconcile: Callable[[str], None] | None = None,
+    ) -> None:
+        self.ledger = ledger
+        self.settings = settings
+        self.requeue = requeue
+        self.reconcile = reconcile
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def sweep_once(self) -> dict[str, int]:
+        """One pass. Returns the count of each verdict (for logs and tests)."""
+        s = self.settings
+        seen: dict[str, int] = {}
+        for request_id in self.ledger.due():
+            verdict = self.ledger.expire(
+                request_id,
+                reconcile_in=s.reconcile_interval_seconds,
+                overdue_in=s.retry_overdue_seconds,
+            )
+            seen[verdict] = seen.get(verdict, 0) + 1
+            if verdict == "requeue":
+                self.requeue(request_id)
+            elif verdict == "reconcile" and self.reconcile is not None:
+                self.reconcile(request_id)
+            elif verdict == "in_doubt":
+                log.warning("%s: worker lost after sending; now in doubt", request_id)
+        return seen
+
+    def run(self) -> None:
+        while not self._stop.wait(self.settings.sweep_interval_seconds):
+            try:
+                seen = self.sweep_once()
+                if seen:
+                    log.info("sweep: %s", seen)
+            except redis.RedisError as exc:
+                log.warning("sweep failed: %s", exc.__class__.__name__)
+            except Exception:
+                log.exception("sweep failed")
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self.run, name="callq-sweeper", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=5)

@@ -1,0 +1,55 @@
+"""Thin tasks: unpack the id, call a plain function, map the outcome.
+
+Task arguments carry only the request id: no phone number or secret travels through the
+broker or shows in Flower.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from celery import Task
+from celery.signals import worker_process_init, worker_ready, worker_shutdown
+
+from worker.app import CALLS_QUEUE, PLACE_CALL, app
+from worker.runtime import get_runtime, reset_runtime
+from worker.sweeper import Sweeper
+
+log = logging.getLogger("callq.worker")
+
+
+@app.task(name=PLACE_CALL, bind=True, max_retries=None, acks_late=True)  # type: ignore[untyped-decorator]
+def place_call(self: Task, request_id: str) -> str:
+    """One attempt at one call. Retries (not placed) go through Celery's own retry."""
+    step = get_runtime().dialer.place(request_id)
+    if step.retry_in is not None:
+        raise self.retry(countdown=step.retry_in, max_retries=None)
+    return step.result
+
+
+def publish_place_call(request_id: str) -> None:
+    place_call.apply_async((request_id,), queue=CALLS_QUEUE)
+
+
+_sweeper: Sweeper | None = None
+
+
+@worker_process_init.connect  # type: ignore[untyped-decorator]
+def _child_init(**_: Any) -> None:
+    reset_runtime()
+    get_runtime()
+
+
+@worker_ready.connect  # type: ignore[untyped-decorator]
+def _start_sweeper(**_: Any) -> None:
+    global _sweeper  # noqa: PLW0603 - one sweeper per worker
+    rt = get_runtime()
+    _sweeper = Sweeper(rt.ledger, rt.settings, requeue=publish_place_call)
+    _sweeper.start()
+
+
+@worker_shutdown.connect  # type: ignore[untyped-decorator]
+def _stop_sweeper(**_: Any) -> None:
+    if _sweeper is not None:
+        _sweeper.stop()
