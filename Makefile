@@ -1,0 +1,57 @@
+# The one entry point. `make help` lists the targets.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.DEFAULT_GOAL := help
+
+.PHONY: help
+help: ## list the targets
+	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | \
+	  awk 'BEGIN {FS = ":.*## "}; {printf "  make %-12s %s\n", $$1, $$2}'
+
+$(STAMP): pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e ".[test]"
+	@touch $(STAMP)
+
+.PHONY: install
+install: $(STAMP) ## create .venv and install the project with its test tools
+
+.PHONY: test
+test: $(STAMP) ## run the whole test suite (real Redis, simulator, Celery workers)
+	$(BIN)/pytest
+
+.PHONY: test-fast
+test-fast: $(STAMP) ## the tests that start no worker process
+	$(BIN)/pytest -m "not slow"
+
+.PHONY: lint
+lint: $(STAMP) ## ruff and mypy --strict
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+
+.PHONY: fmt
+fmt: $(STAMP) ## format the code with ruff
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+.PHONY: bench
+bench: $(STAMP) ## benchmarks: producer vs apply_async loop, limiter permits/s (writes docs/benchmarks.md)
+	$(BIN)/python -m bench
+
+.PHONY: simulator
+simulator: $(STAMP) ## run the Exotel simulator in the foreground on :8099
+	$(BIN)/python -m simulator --port 8099
+
+.PHONY: worker
+worker: $(STAMP) ## run one worker (needs REDIS_URL and Exotel settings)
+	$(BIN)/celery -A worker worker -Q calls --loglevel INFO
+
+.PHONY: clean
+clean: ## remove caches and local data (keeps .venv)
+	rm -rf .pytest_cache .mypy_cache .ruff_cache .hypothesis .data build *.egg-info
