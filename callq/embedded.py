@@ -43,8 +43,9 @@ def answers(url: str, timeout: float = 0.5) -> bool:
 
 
 class EmbeddedRedis:
-    def __init__(self, data_dir: str | os.PathLike[str], port: int | None = None,
-                 appendonly: bool = True) -> None:
+    def __init__(
+        self, data_dir: str | os.PathLike[str], port: int | None = None, appendonly: bool = True
+    ) -> None:
         self.data_dir = Path(data_dir)
         self.port = port or free_port()
         self.appendonly = appendonly
@@ -57,17 +58,32 @@ class EmbeddedRedis:
     def start(self, timeout: float = 10.0) -> EmbeddedRedis:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         argv = [
-            redis_server_binary(), "--port", str(self.port), "--bind", "127.0.0.1",
-            "--dir", str(self.data_dir.resolve()), "--save", "",
-            "--appendonly", "yes" if self.appendonly else "no", "--appendfsync", "everysec",
-            "--daemonize", "no", "--logfile", str((self.data_dir / "redis.log").resolve()),
+            redis_server_binary(),
+            "--port",
+            str(self.port),
+            "--bind",
+            "127.0.0.1",
+            "--dir",
+            str(self.data_dir.resolve()),
+            "--save",
+            "",
+            "--appendonly",
+            "yes" if self.appendonly else "no",
+            "--appendfsync",
+            "everysec",
+            "--daemonize",
+            "no",
+            "--logfile",
+            str((self.data_dir / "redis.log").resolve()),
         ]
         self.proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
-                raise RuntimeError(f"embedded redis exited with {self.proc.returncode}; "
-                                   f"see {self.data_dir / 'redis.log'}")
+                raise RuntimeError(
+                    f"embedded redis exited with {self.proc.returncode}; "
+                    f"see {self.data_dir / 'redis.log'}"
+                )
             if answers(self.url, 0.2):
                 return self
             time.sleep(0.05)
@@ -89,8 +105,9 @@ class EmbeddedRedis:
     def __enter__(self) -> EmbeddedRedis:
         return self.start()
 
-    def __exit__(self, et: type[BaseException] | None, ev: BaseException | None,
-                 tb: TracebackType | None) -> None:
+    def __exit__(
+        self, et: type[BaseException] | None, ev: BaseException | None, tb: TracebackType | None
+    ) -> None:
         self.stop()
 
 
@@ -103,7 +120,7 @@ def main(argv: list[str] | None = None) -> int:
     server = EmbeddedRedis(args.dir, args.port).start()
     print(server.url, flush=True)
     try:
-        assert server.proc is not None  # noqa: S101 - started above
+        assert server.proc is not None
         server.proc.wait()
     except KeyboardInterrupt:
         pass

@@ -17,7 +17,7 @@ import json
 import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Final, Literal
+from typing import Any, Final, Literal, cast
 
 import redis
 
@@ -79,7 +79,9 @@ class CampaignStatus:
     @property
     def settled(self) -> bool:
         """True when no call is waiting, dialing or in doubt."""
-        return all(self.states.get(s, 0) == 0 for s in ("queued", "dialing", "retrying", "in_doubt"))
+        return all(
+            self.states.get(s, 0) == 0 for s in ("queued", "dialing", "retrying", "in_doubt")
+        )
 
 
 def _ms(seconds: float) -> int:
@@ -89,7 +91,7 @@ def _ms(seconds: float) -> int:
 class Ledger:
     """Typed access to the call records. Every method is one round trip unless it says so."""
 
-    def __init__(self, client: redis.Redis, keys: Keys) -> None:  # type: ignore[type-arg]
+    def __init__(self, client: redis.Redis, keys: Keys) -> None:
         self.redis = client
         self.keys = keys
         self.scripts = Scripts(client)
@@ -143,7 +145,11 @@ class Ledger:
         k = self.keys
         return bool(
             self.scripts.release(
-                keys=[k.call(request_id), k.campaign_counts(campaign_of(request_id)), k.deadlines()],
+                keys=[
+                    k.call(request_id),
+                    k.campaign_counts(campaign_of(request_id)),
+                    k.deadlines(),
+                ],
                 args=[request_id, attempt, _ms(republish_after)],
             )
         )
@@ -190,11 +196,10 @@ class Ledger:
         """Request ids whose deadline has passed (by the Redis clock)."""
         sec, usec = self.redis.time()
         now_ms = sec * 1000 + usec // 1000
-        return list(self.redis.zrangebyscore(self.keys.deadlines(), "-inf", now_ms, 0, limit))
+        due = self.redis.zrangebyscore(self.keys.deadlines(), "-inf", now_ms, 0, limit)
+        return cast(list[str], due)
 
-    def expire(
-        self, request_id: str, *, reconcile_in: float, overdue_in: float
-    ) -> SweepVerdict:
+    def expire(self, request_id: str, *, reconcile_in: float, overdue_in: float) -> SweepVerdict:
         k = self.keys
         try:
             counts = k.campaign_counts(campaign_of(request_id))
@@ -244,8 +249,7 @@ class Ledger:
         return bool(self.redis.sismember(self.keys.campaigns(), campaign))
 
     def get(self, request_id: str) -> dict[str, str]:
-        data: dict[str, str] = self.redis.hgetall(self.keys.call(request_id))
-        return data
+        return cast(dict[str, str], self.redis.hgetall(self.keys.call(request_id)))
 
     def attempts_log(self, request_id: str) -> list[dict[str, Any]]:
         return [json.loads(x) for x in self.redis.lrange(self.keys.attempts(request_id), 0, -1)]
@@ -254,7 +258,7 @@ class Ledger:
         key = self.keys.campaign_calls(campaign)
         start = 0
         while True:
-            chunk: list[str] = self.redis.lrange(key, start, start + batch - 1)
+            chunk = cast(list[str], self.redis.lrange(key, start, start + batch - 1))
             if not chunk:
                 return
             yield from chunk
@@ -271,8 +275,7 @@ class Ledger:
                     yield rec
 
     def request_for_sid(self, sid: str) -> str | None:
-        rid: str | None = self.redis.hget(self.keys.sids(), sid)
-        return rid
+        return cast(str | None, self.redis.hget(self.keys.sids(), sid))
 
     @staticmethod
     def _chunks(items: Iterable[str], size: int) -> Iterator[list[str]]:
@@ -286,7 +289,7 @@ class Ledger:
             yield chunk
 
 
-def server_time(client: redis.Redis) -> float:  # type: ignore[type-arg]
+def server_time(client: redis.Redis) -> float:
     """The Redis server's clock, in seconds."""
     sec, usec = client.time()
     return float(sec) + usec / 1e6

@@ -33,7 +33,7 @@ class Reservation:
 class Limiter:
     def __init__(
         self,
-        client: redis.Redis,  # type: ignore[type-arg]
+        client: redis.Redis,
         keys: Keys,
         account: str,
         *,

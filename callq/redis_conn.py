@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import redis
 
 
-def make_redis(url: str, *, max_connections: int = 64) -> redis.Redis[Any]:
+def make_redis(url: str, *, max_connections: int = 64) -> redis.Redis:
     """A client that returns ``str`` and fails fast: a dead Redis is an error, not a hang."""
     return redis.Redis.from_url(
         url,

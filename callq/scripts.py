@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from functools import cache
 from importlib.resources import files
-from typing import Any
 
 import redis
 from redis.commands.core import Script
@@ -31,7 +30,7 @@ def source(name: str) -> str:
 class Scripts:
     """Every script registered on one client. ``scripts.claim(keys=[...], args=[...])``."""
 
-    def __init__(self, client: redis.Redis[Any]) -> None:
+    def __init__(self, client: redis.Redis) -> None:
         self._by_name: dict[str, Script] = {
             name: client.register_script(source(name)) for name in SCRIPT_NAMES
         }

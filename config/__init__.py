@@ -83,7 +83,7 @@ class Settings(BaseSettings):
     def _http_url(cls, value: str | None) -> str | None:
         if value in (None, ""):
             return None
-        assert value is not None  # noqa: S101 - narrowing for mypy only
+        assert value is not None
         parts = urlsplit(value)
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise ValueError("must be an http(s) URL with a host")
