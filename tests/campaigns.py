@@ -20,6 +20,8 @@ def campaign_csv(
     flow_every: int = 0,
     extra_header: str = "",
     extra_rows: list[str] | None = None,
+    time_limit: int = 600,
+    time_out: int = 30,
 ) -> bytes:
     """``n`` good rows (From->To, and every ``flow_every``-th a From->flow Url)."""
     lines = ["From,To,CallerId,Url,CustomField,TimeLimit,TimeOut" + extra_header]
@@ -28,7 +30,9 @@ def campaign_csv(
             url = f"http://my.exotel.com/acct/exoml/start_voice/{1000 + i}"
             lines.append(f"{mobile('98', i)},,08030752400,{url},order-{i},,")
         else:
-            lines.append(f"{mobile('98', i)},{mobile('97', i)},08030752400,,order-{i},600,30")
+            lines.append(
+                f"{mobile('98', i)},{mobile('97', i)},08030752400,,order-{i},{time_limit},{time_out}"
+            )
     lines.extend(extra_rows or [])
     return ("\n".join(lines) + "\n").encode()
 

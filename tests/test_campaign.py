@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 import pytest
@@ -48,64 +47,74 @@ def test_given_300_calls_and_3_workers_when_the_campaign_runs_then_each_is_place
     assert status.total == 300 and status.states["originated"] == 300
 
 
-def test_given_injected_faults_when_dialled_then_not_placed_is_retried_and_unknown_is_in_doubt_once(
-    settings: Settings, sim: Any, workers: Workers, ledger: Ledger
+def test_given_injected_faults_when_dialled_then_each_call_is_settled_and_placed_at_most_once(
+    settings: Settings, sim: Any, tmp_path: Any, ledger: Ledger
 ) -> None:
+    # Short proof windows: origination 1 s + TimeOut 1 s + TimeLimit 2 s.
+    settings = settings.model_copy(update={"exotel_origination_window_seconds": 1.0})
+    workers = Workers(settings, tmp_path)
     # Per To number: a scripted sequence of faults (then normal behaviour).
     plan = {
         0: ["500", "500"],  # retried, then originated on the third attempt
         1: ["504"],  # retried once, then originated
         2: ["429"],  # retried (and the limiter pushed back), then originated
         3: ["500", "504", "500", "500"],  # MAX_ATTEMPTS=4 not placed: failed, never originated
-        4: ["slow_placed"],  # placed, reply past the read timeout: in doubt, dialled once
-        5: ["reset_after"],  # placed, then reset: in doubt, dialled once
-        6: ["reset_before"],  # reset after sending: we cannot know: in doubt
+        4: ["slow_placed"],  # placed, reply past the read timeout: in doubt, found by search
+        5: ["reset_after"],  # placed, then reset: in doubt, found by search
+        6: [
+            "reset_before"
+        ],  # reset after sending, not placed: in doubt, proven unplaced, redialled
     }
-    sim.configure(slow_seconds=4.0)
+    sim.configure(slow_seconds=4.0, time_scale=0.01)
     for i, faults in plan.items():
         sim.script(mobile("97", i), faults)
-    Enqueuer(settings).enqueue_file(as_stream(campaign_csv(10)), "faults")
-    workers.start(1, concurrency=4)
-    wait_for(
-        lambda: (
-            ledger.status("faults").states["in_doubt"] == 3
-            and ledger.status("faults").states["originated"] == 6
-            and ledger.status("faults").states["failed"] == 1
-        ),
-        timeout=60,
-        message=lambda: (
-            f"faults settled: {ledger.status('faults').states} "
-            f"{[(r['to'][-2:], r['state'], r.get('last_error')) for r in ledger.iter_records('faults')]}"
-            f"{workers.output()[-3000:]}"
-        ),
-    )
+    Enqueuer(settings).enqueue_file(as_stream(campaign_csv(10, time_limit=2, time_out=1)), "faults")
+    try:
+        workers.start(1, concurrency=4)
+        wait_for(
+            lambda: ledger.status("faults").settled,
+            timeout=60,
+            message=lambda: (
+                f"faults settled: {ledger.status('faults').states} "
+                f"{[(r['to'][-2:], r['state'], r.get('last_error')) for r in ledger.iter_records('faults')]}"
+                f"{workers.output()[-3000:]}"
+            ),
+        )
+    finally:
+        workers.stop()
     truth = sim.truth()
-    rec = {r["to"]: r for r in ledger.iter_records("faults")}
+    v = verdict(ledger, "faults", truth)
+    assert v["states"] == {"originated": 9, "failed": 1}
+    assert v["duplicates"] == [] and v["wrong_sid"] == []
+    rec = {r["to"]: r for r in v["records"]}
 
     def attempts(i: int) -> int:
         return int(rec[mobile("97", i)]["attempts"])
 
-    assert [attempts(i) for i in (0, 1, 2, 3)] == [3, 2, 2, 4]
-    assert rec[mobile("97", 3)]["state"] == "failed"
+    assert [attempts(i) for i in range(7)] == [3, 2, 2, 4, 1, 1, 2]
     assert "not placed after 4 attempts" in rec[mobile("97", 3)]["last_error"]
-    for i in (4, 5, 6):
-        assert rec[mobile("97", i)]["state"] == "in_doubt"
-        assert attempts(i) == 1
     by_to = truth["by_to"]
     assert by_to.get(mobile("97", 3), 0) == 0
-    assert by_to[mobile("97", 4)] == 1 and by_to[mobile("97", 5)] == 1
-    assert by_to.get(mobile("97", 6), 0) == 0
+    assert [by_to[mobile("97", i)] for i in (0, 1, 2, 4, 5, 6)] == [1] * 6
     assert all(count == 1 for count in truth["by_custom_field"].values())
-    log = ledger.attempts_log(rec[mobile("97", 0)]["request_id"])
-    assert [e["outcome"] for e in log] == ["not_placed", "not_placed", "originated"]
-    # Nothing is dialled again while in doubt, however long we wait.
-    time.sleep(3)
-    assert sim.truth()["originated"] == truth["originated"]
+    outcomes = {
+        i: [e["outcome"] for e in ledger.attempts_log(rec[mobile("97", i)]["request_id"])]
+        for i in (0, 4, 6)
+    }
+    assert outcomes == {
+        0: ["not_placed", "not_placed", "originated"],
+        4: ["unknown", "reconciled"],
+        6: ["unknown", "unplaced", "originated"],
+    }
 
 
 def test_given_a_worker_killed_mid_campaign_when_another_takes_over_then_no_call_is_dialled_twice(
-    settings: Settings, sim: Any, workers: Workers, ledger: Ledger
+    settings: Settings, sim: Any, tmp_path: Any, ledger: Ledger, request: Any
 ) -> None:
+    # Reconcile is kept out of the way here: the victim's sent calls must stay in doubt.
+    settings = settings.model_copy(update={"reconcile_interval_seconds": 600.0})
+    workers = Workers(settings, tmp_path)
+    request.addfinalizer(workers.stop)
     sim.configure(latency=True, time_scale=1.0, p_slow_placed=0.15, slow_seconds=6.0)
     Enqueuer(settings).enqueue_file(as_stream(campaign_csv(80)), "kill")
     (victim,) = workers.start(1, concurrency=16)

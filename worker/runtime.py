@@ -18,6 +18,7 @@ from callq.exotel import ExotelClient, make_session
 from callq.keys import Keys
 from callq.ledger import Ledger
 from callq.limiter import Limiter
+from callq.reconcile import Reconciler
 from callq.redis_conn import make_redis
 from callq.retry import RetryPolicy
 from config import Settings, load_settings
@@ -30,6 +31,7 @@ class Runtime:
     ledger: Ledger
     limiter: Limiter
     dialer: Dialer
+    reconciler: Reconciler
 
     @classmethod
     def build(cls, settings: Settings) -> Runtime:
@@ -58,7 +60,8 @@ class Runtime:
         )
         name = f"{socket.gethostname()}:{os.getpid()}"
         dialer = Dialer(settings, ledger, limiter, exotel, policy, worker=name)
-        return cls(settings, client, ledger, limiter, dialer)
+        reconciler = Reconciler(settings, ledger, limiter, exotel, policy)
+        return cls(settings, client, ledger, limiter, dialer, reconciler)
 
 
 _lock = threading.Lock()

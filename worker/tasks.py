@@ -12,7 +12,7 @@ from typing import Any
 from celery import Task
 from celery.signals import worker_process_init, worker_ready, worker_shutdown
 
-from worker.app import CALLS_QUEUE, PLACE_CALL, app
+from worker.app import CALLS_QUEUE, PLACE_CALL, RECONCILE, app
 from worker.runtime import get_runtime, reset_runtime
 from worker.sweeper import Sweeper
 
@@ -28,8 +28,21 @@ def place_call(self: Task, request_id: str) -> str:
     return step.result
 
 
+@app.task(name=RECONCILE, acks_late=True)  # type: ignore[untyped-decorator]
+def reconcile(request_id: str) -> str:
+    """Settle one in-doubt call: callback, else Call Details search, else wait for proof."""
+    verdict = get_runtime().reconciler.reconcile(request_id)
+    if verdict.redial:
+        publish_place_call(request_id)
+    return verdict.result
+
+
 def publish_place_call(request_id: str) -> None:
     place_call.apply_async((request_id,), queue=CALLS_QUEUE)
+
+
+def publish_reconcile(request_id: str) -> None:
+    reconcile.apply_async((request_id,), queue=CALLS_QUEUE)
 
 
 _sweeper: Sweeper | None = None
@@ -45,7 +58,9 @@ def _child_init(**_: Any) -> None:
 def _start_sweeper(**_: Any) -> None:
     global _sweeper  # noqa: PLW0603 - one sweeper per worker
     rt = get_runtime()
-    _sweeper = Sweeper(rt.ledger, rt.settings, requeue=publish_place_call)
+    _sweeper = Sweeper(
+        rt.ledger, rt.settings, requeue=publish_place_call, reconcile=publish_reconcile
+    )
     _sweeper.start()
 
 

@@ -1,0 +1,222 @@
+"""Settle an in-doubt call without ever dialling it twice.
+
+A call goes ``in_doubt`` when its request may have reached Exotel but no answer came back.
+It is settled by, in order:
+
+1. its terminal StatusCallback (matched by our request id in CustomField, see
+   :mod:`callq.callback_store`), which moves it to ``originated`` at any time;
+2. a Call Details search (``Calls.json`` by From and a DateCreated window), through the same
+   global limiter as Calls/connect: found -> ``originated`` with that Sid;
+3. "not found" proves the call unplaced only once it could have ended: sent_at +
+   EXOTEL_ORIGINATION_WINDOW_SECONDS + TimeOut + TimeLimit (Exotel lists only ended calls).
+   Then the call goes back to ``retrying`` (or ``failed`` when its attempts are used up, or
+   when IN_DOUBT_POLICY=fail). Until then it stays ``in_doubt`` and is looked at again later.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import redis
+
+from callq.errors import ExotelReplyError, LimiterUnavailable
+from callq.exotel import ExotelClient
+from callq.ledger import Ledger
+from callq.limiter import Limiter
+from callq.retry import RetryPolicy
+from config import Settings
+
+log = logging.getLogger("callq.reconcile")
+
+EXOTEL_MAX_TIME_LIMIT = 14400  # seconds: Exotel's default and largest TimeLimit
+EXOTEL_MAX_TIME_OUT = 60
+SEARCH_MARGIN = 120.0  # seconds either side of the window: clock skew, zone mistakes
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """What reconcile decided. ``redial`` means: publish place_call now."""
+
+    result: str
+    redial: bool = False
+
+
+def proof_seconds(record: dict[str, str], settings: Settings) -> float:
+    """How long after sending a call could still be going on (so absent from Call Details)."""
+    time_out = int(record.get("time_out") or EXOTEL_MAX_TIME_OUT)
+    time_limit = int(record.get("time_limit") or EXOTEL_MAX_TIME_LIMIT)
+    return settings.exotel_origination_window_seconds + time_out + time_limit
+
+
+def _digits(number: Any) -> str:
+    """The last 10 digits: Exotel may list +919052161119 as 09052161119."""
+    return "".join(ch for ch in str(number or "") if ch.isdigit())[-10:]
+
+
+def _parse_exotel_time(text: Any, settings: Settings) -> float | None:
+    from zoneinfo import ZoneInfo
+
+    try:
+        naive = datetime.strptime(str(text), "%Y-%m-%d %H:%M:%S")
+    except ValueError:
+        return None
+    return naive.replace(tzinfo=ZoneInfo(settings.exotel_timezone)).timestamp()
+
+
+class Reconciler:
+    def __init__(
+        self,
+        settings: Settings,
+        ledger: Ledger,
+        limiter: Limiter,
+        client: ExotelClient,
+        policy: RetryPolicy,
+    ) -> None:
+        self.settings = settings
+        self.ledger = ledger
+        self.limiter = limiter
+        self.client = client
+        self.policy = policy
+
+    def reconcile(self, request_id: str) -> Verdict:
+        rec = self.ledger.get(request_id)
+        if rec.get("state") != "in_doubt":
+            return Verdict(f"skip:{rec.get('state', 'missing')}")
+        attempt = int(rec.get("attempts") or 0)
+        sent_at = int(rec.get("sent_at") or rec.get("in_doubt_since") or 0) / 1000.0
+        proven_at = sent_at + proof_seconds(rec, self.settings)
+        try:
+            found = self._search(rec, sent_at)
+        except (ExotelReplyError, LimiterUnavailable, TimeoutError, ValueError) as exc:
+            log.warning("%s: Call Details search failed (%s); will look again", request_id, exc)
+            self._look_again(request_id, attempt, sent_at, proven_at, f"search failed: {exc}")
+            return Verdict("search_failed")
+        if len(found) == 1:
+            sid = str(found[0].get("Sid"))
+            fin = self.ledger.finish(
+                request_id,
+                attempt,
+                "originated",
+                sid=sid,
+                log={
+                    "attempt": attempt,
+                    "outcome": "reconciled",
+                    "sid": sid,
+                    "at": round(time.time(), 3),
+                },
+            )
+            return Verdict("found" if fin.ok else f"not_recorded:{fin.state}")
+        if len(found) > 1:
+            # Placed, but we cannot tell which Sid is ours: never redial; an operator decides.
+            sids = ",".join(str(c.get("Sid")) for c in found[:5])
+            self._look_again(
+                request_id,
+                attempt,
+                sent_at,
+                proven_at,
+                f"ambiguous: {len(found)} candidate calls ({sids})",
+                at=proven_at * 4,
+            )
+            return Verdict("ambiguous")
+        now = time.time()
+        if now < proven_at:
+            self._look_again(request_id, attempt, sent_at, proven_at, "not found yet")
+            return Verdict("not_yet")
+        reason = f"proven unplaced (not found {now - sent_at:.0f} s after sending)"
+        if self.settings.in_doubt_policy == "fail" or self.policy.exhausted(attempt):
+            why = (
+                "IN_DOUBT_POLICY=fail"
+                if self.settings.in_doubt_policy == "fail"
+                else (f"after {attempt} attempts")
+            )
+            fin = self.ledger.finish(
+                request_id,
+                attempt,
+                "failed",
+                error=f"{reason}; {why}",
+                log={"attempt": attempt, "outcome": "unplaced"},
+            )
+            return Verdict("failed" if fin.ok else f"not_recorded:{fin.state}")
+        fin = self.ledger.finish(
+            request_id,
+            attempt,
+            "retrying",
+            error=reason,
+            next_in=0.0,
+            look_again_in=self.settings.retry_overdue_seconds,
+            log={"attempt": attempt, "outcome": "unplaced"},
+        )
+        return Verdict("unplaced", redial=fin.ok)
+
+    def _search(self, rec: dict[str, str], sent_at: float) -> list[dict[str, Any]]:
+        s = self.settings
+        start = datetime.fromtimestamp(sent_at - SEARCH_MARGIN, tz=UTC)
+        end = datetime.fromtimestamp(
+            sent_at + s.exotel_origination_window_seconds + SEARCH_MARGIN, tz=UTC
+        )
+        calls = self.client.search_calls(
+            from_=[rec["from"]],
+            created_from=start,
+            created_to=end,
+            before_request=self._permit,
+        )
+        want_to = _digits(rec.get("to"))
+        known = self._known_sids([str(c.get("Sid")) for c in calls])
+        out = []
+        for call in calls:
+            sid = str(call.get("Sid") or "")
+            if not sid or (known.get(sid) not in (None, rec["request_id"])):
+                continue  # another request's call to the same number
+            if _digits(call.get("From")) != _digits(rec["from"]):
+                continue
+            if want_to and _digits(call.get("To")) != want_to:
+                continue
+            created = _parse_exotel_time(call.get("DateCreated"), s)
+            if created is not None and not (
+                sent_at - SEARCH_MARGIN
+                <= created
+                <= sent_at + s.exotel_origination_window_seconds + SEARCH_MARGIN
+            ):
+                continue
+            out.append(call)
+        return out
+
+    def _permit(self) -> None:
+        self.limiter.acquire(timeout=self.settings.rate_limit_max_wait_seconds)
+
+    def _known_sids(self, sids: list[str]) -> dict[str, str | None]:
+        if not sids:
+            return {}
+        values = self.ledger.redis.hmget(self.ledger.keys.sids(), sids)
+        return {
+            sid: (str(v) if v is not None else None) for sid, v in zip(sids, values, strict=True)
+        }
+
+    def _look_again(
+        self,
+        request_id: str,
+        attempt: int,
+        sent_at: float,
+        proven_at: float,
+        note: str,
+        at: float | None = None,
+    ) -> None:
+        """Stay in doubt; look again after an interval that grows with the time in doubt,
+        and never later than the moment "not found" becomes proof."""
+        now = time.time()
+        interval = max(self.settings.reconcile_interval_seconds, now - sent_at)
+        target = at if at is not None else min(now + interval, max(proven_at, now) + 1.0)
+        try:
+            self.ledger.finish(
+                request_id,
+                attempt,
+                "in_doubt",
+                error=f"in doubt: {note}",
+                look_again_in=max(target - now, 1.0),
+            )
+        except redis.RedisError:
+            log.warning("%s: could not reschedule; the sweeper will look again", request_id)
