@@ -13,6 +13,9 @@ import sys
 import time
 from typing import TextIO
 
+import redis
+from kombu.exceptions import OperationalError
+
 from config import ConfigError, load_settings
 from producer import campaign_status, cancel_campaign, write_report_file
 from producer.enqueue import Enqueuer, check_campaign
@@ -190,4 +193,11 @@ def main(argv: list[str] | None = None, prog: str = "python -m producer") -> int
     except ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except (redis.RedisError, OperationalError) as exc:
+        # The URL is not printed: it may hold a password.
+        print(
+            f"error: cannot reach Redis ({exc.__class__.__name__}); check REDIS_URL",
+            file=sys.stderr,
+        )
+        return 1
     return rc
