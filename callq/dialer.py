@@ -7,15 +7,17 @@ returns a :class:`Step` that the task maps (retry later, or nothing more to do).
 from __future__ import annotations
 
 import logging
+import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import redis
 
-from callq.errors import InvalidRow, LimiterUnavailable
+from callq.errors import InvalidRow, LimiterUnavailable, Stopping
 from callq.exotel import ExotelClient, build_connect_params
 from callq.ledger import Ledger
 from callq.limiter import Limiter
+from callq.metrics import CALLS, EXOTEL_LATENCY, LIMITER_WAIT, RATE_LIMITED
 from callq.outcome import NotPlaced, Originated, Outcome, Rejected, Unknown
 from callq.retry import RetryPolicy
 from config import Settings
@@ -39,6 +41,7 @@ class Dialer:
     client: ExotelClient
     policy: RetryPolicy
     worker: str = "worker"
+    stopping: threading.Event = field(default_factory=threading.Event)
 
     @property
     def claim_lease(self) -> float:
@@ -71,7 +74,13 @@ class Dialer:
             self._finish(request_id, attempt, "failed", error=f"invalid record: {exc}")
             return Step("invalid")
         try:
-            waited = self.limiter.acquire(timeout=s.rate_limit_max_wait_seconds)
+            waited = self.limiter.acquire(timeout=s.rate_limit_max_wait_seconds, stop=self.stopping)
+        except Stopping:
+            # Warm shutdown: nothing was sent. Give the call back, uncounted, for another
+            # worker; the in-flight requests of this worker finish and are recorded.
+            self._release(request_id, attempt)
+            log.info("%s released: worker stopping, nothing was sent", request_id)
+            return Step("released", retry_in=0.0)
         except (LimiterUnavailable, TimeoutError) as exc:
             # Nothing was sent: give the attempt back. If Redis is down this fails too, and
             # the sweeper requeues the call when the lease runs out.
@@ -81,7 +90,10 @@ class Dialer:
         if not self.ledger.mark_sent(request_id, attempt, lease_seconds=self.send_lease):
             log.warning("lease lost for %s attempt %d; not sending", request_id, attempt)
             return Step("lease_lost")
+        LIMITER_WAIT.observe(waited)
         outcome, elapsed = self.client.connect(params)
+        CALLS.labels(outcome.kind).inc()
+        EXOTEL_LATENCY.observe(elapsed)
         return self._record(request_id, attempt, outcome, elapsed, waited)
 
     def _release(self, request_id: str, attempt: int) -> None:
@@ -110,6 +122,7 @@ class Dialer:
         elif isinstance(outcome, NotPlaced):
             entry["error"] = outcome.reason
             if outcome.rate_limited:
+                RATE_LIMITED.inc()
                 try:
                     self.limiter.push_back(outcome.retry_after or s.rate_limited_pushback_seconds)
                 except LimiterUnavailable:

@@ -19,6 +19,10 @@ class LimiterUnavailable(CallqError):
     """The limiter could not be reached. It fails closed: no request may go out."""
 
 
+class Stopping(CallqError):
+    """The worker is shutting down: a call still waiting for a permit is given back."""
+
+
 class InvalidRow(CallqError):
     """A campaign row was refused. ``field`` names the column at fault."""
 

@@ -13,13 +13,14 @@ limiter fails closed: :class:`LimiterUnavailable`, and no request goes out.
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
 import redis
 
-from callq.errors import LimiterUnavailable
+from callq.errors import LimiterUnavailable, Stopping
 from callq.keys import Keys
 from callq.scripts import Scripts
 
@@ -65,22 +66,30 @@ class Limiter:
             raise LimiterUnavailable(f"limiter unreachable: {exc.__class__.__name__}") from exc
         return Reservation(granted=bool(int(granted)), wait=int(wait_us) / 1e6)
 
-    def acquire(self, timeout: float | None = None) -> float:
+    def acquire(self, timeout: float | None = None, stop: threading.Event | None = None) -> float:
         """Block until this caller holds a permit; return the seconds waited.
 
-        Raises :class:`LimiterUnavailable` if Redis is unreachable, or ``TimeoutError`` if no
-        permit could be had within ``timeout`` seconds (nothing is then reserved).
+        Raises :class:`LimiterUnavailable` if Redis is unreachable, ``TimeoutError`` if no
+        permit could be had within ``timeout`` seconds (nothing is then reserved), or
+        :class:`Stopping` as soon as ``stop`` is set (a reserved permit is then left unused:
+        that costs throughput, never the limit).
         """
         started = time.monotonic()
         while True:
             r = self.reserve()
             if r.granted:
-                if r.wait > 0:
-                    self._sleep(r.wait)
+                self._wait(r.wait, stop)
                 return time.monotonic() - started
             if timeout is not None and time.monotonic() - started + r.wait > timeout:
                 raise TimeoutError("no permit within the timeout")
-            self._sleep(r.wait)
+            self._wait(r.wait, stop)
+
+    def _wait(self, seconds: float, stop: threading.Event | None) -> None:
+        if stop is None:
+            if seconds > 0:
+                self._sleep(seconds)
+        elif stop.is_set() or stop.wait(seconds):
+            raise Stopping("worker shutting down")
 
     def push_back(self, seconds: float, now_us: int | None = None) -> None:
         """After a 429: no permit for anyone before now + ``seconds``."""

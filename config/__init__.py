@@ -76,6 +76,8 @@ class Settings(BaseSettings):
     # Celery.
     broker_key_prefix: str = ""
     worker_concurrency: Annotated[int, Field(gt=0)] = 16
+    worker_heartbeat_file: str = ""
+    metrics_port: Annotated[int, Field(ge=0, le=65535)] = 0
     visibility_timeout_seconds: Annotated[int, Field(gt=0)] = 7200
 
     @field_validator("exotel_base_url", "callback_url")

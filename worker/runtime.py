@@ -77,6 +77,11 @@ def get_runtime() -> Runtime:
     return _runtime
 
 
+def current_runtime() -> Runtime | None:
+    """The runtime if this process built one (never builds it)."""
+    return _runtime
+
+
 def reset_runtime(**_: Any) -> None:
     """Forget the runtime (after a fork, the child builds its own)."""
     global _runtime  # noqa: PLW0603

@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable
+from pathlib import Path
 
 import redis
 
@@ -60,12 +61,24 @@ class Sweeper:
         while not self._stop.wait(self.settings.sweep_interval_seconds):
             try:
                 seen = self.sweep_once()
+                self._heartbeat()
                 if seen:
                     log.info("sweep: %s", seen)
             except redis.RedisError as exc:
                 log.warning("sweep failed: %s", exc.__class__.__name__)
             except Exception:
                 log.exception("sweep failed")
+
+    def _heartbeat(self) -> None:
+        """Touch WORKER_HEARTBEAT_FILE after a sweep that reached Redis (liveness probe)."""
+        path = self.settings.worker_heartbeat_file
+        if path:
+            try:
+                p = Path(path)
+                p.parent.mkdir(parents=True, exist_ok=True)
+                p.touch()
+            except OSError as exc:
+                log.warning("cannot touch heartbeat file: %s", exc)
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self.run, name="callq-sweeper", daemon=True)

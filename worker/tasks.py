@@ -10,8 +10,14 @@ import logging
 from typing import Any
 
 from celery import Task
-from celery.signals import worker_process_init, worker_ready, worker_shutdown
+from celery.signals import (
+    worker_process_init,
+    worker_ready,
+    worker_shutdown,
+    worker_shutting_down,
+)
 
+from callq.metrics import RECONCILED, LedgerCollector
 from worker.app import CALLS_QUEUE, PLACE_CALL, RECONCILE, app
 from worker.runtime import get_runtime, reset_runtime
 from worker.sweeper import Sweeper
@@ -32,6 +38,7 @@ def place_call(self: Task, request_id: str) -> str:
 def reconcile(request_id: str) -> str:
     """Settle one in-doubt call: callback, else Call Details search, else wait for proof."""
     verdict = get_runtime().reconciler.reconcile(request_id)
+    RECONCILED.labels(verdict.result.split(":")[0]).inc()
     if verdict.redial:
         publish_place_call(request_id)
     return verdict.result
@@ -62,6 +69,22 @@ def _start_sweeper(**_: Any) -> None:
         rt.ledger, rt.settings, requeue=publish_place_call, reconcile=publish_reconcile
     )
     _sweeper.start()
+    if rt.settings.metrics_port:
+        from prometheus_client import REGISTRY, start_http_server
+
+        REGISTRY.register(LedgerCollector(rt.redis, rt.ledger.keys))
+        start_http_server(rt.settings.metrics_port)
+        log.info("metrics on :%d/metrics", rt.settings.metrics_port)
+
+
+@worker_shutting_down.connect  # type: ignore[untyped-decorator]
+def _stop_waiting(**_: Any) -> None:
+    """Warm shutdown begins: calls waiting for a permit are given back at once."""
+    from worker.runtime import current_runtime
+
+    rt = current_runtime()
+    if rt is not None:
+        rt.dialer.stopping.set()
 
 
 @worker_shutdown.connect  # type: ignore[untyped-decorator]

@@ -1,0 +1,68 @@
+"""Every Prometheus metric of the project, in one place.
+
+The worker serves them on ``METRICS_PORT`` (threads pool: one process, all threads share the
+registry); the callback receiver on its own ``/metrics``. Gauges that describe the whole
+deployment (calls in doubt, open breakers) are read from Redis at scrape time, so every
+replica reports the same true value; alert on ``max()`` of them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import redis
+from prometheus_client import Counter, Histogram
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+from callq.keys import Keys
+
+CALLS = Counter("callq_calls", "Calls/connect attempts by outcome", ["outcome"])
+EXOTEL_LATENCY = Histogram(
+    "callq_exotel_latency_seconds",
+    "Time Exotel took to answer Calls/connect",
+    buckets=(0.1, 0.25, 0.5, 0.75, 1.0, 1.5, 2.5, 5.0, 10.0, 30.0),
+)
+LIMITER_WAIT = Histogram(
+    "callq_limiter_wait_seconds",
+    "Time a call waited for a permit from the global limiter",
+    buckets=(0.0, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0),
+)
+RATE_LIMITED = Counter("callq_rate_limited", "HTTP 429 answers from Exotel")
+CALLBACKS = Counter(
+    "callq_callbacks",
+    "StatusCallbacks received, by call status and match result",
+    ["status", "match"],
+)
+RECONCILED = Counter("callq_reconciled", "Reconcile verdicts", ["verdict"])
+
+
+class LedgerCollector(Collector):
+    """Scrape-time gauges read from Redis: in-doubt calls per campaign, open breakers."""
+
+    def __init__(self, client: redis.Redis, keys: Keys) -> None:
+        self.client = client
+        self.keys = keys
+
+    def collect(self) -> Iterator[Any]:
+        in_doubt = GaugeMetricFamily(
+            "callq_in_doubt_calls", "Calls in doubt, per campaign", labels=["campaign"]
+        )
+        breaker = GaugeMetricFamily(
+            "callq_breaker_open", "1 while an account's breaker is open", labels=["account"]
+        )
+        try:
+            campaigns = sorted(str(c) for c in self.client.smembers(self.keys.campaigns()))
+            pipe = self.client.pipeline(transaction=False)
+            for c in campaigns:
+                pipe.hget(self.keys.campaign_counts(c), "in_doubt")
+            for c, value in zip(campaigns, pipe.execute(), strict=True):
+                in_doubt.add_metric([c], float(value or 0))
+            for key in self.client.scan_iter(match=self.keys.breaker("*"), count=100):
+                account = str(key).rsplit(":", 1)[-1]
+                breaker.add_metric([account], 1.0)
+        except redis.RedisError:
+            return
+        yield in_doubt
+        yield breaker
