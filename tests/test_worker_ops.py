@@ -44,8 +44,11 @@ def test_given_metrics_and_heartbeat_settings_when_a_campaign_runs_then_both_are
     sim.script("+919700000003", ["500"])
     Enqueuer(settings).enqueue_file(as_stream(campaign_csv(6)), "metrics")
     workers.start(1, concurrency=4)
-    wait_for(lambda: ledger.status("metrics").states["originated"] == 6, timeout=60,
-             message=lambda: str(ledger.status("metrics").states))
+    wait_for(
+        lambda: ledger.status("metrics").states["originated"] == 6,
+        timeout=60,
+        message=lambda: str(ledger.status("metrics").states),
+    )
     text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
     assert metric(text, 'callq_calls_total{outcome="originated"}') == 6
     assert metric(text, 'callq_calls_total{outcome="not_placed"}') == 1
@@ -75,8 +78,11 @@ def test_given_sigterm_mid_campaign_when_the_worker_stops_then_nothing_is_left_d
     assert after["in_doubt"] == 0, after
     assert "released" in workers.output()
     workers.start(1, concurrency=12)
-    wait_for(lambda: ledger.status("term").states["originated"] == 60, timeout=90,
-             message=lambda: str(ledger.status("term").states))
+    wait_for(
+        lambda: ledger.status("term").states["originated"] == 60,
+        timeout=90,
+        message=lambda: str(ledger.status("term").states),
+    )
     v = verdict(ledger, "term", sim.truth())
     assert v["duplicates"] == [] and v["wrong_sid"] == []
     assert sorted(sim.truth()["by_custom_field"].values()) == [1] * 60
