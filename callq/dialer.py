@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 
 import redis
 
+from callq.breaker import Breaker
 from callq.errors import InvalidRow, LimiterUnavailable, Stopping
 from callq.exotel import ExotelClient, build_connect_params
 from callq.ledger import Ledger
@@ -41,6 +42,7 @@ class Dialer:
     client: ExotelClient
     policy: RetryPolicy
     worker: str = "worker"
+    breaker: Breaker | None = None
     stopping: threading.Event = field(default_factory=threading.Event)
 
     @property
@@ -56,6 +58,13 @@ class Dialer:
 
     def place(self, request_id: str) -> Step:
         s = self.settings
+        probe = False
+        if self.breaker is not None:
+            gate = self.breaker.check(probe_ttl=self.claim_lease + self.send_lease)
+            if gate.gate == "open":
+                # The account is refused: leave the call as it is and come back later.
+                return Step("breaker_open", retry_in=gate.wait + 0.5)
+            probe = gate.gate == "probe"
         claim = self.ledger.claim(
             request_id,
             lease_seconds=self.claim_lease,
@@ -94,7 +103,13 @@ class Dialer:
         outcome, elapsed = self.client.connect(params)
         CALLS.labels(outcome.kind).inc()
         EXOTEL_LATENCY.observe(elapsed)
-        return self._record(request_id, attempt, outcome, elapsed, waited)
+        step = self._record(request_id, attempt, outcome, elapsed, waited)
+        if probe and self.breaker is not None and step.result != "breaker_tripped":
+            if isinstance(outcome, Unknown):
+                self.breaker.redis.delete(self.breaker.probe_key)  # proves nothing: probe again
+            else:
+                self.breaker.close()
+        return step
 
     def _release(self, request_id: str, attempt: int) -> None:
         try:
@@ -146,6 +161,20 @@ class Dialer:
                     look_again_in=retry_in + s.retry_overdue_seconds,
                     log=entry,
                 )
+        elif isinstance(outcome, Rejected) and outcome.account_level and self.breaker:
+            entry["error"] = outcome.reason
+            cooldown = self.breaker.trip(f"HTTP {outcome.http_status}: {outcome.reason}")
+            fin = self._finish(
+                request_id,
+                attempt,
+                "retrying",
+                error=f"account refused ({outcome.http_status}): {outcome.reason}; dialling paused",
+                next_in=cooldown,
+                look_again_in=cooldown + s.retry_overdue_seconds,
+                log=entry,
+                uncount=True,
+            )
+            return Step("breaker_tripped", retry_in=cooldown) if fin else Step("not_recorded")
         elif isinstance(outcome, Rejected):
             entry["error"] = outcome.reason
             fin = self._finish(

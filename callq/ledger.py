@@ -165,6 +165,7 @@ class Ledger:
         next_in: float | None = None,
         look_again_in: float | None = None,
         log: Mapping[str, Any] | None = None,
+        uncount: bool = False,
     ) -> Finish:
         """Record what a sent attempt came to (see finish.lua)."""
         k = self.keys
@@ -186,6 +187,7 @@ class Ledger:
                 "" if next_in is None else _ms(next_in),
                 "" if look_again_in is None else _ms(look_again_in),
                 json.dumps(dict(log), separators=(",", ":"), sort_keys=True) if log else "",
+                "1" if uncount else "",
             ],
         )
         return Finish(ok=bool(int(raw[0])), state=str(raw[1]), pending_callback=bool(int(raw[2])))

@@ -62,6 +62,10 @@ class Settings(BaseSettings):
     retry_jitter: bool = True
     rate_limited_pushback_seconds: PositiveFloat = 5.0
 
+    # The per-account breaker.
+    breaker_cooldown_seconds: PositiveFloat = 60.0
+    breaker_max_cooldown_seconds: PositiveFloat = 900.0
+
     # Leases and the sweeper.
     lease_grace_seconds: PositiveFloat = 15.0
     sweep_interval_seconds: PositiveFloat = 2.0

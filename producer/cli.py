@@ -11,12 +11,16 @@ import argparse
 import json
 import sys
 import time
+from datetime import UTC, datetime
 from typing import TextIO
 
 import redis
 from kombu.exceptions import OperationalError
 
-from config import ConfigError, load_settings
+from callq.breaker import Breaker
+from callq.keys import Keys
+from callq.redis_conn import make_redis
+from config import ConfigError, Settings, load_settings
 from producer import campaign_status, cancel_campaign, write_report_file
 from producer.enqueue import Enqueuer, check_campaign
 
@@ -114,6 +118,9 @@ def cmd_status(args: argparse.Namespace) -> int:
         print(json.dumps(status.as_dict()))
         return 0
     print(f"campaign {status.campaign}: {status.total} calls")
+    paused = _breaker_note(settings)
+    if paused:
+        print(paused)
     for state in [*STATE_ORDER, *sorted(set(status.states) - set(STATE_ORDER))]:
         count = status.states.get(state, 0)
         print(f"  {state:<11} {count:>8}  {100.0 * count / status.total:5.1f}%")
@@ -122,6 +129,24 @@ def cmd_status(args: argparse.Namespace) -> int:
         for name, count in status.call_status.items():
             print(f"  {name:<11} {count:>8}")
     return 0
+
+
+def _breaker_note(settings: Settings) -> str:
+    """One line when dialling is paused for the configured account, else ''."""
+    if not settings.exotel_account_sid:
+        return ""
+    state = Breaker(
+        make_redis(settings.require_redis_url()),
+        Keys(settings.key_prefix),
+        settings.exotel_account_sid,
+    ).state()
+    if not state:
+        return ""
+    until = datetime.fromtimestamp(int(state["until"]) / 1000, tz=UTC).strftime("%H:%M:%S UTC")
+    return (
+        f"DIALLING PAUSED for account {settings.exotel_account_sid} (breaker open, probe after "
+        f"{until}): {state.get('reason', '')}"
+    )
 
 
 def cmd_report(args: argparse.Namespace) -> int:

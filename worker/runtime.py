@@ -13,6 +13,7 @@ from typing import Any
 
 import redis
 
+from callq.breaker import Breaker
 from callq.dialer import Dialer
 from callq.exotel import ExotelClient, make_session
 from callq.keys import Keys
@@ -59,7 +60,14 @@ class Runtime:
             jitter=settings.retry_jitter,
         )
         name = f"{socket.gethostname()}:{os.getpid()}"
-        dialer = Dialer(settings, ledger, limiter, exotel, policy, worker=name)
+        breaker = Breaker(
+            client,
+            keys,
+            settings.exotel_account_sid,
+            cooldown=settings.breaker_cooldown_seconds,
+            max_cooldown=settings.breaker_max_cooldown_seconds,
+        )
+        dialer = Dialer(settings, ledger, limiter, exotel, policy, worker=name, breaker=breaker)
         reconciler = Reconciler(settings, ledger, limiter, exotel, policy)
         return cls(settings, client, ledger, limiter, dialer, reconciler)
 

@@ -7,6 +7,7 @@
 -- ARGV[6] ms until next_at (retrying only, else '')
 -- ARGV[7] ms until the sweeper must look again (retrying: overdue guard; in_doubt: reconcile)
 -- ARGV[8] one JSON line for the attempts log
+-- ARGV[9] '1' to uncount the attempt (an account-level refusal: the breaker's fault, not the call's)
 -- Allowed from `dialing` or `in_doubt` of the same attempt (a late reply after the lease ran
 -- out still tells the truth). Returns {1, new state, pending} on success, where pending is 1
 -- when a callback for this sid is waiting; {0, current state, 0} when refused.
@@ -39,4 +40,5 @@ if from ~= to then
   redis.call('HINCRBY', KEYS[2], to, 1)
 end
 if ARGV[8] ~= '' then redis.call('RPUSH', KEYS[5], ARGV[8]) end
+if ARGV[9] == '1' then redis.call('HINCRBY', KEYS[1], 'attempts', -1) end
 return {1, to, pending}
