@@ -14,9 +14,10 @@ from dataclasses import dataclass, field
 import redis
 
 from callq.breaker import Breaker
+from callq.callback_store import CallbackStore
 from callq.errors import InvalidRow, LimiterUnavailable, Stopping
 from callq.exotel import ExotelClient, build_connect_params
-from callq.ledger import Ledger
+from callq.ledger import Finish, Ledger
 from callq.limiter import Limiter
 from callq.metrics import CALLS, EXOTEL_LATENCY, LIMITER_WAIT, RATE_LIMITED
 from callq.outcome import NotPlaced, Originated, Outcome, Rejected, Unknown
@@ -134,6 +135,9 @@ class Dialer:
         if isinstance(outcome, Originated):
             entry["sid"] = outcome.sid
             fin = self._finish(request_id, attempt, "originated", sid=outcome.sid, log=entry)
+            if fin is not None and fin.pending_callback:
+                # Its callback beat us here (it had no usable CustomField): apply it now.
+                CallbackStore(self.ledger.redis, self.ledger.keys).apply_pending(outcome.sid)
         elif isinstance(outcome, NotPlaced):
             entry["error"] = outcome.reason
             if outcome.rate_limited:
@@ -200,16 +204,16 @@ class Dialer:
         log.info("%s attempt %d: %s", request_id, attempt, outcome.kind)
         return Step(outcome.kind, retry_in=retry_in)
 
-    def _finish(self, request_id: str, attempt: int, state: str, **kw: object) -> bool:
+    def _finish(self, request_id: str, attempt: int, state: str, **kw: object) -> Finish | None:
         """Record the outcome, retrying briefly on a Redis error. If it still fails, the lease
         runs out and the sweeper judges the call by its sent mark (in doubt): never redialled."""
         for delay in (0.1, 0.5, 1.0, 2.0, 0.0):
             try:
                 fin = self.ledger.finish(request_id, attempt, state, **kw)  # type: ignore[arg-type]
-                return fin.ok
+                return fin if fin.ok else None
             except redis.RedisError:
                 if not delay:
                     break
                 time.sleep(delay)
         log.error("could not record the outcome of %s; it will be judged in doubt", request_id)
-        return False
+        return None

@@ -18,6 +18,8 @@ SCRIPT_NAMES = (
     "cancel",
     "limiter_acquire",
     "limiter_push_back",
+    "callback",
+    "callback_orphan",
 )
 
 
