@@ -81,6 +81,7 @@ class Settings(BaseSettings):
     broker_key_prefix: str = ""
     worker_concurrency: Annotated[int, Field(gt=0)] = 16
     worker_heartbeat_file: str = ""
+    log_format: Literal["text", "json"] = "text"
     metrics_port: Annotated[int, Field(ge=0, le=65535)] = 0
     visibility_timeout_seconds: Annotated[int, Field(gt=0)] = 7200
 

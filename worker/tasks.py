@@ -11,12 +11,15 @@ from typing import Any
 
 from celery import Task
 from celery.signals import (
+    after_setup_logger,
+    after_setup_task_logger,
     worker_process_init,
     worker_ready,
     worker_shutdown,
     worker_shutting_down,
 )
 
+from callq.logs import current_request, install
 from callq.metrics import RECONCILED, LedgerCollector
 from worker.app import CALLS_QUEUE, PLACE_CALL, RECONCILE, app
 from worker.runtime import get_runtime, reset_runtime
@@ -28,7 +31,11 @@ log = logging.getLogger("callq.worker")
 @app.task(name=PLACE_CALL, bind=True, max_retries=None, acks_late=True)  # type: ignore[untyped-decorator]
 def place_call(self: Task, request_id: str) -> str:
     """One attempt at one call. Retries (not placed) go through Celery's own retry."""
-    step = get_runtime().dialer.place(request_id)
+    token = current_request.set(request_id)
+    try:
+        step = get_runtime().dialer.place(request_id)
+    finally:
+        current_request.reset(token)
     if step.retry_in is not None:
         raise self.retry(countdown=step.retry_in, max_retries=None)
     return step.result
@@ -37,7 +44,11 @@ def place_call(self: Task, request_id: str) -> str:
 @app.task(name=RECONCILE, acks_late=True)  # type: ignore[untyped-decorator]
 def reconcile(request_id: str) -> str:
     """Settle one in-doubt call: callback, else Call Details search, else wait for proof."""
-    verdict = get_runtime().reconciler.reconcile(request_id)
+    token = current_request.set(request_id)
+    try:
+        verdict = get_runtime().reconciler.reconcile(request_id)
+    finally:
+        current_request.reset(token)
     RECONCILED.labels(verdict.result.split(":")[0]).inc()
     if verdict.redial:
         publish_place_call(request_id)
@@ -53,6 +64,14 @@ def publish_reconcile(request_id: str) -> None:
 
 
 _sweeper: Sweeper | None = None
+
+
+@after_setup_logger.connect  # type: ignore[untyped-decorator]
+@after_setup_task_logger.connect  # type: ignore[untyped-decorator]
+def _setup_logging(logger: logging.Logger, **_: Any) -> None:
+    from config import load_settings
+
+    install(logger, load_settings().log_format)
 
 
 @worker_process_init.connect  # type: ignore[untyped-decorator]
