@@ -62,9 +62,12 @@ class Dialer:
         probe = False
         if self.breaker is not None:
             gate = self.breaker.check(probe_ttl=self.claim_lease + self.send_lease)
-            if gate.gate == "open":
-                # The account is refused: leave the call as it is and come back later.
-                return Step("breaker_open", retry_in=gate.wait + 0.5)
+            while gate.gate == "open":
+                # The account is refused: this thread waits, unclaimed, so the call stays
+                # queued and the rest of the queue stays in Redis (no pile of ETA tasks).
+                if self.stopping.wait(min(gate.wait, 30.0)):
+                    return Step("breaker_open", retry_in=1.0)
+                gate = self.breaker.check(probe_ttl=self.claim_lease + self.send_lease)
             probe = gate.gate == "probe"
         claim = self.ledger.claim(
             request_id,
