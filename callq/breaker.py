@@ -3,9 +3,10 @@
 A 401, a 402, or a 403 about credentials (see ``Rejected.account_level``) is about the
 account, not the call: every other call would get the same answer. So the breaker opens for
 ``BREAKER_COOLDOWN_SECONDS``; calls stay where they are (queued or retrying): worker
-threads wait unclaimed, so the queue stays in Redis instead of piling up as ETA tasks. Then it half-opens: exactly one worker wins the probe lock and
-dials one call. A good answer closes the breaker; another account-level refusal reopens it
-with twice the cool-down (up to ``BREAKER_MAX_COOLDOWN_SECONDS``).
+threads wait unclaimed, so the queue stays in Redis instead of piling up as ETA tasks.
+Then it half-opens: exactly one worker wins the probe lock and dials one call. A good answer
+closes the breaker; another account-level refusal reopens it with twice the cool-down (up
+to ``BREAKER_MAX_COOLDOWN_SECONDS``).
 
 State lives in Redis (one hash per account, plus a probe lock), so every worker of every pod
 sees it. Closed means the hash does not exist.

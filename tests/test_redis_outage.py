@@ -30,7 +30,7 @@ def test_given_redis_stops_mid_campaign_when_it_returns_then_the_campaign_finish
 ) -> None:
     data = tmp_path / "redis"
     server = EmbeddedRedis(data).start()
-    request.addfinalizer(lambda: server.stop())
+    request.addfinalizer(server.stop)
     settings = settings.model_copy(
         update={
             "redis_url": server.url,
@@ -53,7 +53,7 @@ def test_given_redis_stops_mid_campaign_when_it_returns_then_the_campaign_finish
     assert sim.truth()["requests"] == during, "a call went out while Redis was down"
 
     server = EmbeddedRedis(data, port=server.port).start()
-    request.addfinalizer(lambda: server.stop())
+    request.addfinalizer(server.stop)
     wait_for(
         lambda: ledger.status("outage").settled,
         timeout=150,
