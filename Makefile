@@ -21,6 +21,18 @@ $(STAMP): pyproject.toml
 .PHONY: install
 install: $(STAMP) ## create .venv and install the project with its test tools
 
+.PHONY: run
+run: $(STAMP) ## the whole stack + a 300-call demo campaign, live progress, summary (ARGS="--speed 30")
+	$(BIN)/python -m callq.demo $(ARGS)
+
+.PHONY: up
+up: $(STAMP) ## the local stack (Redis, simulator, receiver, workers, Flower) until Ctrl-C
+	$(BIN)/callq up $(ARGS)
+
+.PHONY: demo-fast
+demo-fast: $(STAMP) ## the demo campaign at 60x speed, without Flower
+	$(BIN)/python -m callq.demo --speed 60 --no-flower $(ARGS)
+
 .PHONY: test
 test: $(STAMP) ## run the whole test suite (real Redis, simulator, Celery workers)
 	$(BIN)/pytest

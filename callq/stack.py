@@ -1,0 +1,390 @@
+"""The local stack of ``make run`` / ``make up``: child processes that start, answer and stop.
+
+Every child runs in a session of its own, so a Ctrl-C at the terminal reaches only the demo,
+which then stops the children in order: workers first (SIGTERM, a warm shutdown that hands
+unstarted messages back to the broker), then Flower, the receiver, the simulator, and Redis
+last. On Linux each child also gets SIGTERM if the demo itself dies (``PR_SET_PDEATHSIG``).
+
+The pids, argv and ports are written to ``.data/stack.json`` while the stack runs (and kept,
+marked stopped, afterwards), so a test or an operator can check that nothing is left behind.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from callq.embedded import EmbeddedRedis, answers, free_port, redis_server_binary
+
+__all__ = [
+    "Child",
+    "DemoRedis",
+    "Stack",
+    "StackError",
+    "http_status",
+    "pick_port",
+    "pid_alive",
+    "port_free",
+    "port_listening",
+    "python_module_argv",
+]
+
+_PR_SET_PDEATHSIG = 1
+
+
+class StackError(RuntimeError):
+    """A part of the local stack could not be started."""
+
+
+def _die_with_parent() -> None:  # runs in the child between fork and exec
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+    except (OSError, AttributeError):  # not Linux: the demo's own shutdown still applies
+        pass
+
+
+def _popen_kwargs() -> dict[str, Any]:
+    kw: dict[str, Any] = {"start_new_session": True}
+    if sys.platform.startswith("linux"):
+        kw["preexec_fn"] = _die_with_parent
+    return kw
+
+
+def python_module_argv(module: str, *args: str) -> list[str]:
+    return [sys.executable, "-m", module, *args]
+
+
+def port_free(port: int, host: str = "127.0.0.1") -> bool:
+    """True when nothing listens on ``host:port`` and we could bind it."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        try:
+            s.bind((host, port))
+        except OSError:
+            return False
+    return not port_listening(port, host)
+
+
+def port_listening(port: int, host: str = "127.0.0.1", timeout: float = 0.3) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.settimeout(timeout)
+        return s.connect_ex((host, port)) == 0
+
+
+def http_status(url: str, timeout: float = 1.0) -> int | None:
+    """The HTTP status of a GET, or None when nothing answers."""
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as resp:  # noqa: S310 - our own URL
+            return int(resp.status)
+    except urllib.error.HTTPError as exc:
+        return int(exc.code)
+    except (urllib.error.URLError, OSError, ValueError):
+        return None
+
+
+def pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    # A zombie (exited, not yet reaped) is not running.
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return True
+    return stat.rsplit(")", 1)[-1].split()[0] != "Z"
+
+
+def _cmdline(pid: int) -> list[str] | None:
+    try:
+        raw = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return None
+    return [part.decode(errors="replace") for part in raw.split(b"\0") if part]
+
+
+class DemoRedis(EmbeddedRedis):
+    """:class:`EmbeddedRedis` (AOF under its directory), started in a session of its own so
+    that a Ctrl-C at the terminal does not stop Redis before the workers have finished."""
+
+    def start(self, timeout: float = 10.0) -> DemoRedis:
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        argv = [
+            redis_server_binary(),
+            "--port",
+            str(self.port),
+            "--bind",
+            "127.0.0.1",
+            "--dir",
+            str(self.data_dir.resolve()),
+            "--save",
+            "",
+            "--appendonly",
+            "yes" if self.appendonly else "no",
+            "--appendfsync",
+            "everysec",
+            "--daemonize",
+            "no",
+            "--logfile",
+            str((self.data_dir / "redis.log").resolve()),
+        ]
+        self.argv = argv
+        self.proc = subprocess.Popen(
+            argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, **_popen_kwargs()
+        )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise StackError(
+                    f"embedded redis exited with {self.proc.returncode}; "
+                    f"see {self.data_dir / 'redis.log'}"
+                )
+            if answers(self.url, 0.2):
+                return self
+            time.sleep(0.05)
+        self.stop()
+        raise StackError("embedded redis did not answer in time")
+
+
+@dataclass
+class Child:
+    name: str
+    argv: list[str]
+    proc: subprocess.Popen[bytes]
+    log: Path
+    port: int | None = None
+    #: Seconds a SIGTERM gets before SIGKILL.
+    grace: float = 10.0
+    stopped: bool = False
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+    def tail(self, lines: int = 15) -> str:
+        try:
+            text = self.log.read_text(errors="replace")
+        except OSError:
+            return ""
+        return "\n".join(text.splitlines()[-lines:])
+
+
+@dataclass
+class Stack:
+    """The children of one demo run, in start order."""
+
+    data_dir: Path
+    log_dir: Path
+    say: Callable[[str], None] = print
+    children: list[Child] = field(default_factory=list)
+    redis: DemoRedis | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def pidfile(self) -> Path:
+        return self.data_dir / "stack.json"
+
+    # --- start ---------------------------------------------------------------------------
+
+    def check_stale(self) -> None:
+        """Refuse to start next to a previous run that is still alive (same data directory:
+        two Redis servers must never append to one AOF)."""
+        try:
+            old = json.loads(self.pidfile.read_text())
+        except (OSError, ValueError):
+            return
+        alive = []
+        for entry in old.get("children", []):
+            pid = int(entry.get("pid", 0))
+            if pid and pid != os.getpid() and pid_alive(pid) and _cmdline(pid) == entry.get("argv"):
+                alive.append(f"{entry.get('name')} (pid {pid})")
+        if alive:
+            raise StackError(
+                f"a previous run in {self.data_dir} is still running: {', '.join(alive)}. "
+                "Stop it (Ctrl-C in its terminal, or kill those pids) and try again."
+            )
+
+    def start_redis(self, data_dir: Path) -> str:
+        self.redis = DemoRedis(data_dir).start()
+        self.write_pidfile()
+        return self.redis.url
+
+    def spawn(
+        self,
+        name: str,
+        argv: list[str],
+        env: dict[str, str],
+        *,
+        port: int | None = None,
+        grace: float = 10.0,
+        cwd: Path | None = None,
+    ) -> Child:
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        log = self.log_dir / f"{name}.log"
+        with open(log, "wb") as fh:
+            proc = subprocess.Popen(
+                argv,
+                env=env,
+                cwd=cwd,
+                stdin=subprocess.DEVNULL,
+                stdout=fh,
+                stderr=subprocess.STDOUT,
+                **_popen_kwargs(),
+            )
+        child = Child(name, argv, proc, log, port, grace)
+        self.children.append(child)
+        self.write_pidfile()
+        return child
+
+    def wait_until(
+        self,
+        child: Child,
+        ready: Callable[[], bool],
+        *,
+        timeout: float,
+        interrupted: Callable[[], bool],
+    ) -> bool:
+        """Poll ``ready`` until true. False on timeout or interruption; StackError if the
+        child exited."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if interrupted():
+                return False
+            if not child.alive():
+                raise StackError(
+                    f"{child.name} exited with {child.proc.returncode}; last lines of "
+                    f"{child.log}:\n{child.tail()}"
+                )
+            if ready():
+                return True
+            time.sleep(0.1)
+        return False
+
+    # --- bookkeeping ---------------------------------------------------------------------
+
+    def write_pidfile(self, state: str = "running") -> None:
+        entries: list[dict[str, Any]] = []
+        if self.redis is not None and self.redis.proc is not None:
+            entries.append(
+                {
+                    "name": "redis",
+                    "pid": self.redis.proc.pid,
+                    "port": self.redis.port,
+                    "argv": getattr(self.redis, "argv", []),
+                }
+            )
+        for c in self.children:
+            entries.append({"name": c.name, "pid": c.pid, "port": c.port, "argv": c.argv})
+        doc = {
+            "demo_pid": os.getpid(),
+            "state": state,
+            "children": entries,
+            "ports": sorted({e["port"] for e in entries if e.get("port")}),
+            **self.extra,
+        }
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        tmp = self.pidfile.with_suffix(".tmp")
+        tmp.write_text(json.dumps(doc, indent=2) + "\n")
+        tmp.replace(self.pidfile)
+
+    def pids(self) -> list[int]:
+        out = [c.pid for c in self.children]
+        if self.redis is not None and self.redis.proc is not None:
+            out.append(self.redis.proc.pid)
+        return out
+
+    def ports(self) -> list[int]:
+        out = [c.port for c in self.children if c.port]
+        if self.redis is not None:
+            out.append(self.redis.port)
+        return out
+
+    def dead_children(self) -> list[Child]:
+        return [c for c in self.children if not c.stopped and not c.alive()]
+
+    # --- stop ----------------------------------------------------------------------------
+
+    def stop(self, *, hurry: Callable[[], bool] = lambda: False) -> list[str]:
+        """Stop everything in order; returns a note per process that had to be killed.
+
+        Workers get SIGTERM together and up to their grace period; the rest one by one.
+        ``hurry`` (a second Ctrl-C) cuts every grace period short.
+        """
+        notes = self.stop_workers(hurry=hurry)
+        others = [c for c in reversed(self.children) if not c.stopped]
+        for child in others:
+            notes += self.terminate([child], hurry)
+        if self.redis is not None and self.redis.proc is not None:
+            proc = self.redis.proc
+            if proc.poll() is None:
+                proc.terminate()  # redis flushes its AOF and exits
+                try:
+                    proc.wait(timeout=10)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    proc.wait()
+                    notes.append(f"redis (pid {proc.pid}) killed after 10 s")
+        self.write_pidfile("stopped")
+        return notes
+
+    def stop_workers(self, *, hurry: Callable[[], bool] = lambda: False) -> list[str]:
+        """SIGTERM every worker at once (a warm shutdown: attempts in flight finish, messages
+        not started go back to the broker) and wait up to their grace period."""
+        workers = [c for c in self.children if c.name.startswith("worker") and not c.stopped]
+        if not workers:
+            return []
+        self.say(
+            f"stopping {len(workers)} worker(s): warm shutdown, attempts in flight finish "
+            "(Ctrl-C again to kill them now) ..."
+        )
+        return self.terminate(workers, hurry)
+
+    def terminate(self, group: list[Child], hurry: Callable[[], bool]) -> list[str]:
+        notes = []
+        for c in group:
+            if c.alive():
+                with contextlib.suppress(ProcessLookupError):
+                    c.proc.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + max(c.grace for c in group)
+        while any(c.alive() for c in group) and time.monotonic() < deadline and not hurry():
+            time.sleep(0.1)
+        for c in group:
+            if c.alive():
+                with contextlib.suppress(ProcessLookupError):
+                    c.proc.kill()
+                notes.append(f"{c.name} (pid {c.pid}) killed: it did not stop in {c.grace:.0f} s")
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                c.proc.wait(timeout=5)
+            c.stopped = True
+        return notes
+
+    def leftovers(self) -> list[str]:
+        """Processes still alive or ports still listening after :meth:`stop`."""
+        out = [f"pid {pid} is still running" for pid in self.pids() if pid_alive(pid)]
+        out += [f"port {port} still listens" for port in self.ports() if port_listening(port)]
+        return out
+
+
+def pick_port(preferred: int | None) -> int:
+    """``preferred`` when it is free on 127.0.0.1, else any free port."""
+    if preferred and port_free(preferred):
+        return preferred
+    return free_port()
