@@ -99,21 +99,28 @@ class Ledger:
     # Producer side ----------------------------------------------------------------------
 
     def enqueue_many(
-        self, campaign: str, records: Sequence[tuple[str, Mapping[str, str]]]
+        self,
+        campaign: str,
+        records: Sequence[tuple[str, Mapping[str, str]]],
+        *,
+        queue_key: str = "",
+        messages: Sequence[str] | None = None,
     ) -> list[int]:
-        """Write many records in one pipelined round trip.
+        """Write many records, each with its task message, in one pipelined round trip.
 
-        Returns, per record, 1 (created), 2 (existed, still queued) or 0 (existed, other state).
+        Returns, per record, 1 (created), 2 (existed, still queued: message pushed again) or
+        0 (existed in another state: nothing written).
         """
         k = self.keys
         common = [k.campaign_counts(campaign), k.campaign_calls(campaign), k.campaigns()]
+        queue = queue_key or k.campaigns()
         pipe = self.redis.pipeline(transaction=False)
-        for request_id, fields in records:
-            args: list[str] = [request_id, campaign]
+        for i, (request_id, fields) in enumerate(records):
+            args: list[str] = [request_id, campaign, messages[i] if messages else ""]
             for name, value in fields.items():
                 args.append(name)
                 args.append(value)
-            self.scripts.enqueue(keys=[k.call(request_id), *common], args=args, client=pipe)
+            self.scripts.enqueue(keys=[k.call(request_id), *common, queue], args=args, client=pipe)
         return [int(x) for x in pipe.execute()]
 
     # Worker side ------------------------------------------------------------------------

@@ -1,9 +1,11 @@
-"""Bulk enqueue: validated rows -> ledger records (pipelined) -> one task per call (batched).
+"""Bulk enqueue: validated rows -> ledger records and their task messages, in batches.
 
-The ledger is written before the task is published, so a worker never sees a task whose
-record does not exist. Enqueueing the same rows twice adds no call: the record exists, and
-only calls still ``queued`` get their task published again (harmless: the claim is atomic,
-so a second copy does nothing). That makes a re-run the recovery after a producer crash.
+Each call's record and its ``place_call`` message are written by one script, atomically, and
+a batch of them goes in one pipelined round trip: a record never exists without its task,
+and a worker never sees a task without its record. Enqueueing the same rows twice adds no
+call: the record exists, and only calls still ``queued`` get their task pushed again
+(harmless: the claim is atomic, so a second copy does nothing). That makes a re-run the
+recovery after anything went wrong mid-file.
 """
 
 from __future__ import annotations
@@ -18,8 +20,9 @@ from callq.keys import CAMPAIGN_RE, Keys
 from callq.ledger import Ledger
 from callq.redis_conn import make_redis
 from config import Settings
+from producer.messages import TaskMessages
 from producer.rows import CallRequest, FileIssue, RowError, read_rows, request_id
-from worker.app import CALLS_QUEUE, PLACE_CALL, make_app
+from worker.app import make_app
 
 Progress = Callable[[int], None]
 
@@ -88,41 +91,35 @@ class Enqueuer:
         check_campaign(campaign)
         result = result or EnqueueResult(campaign)
         seen: dict[str, int] = {}
-        with self.app.producer_or_acquire() as producer:
-            for batch in _batches(calls, batch_size):
-                records: list[tuple[str, dict[str, str]]] = []
-                for call in batch:
-                    rid = request_id(campaign, call.row_key())
-                    first = seen.get(rid)
-                    if first is not None:
-                        result.duplicates.append(
-                            RowError(
-                                call.line,
-                                "row",
-                                f"the same call as line {first}; kept line {first}",
-                            )
+        messages = TaskMessages(self.app)
+        for batch in _batches(calls, batch_size):
+            records: list[tuple[str, dict[str, str]]] = []
+            for call in batch:
+                rid = request_id(campaign, call.row_key())
+                first = seen.get(rid)
+                if first is not None:
+                    result.duplicates.append(
+                        RowError(
+                            call.line, "row", f"the same call as line {first}; kept line {first}"
                         )
-                        continue
-                    seen[rid] = call.line
-                    records.append((rid, call.to_record()))
-                codes = self.ledger.enqueue_many(campaign, records)
-                publish = []
-                for (rid, _), code in zip(records, codes, strict=True):
-                    if code == 1:
-                        result.accepted += 1
-                        publish.append(rid)
-                    else:
-                        result.existing += 1
-                        if code == 2:
-                            result.republished += 1
-                            publish.append(rid)
-                with producer.batch(max_size=len(publish) + 1):
-                    for rid in publish:
-                        self.app.send_task(
-                            PLACE_CALL, args=(rid,), queue=CALLS_QUEUE, producer=producer
-                        )
-                if progress is not None:
-                    progress(len(batch))
+                    )
+                    continue
+                seen[rid] = call.line
+                records.append((rid, call.to_record()))
+            codes = self.ledger.enqueue_many(
+                campaign,
+                records,
+                queue_key=messages.queue_key,
+                messages=[messages.encode(rid) for rid, _ in records],
+            )
+            for code in codes:
+                if code == 1:
+                    result.accepted += 1
+                else:
+                    result.existing += 1
+                    result.republished += code == 2
+            if progress is not None:
+                progress(len(batch))
         return result
 
     def enqueue_file(

@@ -127,7 +127,7 @@ def settings(redis_url: str, prefix: str, sim: Any, sim_limit: tuple[int, float]
         exotel_read_timeout=2.0,
         rate_limit_calls=sim_limit[0],
         rate_limit_period_seconds=sim_limit[1],
-        rate_limit_margin_seconds=0.1,
+        rate_limit_margin_seconds=0.25,  # must cover arrival jitter on a loaded 2-core box
         rate_limit_max_ahead_seconds=1.0,
         rate_limit_max_wait_seconds=10.0,
         retry_backoff_base_seconds=0.2,

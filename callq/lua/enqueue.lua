@@ -1,20 +1,24 @@
--- enqueue.lua: write one call record in state `queued`, once.
+-- enqueue.lua: write one call record in state `queued`, once, and its task message with it.
 -- KEYS[1] call hash          KEYS[2] campaign counts hash
 -- KEYS[3] campaign calls list KEYS[4] campaigns set
--- ARGV[1] request id   ARGV[2] campaign id   ARGV[3..] field, value, ... (the call's data)
--- Returns 1 when the record was created, 2 when it exists and is still `queued`,
--- 0 when it exists in any other state. An existing record is never changed.
+-- KEYS[5] the broker's queue list (kombu's Redis transport), or any key when ARGV[3] is ''
+-- ARGV[1] request id   ARGV[2] campaign id
+-- ARGV[3] the task message to LPUSH onto KEYS[5] ('' = none)
+-- ARGV[4..] field, value, ... (the call's data)
+-- Returns 1 when the record was created (and its message pushed), 2 when it exists and is
+-- still `queued` (its message is pushed again: a copy is harmless, the claim is atomic), 0 when
+-- it exists in any other state. An existing record is never changed. Record and message are
+-- written in one step: a record never exists without its task.
 local state = redis.call('HGET', KEYS[1], 'state')
-if state then
-  if state == 'queued' then return 2 end
-  return 0
-end
+if state and state ~= 'queued' then return 0 end
+if ARGV[3] ~= '' then redis.call('LPUSH', KEYS[5], ARGV[3]) end
+if state then return 2 end
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 redis.call('HSET', KEYS[1], 'request_id', ARGV[1], 'campaign', ARGV[2], 'state', 'queued',
   'attempts', 0, 'sent', 0, 'created_at', now, 'updated_at', now)
-if #ARGV > 2 then
-  redis.call('HSET', KEYS[1], unpack(ARGV, 3))
+if #ARGV > 3 then
+  redis.call('HSET', KEYS[1], unpack(ARGV, 4))
 end
 redis.call('HINCRBY', KEYS[2], 'queued', 1)
 redis.call('HINCRBY', KEYS[2], 'total', 1)
