@@ -79,35 +79,36 @@ class Dialer:
             log.info("skip %s: %s (%s)", request_id, claim.code, claim.state)
             return Step(f"{claim.code}:{claim.state}")
         attempt = claim.attempts
+        token = claim.token
         try:
             params = build_connect_params(claim.record, request_id, s)
         except InvalidRow as exc:
             # Built before anything is sent: a record we cannot turn into a request fails
             # here, with its reason, instead of going in doubt.
-            self._finish(request_id, attempt, "failed", error=f"invalid record: {exc}")
+            self._finish(request_id, token, "failed", error=f"invalid record: {exc}")
             return Step("invalid")
         try:
             waited = self.limiter.acquire(timeout=s.rate_limit_max_wait_seconds, stop=self.stopping)
         except Stopping:
             # Warm shutdown: nothing was sent. Give the call back, uncounted, for another
             # worker; the in-flight requests of this worker finish and are recorded.
-            self._release(request_id, attempt)
+            self._release(request_id, token)
             log.info("%s released: worker stopping, nothing was sent", request_id)
             return Step("released", retry_in=0.0)
         except (LimiterUnavailable, TimeoutError) as exc:
             # Nothing was sent: give the attempt back. If Redis is down this fails too, and
             # the sweeper requeues the call when the lease runs out.
             log.warning("no permit for %s: %s", request_id, exc)
-            self._release(request_id, attempt)
+            self._release(request_id, token)
             return Step("no_permit", retry_in=1.0)
-        if not self.ledger.mark_sent(request_id, attempt, lease_seconds=self.send_lease):
+        if not self.ledger.mark_sent(request_id, token, lease_seconds=self.send_lease):
             log.warning("lease lost for %s attempt %d; not sending", request_id, attempt)
             return Step("lease_lost")
         LIMITER_WAIT.observe(waited)
         outcome, elapsed = self.client.connect(params)
         CALLS.labels(outcome.kind).inc()
         EXOTEL_LATENCY.observe(elapsed)
-        step = self._record(request_id, attempt, outcome, elapsed, waited)
+        step = self._record(request_id, token, attempt, outcome, elapsed, waited)
         if probe and self.breaker is not None and step.result != "breaker_tripped":
             if isinstance(outcome, Unknown):
                 self.breaker.redis.delete(self.breaker.probe_key)  # proves nothing: probe again
@@ -115,16 +116,22 @@ class Dialer:
                 self.breaker.close()
         return step
 
-    def _release(self, request_id: str, attempt: int) -> None:
+    def _release(self, request_id: str, token: str) -> None:
         try:
             self.ledger.release(
-                request_id, attempt, republish_after=self.settings.retry_overdue_seconds
+                request_id, token, republish_after=self.settings.retry_overdue_seconds
             )
         except redis.RedisError:
             log.warning("could not release %s; the sweeper will requeue it", request_id)
 
     def _record(
-        self, request_id: str, attempt: int, outcome: Outcome, elapsed: float, waited: float
+        self,
+        request_id: str,
+        token: str,
+        attempt: int,
+        outcome: Outcome,
+        elapsed: float,
+        waited: float,
     ) -> Step:
         s = self.settings
         entry: dict[str, object] = {
@@ -137,7 +144,7 @@ class Dialer:
         retry_in: float | None = None
         if isinstance(outcome, Originated):
             entry["sid"] = outcome.sid
-            fin = self._finish(request_id, attempt, "originated", sid=outcome.sid, log=entry)
+            fin = self._finish(request_id, token, "originated", sid=outcome.sid, log=entry)
             if fin is not None and fin.pending_callback:
                 # Its callback beat us here (it had no usable CustomField): apply it now.
                 CallbackStore(self.ledger.redis, self.ledger.keys).apply_pending(outcome.sid)
@@ -152,7 +159,7 @@ class Dialer:
             if self.policy.exhausted(attempt):
                 fin = self._finish(
                     request_id,
-                    attempt,
+                    token,
                     "failed",
                     error=f"not placed after {attempt} attempts: {outcome.reason}",
                     log=entry,
@@ -161,7 +168,7 @@ class Dialer:
                 retry_in = self.policy.delay(attempt, outcome.retry_after)
                 fin = self._finish(
                     request_id,
-                    attempt,
+                    token,
                     "retrying",
                     error=outcome.reason,
                     next_in=retry_in,
@@ -173,7 +180,7 @@ class Dialer:
             cooldown = self.breaker.trip(f"HTTP {outcome.http_status}: {outcome.reason}")
             fin = self._finish(
                 request_id,
-                attempt,
+                token,
                 "retrying",
                 error=f"account refused ({outcome.http_status}): {outcome.reason}; dialling paused",
                 next_in=cooldown,
@@ -186,7 +193,7 @@ class Dialer:
             entry["error"] = outcome.reason
             fin = self._finish(
                 request_id,
-                attempt,
+                token,
                 "failed",
                 error=f"rejected ({outcome.http_status}): {outcome.reason}",
                 log=entry,
@@ -196,7 +203,7 @@ class Dialer:
             entry["error"] = outcome.reason
             fin = self._finish(
                 request_id,
-                attempt,
+                token,
                 "in_doubt",
                 error=f"in doubt: {outcome.reason}",
                 look_again_in=s.reconcile_interval_seconds,
@@ -207,12 +214,12 @@ class Dialer:
         log.info("%s attempt %d: %s", request_id, attempt, outcome.kind)
         return Step(outcome.kind, retry_in=retry_in)
 
-    def _finish(self, request_id: str, attempt: int, state: str, **kw: object) -> Finish | None:
+    def _finish(self, request_id: str, token: str, state: str, **kw: object) -> Finish | None:
         """Record the outcome, retrying briefly on a Redis error. If it still fails, the lease
         runs out and the sweeper judges the call by its sent mark (in doubt): never redialled."""
         for delay in (0.1, 0.5, 1.0, 2.0, 0.0):
             try:
-                fin = self.ledger.finish(request_id, attempt, state, **kw)  # type: ignore[arg-type]
+                fin = self.ledger.finish(request_id, token, state, **kw)  # type: ignore[arg-type]
                 return fin if fin.ok else None
             except redis.RedisError:
                 if not delay:

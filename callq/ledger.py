@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import time
+import uuid
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final, Literal, cast
@@ -48,6 +49,7 @@ class Claim:
     attempts: int
     state: str
     record: dict[str, str]
+    token: str = ""  # the claim's fence token: mark_sent, release and finish must present it
 
     @property
     def claimed(self) -> bool:
@@ -129,25 +131,32 @@ class Ledger:
         self, request_id: str, *, lease_seconds: float, early_tolerance: float, worker: str
     ) -> Claim:
         k = self.keys
+        token = uuid.uuid4().hex
         raw = self.scripts.claim(
             keys=[k.call(request_id), k.campaign_counts(campaign_of(request_id)), k.deadlines()],
-            args=[request_id, _ms(lease_seconds), _ms(early_tolerance), worker],
+            args=[request_id, _ms(lease_seconds), _ms(early_tolerance), worker, token],
         )
         code, attempts, state, *rest = raw
         record = dict(zip(rest[::2], rest[1::2], strict=True))
-        return Claim(code=code, attempts=int(attempts), state=state, record=record)
+        return Claim(
+            code=code,
+            attempts=int(attempts),
+            state=state,
+            record=record,
+            token=token if code == "claimed" else "",
+        )
 
-    def mark_sent(self, request_id: str, attempt: int, *, lease_seconds: float) -> bool:
+    def mark_sent(self, request_id: str, token: str, *, lease_seconds: float) -> bool:
         """The fence before the POST. False: the attempt is no longer ours; do not send."""
         k = self.keys
         return bool(
             self.scripts.mark_sent(
                 keys=[k.call(request_id), k.deadlines()],
-                args=[request_id, attempt, _ms(lease_seconds)],
+                args=[request_id, token, _ms(lease_seconds)],
             )
         )
 
-    def release(self, request_id: str, attempt: int, *, republish_after: float) -> bool:
+    def release(self, request_id: str, token: str, *, republish_after: float) -> bool:
         """Give back an attempt that sent nothing; it does not count."""
         k = self.keys
         return bool(
@@ -157,14 +166,14 @@ class Ledger:
                     k.campaign_counts(campaign_of(request_id)),
                     k.deadlines(),
                 ],
-                args=[request_id, attempt, _ms(republish_after)],
+                args=[request_id, token, _ms(republish_after)],
             )
         )
 
     def finish(
         self,
         request_id: str,
-        attempt: int,
+        token: str,
         state: FinishState,
         *,
         sid: str = "",
@@ -187,7 +196,7 @@ class Ledger:
             ],
             args=[
                 request_id,
-                attempt,
+                token,
                 state,
                 sid,
                 error,

@@ -24,7 +24,7 @@ from typing import Any
 import redis
 
 from callq.errors import ExotelReplyError, LimiterUnavailable
-from callq.exotel import ExotelClient
+from callq.exotel import ExotelClient, ExotelStatusError
 from callq.ledger import Ledger
 from callq.limiter import Limiter
 from callq.retry import RetryPolicy
@@ -87,19 +87,30 @@ class Reconciler:
         if rec.get("state") != "in_doubt":
             return Verdict(f"skip:{rec.get('state', 'missing')}")
         attempt = int(rec.get("attempts") or 0)
+        token = rec.get("claim", "")
         sent_at = int(rec.get("sent_at") or rec.get("in_doubt_since") or 0) / 1000.0
-        proven_at = sent_at + proof_seconds(rec, self.settings)
+        # The proof starts when the worker's request could last have left (the send lease),
+        # not when it was marked sent: a worker may stall between the mark and the POST.
+        s = self.settings
+        send_window = s.exotel_connect_timeout + s.exotel_read_timeout + s.lease_grace_seconds
+        proven_at = sent_at + send_window + proof_seconds(rec, s)
         try:
             found = self._search(rec, sent_at)
         except (ExotelReplyError, LimiterUnavailable, TimeoutError, ValueError) as exc:
+            if isinstance(exc, ExotelStatusError) and exc.status == 429:
+                # A look-up spends the same budget: a 429 pushes everyone back, as a call's does.
+                try:
+                    self.limiter.push_back(exc.retry_after or s.rate_limited_pushback_seconds)
+                except LimiterUnavailable:
+                    pass
             log.warning("%s: Call Details search failed (%s); will look again", request_id, exc)
-            self._look_again(request_id, attempt, sent_at, proven_at, f"search failed: {exc}")
+            self._look_again(request_id, token, sent_at, proven_at, f"search failed: {exc}")
             return Verdict("search_failed")
         if len(found) == 1:
             sid = str(found[0].get("Sid"))
             fin = self.ledger.finish(
                 request_id,
-                attempt,
+                token,
                 "originated",
                 sid=sid,
                 log={
@@ -115,16 +126,16 @@ class Reconciler:
             sids = ",".join(str(c.get("Sid")) for c in found[:5])
             self._look_again(
                 request_id,
-                attempt,
+                token,
                 sent_at,
                 proven_at,
                 f"ambiguous: {len(found)} candidate calls ({sids})",
-                at=proven_at * 4,
+                at=time.time() + 4 * proof_seconds(rec, self.settings),
             )
             return Verdict("ambiguous")
         now = time.time()
         if now < proven_at:
-            self._look_again(request_id, attempt, sent_at, proven_at, "not found yet")
+            self._look_again(request_id, token, sent_at, proven_at, "not found yet")
             return Verdict("not_yet")
         reason = f"proven unplaced (not found {now - sent_at:.0f} s after sending)"
         if self.settings.in_doubt_policy == "fail" or self.policy.exhausted(attempt):
@@ -135,7 +146,7 @@ class Reconciler:
             )
             fin = self.ledger.finish(
                 request_id,
-                attempt,
+                token,
                 "failed",
                 error=f"{reason}; {why}",
                 log={"attempt": attempt, "outcome": "unplaced"},
@@ -143,7 +154,7 @@ class Reconciler:
             return Verdict("failed" if fin.ok else f"not_recorded:{fin.state}")
         fin = self.ledger.finish(
             request_id,
-            attempt,
+            token,
             "retrying",
             error=reason,
             next_in=0.0,
@@ -199,7 +210,7 @@ class Reconciler:
     def _look_again(
         self,
         request_id: str,
-        attempt: int,
+        token: str,
         sent_at: float,
         proven_at: float,
         note: str,
@@ -209,11 +220,16 @@ class Reconciler:
         and never later than the moment "not found" becomes proof."""
         now = time.time()
         interval = max(self.settings.reconcile_interval_seconds, now - sent_at)
-        target = at if at is not None else min(now + interval, max(proven_at, now) + 1.0)
+        if at is not None:
+            target = at
+        elif now < proven_at:
+            target = min(now + interval, proven_at + 1.0)
+        else:  # past the proof, the search itself failed: try again, but not in a tight loop
+            target = now + self.settings.reconcile_interval_seconds
         try:
             self.ledger.finish(
                 request_id,
-                attempt,
+                token,
                 "in_doubt",
                 error=f"in doubt: {note}",
                 look_again_in=max(target - now, 1.0),

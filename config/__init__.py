@@ -51,7 +51,7 @@ class Settings(BaseSettings):
     # The global limiter.
     rate_limit_calls: Annotated[int, Field(gt=0)] = 200
     rate_limit_period_seconds: PositiveFloat = 60.0
-    rate_limit_margin_seconds: Annotated[float, Field(ge=0)] = 1.0
+    rate_limit_margin_seconds: Annotated[float, Field(gt=0)] = 1.0
     rate_limit_max_ahead_seconds: PositiveFloat = 2.0
     rate_limit_max_wait_seconds: PositiveFloat = 60.0
 

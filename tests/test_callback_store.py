@@ -33,13 +33,13 @@ def enqueue(ledger: Ledger, n: int) -> list[str]:
 
 def originate(ledger: Ledger, r: str, sid: str) -> None:
     c = ledger.claim(r, lease_seconds=30, early_tolerance=0.5, worker="t")
-    assert c.claimed and ledger.mark_sent(r, c.attempts, lease_seconds=30)
-    assert ledger.finish(r, c.attempts, "originated", sid=sid).ok
+    assert c.claimed and ledger.mark_sent(r, c.token, lease_seconds=30)
+    assert ledger.finish(r, c.token, "originated", sid=sid).ok
 
 
 def in_doubt(ledger: Ledger, r: str) -> None:
     c = ledger.claim(r, lease_seconds=0.05, early_tolerance=0.5, worker="t")
-    assert ledger.mark_sent(r, c.attempts, lease_seconds=0.05)
+    assert ledger.mark_sent(r, c.token, lease_seconds=0.05)
     time.sleep(0.1)
     assert ledger.expire(r, reconcile_in=60, overdue_in=60) == "in_doubt"
 
@@ -122,14 +122,14 @@ def test_given_a_callback_before_the_sid_is_recorded_when_the_worker_records_it_
 ) -> None:
     (r,) = enqueue(ledger, 1)
     c = ledger.claim(r, lease_seconds=30, early_tolerance=0.5, worker="t")
-    ledger.mark_sent(r, c.attempts, lease_seconds=30)
+    ledger.mark_sent(r, c.token, lease_seconds=30)
     early = CallbackEvent(sid="sid-early", status="failed", custom_field=None, fields={})
     assert store.apply(early) == "pending"
     assert store.apply(early) == "pending"  # a repeat just replaces the stored copy
     assert ledger.redis.pttl(keys.pending_callback("sid-early")) > 0
     assert ledger.get(r)["state"] == "dialing"
     assert store.apply_pending("sid-early") is None  # the Sid is still unknown: kept
-    fin = ledger.finish(r, c.attempts, "originated", sid="sid-early")
+    fin = ledger.finish(r, c.token, "originated", sid="sid-early")
     assert fin.ok and fin.pending_callback
     assert store.apply_pending("sid-early") == "failed"
     assert ledger.get(r)["call_status"] == "failed"
@@ -192,10 +192,10 @@ def test_given_a_callback_that_beats_the_worker_when_the_worker_finishes_then_it
 ) -> None:
     (r,) = enqueue(ledger, 1)
     c = ledger.claim(r, lease_seconds=30, early_tolerance=0.5, worker="t")
-    ledger.mark_sent(r, c.attempts, lease_seconds=30)
+    ledger.mark_sent(r, c.token, lease_seconds=30)
     assert store.apply(event("sid-fast", custom_field=r)) == "matched"
     assert ledger.get(r)["state"] == "originated"
-    fin = ledger.finish(r, c.attempts, "originated", sid="sid-fast")
+    fin = ledger.finish(r, c.token, "originated", sid="sid-fast")
     assert not fin.ok and fin.state == "originated"
     assert ledger.get(r)["sid"] == "sid-fast"
     assert_counters_match(ledger)
@@ -250,8 +250,8 @@ def test_given_calls_in_every_state_when_callbacks_arrive_then_each_becomes_orig
         (failed, "failed", {}),
     ):
         c = ledger.claim(r, lease_seconds=30, early_tolerance=0.5, worker="t")
-        ledger.mark_sent(r, c.attempts, lease_seconds=30)
-        assert ledger.finish(r, c.attempts, state, error="x", **extra).ok  # type: ignore[arg-type]
+        ledger.mark_sent(r, c.token, lease_seconds=30)
+        assert ledger.finish(r, c.token, state, error="x", **extra).ok  # type: ignore[arg-type]
     k = ledger.keys
     assert ledger.scripts.cancel(
         keys=[k.call(cancelled), k.campaign_counts(CAMPAIGN), k.deadlines()], args=[cancelled]

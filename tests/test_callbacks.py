@@ -116,9 +116,9 @@ def originated_calls(ledger: Ledger, n: int) -> list[tuple[str, str]]:
     out = []
     for r in ids:
         c = ledger.claim(r, lease_seconds=30, early_tolerance=0.5, worker="t")
-        ledger.mark_sent(r, c.attempts, lease_seconds=30)
+        ledger.mark_sent(r, c.token, lease_seconds=30)
         sid = uuid.uuid4().hex
-        assert ledger.finish(r, c.attempts, "originated", sid=sid).ok
+        assert ledger.finish(r, c.token, "originated", sid=sid).ok
         out.append((r, sid))
     return out
 

@@ -65,16 +65,16 @@ def test_given_a_queued_call_when_claimed_twice_then_only_one_claim_wins(ledger:
 def test_given_a_sent_attempt_when_originated_then_sid_is_indexed(ledger: Ledger) -> None:
     (r,) = enqueue(ledger, 1)
     c = claim(ledger, r)
-    assert ledger.mark_sent(r, c.attempts, lease_seconds=30)
-    fin = ledger.finish(r, c.attempts, "originated", sid="abc123", log={"outcome": "originated"})
+    assert ledger.mark_sent(r, c.token, lease_seconds=30)
+    fin = ledger.finish(r, c.token, "originated", sid="abc123", log={"outcome": "originated"})
     assert fin.ok and fin.state == "originated"
     assert ledger.request_for_sid("abc123") == r
     rec = ledger.get(r)
     assert rec["state"] == "originated" and rec["sid"] == "abc123"
     assert ledger.attempts_log(r) == [{"outcome": "originated"}]
     # A stale or repeated finish changes nothing.
-    assert not ledger.finish(r, c.attempts, "failed", error="late").ok
-    assert not ledger.finish(r, c.attempts + 1, "originated", sid="zzz").ok
+    assert not ledger.finish(r, c.token, "failed", error="late").ok
+    assert not ledger.finish(r, "not-the-token", "originated", sid="zzz").ok
     assert ledger.get(r)["state"] == "originated"
     assert_counters_match(ledger)
 
@@ -84,8 +84,8 @@ def test_given_not_placed_when_retrying_then_an_early_copy_is_refused_and_a_due_
 ) -> None:
     (r,) = enqueue(ledger, 1)
     c = claim(ledger, r)
-    ledger.mark_sent(r, c.attempts, lease_seconds=30)
-    assert ledger.finish(r, 1, "retrying", error="500", next_in=2.0, look_again_in=10).ok
+    ledger.mark_sent(r, c.token, lease_seconds=30)
+    assert ledger.finish(r, c.token, "retrying", error="500", next_in=2.0, look_again_in=10).ok
     early = claim(ledger, r)
     assert early.code == "early"
     ledger.redis.hset(ledger.keys.call(r), "next_at", 0)
@@ -100,7 +100,7 @@ def test_given_a_lost_worker_when_its_lease_expires_then_unsent_is_requeued_and_
     unsent, sent, alive = enqueue(ledger, 3)
     claim(ledger, unsent, lease=0.05)
     c = claim(ledger, sent, lease=0.05)
-    assert ledger.mark_sent(sent, c.attempts, lease_seconds=0.1)
+    assert ledger.mark_sent(sent, c.token, lease_seconds=0.1)
     claim(ledger, alive, lease=30)
     time.sleep(0.25)
     due = set(ledger.due())
@@ -124,7 +124,7 @@ def test_given_an_expired_lease_when_marking_sent_then_the_worker_must_not_send(
     (r,) = enqueue(ledger, 1)
     c = claim(ledger, r, lease=0.05)
     time.sleep(0.1)
-    assert not ledger.mark_sent(r, c.attempts, lease_seconds=30)
+    assert not ledger.mark_sent(r, c.token, lease_seconds=30)
 
 
 def test_given_a_late_reply_after_in_doubt_when_finished_then_it_settles_the_call(
@@ -132,10 +132,10 @@ def test_given_a_late_reply_after_in_doubt_when_finished_then_it_settles_the_cal
 ) -> None:
     (r,) = enqueue(ledger, 1)
     c = claim(ledger, r, lease=0.05)
-    ledger.mark_sent(r, c.attempts, lease_seconds=0.05)
+    ledger.mark_sent(r, c.token, lease_seconds=0.05)
     time.sleep(0.1)
     assert ledger.expire(r, reconcile_in=60, overdue_in=60) == "in_doubt"
-    assert ledger.finish(r, c.attempts, "originated", sid="late1").ok
+    assert ledger.finish(r, c.token, "originated", sid="late1").ok
     assert ledger.get(r)["state"] == "originated"
     assert_counters_match(ledger)
 
@@ -146,11 +146,11 @@ def test_given_a_campaign_when_cancelled_then_only_undialled_calls_are_cancelled
     queued, dialing, done, retrying = enqueue(ledger, 4)
     claim(ledger, dialing)
     c = claim(ledger, done)
-    ledger.mark_sent(done, c.attempts, lease_seconds=30)
-    ledger.finish(done, c.attempts, "originated", sid="s1")
+    ledger.mark_sent(done, c.token, lease_seconds=30)
+    ledger.finish(done, c.token, "originated", sid="s1")
     c = claim(ledger, retrying)
-    ledger.mark_sent(retrying, c.attempts, lease_seconds=30)
-    ledger.finish(retrying, c.attempts, "retrying", next_in=5, look_again_in=10)
+    ledger.mark_sent(retrying, c.token, lease_seconds=30)
+    ledger.finish(retrying, c.token, "retrying", next_in=5, look_again_in=10)
     assert ledger.cancel(CAMPAIGN) == 2
     states = {r: ledger.get(r)["state"] for r in (queued, dialing, done, retrying)}
     assert states == {
@@ -168,13 +168,14 @@ def test_given_a_release_when_nothing_was_sent_then_the_attempt_is_given_back(
 ) -> None:
     (r,) = enqueue(ledger, 1)
     c = claim(ledger, r)
-    assert ledger.release(r, c.attempts, republish_after=5)
+    assert ledger.release(r, c.token, republish_after=5)
     rec = ledger.get(r)
     assert rec["state"] == "retrying" and rec["attempts"] == "0"
     c2 = claim(ledger, r)
     assert c2.claimed and c2.attempts == 1
-    ledger.mark_sent(r, 1, lease_seconds=30)
-    assert not ledger.release(r, 1, republish_after=5)  # sent: never released
+    assert not ledger.release(r, c.token, republish_after=5)  # the old claim is not this one
+    ledger.mark_sent(r, c2.token, lease_seconds=30)
+    assert not ledger.release(r, c2.token, republish_after=5)  # sent: never released
     assert_counters_match(ledger)
 
 
@@ -184,3 +185,21 @@ def test_given_a_malformed_request_id_when_claimed_then_it_is_refused(
 ) -> None:
     with pytest.raises(ValueError, match="not a request id"):
         claim(ledger, bad)
+
+
+def test_given_a_stalled_worker_whose_lease_expired_when_it_wakes_then_its_old_claim_cannot_send(
+    ledger: Ledger,
+) -> None:
+    """The attempt number is reused after an unsent lease expires (the attempt is uncounted);
+    the claim token is not. A stalled worker must never pass the fence on the next claim."""
+    (r,) = enqueue(ledger, 1)
+    stalled = claim(ledger, r, lease=0.05)
+    time.sleep(0.1)
+    assert ledger.expire(r, reconcile_in=60, overdue_in=60) == "requeue"
+    fresh = claim(ledger, r)
+    assert fresh.attempts == stalled.attempts  # the same attempt number...
+    assert not ledger.mark_sent(r, stalled.token, lease_seconds=30)  # ...but not the same claim
+    assert not ledger.finish(r, stalled.token, "originated", sid="x").ok
+    assert not ledger.release(r, stalled.token, republish_after=5)
+    assert ledger.mark_sent(r, fresh.token, lease_seconds=30)
+    assert_counters_match(ledger)

@@ -47,12 +47,12 @@ def in_doubt_call(
     }
     assert ledger.enqueue_many(CAMPAIGN, [(rid, record)]) == [1]
     c = ledger.claim(rid, lease_seconds=30, early_tolerance=0, worker="t")
-    assert ledger.mark_sent(rid, c.attempts, lease_seconds=30)
+    assert ledger.mark_sent(rid, c.token, lease_seconds=30)
     if fault:
         sim.script(rid, [fault])
         outcome, _ = client.connect(build_connect_params(c.record, rid, settings))
         assert isinstance(outcome, Unknown)
-    assert ledger.finish(rid, c.attempts, "in_doubt", error="in doubt", look_again_in=60).ok
+    assert ledger.finish(rid, c.token, "in_doubt", error="in doubt", look_again_in=60).ok
     return rid
 
 
@@ -102,7 +102,7 @@ def test_given_no_call_found_after_it_could_have_ended_then_it_may_be_redialled(
 ) -> None:
     rec, client = make_reconciler(rsettings, ledger)
     rid = in_doubt_call(ledger, client, rsettings, 3, None, sim)
-    backdate(ledger, rid, 5)
+    backdate(ledger, rid, 10)
     verdict = rec.reconcile(rid)
     assert (verdict.result, verdict.redial) == ("unplaced", True)
     assert ledger.get(rid)["state"] == "retrying"
@@ -114,7 +114,7 @@ def test_given_policy_fail_when_proven_unplaced_then_the_call_fails_and_is_never
 ) -> None:
     rec, client = make_reconciler(rsettings.model_copy(update={"in_doubt_policy": "fail"}), ledger)
     rid = in_doubt_call(ledger, client, rsettings, 4, None, sim)
-    backdate(ledger, rid, 5)
+    backdate(ledger, rid, 10)
     verdict = rec.reconcile(rid)
     assert (verdict.result, verdict.redial) == ("failed", False)
     record = ledger.get(rid)
@@ -132,7 +132,7 @@ def test_given_another_requests_call_to_the_same_number_when_searching_then_it_i
     )
     (call,) = sim.truth()["calls"]
     ledger.redis.hset(keys.sids(), call["sid"], f"{CAMPAIGN}:other")  # someone else's Sid
-    backdate(ledger, rid, 5)
+    backdate(ledger, rid, 10)
     assert rec.reconcile(rid).result == "unplaced"
 
 

@@ -1,6 +1,7 @@
 -- claim.lua: take a call for one attempt: `queued`/`retrying` -> `dialing`, with a lease.
 -- KEYS[1] call hash   KEYS[2] campaign counts hash   KEYS[3] deadlines zset
 -- ARGV[1] request id  ARGV[2] lease in ms  ARGV[3] early tolerance in ms  ARGV[4] worker name
+-- ARGV[5] a fresh claim token (never reused): the fence for mark_sent, release and finish
 -- Returns {code, attempts, state, field, value, ...}:
 --   {'claimed', n, 'dialing', <the whole record as field/value pairs>} - attempt n is ours;
 --   {'early', n, 'retrying'} - a retry message came before the call's next_at (a stray copy);
@@ -19,7 +20,7 @@ end
 attempts = attempts + 1
 local lease = now + tonumber(ARGV[2])
 redis.call('HSET', KEYS[1], 'state', 'dialing', 'attempts', attempts, 'sent', 0,
-  'lease_until', lease, 'worker', ARGV[4], 'updated_at', now)
+  'lease_until', lease, 'worker', ARGV[4], 'claim', ARGV[5], 'updated_at', now)
 redis.call('HDEL', KEYS[1], 'next_at')
 redis.call('HINCRBY', KEYS[2], state, -1)
 redis.call('HINCRBY', KEYS[2], 'dialing', 1)

@@ -14,7 +14,7 @@ local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 if not score then return 'gone' end
 if tonumber(score) > now then return 'not_due' end
-local rec = redis.call('HMGET', KEYS[1], 'state', 'attempts', 'sent', 'lease_until')
+local rec = redis.call('HMGET', KEYS[1], 'state', 'attempts', 'sent', 'lease_until', 'claim')
 local state = rec[1]
 if state == 'dialing' then
   local lease = tonumber(rec[4]) or 0
@@ -23,7 +23,7 @@ if state == 'dialing' then
     return 'alive'
   end
   local attempts = tonumber(rec[2]) or 0
-  if tonumber(rec[3]) == attempts and attempts > 0 then
+  if rec[5] and rec[3] == rec[5] then
     redis.call('HSET', KEYS[1], 'state', 'in_doubt', 'in_doubt_since', now, 'updated_at', now,
       'last_error', 'worker lost after the request was sent')
     redis.call('HDEL', KEYS[1], 'lease_until', 'worker')

@@ -1,19 +1,19 @@
 -- finish.lua: record what one sent attempt came to.
 -- KEYS[1] call hash   KEYS[2] campaign counts hash   KEYS[3] deadlines zset
 -- KEYS[4] sid index hash   KEYS[5] attempts list   KEYS[6] pending callback for ARGV[4]
--- ARGV[1] request id   ARGV[2] attempt number
+-- ARGV[1] request id   ARGV[2] the claim token of the attempt
 -- ARGV[3] new state: originated | retrying | failed | in_doubt
 -- ARGV[4] sid ('' if none)   ARGV[5] last error ('' if none)
 -- ARGV[6] ms until next_at (retrying only, else '')
 -- ARGV[7] ms until the sweeper must look again (retrying: overdue guard; in_doubt: reconcile)
 -- ARGV[8] one JSON line for the attempts log
 -- ARGV[9] '1' to uncount the attempt (an account-level refusal: the breaker's fault, not the call's)
--- Allowed from `dialing` or `in_doubt` of the same attempt (a late reply after the lease ran
+-- Allowed from `dialing` or `in_doubt` of the same claim (a late reply after the lease ran
 -- out still tells the truth). Returns {1, new state, pending} on success, where pending is 1
 -- when a callback for this sid is waiting; {0, current state, 0} when refused.
-local rec = redis.call('HMGET', KEYS[1], 'state', 'attempts')
+local rec = redis.call('HMGET', KEYS[1], 'state', 'claim')
 local from = rec[1]
-if (from ~= 'dialing' and from ~= 'in_doubt') or tonumber(rec[2]) ~= tonumber(ARGV[2]) then
+if (from ~= 'dialing' and from ~= 'in_doubt') or rec[2] ~= ARGV[2] then
   return {0, from or '', 0}
 end
 local to = ARGV[3]

@@ -1,11 +1,11 @@
 -- mark_sent.lua: the fence right before the POST. After it, the attempt counts as sent:
 -- if the worker dies, the call goes `in_doubt`, never back to the queue.
 -- KEYS[1] call hash   KEYS[2] deadlines zset
--- ARGV[1] request id  ARGV[2] attempt number  ARGV[3] lease for the request itself, in ms
+-- ARGV[1] request id  ARGV[2] the claim token  ARGV[3] lease for the request itself, in ms
 -- Returns 1 when marked; 0 when the attempt is no longer ours (lease ran out, or another state):
 -- then the caller must NOT send.
-local rec = redis.call('HMGET', KEYS[1], 'state', 'attempts', 'lease_until')
-if rec[1] ~= 'dialing' or tonumber(rec[2]) ~= tonumber(ARGV[2]) then return 0 end
+local rec = redis.call('HMGET', KEYS[1], 'state', 'claim', 'lease_until')
+if rec[1] ~= 'dialing' or rec[2] ~= ARGV[2] then return 0 end
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 if (tonumber(rec[3]) or 0) <= now then return 0 end
