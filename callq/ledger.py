@@ -107,6 +107,7 @@ class Ledger:
         *,
         queue_key: str = "",
         messages: Sequence[str] | None = None,
+        queued_overdue: float = 21600.0,
     ) -> list[int]:
         """Write many records, each with its task message, in one pipelined round trip.
 
@@ -118,11 +119,16 @@ class Ledger:
         queue = queue_key or k.campaigns()
         pipe = self.redis.pipeline(transaction=False)
         for i, (request_id, fields) in enumerate(records):
-            args: list[str] = [request_id, campaign, messages[i] if messages else ""]
+            args: list[str] = [
+                request_id,
+                campaign,
+                messages[i] if messages else "",
+                str(_ms(queued_overdue)),
+            ]
             for name, value in fields.items():
                 args.append(name)
                 args.append(value)
-            self.scripts.enqueue(keys=[k.call(request_id), *common, queue], args=args, client=pipe)
+            self.scripts.enqueue(keys=[k.call(request_id), *common, queue, k.deadlines()], args=args, client=pipe)
         return [int(x) for x in pipe.execute()]
 
     # Worker side ------------------------------------------------------------------------
@@ -217,7 +223,14 @@ class Ledger:
         due = self.redis.zrangebyscore(self.keys.deadlines(), "-inf", now_ms, 0, limit)
         return cast(list[str], due)
 
-    def expire(self, request_id: str, *, reconcile_in: float, overdue_in: float) -> SweepVerdict:
+    def expire(
+        self,
+        request_id: str,
+        *,
+        reconcile_in: float,
+        overdue_in: float,
+        queued_overdue_in: float = 21600.0,
+    ) -> SweepVerdict:
         k = self.keys
         try:
             counts = k.campaign_counts(campaign_of(request_id))
@@ -226,7 +239,7 @@ class Ledger:
             return "gone"
         verdict: SweepVerdict = self.scripts.expire(
             keys=[k.call(request_id), counts, k.deadlines()],
-            args=[request_id, _ms(reconcile_in), _ms(overdue_in)],
+            args=[request_id, _ms(reconcile_in), _ms(overdue_in), _ms(queued_overdue_in)],
         )
         return verdict
 

@@ -15,6 +15,7 @@ It is settled by, in order:
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from dataclasses import dataclass
@@ -99,10 +100,8 @@ class Reconciler:
         except (ExotelReplyError, LimiterUnavailable, TimeoutError, ValueError) as exc:
             if isinstance(exc, ExotelStatusError) and exc.status == 429:
                 # A look-up spends the same budget: a 429 pushes everyone back, as a call's does.
-                try:
+                with contextlib.suppress(LimiterUnavailable):
                     self.limiter.push_back(exc.retry_after or s.rate_limited_pushback_seconds)
-                except LimiterUnavailable:
-                    pass
             log.warning("%s: Call Details search failed (%s); will look again", request_id, exc)
             self._look_again(request_id, token, sent_at, proven_at, f"search failed: {exc}")
             return Verdict("search_failed")

@@ -70,6 +70,7 @@ class Settings(BaseSettings):
     lease_grace_seconds: PositiveFloat = 15.0
     sweep_interval_seconds: PositiveFloat = 2.0
     retry_overdue_seconds: PositiveFloat = 60.0
+    queued_overdue_seconds: PositiveFloat = 21600.0
     in_doubt_policy: Literal["reconcile", "fail"] = "reconcile"
     reconcile_interval_seconds: PositiveFloat = 30.0
 

@@ -111,6 +111,7 @@ class Enqueuer:
                 records,
                 queue_key=messages.queue_key,
                 messages=[messages.encode(rid) for rid, _ in records],
+                queued_overdue=self.settings.queued_overdue_seconds,
             )
             for code in codes:
                 if code == 1:

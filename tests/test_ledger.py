@@ -203,3 +203,21 @@ def test_given_a_stalled_worker_whose_lease_expired_when_it_wakes_then_its_old_c
     assert not ledger.release(r, stalled.token, republish_after=5)
     assert ledger.mark_sent(r, fresh.token, lease_seconds=30)
     assert_counters_match(ledger)
+
+
+def test_given_a_queued_call_whose_message_may_be_lost_when_overdue_then_the_sweeper_republishes_it(
+    ledger: Ledger,
+) -> None:
+    r = rid(1)
+    ledger.enqueue_many(CAMPAIGN, [(r, {"from": "+919000000000"})], queued_overdue=0.05)
+    assert ledger.due() == []
+    time.sleep(0.1)
+    assert ledger.due() == [r]
+    assert ledger.expire(r, reconcile_in=60, overdue_in=60, queued_overdue_in=60) == "requeue"
+    assert ledger.get(r)["state"] == "queued"  # unchanged: only a copy of its task goes out
+    assert ledger.due() == []
+    claim(ledger, r)
+    cancelled = rid(2)
+    ledger.enqueue_many(CAMPAIGN, [(cancelled, {})], queued_overdue=0.05)
+    ledger.cancel(CAMPAIGN)
+    assert cancelled not in ledger.redis.zrange(ledger.keys.deadlines(), 0, -1)

@@ -47,6 +47,7 @@ class Sweeper:
                 request_id,
                 reconcile_in=s.reconcile_interval_seconds,
                 overdue_in=s.retry_overdue_seconds,
+                queued_overdue_in=s.queued_overdue_seconds,
             )
             seen[verdict] = seen.get(verdict, 0) + 1
             if verdict == "requeue":

@@ -7,9 +7,11 @@ broker or shows in Flower.
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import Any, NoReturn
 
+import redis
 from celery import Task
+from celery.exceptions import Reject, Retry
 from celery.signals import (
     after_setup_logger,
     after_setup_task_logger,
@@ -34,6 +36,8 @@ def place_call(self: Task, request_id: str) -> str:
     token = current_request.set(request_id)
     try:
         step = get_runtime().dialer.place(request_id)
+    except redis.RedisError as exc:
+        _redeliver(self, exc)
     finally:
         current_request.reset(token)
     if step.retry_in is not None:
@@ -41,12 +45,27 @@ def place_call(self: Task, request_id: str) -> str:
     return step.result
 
 
-@app.task(name=RECONCILE, acks_late=True)  # type: ignore[untyped-decorator]
-def reconcile(request_id: str) -> str:
+def _redeliver(task: Task, exc: Exception) -> NoReturn:
+    """Redis failed mid-task. Whatever the ledger holds is safe (a claimed call has a lease the
+    sweeper watches), but this message must not be acked and lost: publish it again later, or,
+    if the broker is down too, reject it with requeue so kombu keeps it."""
+    log.warning("Redis error (%s); the task will run again", exc.__class__.__name__)
+    try:
+        raise task.retry(countdown=5, max_retries=None)
+    except Retry:
+        raise
+    except Exception:
+        raise Reject(str(exc.__class__.__name__), requeue=True) from None
+
+
+@app.task(name=RECONCILE, bind=True, acks_late=True)  # type: ignore[untyped-decorator]
+def reconcile(self: Task, request_id: str) -> str:
     """Settle one in-doubt call: callback, else Call Details search, else wait for proof."""
     token = current_request.set(request_id)
     try:
         verdict = get_runtime().reconciler.reconcile(request_id)
+    except redis.RedisError as exc:
+        _redeliver(self, exc)
     finally:
         current_request.reset(token)
     RECONCILED.labels(verdict.result.split(":")[0]).inc()

@@ -2,9 +2,11 @@
 -- KEYS[1] call hash          KEYS[2] campaign counts hash
 -- KEYS[3] campaign calls list KEYS[4] campaigns set
 -- KEYS[5] the broker's queue list (kombu's Redis transport), or any key when ARGV[3] is ''
+-- KEYS[6] deadlines zset
 -- ARGV[1] request id   ARGV[2] campaign id
 -- ARGV[3] the task message to LPUSH onto KEYS[5] ('' = none)
--- ARGV[4..] field, value, ... (the call's data)
+-- ARGV[4] ms until the sweeper republishes a call still queued (a message lost in transit)
+-- ARGV[5..] field, value, ... (the call's data)
 -- Returns 1 when the record was created (and its message pushed), 2 when it exists and is
 -- still `queued` (its message is pushed again: a copy is harmless, the claim is atomic), 0 when
 -- it exists in any other state. An existing record is never changed. Record and message are
@@ -17,9 +19,10 @@ local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 redis.call('HSET', KEYS[1], 'request_id', ARGV[1], 'campaign', ARGV[2], 'state', 'queued',
   'attempts', 0, 'sent', 0, 'created_at', now, 'updated_at', now)
-if #ARGV > 3 then
-  redis.call('HSET', KEYS[1], unpack(ARGV, 4))
+if #ARGV > 4 then
+  redis.call('HSET', KEYS[1], unpack(ARGV, 5))
 end
+redis.call('ZADD', KEYS[6], now + tonumber(ARGV[4]), ARGV[1])
 redis.call('HINCRBY', KEYS[2], 'queued', 1)
 redis.call('HINCRBY', KEYS[2], 'total', 1)
 redis.call('RPUSH', KEYS[3], ARGV[1])

@@ -2,10 +2,12 @@
 -- KEYS[1] call hash   KEYS[2] campaign counts hash   KEYS[3] deadlines zset
 -- ARGV[1] request id   ARGV[2] ms until an in-doubt call is looked at again
 -- ARGV[3] ms until a republished retry counts as overdue again
+-- ARGV[4] ms until a call still queued is republished again
 -- Safe to run from many sweepers at once: only the first to act gets a verdict.
 -- Returns one of:
 --   'requeue'   a `dialing` call whose lease ran out before anything was sent: now `retrying`,
---               attempt uncounted; or an overdue `retrying` call. The caller publishes it.
+--               attempt uncounted; or an overdue `retrying` call; or a call `queued` for so
+--               long that its message may be lost. The caller publishes it (a copy is harmless).
 --   'in_doubt'  a `dialing` call whose lease ran out after its request was sent.
 --   'reconcile' an `in_doubt` call whose check is due. The caller publishes reconcile.
 --   'alive' | 'not_due' | 'gone'  nothing to do.
@@ -41,6 +43,9 @@ if state == 'dialing' then
   return 'requeue'
 elseif state == 'retrying' then
   redis.call('ZADD', KEYS[3], now + tonumber(ARGV[3]), ARGV[1])
+  return 'requeue'
+elseif state == 'queued' then
+  redis.call('ZADD', KEYS[3], now + tonumber(ARGV[4]), ARGV[1])
   return 'requeue'
 elseif state == 'in_doubt' then
   redis.call('ZADD', KEYS[3], now + tonumber(ARGV[2]), ARGV[1])
