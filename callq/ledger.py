@@ -128,7 +128,9 @@ class Ledger:
             for name, value in fields.items():
                 args.append(name)
                 args.append(value)
-            self.scripts.enqueue(keys=[k.call(request_id), *common, queue, k.deadlines()], args=args, client=pipe)
+            self.scripts.enqueue(
+                keys=[k.call(request_id), *common, queue, k.deadlines()], args=args, client=pipe
+            )
         return [int(x) for x in pipe.execute()]
 
     # Worker side ------------------------------------------------------------------------
