@@ -70,7 +70,7 @@ class EmbeddedRedis:
             "--appendonly",
             "yes" if self.appendonly else "no",
             "--appendfsync",
-            "everysec",
+            "always",
             "--daemonize",
             "no",
             "--logfile",

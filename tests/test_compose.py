@@ -106,7 +106,7 @@ def test_given_redis_when_rendered_then_aof_is_on_with_a_volume_and_a_healthchec
     redis = demo["services"]["redis"]
     cmd = redis["command"]
     assert cmd[cmd.index("--appendonly") + 1] == "yes"
-    assert cmd[cmd.index("--appendfsync") + 1] == "everysec"
+    assert cmd[cmd.index("--appendfsync") + 1] == "always"  # the sent mark must be durable
     assert "redis-cli" in redis["healthcheck"]["test"] and "ping" in redis["healthcheck"]["test"]
     (mount,) = redis["volumes"]
     assert mount["type"] == "volume" and mount["target"] == "/data"
