@@ -88,7 +88,9 @@ class Dialer:
             self._finish(request_id, token, "failed", error=f"invalid record: {exc}")
             return Step("invalid")
         try:
-            waited = self.limiter.acquire(timeout=s.rate_limit_max_wait_seconds, stop=self.stopping)
+            permit = self.limiter.acquire_permit(
+                timeout=s.rate_limit_max_wait_seconds, stop=self.stopping
+            )
         except Stopping:
             # Warm shutdown: nothing was sent. Give the call back, uncounted, for another
             # worker; the in-flight requests of this worker finish and are recorded.
@@ -104,6 +106,17 @@ class Dialer:
         if not self.ledger.mark_sent(request_id, token, lease_seconds=self.send_lease):
             log.warning("lease lost for %s attempt %d; not sending", request_id, attempt)
             return Step("lease_lost")
+        late = permit.lateness()
+        if late > s.rate_limit_margin_seconds / 2:
+            # The limit holds only if every request leaves within the margin of its slot
+            # (two requests N slots apart are then more than a period apart). This one is
+            # late (a stall, a slow Redis): hold it back, unsent, and requeue it.
+            self.ledger.release(
+                request_id, token, republish_after=s.retry_overdue_seconds, unsent=True
+            )
+            log.warning("%s held back: %.3f s late for its permit; requeued", request_id, late)
+            return Step("late", retry_in=0.0)
+        waited = permit.waited
         LIMITER_WAIT.observe(waited)
         outcome, elapsed = self.client.connect(params)
         CALLS.labels(outcome.kind).inc()

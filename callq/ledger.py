@@ -164,7 +164,9 @@ class Ledger:
             )
         )
 
-    def release(self, request_id: str, token: str, *, republish_after: float) -> bool:
+    def release(
+        self, request_id: str, token: str, *, republish_after: float, unsent: bool = False
+    ) -> bool:
         """Give back an attempt that sent nothing; it does not count."""
         k = self.keys
         return bool(
@@ -174,7 +176,7 @@ class Ledger:
                     k.campaign_counts(campaign_of(request_id)),
                     k.deadlines(),
                 ],
-                args=[request_id, token, _ms(republish_after)],
+                args=[request_id, token, _ms(republish_after), "1" if unsent else ""],
             )
         )
 

@@ -26,6 +26,18 @@ from callq.scripts import Scripts
 
 
 @dataclass(frozen=True)
+class Permit:
+    """A granted permit: how long the caller waited, and the slot (``time.monotonic()``)."""
+
+    waited: float
+    slot: float
+
+    def lateness(self) -> float:
+        """Seconds past the slot now; a request should leave at its slot, not later."""
+        return time.monotonic() - self.slot
+
+
+@dataclass(frozen=True)
 class Reservation:
     granted: bool
     wait: float  # seconds: until the permit (granted) or until one could be (not granted)
@@ -74,12 +86,19 @@ class Limiter:
         :class:`Stopping` as soon as ``stop`` is set (a reserved permit is then left unused:
         that costs throughput, never the limit).
         """
+        return self.acquire_permit(timeout, stop).waited
+
+    def acquire_permit(
+        self, timeout: float | None = None, stop: threading.Event | None = None
+    ) -> Permit:
+        """As :meth:`acquire`, returning the :class:`Permit` with its slot time."""
         started = time.monotonic()
         while True:
             r = self.reserve()
             if r.granted:
+                slot = time.monotonic() + r.wait
                 self._wait(r.wait, stop)
-                return time.monotonic() - started
+                return Permit(waited=time.monotonic() - started, slot=slot)
             if timeout is not None and time.monotonic() - started + r.wait > timeout:
                 raise TimeoutError("no permit within the timeout")
             self._wait(r.wait, stop)

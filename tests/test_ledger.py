@@ -221,3 +221,16 @@ def test_given_a_queued_call_whose_message_may_be_lost_when_overdue_then_the_swe
     ledger.enqueue_many(CAMPAIGN, [(cancelled, {})], queued_overdue=0.05)
     ledger.cancel(CAMPAIGN)
     assert cancelled not in ledger.redis.zrange(ledger.keys.deadlines(), 0, -1)
+
+
+def test_given_a_call_marked_sent_but_held_back_when_released_as_unsent_then_it_is_requeued(
+    ledger: Ledger,
+) -> None:
+    (r,) = enqueue(ledger, 1)
+    c = claim(ledger, r)
+    assert ledger.mark_sent(r, c.token, lease_seconds=30)
+    assert not ledger.release(r, c.token, republish_after=5)  # sent: refused by default
+    assert ledger.release(r, c.token, republish_after=5, unsent=True)  # the worker knows
+    rec = ledger.get(r)
+    assert (rec["state"], rec["attempts"], rec["sent"]) == ("retrying", "0", "0")
+    assert_counters_match(ledger)

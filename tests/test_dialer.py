@@ -1,0 +1,70 @@
+"""The dialer as a plain function: real Redis, the simulator over HTTP, no Celery."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from callq.dialer import Dialer
+from callq.exotel import ExotelClient, make_session
+from callq.ledger import Ledger
+from callq.limiter import Limiter, Permit
+from callq.retry import RetryPolicy
+from config import Settings
+from tests.campaigns import mobile
+
+
+class LateLimiter(Limiter):
+    """Grants a permit whose slot is long past, as after a stall between permit and send."""
+
+    def acquire_permit(self, timeout: float | None = None, stop: Any = None) -> Permit:
+        return Permit(waited=0.0, slot=time.monotonic() - 5.0)
+
+
+def make_dialer(settings: Settings, ledger: Ledger, limiter_cls: type[Limiter] = Limiter) -> Dialer:
+    limiter = limiter_cls(
+        ledger.redis,
+        ledger.keys,
+        settings.exotel_account_sid,
+        calls=settings.rate_limit_calls,
+        period=settings.rate_limit_period_seconds,
+        margin=settings.rate_limit_margin_seconds,
+    )
+    return Dialer(
+        settings,
+        ledger,
+        limiter,
+        ExotelClient(settings, make_session()),
+        RetryPolicy(max_attempts=3, base=0.1, cap=0.2),
+    )
+
+
+def enqueue_one(ledger: Ledger, n: int = 1) -> str:
+    rid = f"d:{n:020x}"
+    ledger.enqueue_many(
+        "d", [(rid, {"from": mobile("98", n), "to": mobile("97", n), "caller_id": "+918030752400"})]
+    )
+    return rid
+
+
+def test_given_a_permit_when_on_time_then_the_call_is_placed_once(
+    settings: Settings, ledger: Ledger, sim: Any
+) -> None:
+    rid = enqueue_one(ledger)
+    step = make_dialer(settings, ledger).place(rid)
+    assert step.result == "originated"
+    assert sim.truth()["by_custom_field"] == {rid: 1}
+    assert make_dialer(settings, ledger).place(rid).result == "skip:originated"
+
+
+def test_given_a_send_late_for_its_permit_when_dialling_then_it_is_held_back_unsent(
+    settings: Settings, ledger: Ledger, sim: Any
+) -> None:
+    rid = enqueue_one(ledger, 2)
+    step = make_dialer(settings, ledger, LateLimiter).place(rid)
+    assert (step.result, step.retry_in) == ("late", 0.0)
+    assert sim.truth()["requests"] == 0  # nothing reached Exotel
+    rec = ledger.get(rid)
+    assert (rec["state"], rec["attempts"], rec["sent"]) == ("retrying", "0", "0")
+    assert make_dialer(settings, ledger).place(rid).result == "originated"
+    assert sim.truth()["by_custom_field"] == {rid: 1}
