@@ -67,3 +67,11 @@ worker: $(STAMP) ## run one worker (needs REDIS_URL and Exotel settings)
 .PHONY: clean
 clean: ## remove caches and local data (keeps .venv)
 	rm -rf .pytest_cache .mypy_cache .ruff_cache .hypothesis .data build *.egg-info
+
+.PHONY: chaos
+chaos: $(STAMP) ## chaos run: 2,000 calls, workers SIGKILLed, Redis + receiver restarted, verdict vs the simulator (ARGS="--json-out f.json")
+	$(BIN)/python -m chaos $(ARGS)
+
+.PHONY: chaos-short
+chaos-short: $(STAMP) ## the same chaos with 300 calls (about a minute), as tests/test_chaos.py runs it
+	$(BIN)/python -m chaos --short $(ARGS)

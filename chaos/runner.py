@@ -1,0 +1,580 @@
+"""A chaos campaign: real workers, a Redis of the run's own, the simulator over real HTTP, and
+faults everywhere at once.
+
+What runs:
+
+* an :class:`~callq.embedded.EmbeddedRedis` (AOF on) in a temporary directory, never the
+  machine's 6379;
+* the Exotel simulator (in this process, over real HTTP) with random 500s, 504s, slow replies
+  that were placed, resets before and after origination, duplicate and late callbacks, and a
+  strict, time-scaled limit;
+* ``python -m callbacks`` (the StatusCallback receiver) as a child process;
+* ``workers`` real ``celery -A worker worker -Q calls`` processes (threads pool).
+
+What happens meanwhile: a worker is killed with SIGKILL every ``kill_every`` seconds and
+replaced; Redis is stopped and started again once (same port, same AOF); the receiver is
+restarted once; a second campaign is enqueued while all this goes on.
+
+Then the run waits (bounded) for every call to settle, in-doubt ones included once their proof
+is possible, and for the simulator's callbacks to be delivered, and judges the ledger and
+the report against the simulator's ground truth (:mod:`chaos.verdict`).
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import io
+import json
+import random
+import shutil
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import redis
+from pydantic import SecretStr
+
+from callq.embedded import EmbeddedRedis, free_port
+from callq.keys import Keys
+from callq.ledger import Ledger
+from callq.redis_conn import make_redis
+from chaos.procs import Receiver, WorkerPool
+from chaos.verdict import CampaignData, Check, judge
+from config import Settings
+from producer.enqueue import Enqueuer
+from producer.report import write_report
+from producer.rows import CallRequest, read_rows, request_id
+from simulator import Account, SimConfig, Simulator
+
+__all__ = ["ChaosConfig", "ChaosReport", "campaign_rows", "run_chaos"]
+
+ACCOUNT = ("chaos-account", "chaos-key-5d1e", "chaos-token-9a7c")
+CALLBACK_PATH = "/exotel/status-callback"
+Out = Callable[[str], None]
+
+
+@dataclass
+class ChaosConfig:
+    """Every knob of a run. The defaults are the full run; :meth:`short` is the CI one."""
+
+    calls: int = 2000
+    #: Share of the calls in the second campaign, enqueued while the chaos is going on.
+    second_share: float = 0.4
+    workers: int = 3
+    concurrency: int = 8
+    #: Seconds between two SIGKILLs (each victim is replaced at once).
+    kill_every: float = 5.0
+    #: Fractions of the expected dialling time at which the other events happen.
+    second_at: float = 0.15
+    redis_restart_at: float = 0.4
+    receiver_restart_at: float = 0.6
+    redis_down_seconds: float = 3.0
+    #: Longer than the simulator's callback retries last (1+2+4+8+16 s, times time_scale):
+    #: some callbacks are retried and get through, some are given up (as Exotel would), and
+    #: their in-doubt calls must be settled by a Call Details search instead.
+    receiver_down_seconds: float = 8.0
+    # The time-scaled limit: 100 per 5 s.
+    rate_limit: int = 100
+    period: float = 5.0
+    margin: float = 0.5
+    # The simulator.
+    time_scale: float = 0.2
+    p_500: float = 0.08
+    p_504: float = 0.05
+    p_slow_placed: float = 0.04
+    p_reset_after: float = 0.02
+    p_reset_before: float = 0.02
+    p_duplicate_callback: float = 0.1
+    p_late_callback: float = 0.05
+    slow_seconds: float = 3.0
+    # The queue.
+    read_timeout: float = 2.0
+    origination_window: float = 2.0
+    max_attempts: int = 5
+    #: Rows get TimeLimit in [2, time_limit_max] and TimeOut in [1, time_out_max].
+    time_limit_max: int = 4
+    time_out_max: int = 3
+    flow_every: int = 9
+    # Bounds.
+    settle_timeout: float = 240.0
+    callbacks_timeout: float = 60.0
+    progress_every: float = 3.0
+    seed: int = 20261123
+    workdir: Path | None = None
+    keep: bool = False
+
+    @classmethod
+    def short(cls, **overrides: Any) -> ChaosConfig:
+        """A few hundred calls, all the same faults and events, in about a minute."""
+        base: dict[str, Any] = {
+            "calls": 300,
+            "kill_every": 3.0,
+            "settle_timeout": 90.0,
+            "callbacks_timeout": 40.0,
+        }
+        base.update(overrides)
+        return cls(**base)
+
+    @property
+    def permits_per_second(self) -> float:
+        return self.rate_limit / (self.period + self.margin)
+
+    @property
+    def expected_dial_seconds(self) -> float:
+        """Roughly how long dialling takes at the limit, with retries and searches."""
+        return self.calls * 1.3 / self.permits_per_second
+
+    def as_dict(self) -> dict[str, Any]:
+        out = dataclasses.asdict(self)
+        out["workdir"] = str(self.workdir) if self.workdir else None
+        return out
+
+
+@dataclass
+class ChaosReport:
+    config: ChaosConfig
+    checks: list[Check]
+    figures: dict[str, Any]
+    events: list[tuple[float, str]]
+    timings: dict[str, float]
+    workdir: str
+    started_at: str
+    code: str = "unknown"
+
+    @property
+    def ok(self) -> bool:
+        return bool(self.checks) and all(c.ok for c in self.checks)
+
+    @property
+    def failures(self) -> list[Check]:
+        return [c for c in self.checks if not c.ok]
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "ok": self.ok,
+            "started_at": self.started_at,
+            "code": self.code,
+            "config": self.config.as_dict(),
+            "checks": [c.as_dict() for c in self.checks],
+            "figures": self.figures,
+            "events": [{"t": round(t, 1), "event": e} for t, e in self.events],
+            "timings": {k: round(v, 1) for k, v in self.timings.items()},
+            "workdir": self.workdir,
+        }
+
+    def render(self) -> str:
+        from chaos.table import render_report
+
+        return render_report(self)
+
+    def write_json(self, path: Path) -> None:
+        path.write_text(json.dumps(self.as_dict(), indent=2, sort_keys=False) + "\n")
+
+
+def code_version() -> str:
+    """``git`` commit of the code under test (``-dirty`` with local changes), or "unknown"."""
+    import subprocess
+
+    root = Path(__file__).resolve().parent.parent
+    try:
+        head = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"],
+            cwd=root,
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=True,
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=root,
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=True,
+        ).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    return head + ("-dirty" if dirty else "")
+
+
+def campaign_rows(n: int, start: int, rng: random.Random, cfg: ChaosConfig) -> bytes:
+    """A campaign CSV of ``n`` rows numbered from ``start``: unique numbers (so a Call Details
+    search never finds two candidates), small TimeLimit/TimeOut (so in-doubt proof comes
+    within the run), and every ``flow_every``-th row connected to a flow instead of a number.
+    """
+    lines = ["From,To,CallerId,Url,CustomField,TimeLimit,TimeOut"]
+    for i in range(start, start + n):
+        frm = f"+9198{i:08d}"
+        limit = rng.randint(2, cfg.time_limit_max)
+        timeout = rng.randint(1, cfg.time_out_max)
+        if cfg.flow_every and i % cfg.flow_every == 0:
+            url = f"http://my.exotel.com/chaos/exoml/start_voice/{1000 + i}"
+            lines.append(f"{frm},,08030752400,{url},order-{i},{limit},{timeout}")
+        else:
+            lines.append(f"{frm},+9197{i:08d},08030752400,,order-{i},{limit},{timeout}")
+    return ("\n".join(lines) + "\n").encode()
+
+
+class _Run:
+    """One chaos run, start to finish. Use :func:`run_chaos`."""
+
+    def __init__(self, cfg: ChaosConfig, out: Out) -> None:
+        self.cfg = cfg
+        self.out = out
+        self.rng = random.Random(cfg.seed)
+        self.t0 = time.monotonic()
+        self.events: list[tuple[float, str]] = []
+        self.timings: dict[str, float] = {}
+        self.own_workdir = cfg.workdir is None
+        self.workdir = (
+            Path(tempfile.mkdtemp(prefix="chaos-")) if cfg.workdir is None else cfg.workdir
+        )
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        self.redis_dir = self.workdir / "redis"
+        self.redis_server: EmbeddedRedis | None = None
+        self.sim: Simulator | None = None
+        self.receiver: Receiver | None = None
+        self.pool: WorkerPool | None = None
+        self.ledger: Ledger | None = None
+        self.settings: Settings | None = None
+        self.campaigns: dict[str, list[str]] = {}
+        self.redis_up = True
+
+    # --- helpers ---------------------------------------------------------------------------
+
+    def now(self) -> float:
+        return time.monotonic() - self.t0
+
+    def event(self, text: str) -> None:
+        t = self.now()
+        self.events.append((t, text))
+        self.out(f"[chaos {t:6.1f}s] {text}")
+
+    # --- set-up ------------------------------------------------------------------------------
+
+    def setup(self) -> None:
+        cfg = self.cfg
+        self.redis_server = EmbeddedRedis(self.redis_dir, appendonly=True).start()
+        sid, key, token = ACCOUNT
+        sim_config = SimConfig(
+            accounts=[Account(sid, key, token, rate_limit=cfg.rate_limit, period=cfg.period)],
+            time_scale=cfg.time_scale,
+            latency=True,
+            p_500=cfg.p_500,
+            p_504=cfg.p_504,
+            p_slow_placed=cfg.p_slow_placed,
+            slow_seconds=cfg.slow_seconds,
+            p_reset_after=cfg.p_reset_after,
+            p_reset_before=cfg.p_reset_before,
+            callbacks=True,
+            p_duplicate_callback=cfg.p_duplicate_callback,
+            p_late_callback=cfg.p_late_callback,
+            seed=cfg.seed,
+        )
+        self.sim = Simulator(sim_config).start()
+        port = free_port()
+        self.settings = Settings(
+            _env_file=None,
+            redis_url=self.redis_server.url,
+            key_prefix="chaos",
+            exotel_account_sid=sid,
+            exotel_api_key=SecretStr(key),
+            exotel_api_token=SecretStr(token),
+            exotel_base_url=self.sim.url,
+            exotel_caller_id="08030752400",
+            exotel_connect_timeout=1.0,
+            exotel_read_timeout=cfg.read_timeout,
+            exotel_origination_window_seconds=cfg.origination_window,
+            rate_limit_calls=cfg.rate_limit,
+            rate_limit_period_seconds=cfg.period,
+            rate_limit_margin_seconds=cfg.margin,
+            rate_limit_max_ahead_seconds=1.0,
+            rate_limit_max_wait_seconds=10.0,
+            rate_limited_pushback_seconds=1.0,
+            max_attempts=cfg.max_attempts,
+            retry_backoff_base_seconds=0.2,
+            retry_backoff_max_seconds=1.0,
+            lease_grace_seconds=2.0,
+            sweep_interval_seconds=0.5,
+            retry_overdue_seconds=5.0,
+            # Time-scaled like the rest: a call still queued after 60 s is published again (a
+            # copy is harmless), which covers a message lost between BRPOP and kombu's unacked
+            # write when its worker is killed.
+            queued_overdue_seconds=60.0,
+            reconcile_interval_seconds=1.0,
+            callback_url=f"http://127.0.0.1:{port}{CALLBACK_PATH}",
+            callback_token=SecretStr(f"chaos-cb-{self.rng.getrandbits(64):016x}"),
+            worker_concurrency=cfg.concurrency,
+            visibility_timeout_seconds=30,
+        )
+        self.ledger = Ledger(make_redis(self.redis_server.url), Keys(self.settings.key_prefix))
+        self.receiver = Receiver(self.settings, self.workdir, port).start()
+        self.pool = WorkerPool(
+            self.settings,
+            self.workdir,
+            concurrency=cfg.concurrency,
+            rng=random.Random(cfg.seed + 1),
+        )
+        self.pool.start(cfg.workers)
+        self.event(
+            f"up: redis :{self.redis_server.port} (AOF) in {self.redis_dir}, simulator "
+            f"{self.sim.url}, receiver :{port}, {cfg.workers} workers x {cfg.concurrency} threads"
+        )
+
+    def enqueue(self, campaign: str, n: int, start: int) -> None:
+        assert self.settings is not None
+        data = campaign_rows(n, start, self.rng, self.cfg)
+        ids = [
+            request_id(campaign, item.row_key())
+            for item in read_rows(io.BytesIO(data), default_caller_id="08030752400")
+            if isinstance(item, CallRequest)
+        ]
+        began = time.monotonic()
+        result = Enqueuer(self.settings).enqueue_file(io.BytesIO(data), campaign)
+        took = time.monotonic() - began
+        self.campaigns[campaign] = ids
+        self.event(
+            f"enqueued {campaign}: {result.accepted} accepted, {len(result.rejected)} rejected "
+            f"in {took:.2f} s"
+        )
+        if result.accepted != n or result.rejected:
+            raise RuntimeError(f"enqueue of {campaign} was refused: {result.as_dict()}")
+
+    # --- the chaos ---------------------------------------------------------------------------
+
+    def restart_redis(self) -> None:
+        assert self.redis_server is not None
+        port = self.redis_server.port
+        self.event(f"redis: stopping (AOF kept) for {self.cfg.redis_down_seconds:g} s")
+        self.redis_up = False
+        self.redis_server.stop()
+        time.sleep(self.cfg.redis_down_seconds)
+        began = time.monotonic()
+        self.redis_server = EmbeddedRedis(self.redis_dir, port=port, appendonly=True).start()
+        self.redis_up = True
+        self.timings["redis_reload"] = time.monotonic() - began
+        self.event(f"redis: back on :{port} after {time.monotonic() - began:.2f} s load")
+
+    def restart_receiver(self) -> None:
+        assert self.receiver is not None
+        away = self.receiver.restart(self.cfg.receiver_down_seconds)
+        self.event(f"receiver: restarted, away {away:.2f} s (pid {self.receiver.pid})")
+
+    def states(self) -> dict[str, int] | None:
+        """Summed states of every campaign, or None while Redis does not answer."""
+        assert self.ledger is not None
+        total: dict[str, int] = {}
+        try:
+            for campaign in self.campaigns:
+                for s, v in self.ledger.status(campaign).states.items():
+                    total[s] = total.get(s, 0) + v
+        except (redis.RedisError, OSError):
+            return None
+        return total
+
+    def progress(self, phase: str) -> None:
+        assert self.sim is not None and self.pool is not None
+        states = self.states()
+        truth = self.sim.truth()
+        requests, originated = truth["requests"], truth["originated"]
+        limited = truth["rate_limited"]
+        window = max(truth["max_in_window"].values() or [0])
+        shown = (
+            " ".join(f"{k} {v}" for k, v in states.items() if v)
+            if states is not None
+            else "redis down"
+        )
+        self.out(
+            f"[chaos {self.now():6.1f}s] {phase}: {shown} | sim requests {requests} "
+            f"placed {originated} 429s {limited} max/window {window} | "
+            f"workers {len(self.pool.alive())} killed {self.pool.killed}"
+        )
+
+    def busy(self, *, in_doubt: bool) -> int | None:
+        states = self.states()
+        if states is None:
+            return None
+        names = ["queued", "dialing", "retrying"] + (["in_doubt"] if in_doubt else [])
+        return sum(states.get(s, 0) for s in names)
+
+    def chaos_phase(self) -> None:
+        """Kills, a Redis restart, a receiver restart, a second campaign: until nothing is
+        left to dial (or the bound)."""
+        cfg = self.cfg
+        assert self.pool is not None
+        first = round(cfg.calls * (1 - cfg.second_share))
+        self.enqueue("chaos-a", first, 0)
+        began = time.monotonic()
+        expected = cfg.expected_dial_seconds
+        pending = [
+            (cfg.second_at * expected, "second"),
+            (cfg.redis_restart_at * expected, "redis"),
+            (cfg.receiver_restart_at * expected, "receiver"),
+        ]
+        pending.sort()
+        next_kill = began + max(cfg.kill_every, 4.0)  # let the first workers come up
+        next_progress = began
+        bound = began + expected * 2 + 45
+        while True:
+            now = time.monotonic()
+            if pending and now - began >= pending[0][0]:
+                _, what = pending.pop(0)
+                if what == "second":
+                    self.enqueue("chaos-b", cfg.calls - first, first)
+                elif what == "redis":
+                    self.restart_redis()
+                else:
+                    self.restart_receiver()
+                continue
+            if now >= next_kill:
+                pid = self.pool.kill_one(min_age=1.0)
+                if pid is not None:
+                    self.event(f"SIGKILL worker pid {pid}; replacement started")
+                next_kill = now + cfg.kill_every * self.rng.uniform(0.7, 1.3)
+            died = self.pool.ensure(cfg.workers)
+            if died:
+                self.event(f"worker(s) exited by themselves (exit codes {died}); replaced")
+            if now >= next_progress:
+                self.progress("chaos")
+                next_progress = now + cfg.progress_every
+            if not pending:
+                left = self.busy(in_doubt=False)
+                if left == 0:
+                    break
+            if now > bound:
+                self.event("chaos phase bound reached with calls still to dial")
+                break
+            time.sleep(0.2)
+        self.timings["chaos_phase"] = time.monotonic() - began
+        self.event(f"chaos over: {self.pool.killed} workers killed; waiting for calls to settle")
+
+    def settle_phase(self) -> None:
+        """No more faults of ours: wait (bounded) for every call to settle, in-doubt ones
+        included, then for the simulator's callbacks to be delivered."""
+        cfg = self.cfg
+        assert self.pool is not None and self.sim is not None
+        began = time.monotonic()
+        next_progress = began
+        while time.monotonic() - began < cfg.settle_timeout:
+            died = self.pool.ensure(cfg.workers)
+            if died:
+                self.event(f"worker(s) exited by themselves (exit codes {died}); replaced")
+            if self.busy(in_doubt=True) == 0:
+                break
+            if time.monotonic() >= next_progress:
+                self.progress("settle")
+                next_progress = time.monotonic() + cfg.progress_every
+            time.sleep(0.25)
+        else:
+            self.event(f"settle bound ({cfg.settle_timeout:g} s) reached")
+        self.timings["settle_phase"] = time.monotonic() - began
+        began = time.monotonic()
+        while time.monotonic() - began < cfg.callbacks_timeout:
+            pending = self.sim.truth()["callbacks"]["pending"]
+            if pending == 0:
+                break
+            time.sleep(0.25)
+        self.timings["callbacks_drain"] = time.monotonic() - began
+        self.progress("settled")
+
+    # --- verdict -------------------------------------------------------------------------------
+
+    def collect(self) -> tuple[list[Check], dict[str, Any]]:
+        assert self.ledger is not None and self.sim is not None and self.settings is not None
+        assert self.pool is not None and self.receiver is not None
+        ledger = self.ledger
+        truth = self.sim.truth()
+        data = []
+        for campaign, ids in self.campaigns.items():
+            records = list(ledger.iter_records(campaign))
+            buf = io.StringIO()
+            write_report(ledger, campaign, buf, "csv")
+            report = list(csv.DictReader(io.StringIO(buf.getvalue())))
+            pipe = ledger.redis.pipeline(transaction=False)
+            rids = [r["request_id"] for r in records]
+            for rid in rids:
+                pipe.lrange(ledger.keys.attempts(rid), 0, -1)
+            logs = {
+                rid: [json.loads(x) for x in raw]
+                for rid, raw in zip(rids, pipe.execute(), strict=True)
+            }
+            data.append(
+                CampaignData(
+                    campaign=campaign,
+                    accepted=ids,
+                    records=records,
+                    status=ledger.status(campaign).as_dict(),
+                    report=report,
+                    attempts=logs,
+                )
+            )
+        sec, usec = ledger.redis.time()
+        checks, figures = judge(data, truth, self.settings, sec * 1000 + usec // 1000)
+        figures["workers_killed"] = self.pool.killed
+        figures["workers_started"] = self.pool.started
+        figures["workers_exited_by_themselves"] = len(self.pool.exits)
+        figures["sweeper_requeue_log_lines"] = self.pool.grep("requeue")
+        figures["worker_error_lines"] = self.pool.grep(" ERROR", "Traceback", " CRITICAL")
+        figures["redis_restarts"] = 1
+        figures["receiver_restarts"] = self.receiver.restarts
+        figures["pending_callbacks_left"] = sum(
+            1 for _ in ledger.redis.scan_iter(match=ledger.keys.pending_callback("*"), count=1000)
+        )
+        return checks, figures
+
+    def teardown(self) -> None:
+        if self.pool is not None:
+            self.pool.stop()
+        if self.receiver is not None:
+            self.receiver.stop()
+        if self.sim is not None:
+            self.sim.stop()
+        if self.ledger is not None:
+            self.ledger.redis.close()
+        if self.redis_server is not None:
+            self.redis_server.stop()
+
+
+def run_chaos(cfg: ChaosConfig | None = None, out: Out = print) -> ChaosReport:
+    """Run one chaos campaign and return its verdict (``report.ok``). Prints progress lines
+    through ``out``. The run's directory (logs, AOF) is removed afterwards unless the run
+    failed or ``cfg.keep``."""
+    cfg = cfg or ChaosConfig()
+    code_at_start = code_version()
+    run = _Run(cfg, out)
+    started_at = time.strftime("%Y-%m-%d %H:%M:%S %z")
+    checks: list[Check] = []
+    figures: dict[str, Any] = {}
+    try:
+        run.setup()
+        run.chaos_phase()
+        run.settle_phase()
+        checks, figures = run.collect()
+    except Exception as exc:
+        run.event(f"run aborted: {type(exc).__name__}: {exc}")
+        checks = [Check("the run completed", False, f"{type(exc).__name__}: {exc}", "yes")]
+    finally:
+        run.teardown()
+    run.timings["total"] = run.now()
+    report = ChaosReport(
+        config=cfg,
+        checks=checks,
+        figures=figures,
+        events=run.events,
+        timings=run.timings,
+        workdir=str(run.workdir),
+        started_at=started_at,
+        code=code_at_start,
+    )
+    code_at_end = code_version()
+    if code_at_end != code_at_start:
+        report.code = f"{code_at_start}, then {code_at_end} (the code changed during the run)"
+    if report.ok and run.own_workdir and not cfg.keep:
+        shutil.rmtree(run.workdir, ignore_errors=True)
+        report.workdir = ""
+    return report

@@ -1,0 +1,273 @@
+"""The verdict of a chaos run: the simulator's ground truth against the ledger and the report.
+
+Pure functions of what was collected at the end of the run (no Redis, no HTTP), so the
+rules can be read, and tested, on their own.
+
+The promise checked: every requested call is placed exactly once, or failed with a reason,
+and nothing is lost.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from callq.reconcile import proof_seconds
+from config import Settings
+
+__all__ = ["CampaignData", "Check", "judge"]
+
+#: States a call may legitimately rest in at the end of a run.
+FINAL = ("originated", "failed")
+
+
+@dataclass
+class CampaignData:
+    """What the run collected about one campaign once it had settled."""
+
+    campaign: str
+    accepted: list[str]  # request ids the producer accepted
+    records: list[dict[str, str]]  # ledger.iter_records
+    status: dict[str, Any]  # ledger.status(...).as_dict()
+    report: list[dict[str, str]]  # the report CSV (write_report), parsed
+    attempts: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Check:
+    """One verdict line: ``value`` is what was measured, ``expected`` what is promised."""
+
+    name: str
+    ok: bool
+    value: str
+    expected: str
+    examples: tuple[str, ...] = ()
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "check": self.name,
+            "ok": self.ok,
+            "value": self.value,
+            "expected": self.expected,
+            "examples": list(self.examples),
+        }
+
+
+def _check(name: str, bad: list[str], expected: str = "0", value: str | None = None) -> Check:
+    return Check(
+        name=name,
+        ok=not bad,
+        value=str(len(bad)) if value is None else value,
+        expected=expected,
+        examples=tuple(bad[:5]),
+    )
+
+
+def legitimately_in_doubt(rec: Mapping[str, str], settings: Settings, now_ms: int) -> bool:
+    """An in-doubt call whose proof is not possible yet, or one left for a person (two
+    candidate calls): it may rest in doubt."""
+    if rec.get("state") != "in_doubt":
+        return False
+    if (rec.get("last_error") or "").startswith("ambiguous"):
+        return True
+    sent_ms = int(rec.get("sent_at") or rec.get("in_doubt_since") or 0)
+    proven_ms = sent_ms + int(proof_seconds(dict(rec), settings) * 1000)
+    return now_ms < proven_ms
+
+
+def judge(
+    campaigns: Iterable[CampaignData],
+    truth: Mapping[str, Any],
+    settings: Settings,
+    now_ms: int,
+) -> tuple[list[Check], dict[str, Any]]:
+    """The verdict lines and the figures of a finished run."""
+    data = list(campaigns)
+    account = settings.exotel_account_sid
+    by_cf: dict[str, int] = dict(truth.get("by_custom_field", {}))
+    sim_calls: list[dict[str, Any]] = list(truth.get("calls", []))
+    sim_sid: dict[str, str] = {}
+    sim_status: dict[str, str] = {}
+    for call in sim_calls:
+        cf = call.get("custom_field")
+        if cf:
+            sim_sid.setdefault(cf, call["sid"])
+            sim_status.setdefault(cf, call["final_status"])
+
+    records: dict[str, dict[str, str]] = {}
+    accepted: list[str] = []
+    for c in data:
+        accepted.extend(c.accepted)
+        for rec in c.records:
+            records[rec["request_id"]] = rec
+    known = set(records) | set(accepted)
+
+    # 1. placed at most once
+    duplicates = [f"{rid} x{n}" for rid, n in sorted(by_cf.items()) if n > 1]
+    strays = sorted(
+        {str(c.get("custom_field")) for c in sim_calls if c.get("custom_field") not in known}
+    )
+
+    # 2. nothing lost: every accepted call is originated, failed with a reason, or still
+    #    legitimately in doubt
+    lost: list[str] = []
+    for rid in accepted:
+        found = records.get(rid)
+        if found is None:
+            lost.append(f"{rid}: no record")
+            continue
+        end = found.get("state", "")
+        if end == "failed" and not found.get("last_error"):
+            lost.append(f"{rid}: failed without a reason")
+        elif end not in FINAL and not legitimately_in_doubt(found, settings, now_ms):
+            lost.append(f"{rid}: {end} ({found.get('last_error', '')[:60]})")
+
+    # 3. the ledger's state agrees with what really happened
+    disagree: list[str] = []
+    for rid, rec in records.items():
+        placed = by_cf.get(rid, 0) > 0
+        now_state = rec.get("state", "")
+        if now_state == "originated" and not placed:
+            disagree.append(f"{rid}: originated in the ledger, never placed")
+        elif now_state in ("failed", "cancelled", "queued") and placed:
+            disagree.append(f"{rid}: {now_state} in the ledger, but placed")
+
+    # 4. every Sid in the report is the simulator's
+    wrong_sid: list[str] = []
+    rows = 0
+    for c in data:
+        for row in c.report:
+            rows += 1
+            rid, sid = row.get("request_id", ""), row.get("sid", "")
+            if sid and sim_sid.get(rid) != sid:
+                wrong_sid.append(f"{rid}: report {sid}, simulator {sim_sid.get(rid)}")
+            elif row.get("state") == "originated" and not sid:
+                wrong_sid.append(f"{rid}: originated without a Sid")
+    missing_rows = len(records) - rows
+
+    # 5. the limit held, as the simulator saw arrivals
+    limit, period = (truth.get("limit", {}).get(account) or [settings.rate_limit_calls, 0])[:2]
+    max_window = int(truth.get("max_in_window", {}).get(account, 0))
+    rate_limited = int(truth.get("rate_limited", 0))
+
+    # 6. in-doubt calls settled once proof was possible
+    ever_in_doubt = [rid for rid, r in records.items() if r.get("in_doubt_since")]
+    unsettled = [
+        f"{rid}: {r.get('last_error', '')[:60]}"
+        for rid, r in records.items()
+        if r.get("state") == "in_doubt" and not legitimately_in_doubt(r, settings, now_ms)
+    ]
+    still_in_doubt = sum(1 for r in records.values() if r.get("state") == "in_doubt")
+
+    # 7. callbacks: every delivered callback's status is recorded on its call
+    deliveries = list(truth.get("callbacks", {}).get("deliveries", []))
+    delivered = {d["custom_field"] for d in deliveries if d.get("state") == "sent"}
+    cb_bad: list[str] = []
+    for rid in sorted(delivered):
+        got = records.get(rid)
+        if got is None:
+            continue  # a stray: counted above
+        want = sim_status.get(rid)
+        if got.get("state") != "originated" or got.get("call_status") != want:
+            cb_bad.append(
+                f"{rid}: {got.get('state')} call_status={got.get('call_status')!r}, sent {want!r}"
+            )
+    mismatch = [rid for rid, r in records.items() if r.get("callback_sid_mismatch")]
+    cb_bad += [f"{rid}: a callback for another Sid" for rid in mismatch]
+
+    # 8. the O(1) counters equal a recount of the records
+    drift: list[str] = []
+    for c in data:
+        states = Counter(r.get("state", "") for r in c.records)
+        statuses = Counter(r["call_status"] for r in c.records if r.get("call_status"))
+        counted = {s: int(v) for s, v in c.status["states"].items() if int(v)}
+        if counted != dict(states):
+            drift.append(f"{c.campaign}: states {counted} != recount {dict(states)}")
+        if int(c.status["total"]) != len(c.records):
+            drift.append(f"{c.campaign}: total {c.status['total']} != {len(c.records)} records")
+        cs = {k: int(v) for k, v in c.status["call_status"].items() if int(v)}
+        if cs != dict(statuses):
+            drift.append(f"{c.campaign}: call_status {cs} != recount {dict(statuses)}")
+
+    originated = sum(1 for r in records.values() if r.get("state") == "originated")
+    failed = sum(1 for r in records.values() if r.get("state") == "failed")
+    checks = [
+        _check("duplicates (one request placed twice)", duplicates),
+        _check("unknown originations (not our request)", strays),
+        _check("lost (neither placed, failed with a reason, nor in doubt)", lost),
+        _check("ledger state disagrees with the simulator", disagree),
+        _check(
+            "report Sids differ from the simulator's",
+            wrong_sid + ([f"{missing_rows} records missing from the report"] * bool(missing_rows)),
+            value=f"{len(wrong_sid)} of {rows} rows",
+        ),
+        Check(
+            "largest count in any window",
+            max_window <= int(limit),
+            f"{max_window} per {period:g} s",
+            f"<= {limit}",
+        ),
+        Check("429s (rate limited)", rate_limited == 0, str(rate_limited), "0"),
+        _check(
+            "in doubt past their proof, unsettled",
+            unsettled,
+            value=f"{len(unsettled)} (of {len(ever_in_doubt)} ever in doubt)",
+        ),
+        _check(
+            "delivered callbacks not recorded",
+            cb_bad,
+            value=f"{len(cb_bad)} of {len(delivered)} delivered",
+        ),
+        _check("counters differ from a recount", drift),
+    ]
+
+    outcomes: Counter[str] = Counter()
+    attempts_hist: Counter[int] = Counter()
+    for c in data:
+        for rid, log in c.attempts.items():
+            outcomes.update(str(e.get("outcome")) for e in log)
+            attempts_hist[int(records.get(rid, {}).get("attempts") or 0)] += 1
+    cb = truth.get("callbacks", {})
+    figures: dict[str, Any] = {
+        "calls_accepted": len(accepted),
+        "originated": originated,
+        "failed": failed,
+        "in_doubt_at_end": still_in_doubt,
+        "ever_in_doubt": len(ever_in_doubt),
+        "in_doubt_found_by_search": outcomes.get("reconciled", 0),
+        "in_doubt_settled_by_callback_or_late_reply": sum(
+            1
+            for c in data
+            for rid in c.attempts
+            if records.get(rid, {}).get("in_doubt_since")
+            and records[rid].get("state") == "originated"
+            and not any(e.get("outcome") in ("reconciled", "unplaced") for e in c.attempts[rid])
+        ),
+        "proven_unplaced": outcomes.get("unplaced", 0),
+        "attempt_outcomes": dict(sorted(outcomes.items())),
+        "attempts_per_call": {str(k): v for k, v in sorted(attempts_hist.items())},
+        "states": dict(Counter(r.get("state", "") for r in records.values())),
+        "sim_requests": truth.get("requests", 0),
+        "sim_details_requests": truth.get("details_requests", 0),
+        "sim_originated": truth.get("originated", 0),
+        "faults_injected": dict(truth.get("faults", {})),
+        "max_in_window": max_window,
+        "limit": [limit, period],
+        "rate_limited": rate_limited,
+        "callbacks": {
+            k: cb.get(k, 0) for k in ("sent", "failed", "pending", "duplicates", "late", "retries")
+        },
+        "call_status": dict(
+            Counter(r["call_status"] for r in records.values() if "call_status" in r)
+        ),
+        "failed_reasons": dict(
+            Counter(
+                (r.get("last_error") or "").split(":")[0][:40]
+                for r in records.values()
+                if r.get("state") == "failed"
+            )
+        ),
+    }
+    return checks, figures

@@ -1,0 +1,154 @@
+"""The chaos campaign, short: real workers SIGKILLed every few seconds, Redis restarted once
+(AOF kept), the callback receiver restarted once, and the simulator injecting 500s, 504s,
+slow-but-placed replies, resets before and after origination, duplicate and late callbacks.
+Every verdict line against the simulator's ground truth must pass (see chaos/verdict.py).
+
+``make chaos`` is the full run (2,000 calls); this is ``make chaos-short`` through the Python
+API, with its own Redis (an EmbeddedRedis under tmp_path, never the machine's 6379).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from chaos import ChaosConfig, run_chaos
+from chaos.verdict import CampaignData, Check, judge
+from config import Settings
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(300)
+def test_given_a_short_chaos_campaign_when_it_runs_then_every_verdict_line_passes(
+    tmp_path: Path,
+) -> None:
+    lines: list[str] = []
+    report = run_chaos(ChaosConfig.short(workdir=tmp_path / "chaos"), out=lines.append)
+    table = report.render()
+    print("\n".join(lines[-10:]) + "\n" + table)  # shown by pytest when the test fails
+    names = [c.name for c in report.checks]
+    assert len(names) == 10, table  # every verdict line was computed
+    failed = [
+        f"{c.name}: {c.value} (promised {c.expected}) {list(c.examples)}" for c in report.failures
+    ]
+    assert not failed, table
+    figures = report.figures
+    # The chaos really happened.
+    assert figures["workers_killed"] >= 5, table
+    assert figures["redis_restarts"] == 1 and figures["receiver_restarts"] == 1, table
+    faults = figures["faults_injected"]
+    assert all(faults[k] > 0 for k in ("500", "504", "slow_placed", "reset_after")), table
+    assert figures["callbacks"]["duplicates"] > 0, table
+    assert figures["ever_in_doubt"] > 0, table
+    assert figures["calls_accepted"] == 300, table
+
+
+# --- the verdict rules themselves, on made-up data: each violation is caught -----------------
+
+
+def _settings() -> Settings:
+    return Settings(_env_file=None, exotel_account_sid="acct", rate_limit_calls=10)
+
+
+def _truth(calls: list[tuple[str, str]], **extra: object) -> dict[str, object]:
+    by_cf: dict[str, int] = {}
+    for cf, _ in calls:
+        by_cf[cf] = by_cf.get(cf, 0) + 1
+    truth: dict[str, object] = {
+        "by_custom_field": by_cf,
+        "calls": [
+            {"custom_field": cf, "sid": sid, "final_status": "completed"} for cf, sid in calls
+        ],
+        "limit": {"acct": [10, 5.0]},
+        "max_in_window": {"acct": 10},
+        "rate_limited": 0,
+        "callbacks": {"deliveries": []},
+    }
+    truth.update(extra)
+    return truth
+
+
+def _campaign(records: list[dict[str, str]], **status: object) -> CampaignData:
+    states: dict[str, int] = {}
+    for r in records:
+        states[r["state"]] = states.get(r["state"], 0) + 1
+    return CampaignData(
+        campaign="c",
+        accepted=[r["request_id"] for r in records],
+        records=records,
+        status={
+            "total": status.get("total", len(records)),
+            "states": status.get("states", states),
+            "call_status": status.get("call_status", {}),
+        },
+        report=[
+            {"request_id": r["request_id"], "state": r["state"], "sid": r.get("sid", "")}
+            for r in records
+        ],
+    )
+
+
+def _failed(checks: list[Check]) -> list[str]:
+    return [c.name for c in checks if not c.ok]
+
+
+def test_given_a_clean_run_then_the_verdict_passes() -> None:
+    records = [{"request_id": "c:1", "state": "originated", "sid": "s1"}]
+    checks, _ = judge([_campaign(records)], _truth([("c:1", "s1")]), _settings(), 0)
+    assert _failed(checks) == []
+
+
+def test_given_a_request_placed_twice_then_duplicates_fail() -> None:
+    records = [{"request_id": "c:1", "state": "originated", "sid": "s1"}]
+    truth = _truth([("c:1", "s1"), ("c:1", "s2")])
+    checks, _ = judge([_campaign(records)], truth, _settings(), 0)
+    assert _failed(checks) == ["duplicates (one request placed twice)"]
+
+
+def test_given_a_call_stuck_or_failed_without_reason_then_lost_fails() -> None:
+    records = [
+        {"request_id": "c:1", "state": "queued"},
+        {"request_id": "c:2", "state": "failed"},
+        {"request_id": "c:3", "state": "failed", "last_error": "not placed after 5 attempts"},
+    ]
+    checks, _ = judge([_campaign(records)], _truth([]), _settings(), 0)
+    lost = next(c for c in checks if c.name.startswith("lost"))
+    assert lost.value == "2" and not lost.ok
+
+
+def test_given_an_in_doubt_call_before_and_after_its_proof_then_only_the_late_one_fails() -> None:
+    rec = {
+        "request_id": "c:1",
+        "state": "in_doubt",
+        "sent_at": "1000000",
+        "in_doubt_since": "1000000",
+        "time_out": "1",
+        "time_limit": "2",
+    }
+    # proof: 30 s (default window) + 1 + 2 after sending
+    early, _ = judge([_campaign([rec])], _truth([]), _settings(), 1_000_000 + 32_000)
+    late, _ = judge([_campaign([rec])], _truth([]), _settings(), 1_000_000 + 34_000)
+    assert _failed(early) == []
+    assert "in doubt past their proof, unsettled" in _failed(late)
+
+
+def test_given_wrong_sid_window_overflow_lost_callback_or_drifting_counters_then_each_fails() -> (
+    None
+):
+    records = [{"request_id": "c:1", "state": "originated", "sid": "WRONG"}]
+    truth = _truth(
+        [("c:1", "s1")],
+        max_in_window={"acct": 11},
+        rate_limited=1,
+        callbacks={"deliveries": [{"custom_field": "c:1", "state": "sent"}]},
+    )
+    campaign = _campaign(records, states={"originated": 2})
+    checks, _ = judge([campaign], truth, _settings(), 0)
+    assert _failed(checks) == [
+        "report Sids differ from the simulator's",
+        "largest count in any window",
+        "429s (rate limited)",
+        "delivered callbacks not recorded",
+        "counters differ from a recount",
+    ]
