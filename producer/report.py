@@ -52,7 +52,9 @@ def write_report(ledger: Ledger, campaign: str, out: IO[str], fmt: str = "csv") 
     formula injection (a cell starting with = + - @ cannot run in a spreadsheet)."""
     n = 0
     if fmt == "csv":
-        writer = csv.writer(out, lineterminator="\n")
+        # Every cell quoted: a CR or LF inside a value (which csv would leave bare with a "\n"
+        # terminator) can then never start a row of its own in a spreadsheet.
+        writer = csv.writer(out, lineterminator="\n", quoting=csv.QUOTE_ALL)
         writer.writerow(REPORT_COLUMNS)
         for row in report_rows(ledger, campaign):
             writer.writerow([neutralise(row[c]) for c in REPORT_COLUMNS])

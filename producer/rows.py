@@ -775,6 +775,8 @@ def _read(
             continue
         if rec.bad_at >= 0:
             field = next((canon[i] for i, c in enumerate(cells) if "\ufffd" in c), "row")
+            if not field.isprintable():  # an unknown column's raw header: never echo controls
+                field = ascii(field)
             yield RowError(no, field, f"not UTF-8 text (byte offset {rec.bad_at})")
             continue
         if unnamed and not unnamed_reported and any(cells[i].strip() for i in unnamed):
