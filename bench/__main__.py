@@ -1,0 +1,113 @@
+"""``python -m bench [--quick] [--out PATH]``: run every benchmark and write the report."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+
+from bench import limiter_cost, strictness, throughput
+from bench.env import Machine, bench_redis, load_now
+from bench.report import Everything, intro_of, render
+
+ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_OUT = ROOT / "docs" / "benchmarks.md"
+PLOT_NAME = "limit_strictness.png"
+
+
+def _sizes(text: str) -> list[int]:
+    try:
+        sizes = [int(x.replace("_", "")) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError("sizes: a comma-separated list of numbers") from None
+    if not sizes or any(n < 1 for n in sizes):
+        raise argparse.ArgumentTypeError("sizes: positive numbers")
+    return sorted(sizes)
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
+    p.add_argument("--quick", action="store_true", help="small sizes: a smoke run in seconds")
+    p.add_argument("--out", type=Path, default=DEFAULT_OUT, help=f"default {DEFAULT_OUT}")
+    p.add_argument("--redis-url", help="this Redis (database 14 is used), not 127.0.0.1:6379")
+    p.add_argument("--embedded", action="store_true", help="start a private embedded Redis")
+    p.add_argument("--sizes", type=_sizes, help="producer sizes, e.g. 1000,10000,100000")
+    p.add_argument(
+        "--budget",
+        type=float,
+        default=240.0,
+        help="seconds the producer sizes may take in all; a size that would not fit is "
+        "reduced, and the report says so (default 240)",
+    )
+    return p.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    quick: bool = args.quick
+    out: Path = args.out
+    sizes: list[int] = args.sizes or ([200, 1000] if quick else [1000, 10_000, 100_000])
+
+    def log(msg: str) -> None:
+        print(msg, file=sys.stderr, flush=True)
+
+    started = time.monotonic()
+    with bench_redis(args.redis_url, embedded=args.embedded) as target:
+        machine = Machine.describe(target)
+        log(f"bench: Redis {machine.redis_server} ({target.origin}) at {target.url}")
+        log(f"bench: {machine.nproc} CPUs, {machine.cpu_model}, load {machine.load_before}")
+
+        log("1. producer throughput ...")
+        producer = throughput.run(
+            target,
+            sizes,
+            repeats=1 if quick else 3,
+            parse_rows=5_000 if quick else 50_000,
+            stage_size=1_000 if quick else 10_000,
+            budget_s=args.budget,
+            log=log,
+        )
+
+        log("2. limiter cost ...")
+        duration = 0.3 if quick else 1.6
+        limiter = limiter_cost.run(target, [1, 8, 64], duration, log)
+
+        log("3. limit strictness ...")
+        load = (
+            strictness.Load(calls=60, threads=3, limit=20, period=1.0, margin=0.02)
+            if quick
+            else strictness.Load(calls=300, threads=3, limit=100, period=5.0, margin=0.1)
+        )
+        strict = strictness.run(target, load, log)
+
+    plot_file = out.parent / "img" / PLOT_NAME
+    note = strictness.plot(strict, load, plot_file)
+    plot_rel = "" if note else os.path.relpath(plot_file, out.parent)
+    if note:
+        log(f"plot: {note}")
+    else:
+        log(f"plot: {plot_file}")
+
+    report = Everything(
+        machine=machine,
+        mode="quick (smoke run: small sizes)" if quick else "full",
+        seconds=time.monotonic() - started,
+        load_after=load_now(),
+        producer=producer,
+        limiter=limiter,
+        limiter_seconds=duration,
+        strict_load=load,
+        strict=strict,
+        plot_path=plot_rel,
+        plot_note=note,
+    )
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(render(report, intro_of(out)), encoding="utf-8")
+    log(f"bench: wrote {out} in {report.seconds:.0f} s")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
