@@ -53,7 +53,7 @@ fmt: $(STAMP) ## format the code with ruff
 	$(BIN)/ruff check --fix .
 
 .PHONY: bench
-bench: $(STAMP) ## benchmarks: producer vs apply_async loop, limiter permits/s (writes docs/benchmarks.md)
+bench: $(STAMP) ## benchmarks: producer vs a send_task loop, limiter cost, limit strictness (writes docs/benchmarks.md)
 	$(BIN)/python -m bench
 
 .PHONY: simulator
