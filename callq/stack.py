@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from callq.embedded import EmbeddedRedis, answers, free_port, redis_server_binary
+from callq.embedded import EmbeddedRedis, free_port
 
 __all__ = [
     "Child",
@@ -122,43 +122,14 @@ class DemoRedis(EmbeddedRedis):
     """:class:`EmbeddedRedis` (AOF under its directory), started in a session of its own so
     that a Ctrl-C at the terminal does not stop Redis before the workers have finished."""
 
+    def popen_options(self) -> dict[str, Any]:
+        return _popen_kwargs()
+
     def start(self, timeout: float = 10.0) -> DemoRedis:
-        self.data_dir.mkdir(parents=True, exist_ok=True)
-        argv = [
-            redis_server_binary(),
-            "--port",
-            str(self.port),
-            "--bind",
-            "127.0.0.1",
-            "--dir",
-            str(self.data_dir.resolve()),
-            "--save",
-            "",
-            "--appendonly",
-            "yes" if self.appendonly else "no",
-            "--appendfsync",
-            "everysec",
-            "--daemonize",
-            "no",
-            "--logfile",
-            str((self.data_dir / "redis.log").resolve()),
-        ]
-        self.argv = argv
-        self.proc = subprocess.Popen(
-            argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, **_popen_kwargs()
-        )
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise StackError(
-                    f"embedded redis exited with {self.proc.returncode}; "
-                    f"see {self.data_dir / 'redis.log'}"
-                )
-            if answers(self.url, 0.2):
-                return self
-            time.sleep(0.05)
-        self.stop()
-        raise StackError("embedded redis did not answer in time")
+        try:
+            return super().start(timeout)
+        except RuntimeError as exc:
+            raise StackError(str(exc)) from None
 
 
 @dataclass
@@ -288,7 +259,7 @@ class Stack:
                     "name": "redis",
                     "pid": self.redis.proc.pid,
                     "port": self.redis.port,
-                    "argv": getattr(self.redis, "argv", []),
+                    "argv": self.redis.argv(),
                 }
             )
         for c in self.children:
