@@ -53,6 +53,7 @@ from callq.stack import (
     http_status,
     pick_port,
     python_module_argv,
+    worker_argv,
 )
 from config import ConfigError, Settings, load_settings
 
@@ -458,24 +459,7 @@ class Run:
         env = child_env(self.settings)
         tag = secrets.token_hex(3)
         for i in range(self.args.workers):
-            argv = python_module_argv(
-                "celery",
-                "-A",
-                "worker",
-                "worker",
-                "-Q",
-                "calls",
-                "--pool",
-                "threads",
-                "-c",
-                str(self.settings.worker_concurrency),
-                "-n",
-                f"demo{i + 1}-{tag}@%h",
-                "--without-mingle",
-                "--without-gossip",
-                "--loglevel",
-                "INFO",
-            )
+            argv = worker_argv(f"demo{i + 1}-{tag}@%h", self.settings.worker_concurrency)
             # Longer than one attempt can last, so a warm shutdown finishes what it started.
             grace = self.settings.exotel_connect_timeout + self.settings.exotel_read_timeout + 10
             self.workers.append(self.stack.spawn(f"worker{i + 1}", argv, env, grace=grace))

@@ -68,6 +68,29 @@ def python_module_argv(module: str, *args: str) -> list[str]:
     return [sys.executable, "-m", module, *args]
 
 
+def worker_argv(name: str, concurrency: int, loglevel: str = "INFO") -> list[str]:
+    """The command line of one worker on the ``calls`` queue, threads pool, as run locally
+    (the demo, the chaos runner, the tests)."""
+    return python_module_argv(
+        "celery",
+        "-A",
+        "worker",
+        "worker",
+        "-Q",
+        "calls",
+        "--pool",
+        "threads",
+        "-c",
+        str(concurrency),
+        "-n",
+        name,
+        "--without-mingle",
+        "--without-gossip",
+        "--loglevel",
+        loglevel,
+    )
+
+
 def port_free(port: int, host: str = "127.0.0.1") -> bool:
     """True when nothing listens on ``host:port`` and we could bind it."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:

@@ -21,6 +21,7 @@ import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from callq.stack import worker_argv
 from config import Settings
 
 __all__ = ["Receiver", "WorkerPool", "child_env"]
@@ -101,26 +102,7 @@ class WorkerPool:
             self.started += 1
             name = f"chaos{i}-{uuid.uuid4().hex[:6]}@%h"
             log = self.workdir / f"worker{i}.log"
-            argv = [
-                sys.executable,
-                "-m",
-                "celery",
-                "-A",
-                "worker",
-                "worker",
-                "-Q",
-                "calls",
-                "--pool",
-                "threads",
-                "-c",
-                str(self.concurrency),
-                "-n",
-                name,
-                "--without-mingle",
-                "--without-gossip",
-                "--loglevel",
-                "INFO",
-            ]
+            argv = worker_argv(name, self.concurrency)
             proc = _spawn(argv, child_env(self.settings), self.workdir, log)
             self.workers.append(_Worker(proc, name, log, time.monotonic()))
 

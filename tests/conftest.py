@@ -11,7 +11,6 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import sys
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -25,6 +24,7 @@ from callq.embedded import EmbeddedRedis, answers
 from callq.keys import Keys
 from callq.ledger import Ledger
 from callq.redis_conn import make_redis
+from callq.stack import worker_argv
 from config import Settings
 
 TEST_DB = 13
@@ -164,26 +164,9 @@ class Workers:
         for _ in range(n):
             i = len(self.procs)
             log = self.cwd / f"worker{i}.log"
-            argv = [
-                sys.executable,
-                "-m",
-                "celery",
-                "-A",
-                "worker",
-                "worker",
-                "-Q",
-                "calls",
-                "--pool",
-                "threads",
-                "-c",
-                str(concurrency or self.settings.worker_concurrency),
-                "-n",
-                f"w{i}-{uuid.uuid4().hex[:6]}@%h",
-                "--without-mingle",
-                "--without-gossip",
-                "--loglevel",
-                "INFO",
-            ]
+            argv = worker_argv(
+                f"w{i}-{uuid.uuid4().hex[:6]}@%h", concurrency or self.settings.worker_concurrency
+            )
             with open(log, "wb") as fh:
                 proc = subprocess.Popen(
                     argv, cwd=self.cwd, env=self.env(**extra), stdout=fh, stderr=subprocess.STDOUT
