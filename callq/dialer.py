@@ -46,6 +46,9 @@ class Dialer:
     breaker: Breaker | None = None
     stopping: threading.Event = field(default_factory=threading.Event)
 
+    def __post_init__(self) -> None:
+        self.callbacks = CallbackStore(self.ledger.redis, self.ledger.keys)
+
     @property
     def claim_lease(self) -> float:
         """A claimed call may wait this long for a permit before it is given back."""
@@ -160,7 +163,7 @@ class Dialer:
             fin = self._finish(request_id, token, "originated", sid=outcome.sid, log=entry)
             if fin is not None and fin.pending_callback:
                 # Its callback beat us here (it had no usable CustomField): apply it now.
-                CallbackStore(self.ledger.redis, self.ledger.keys).apply_pending(outcome.sid)
+                self.callbacks.apply_pending(outcome.sid)
         elif isinstance(outcome, NotPlaced):
             entry["error"] = outcome.reason
             if outcome.rate_limited:

@@ -14,7 +14,6 @@ States::
 from __future__ import annotations
 
 import json
-import time
 import uuid
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -235,17 +234,46 @@ class Ledger:
         overdue_in: float,
         queued_overdue_in: float = 21600.0,
     ) -> SweepVerdict:
-        k = self.keys
-        try:
-            counts = k.campaign_counts(campaign_of(request_id))
-        except ValueError:
-            self.redis.zrem(k.deadlines(), request_id)
-            return "gone"
-        verdict: SweepVerdict = self.scripts.expire(
-            keys=[k.call(request_id), counts, k.deadlines()],
-            args=[request_id, _ms(reconcile_in), _ms(overdue_in), _ms(queued_overdue_in)],
+        """The sweeper's verdict on one call (see expire.lua)."""
+        ((_, verdict),) = self.expire_many(
+            [request_id],
+            reconcile_in=reconcile_in,
+            overdue_in=overdue_in,
+            queued_overdue_in=queued_overdue_in,
         )
         return verdict
+
+    def expire_many(
+        self,
+        request_ids: Sequence[str],
+        *,
+        reconcile_in: float,
+        overdue_in: float,
+        queued_overdue_in: float = 21600.0,
+    ) -> list[tuple[str, SweepVerdict]]:
+        """Verdicts on many due calls in one pipelined round trip."""
+        k = self.keys
+        args = [_ms(reconcile_in), _ms(overdue_in), _ms(queued_overdue_in)]
+        pipe = self.redis.pipeline(transaction=False)
+        judged: list[str] = []
+        malformed: list[str] = []
+        for rid in request_ids:
+            try:
+                counts = k.campaign_counts(campaign_of(rid))
+            except ValueError:
+                malformed.append(rid)
+                continue
+            self.scripts.expire(
+                keys=[k.call(rid), counts, k.deadlines()], args=[rid, *args], client=pipe
+            )
+            judged.append(rid)
+        if malformed:
+            pipe.zrem(k.deadlines(), *malformed)
+        verdicts = pipe.execute()[: len(judged)]
+        out: list[tuple[str, SweepVerdict]] = [
+            (rid, cast(SweepVerdict, v)) for rid, v in zip(judged, verdicts, strict=True)
+        ]
+        return out + [(rid, "gone") for rid in malformed]
 
     # Campaign operations ----------------------------------------------------------------
 
@@ -279,9 +307,6 @@ class Ledger:
             states=states,
             call_status={name: int(v) for name, v in sorted(call_status.items())},
         )
-
-    def exists(self, campaign: str) -> bool:
-        return bool(self.redis.sismember(self.keys.campaigns(), campaign))
 
     def get(self, request_id: str) -> dict[str, str]:
         return cast(dict[str, str], self.redis.hgetall(self.keys.call(request_id)))
@@ -322,13 +347,3 @@ class Ledger:
                 chunk = []
         if chunk:
             yield chunk
-
-
-def server_time(client: redis.Redis) -> float:
-    """The Redis server's clock, in seconds."""
-    sec, usec = client.time()
-    return float(sec) + usec / 1e6
-
-
-def wall_clock() -> float:
-    return time.time()

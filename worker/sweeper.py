@@ -42,16 +42,16 @@ class Sweeper:
         """One pass. Returns the count of each verdict (for logs and tests)."""
         s = self.settings
         seen: dict[str, int] = {}
-        for request_id in self.ledger.due():
-            verdict = self.ledger.expire(
-                request_id,
-                # Re-arm far enough ahead for the published reconcile to get through the queue;
-                # it sets the call's real next look itself. (Re-arming at the reconcile interval
-                # piled up copies behind a long queue: 2,752 tasks for 104 calls in a chaos run.)
-                reconcile_in=max(s.reconcile_interval_seconds, s.retry_overdue_seconds),
-                overdue_in=s.retry_overdue_seconds,
-                queued_overdue_in=s.queued_overdue_seconds,
-            )
+        verdicts = self.ledger.expire_many(
+            self.ledger.due(),
+            # Re-arm far enough ahead for the published reconcile to get through the queue;
+            # it sets the call's real next look itself. (Re-arming at the reconcile interval
+            # piled up copies behind a long queue: 2,752 tasks for 104 calls in a chaos run.)
+            reconcile_in=max(s.reconcile_interval_seconds, s.retry_overdue_seconds),
+            overdue_in=s.retry_overdue_seconds,
+            queued_overdue_in=s.queued_overdue_seconds,
+        )
+        for request_id, verdict in verdicts:
             seen[verdict] = seen.get(verdict, 0) + 1
             if verdict == "requeue":
                 self.requeue(request_id)

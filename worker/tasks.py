@@ -7,6 +7,8 @@ broker or shows in Flower.
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any, NoReturn
 
 import redis
@@ -33,16 +35,23 @@ log = logging.getLogger("callq.worker")
 @app.task(name=PLACE_CALL, bind=True, max_retries=None, acks_late=True)  # type: ignore[untyped-decorator]
 def place_call(self: Task, request_id: str) -> str:
     """One attempt at one call. Retries (not placed) go through Celery's own retry."""
-    token = current_request.set(request_id)
-    try:
+    with _running(self, request_id):
         step = get_runtime().dialer.place(request_id)
-    except redis.RedisError as exc:
-        _redeliver(self, exc)
-    finally:
-        current_request.reset(token)
     if step.retry_in is not None:
         raise self.retry(countdown=step.retry_in, max_retries=None)
     return step.result
+
+
+@contextmanager
+def _running(task: Task, request_id: str) -> Iterator[None]:
+    """The task's log context; a Redis error inside it redelivers the message."""
+    token = current_request.set(request_id)
+    try:
+        yield
+    except redis.RedisError as exc:
+        _redeliver(task, exc)
+    finally:
+        current_request.reset(token)
 
 
 def _redeliver(task: Task, exc: Exception) -> NoReturn:
@@ -61,13 +70,8 @@ def _redeliver(task: Task, exc: Exception) -> NoReturn:
 @app.task(name=RECONCILE, bind=True, acks_late=True)  # type: ignore[untyped-decorator]
 def reconcile(self: Task, request_id: str) -> str:
     """Settle one in-doubt call: callback, else Call Details search, else wait for proof."""
-    token = current_request.set(request_id)
-    try:
+    with _running(self, request_id):
         verdict = get_runtime().reconciler.reconcile(request_id)
-    except redis.RedisError as exc:
-        _redeliver(self, exc)
-    finally:
-        current_request.reset(token)
     RECONCILED.labels(verdict.result.split(":")[0]).inc()
     if verdict.redial:
         publish_place_call(request_id)
