@@ -134,6 +134,33 @@ def test_given_reservations_far_ahead_when_over_the_horizon_then_refused_with_th
     assert refused.wait == pytest.approx(0.05)
 
 
+def test_given_ordinary_callers_at_the_horizon_when_a_priority_caller_asks_then_it_gets_the_next_slot(
+    limiter_factory,  # type: ignore[no-untyped-def]
+) -> None:
+    lim = limiter_factory(10, 1.0, max_ahead=0.25)  # one permit per 100 ms, 250 ms horizon
+    now = 5_000_000_000
+    while lim.reserve(now_us=now).granted:  # ordinary callers fill the horizon
+        pass
+    assert not lim.reserve(now_us=now).granted
+    prio = lim.reserve(now_us=now, ahead=60.0)
+    assert prio.granted
+    assert prio.wait <= 0.25 + 0.1 + 1e-6  # at most the horizon plus one interval
+    # It took a slot of its own: the spacing still holds for whoever comes next.
+    nxt = lim.reserve(now_us=now, ahead=60.0)
+    assert nxt.granted and nxt.wait == pytest.approx(prio.wait + 0.1)
+
+
+def test_given_no_slot_within_the_horizon_when_asked_without_waiting_then_the_wait_is_returned(
+    limiter_factory,  # type: ignore[no-untyped-def]
+) -> None:
+    lim = limiter_factory(10, 1.0, max_ahead=0.0)
+    assert lim.permit_or_wait().waited < 0.5  # type: ignore[union-attr]
+    got = lim.permit_or_wait()
+    assert isinstance(got, float) and 0.0 < got <= 0.1 + 1e-6
+    prio = lim.permit_or_wait(priority_within=5.0)
+    assert not isinstance(prio, float) and prio.waited <= 0.3
+
+
 def test_given_many_threads_on_the_server_clock_when_acquiring_then_spacing_holds(
     limiter_factory,  # type: ignore[no-untyped-def]
 ) -> None:
