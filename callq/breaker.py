@@ -70,6 +70,16 @@ class Breaker:
             return BreakerState("probe", 0.0, str(reason or ""))
         return BreakerState("open", min(self.cooldown, 5.0), str(reason or ""))
 
+    def open_for(self) -> float:
+        """Seconds until the breaker half-opens; 0 when closed or half-open. Takes no probe."""
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.hget(self.key, "until")
+        pipe.time()
+        until, (sec, usec) = pipe.execute()
+        if until is None:
+            return 0.0
+        return max(0.0, (int(until) - (int(sec) * 1000 + int(usec) // 1000)) / 1000.0)
+
     def trip(self, reason: str) -> float:
         """Open (or reopen, with doubled cool-down). Returns the cool-down in seconds."""
         previous = self.redis.hget(self.key, "cooldown")

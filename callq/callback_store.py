@@ -106,6 +106,7 @@ class Applied:
     previous_state: str = ""
     previous_status: str = ""
     sid_mismatch: bool = False
+    redialled: bool = False  # the campaign redials on this outcome: the call is `retrying`
 
 
 def _request_id(custom_field: str | None) -> str | None:
@@ -203,10 +204,12 @@ class CallbackStore:
                 k.sids(),
                 k.deadlines(),
                 k.pending_callback(ev.sid),
+                k.campaign_meta(campaign),
+                k.attempts(request_id),
             ],
             args=[request_id, ev.sid, ev.status, *ev.record_args()],
         )
-        code, previous_state, mismatch, previous_status = raw
+        code, previous_state, mismatch, previous_status, redialled = raw
         if code == "missing":
             return None
         if int(mismatch):
@@ -222,4 +225,5 @@ class CallbackStore:
             previous_state=str(previous_state),
             previous_status=str(previous_status),
             sid_mismatch=bool(int(mismatch)),
+            redialled=bool(int(redialled)),
         )

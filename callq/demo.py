@@ -271,6 +271,8 @@ class Run:
                 exotel_account_sid=SIM_SID,
                 exotel_api_key=SIM_KEY,
                 exotel_api_token=SIM_TOKEN,
+                # Simulated calls may be placed at any hour; real ones keep CALLING_WINDOW.
+                calling_window="always",
                 **scaled_overrides(base, speed),
             )
         else:

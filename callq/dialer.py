@@ -9,16 +9,19 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import redis
 
 from callq.breaker import Breaker
 from callq.callback_store import CallbackStore
+from callq.controls import GO, Controls, ControlsCache, Gate
 from callq.errors import InvalidRow, LimiterUnavailable, Stopping
 from callq.exotel import ExotelClient, build_connect_params
-from callq.ledger import Finish, Ledger
-from callq.limiter import Limiter
+from callq.keys import campaign_of
+from callq.ledger import Finish, Ledger, ReleaseAction
+from callq.limiter import Limiter, Permit
 from callq.metrics import CALLS, EXOTEL_LATENCY, LIMITER_WAIT, RATE_LIMITED
 from callq.outcome import NotPlaced, Originated, Outcome, Rejected, Unknown
 from callq.retry import RetryPolicy
@@ -35,6 +38,18 @@ class Step:
     retry_in: float | None = None
 
 
+@dataclass(frozen=True)
+class Account:
+    """One Exotel account's parts: its settings (credentials, endpoint, rate limit), its
+    client, its limiter and its breaker. Nothing is shared between two accounts."""
+
+    name: str
+    settings: Settings
+    client: ExotelClient
+    limiter: Limiter
+    breaker: Breaker | None = None
+
+
 @dataclass
 class Dialer:
     settings: Settings
@@ -45,9 +60,31 @@ class Dialer:
     worker: str = "worker"
     breaker: Breaker | None = None
     stopping: threading.Event = field(default_factory=threading.Event)
+    accounts: dict[str, Account] = field(default_factory=dict)  # besides the default one
+    controls: ControlsCache | None = None
+    clock: Callable[[], float] = time.time  # wall clock for calling windows (tests fake it)
 
     def __post_init__(self) -> None:
         self.callbacks = CallbackStore(self.ledger.redis, self.ledger.keys)
+        self.default_account = Account(
+            "default", self.settings, self.client, self.limiter, self.breaker
+        )
+        if self.controls is None:
+            self.controls = ControlsCache(
+                self.ledger.redis,
+                self.ledger.keys,
+                default_window=self.settings.calling_window,
+                default_timezone=self.settings.calling_timezone,
+            )
+
+    def account(self, name: str) -> Account | None:
+        if name in ("", "default"):
+            return self.default_account
+        return self.accounts.get(name)
+
+    def controls_of(self, campaign: str, *, fresh: bool = False) -> Controls:
+        assert self.controls is not None
+        return self.controls.get(campaign, fresh=fresh)
 
     @property
     def claim_lease(self) -> float:
@@ -60,27 +97,43 @@ class Dialer:
         s = self.settings
         return s.exotel_connect_timeout + s.exotel_read_timeout + s.lease_grace_seconds
 
-    def place(self, request_id: str) -> Step:
-        s = self.settings
+    def place(self, request_id: str, *, priority: bool = False) -> Step:
+        """One attempt at one call. ``priority``: the call came on the priority queue; it
+        may reserve past the limiter's horizon, so it goes out at the next free slot."""
+        ctl = self.controls_of(campaign_of(request_id))
+        acct = self.account(ctl.account)
+        gate = ctl.gate(self.clock())
         probe = False
-        if self.breaker is not None:
-            gate = self.breaker.check(probe_ttl=self.claim_lease + self.send_lease)
-            while gate.gate == "open":
-                # The account is refused: this thread waits, unclaimed, so the call stays
-                # queued and the rest of the queue stays in Redis (no pile of ETA tasks).
-                if self.stopping.wait(min(gate.wait, 30.0)):
-                    return Step("breaker_open", retry_in=1.0)
-                gate = self.breaker.check(probe_ttl=self.claim_lease + self.send_lease)
-            probe = gate.gate == "probe"
+        if acct is None:
+            log.error(
+                "%s: campaign %s names account %r, unknown to this worker (EXOTEL_ACCOUNTS); "
+                "parked",
+                request_id,
+                ctl.campaign,
+                ctl.account,
+            )
+            gate = Gate("wait", 60.0, "unknown account")
+        elif gate.kind == "go" and acct.breaker is not None:
+            check = acct.breaker.check(probe_ttl=self.claim_lease + self.send_lease)
+            if check.gate == "open":
+                # The account is refused: the call is parked until the cooldown ends, so no
+                # thread waits on it and other accounts' calls go on.
+                gate = Gate("wait", max(check.wait, 1.0), "account breaker open")
+            probe = check.gate == "probe"
         claim = self.ledger.claim(
             request_id,
             lease_seconds=self.claim_lease,
             early_tolerance=1.0,
             worker=self.worker,
+            gate=_gate_arg(gate),
         )
         if not claim.claimed:
-            log.info("skip %s: %s (%s)", request_id, claim.code, claim.state)
+            log.info("%s: %s (%s) %s", request_id, claim.code, claim.state, gate.why)
+            if probe and acct is not None and acct.breaker is not None:
+                acct.breaker.redis.delete(acct.breaker.probe_key)
             return Step(f"{claim.code}:{claim.state}")
+        assert acct is not None
+        s = acct.settings
         attempt = claim.attempts
         token = claim.token
         try:
@@ -91,8 +144,8 @@ class Dialer:
             self._finish(request_id, token, "failed", error=f"invalid record: {exc}")
             return Step("invalid")
         try:
-            permit = self.limiter.acquire_permit(
-                timeout=s.rate_limit_max_wait_seconds, stop=self.stopping
+            got = acct.limiter.permit_or_wait(
+                self.stopping, priority_within=s.rate_limit_max_wait_seconds if priority else None
             )
         except Stopping:
             # Warm shutdown: nothing was sent. Give the call back, uncounted, for another
@@ -100,15 +153,36 @@ class Dialer:
             self._release(request_id, token)
             log.info("%s released: worker stopping, nothing was sent", request_id)
             return Step("released", retry_in=0.0)
-        except (LimiterUnavailable, TimeoutError) as exc:
+        except LimiterUnavailable as exc:
             # Nothing was sent: give the attempt back. If Redis is down this fails too, and
             # the sweeper requeues the call when the lease runs out.
             log.warning("no permit for %s: %s", request_id, exc)
             self._release(request_id, token)
             return Step("no_permit", retry_in=1.0)
-        if not self.ledger.mark_sent(request_id, token, lease_seconds=self.send_lease):
-            log.warning("lease lost for %s attempt %d; not sending", request_id, attempt)
-            return Step("lease_lost")
+        if not isinstance(got, Permit):
+            if priority:
+                self._release(request_id, token)
+                return Step("no_permit", retry_in=1.0)
+            # No slot within the horizon: park the call (no thread waits, no ETA task); the
+            # sweeper drains parked calls at the account's pace.
+            self._release(request_id, token, action="park", wake_in=got)
+            return Step("parked:rate")
+        permit = got
+        late_gate = ctl.gate(self.clock())
+        if late_gate.kind != "go":
+            # The window closed (or end_at passed) while this call waited for its slot.
+            action: ReleaseAction = "expired" if late_gate.kind == "expire" else "park"
+            self._release(request_id, token, action=action, wake_in=late_gate.wait)
+            return Step(f"{action}:{late_gate.why}")
+        marked = self.ledger.send_mark(request_id, token, lease_seconds=self.send_lease)
+        if marked != "sent":
+            if marked == "lost":
+                log.warning("lease lost for %s attempt %d; not sending", request_id, attempt)
+                return Step("lease_lost")
+            # Paused or cancelled since the claim: stopped at the fence, nothing sent.
+            self._release(request_id, token, action="park" if marked == "paused" else "cancelled")
+            log.info("%s not sent: campaign %s", request_id, marked)
+            return Step(f"{marked}:stopped")
         late = permit.lateness()
         if late > s.rate_limit_margin_seconds / 2:
             # The limit holds only if every request leaves within the margin of its slot
@@ -121,21 +195,34 @@ class Dialer:
             return Step("late", retry_in=0.0)
         waited = permit.waited
         LIMITER_WAIT.observe(waited)
-        outcome, elapsed = self.client.connect(params)
+        outcome, elapsed = acct.client.connect(params)
         CALLS.labels(outcome.kind).inc()
         EXOTEL_LATENCY.observe(elapsed)
-        step = self._record(request_id, token, attempt, outcome, elapsed, waited)
-        if probe and self.breaker is not None and step.result != "breaker_tripped":
+        step = self._record(
+            request_id, token, attempt, outcome, elapsed, waited, acct, claim.record
+        )
+        if probe and acct.breaker is not None and step.result != "breaker_tripped":
             if isinstance(outcome, Unknown):
-                self.breaker.redis.delete(self.breaker.probe_key)  # proves nothing: probe again
+                acct.breaker.redis.delete(acct.breaker.probe_key)  # proves nothing: probe again
             else:
-                self.breaker.close()
+                acct.breaker.close()
         return step
 
-    def _release(self, request_id: str, token: str) -> None:
+    def _release(
+        self,
+        request_id: str,
+        token: str,
+        *,
+        action: ReleaseAction = "",
+        wake_in: float | None = None,
+    ) -> None:
         try:
             self.ledger.release(
-                request_id, token, republish_after=self.settings.retry_overdue_seconds
+                request_id,
+                token,
+                republish_after=self.settings.retry_overdue_seconds,
+                action=action,
+                wake_in=wake_in,
             )
         except redis.RedisError:
             log.warning("could not release %s; the sweeper will requeue it", request_id)
@@ -148,8 +235,10 @@ class Dialer:
         outcome: Outcome,
         elapsed: float,
         waited: float,
+        acct: Account,
+        record: dict[str, str],
     ) -> Step:
-        s = self.settings
+        s = acct.settings
         entry: dict[str, object] = {
             "attempt": attempt,
             "outcome": outcome.kind,
@@ -169,10 +258,11 @@ class Dialer:
             if outcome.rate_limited:
                 RATE_LIMITED.inc()
                 try:
-                    self.limiter.push_back(outcome.retry_after or s.rate_limited_pushback_seconds)
+                    acct.limiter.push_back(outcome.retry_after or s.rate_limited_pushback_seconds)
                 except LimiterUnavailable:
                     log.warning("could not push the limiter back after a 429")
-            if self.policy.exhausted(attempt):
+            # A redial starts a fresh count of retries (attempts before it do not count).
+            if self.policy.exhausted(attempt - int(record.get("redial_base") or 0)):
                 fin = self._finish(
                     request_id,
                     token,
@@ -191,9 +281,9 @@ class Dialer:
                     look_again_in=retry_in + s.retry_overdue_seconds,
                     log=entry,
                 )
-        elif isinstance(outcome, Rejected) and outcome.account_level and self.breaker:
+        elif isinstance(outcome, Rejected) and outcome.account_level and acct.breaker:
             entry["error"] = outcome.reason
-            cooldown = self.breaker.trip(f"HTTP {outcome.http_status}: {outcome.reason}")
+            cooldown = acct.breaker.trip(f"HTTP {outcome.http_status}: {outcome.reason}")
             fin = self._finish(
                 request_id,
                 token,
@@ -243,3 +333,11 @@ class Dialer:
                 time.sleep(delay)
         log.error("could not record the outcome of %s; it will be judged in doubt", request_id)
         return None
+
+
+def _gate_arg(gate: Gate) -> str | float:
+    if gate is GO or gate.kind == "go":
+        return ""
+    if gate.kind == "expire":
+        return "expire"
+    return gate.wait

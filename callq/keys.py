@@ -51,6 +51,17 @@ class Keys:
         """Hash: campaign-level facts (created_at, paused, account, ...)."""
         return f"{self.prefix}:campaign:{campaign}:meta"
 
+    def campaign_parked(self, campaign: str) -> str:
+        """Sorted set: request id -> created_at ms. Calls held back (paused, outside the
+        calling window, the account's breaker open, or no permit within the horizon). Their
+        messages were consumed: this set is their only pointer until the sweeper drains it."""
+        return f"{self.prefix}:campaign:{campaign}:parked"
+
+    def wake(self) -> str:
+        """Sorted set: campaign -> ms (wall clock) when the sweeper next drains its parked set.
+        A paused campaign has no entry; resume adds one."""
+        return f"{self.prefix}:wake"
+
     def campaigns(self) -> str:
         """Set: every campaign id known."""
         return f"{self.prefix}:campaigns"

@@ -8,15 +8,21 @@ States::
     queued -> dialing -> originated                      (final for the queue)
     dialing -> retrying -> dialing ...  -> failed        (not placed; rejected)
     dialing -> in_doubt -> originated | retrying | failed
-    queued | retrying -> cancelled
+    originated -> retrying                               (a redial on busy/no-answer/failed)
+    queued | retrying -> cancelled                       (campaign cancelled)
+    queued | retrying -> expired                         (campaign's end_at passed)
+
+A waiting call (`queued`, `retrying`) may also be *parked*: held in its campaign's parked set
+while the campaign is paused, outside its calling window, its account's breaker is open, or
+no permit is free within the limiter's horizon. Its state does not change.
 """
 
 from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any, Final, Literal, cast
 
 import redis
@@ -32,19 +38,21 @@ STATES: Final = (
     "originated",
     "failed",
     "cancelled",
+    "expired",
 )
-FINAL_STATES: Final = frozenset({"originated", "failed", "cancelled"})
+FINAL_STATES: Final = frozenset({"originated", "failed", "cancelled", "expired"})
 CALL_STATUSES: Final = ("completed", "busy", "no-answer", "failed")
 
 FinishState = Literal["originated", "retrying", "failed", "in_doubt"]
 SweepVerdict = Literal["requeue", "in_doubt", "reconcile", "alive", "not_due", "gone"]
+ReleaseAction = Literal["", "park", "cancelled", "expired"]
 
 
 @dataclass(frozen=True)
 class Claim:
     """The result of :meth:`Ledger.claim`. ``record`` is filled only when ``claimed``."""
 
-    code: Literal["claimed", "early", "skip", "missing"]
+    code: Literal["claimed", "parked", "cancelled", "expired", "early", "skip", "missing"]
     attempts: int
     state: str
     record: dict[str, str]
@@ -68,14 +76,21 @@ class CampaignStatus:
     total: int
     states: dict[str, int]
     call_status: dict[str, int]
+    parked: int = 0  # waiting calls held in the campaign's parked set (see Ledger)
+    redials: int = 0  # redials scheduled on a call's outcome
+    controls: dict[str, Any] = field(default_factory=dict)
 
-    def as_dict(self) -> dict[str, Any]:
-        return {
+    def as_dict(self, *, details: bool = False) -> dict[str, Any]:
+        """The contract's four keys; ``details`` adds parked, redials and controls."""
+        out: dict[str, Any] = {
             "campaign": self.campaign,
             "total": self.total,
             "states": self.states,
             "call_status": self.call_status,
         }
+        if details:
+            out.update(parked=self.parked, redials=self.redials, controls=self.controls)
+        return out
 
     @property
     def settled(self) -> bool:
@@ -110,12 +125,13 @@ class Ledger:
     ) -> list[int]:
         """Write many records, each with its task message, in one pipelined round trip.
 
-        Returns, per record, 1 (created), 2 (existed, still queued: message pushed again) or
-        0 (existed in another state: nothing written).
+        Returns, per record, 1 (created), 2 (existed, still queued: message pushed again),
+        0 (existed in another state: nothing written) or 3 (the campaign was cancelled).
         """
         k = self.keys
         common = [k.campaign_counts(campaign), k.campaign_calls(campaign), k.campaigns()]
         queue = queue_key or k.campaigns()
+        meta = k.campaign_meta(campaign)
         pipe = self.redis.pipeline(transaction=False)
         for i, (request_id, fields) in enumerate(records):
             args: list[str] = [
@@ -128,20 +144,45 @@ class Ledger:
                 args.append(name)
                 args.append(value)
             self.scripts.enqueue(
-                keys=[k.call(request_id), *common, queue, k.deadlines()], args=args, client=pipe
+                keys=[k.call(request_id), *common, queue, k.deadlines(), meta],
+                args=args,
+                client=pipe,
             )
         return [int(x) for x in pipe.execute()]
 
     # Worker side ------------------------------------------------------------------------
 
     def claim(
-        self, request_id: str, *, lease_seconds: float, early_tolerance: float, worker: str
+        self,
+        request_id: str,
+        *,
+        lease_seconds: float,
+        early_tolerance: float,
+        worker: str,
+        gate: str | float = "",
     ) -> Claim:
+        """Claim a waiting call. ``gate``: '' to dial, 'expire', or seconds to wait (parked)."""
         k = self.keys
+        campaign = campaign_of(request_id)
         token = uuid.uuid4().hex
         raw = self.scripts.claim(
-            keys=[k.call(request_id), k.campaign_counts(campaign_of(request_id)), k.deadlines()],
-            args=[request_id, _ms(lease_seconds), _ms(early_tolerance), worker, token],
+            keys=[
+                k.call(request_id),
+                k.campaign_counts(campaign),
+                k.deadlines(),
+                k.campaign_meta(campaign),
+                k.campaign_parked(campaign),
+                k.wake(),
+            ],
+            args=[
+                request_id,
+                _ms(lease_seconds),
+                _ms(early_tolerance),
+                worker,
+                token,
+                gate if isinstance(gate, str) else _ms(gate),
+                campaign,
+            ],
         )
         code, attempts, state, *rest = raw
         record = dict(zip(rest[::2], rest[1::2], strict=True))
@@ -154,28 +195,55 @@ class Ledger:
         )
 
     def mark_sent(self, request_id: str, token: str, *, lease_seconds: float) -> bool:
-        """The fence before the POST. False: the attempt is no longer ours; do not send."""
+        """The fence before the POST. False: do not send (see :meth:`send_mark` for why)."""
+        return self.send_mark(request_id, token, lease_seconds=lease_seconds) == "sent"
+
+    def send_mark(self, request_id: str, token: str, *, lease_seconds: float) -> str:
+        """The fence before the POST: 'sent' (go), or 'lost' (the attempt is no longer ours),
+        'paused' or 'cancelled' (the campaign changed since the claim). Only 'sent' sends."""
         k = self.keys
-        return bool(
-            self.scripts.mark_sent(
-                keys=[k.call(request_id), k.deadlines()],
-                args=[request_id, token, _ms(lease_seconds)],
-            )
+        raw = self.scripts.mark_sent(
+            keys=[k.call(request_id), k.deadlines(), k.campaign_meta(campaign_of(request_id))],
+            args=[request_id, token, _ms(lease_seconds)],
         )
+        if raw in ("paused", "cancelled"):
+            return str(raw)
+        return "sent" if int(raw) else "lost"
 
     def release(
-        self, request_id: str, token: str, *, republish_after: float, unsent: bool = False
+        self,
+        request_id: str,
+        token: str,
+        *,
+        republish_after: float,
+        unsent: bool = False,
+        action: ReleaseAction = "",
+        wake_in: float | None = None,
     ) -> bool:
-        """Give back an attempt that sent nothing; it does not count."""
+        """Give back an attempt that sent nothing; it does not count. ``action``: '' back to
+        the queue (the caller republishes), 'park' (the sweeper drains it after ``wake_in``),
+        or a final 'cancelled' / 'expired'."""
         k = self.keys
+        campaign = campaign_of(request_id)
         return bool(
             self.scripts.release(
                 keys=[
                     k.call(request_id),
-                    k.campaign_counts(campaign_of(request_id)),
+                    k.campaign_counts(campaign),
                     k.deadlines(),
+                    k.campaign_meta(campaign),
+                    k.campaign_parked(campaign),
+                    k.wake(),
                 ],
-                args=[request_id, token, _ms(republish_after), "1" if unsent else ""],
+                args=[
+                    request_id,
+                    token,
+                    _ms(republish_after),
+                    "1" if unsent else "",
+                    action,
+                    "" if wake_in is None else _ms(wake_in),
+                    campaign,
+                ],
             )
         )
 
@@ -278,34 +346,142 @@ class Ledger:
     # Campaign operations ----------------------------------------------------------------
 
     def cancel(self, campaign: str, *, batch: int = 1000) -> int:
-        """Cancel every call not yet dialled. Pipelined in batches. Returns how many."""
+        """Cancel every call not yet dialled. Pipelined in batches. Returns how many.
+
+        The campaign's `cancelled` flag is set first: from then on no claim takes a call and
+        no claimed call passes its sent mark, so a call in flight between two batches here is
+        stopped by the flag. Calls already sent are untouched. Later enqueues are refused.
+        """
         k = self.keys
         counts = k.campaign_counts(campaign)
+        parked = k.campaign_parked(campaign)
+        self.redis.hset(k.campaign_meta(campaign), "cancelled", "1")
         cancelled = 0
         for chunk in self._chunks(self.iter_request_ids(campaign, batch=batch), batch):
             pipe = self.redis.pipeline(transaction=False)
             for rid in chunk:
                 self.scripts.cancel(
-                    keys=[k.call(rid), counts, k.deadlines()], args=[rid], client=pipe
+                    keys=[k.call(rid), counts, k.deadlines(), parked], args=[rid], client=pipe
                 )
             cancelled += sum(int(x) for x in pipe.execute())
+        self.redis.zrem(k.wake(), campaign)
         return cancelled
 
-    def status(self, campaign: str) -> CampaignStatus:
-        """O(1): two hashes of counters."""
+    def pause(self, campaign: str) -> None:
+        """No call of the campaign is dialled from now on: claims park their call, and a call
+        already claimed is stopped at its sent mark (at most the requests already past it, one
+        reservation's worth, still go out)."""
+        self.redis.hset(self.keys.campaign_meta(campaign), "paused", "1")
+
+    def resume(self, campaign: str) -> int:
+        """Dial again: the sweepers drain the parked calls at the account's pace. Returns how
+        many calls were parked."""
+        k = self.keys
+        pipe = self.redis.pipeline(transaction=True)
+        pipe.hset(k.campaign_meta(campaign), "paused", "0")
+        pipe.zadd(k.wake(), {campaign: 0})
+        pipe.zcard(k.campaign_parked(campaign))
+        return int(pipe.execute()[2])
+
+    def set_controls(self, campaign: str, fields: Mapping[str, str]) -> None:
+        if fields:
+            key = self.keys.campaign_meta(campaign)
+            self.redis.hset(key, mapping=dict(fields))  # type: ignore[arg-type]
+
+    def meta(self, campaign: str) -> dict[str, str]:
+        return cast(dict[str, str], self.redis.hgetall(self.keys.campaign_meta(campaign)))
+
+    # Parked calls (the sweeper drains them) --------------------------------------------------
+
+    def due_campaigns(self, limit: int = 50) -> list[str]:
+        """Campaigns whose parked set is due for a drain (by the Redis clock)."""
+        sec, usec = self.redis.time()
+        now_ms = sec * 1000 + usec // 1000
+        return cast(list[str], self.redis.zrangebyscore(self.keys.wake(), "-inf", now_ms, 0, limit))
+
+    def rewake(self, campaign: str, seconds: float) -> None:
+        """Look at the campaign's parked set again in ``seconds`` (only if it has one)."""
+        sec, usec = self.redis.time()
+        at = sec * 1000 + usec // 1000 + _ms(seconds)
+        self.redis.zadd(self.keys.wake(), {campaign: at}, xx=True)
+
+    def parked(self, campaign: str, count: int) -> list[str]:
+        """The first ``count`` parked request ids, oldest first."""
+        return cast(list[str], self.redis.zrange(self.keys.campaign_parked(campaign), 0, count - 1))
+
+    def unpark(
+        self,
+        campaign: str,
+        calls: Sequence[tuple[str, bool, str]],
+        *,
+        queue_key: str,
+        priority_queue_key: str,
+        overdue: float,
+        rewake_in: float,
+    ) -> tuple[int, int]:
+        """Push parked calls back on the queue: (request id, priority, message) each. Returns
+        (moved, left); (-1, -1) when the campaign is paused (see unpark.lua)."""
+        k = self.keys
+        args: list[str | int] = [campaign, _ms(overdue), _ms(rewake_in)]
+        for rid, prio, message in calls:
+            args += [rid, "1" if prio else "", message]
+        moved, left = self.scripts.unpark(
+            keys=[
+                k.campaign_parked(campaign),
+                k.wake(),
+                k.campaign_meta(campaign),
+                k.deadlines(),
+                queue_key,
+                priority_queue_key,
+                *(k.call(rid) for rid, _, _ in calls),
+            ],
+            args=args,
+        )
+        return int(moved), int(left)
+
+    def settle_parked(self, campaign: str, to: Literal["cancelled", "expired"], count: int) -> int:
+        """End up to ``count`` parked calls as ``to``. Returns how many were settled."""
+        k = self.keys
+        ids = self.parked(campaign, count)
+        if not ids:
+            self.redis.zrem(k.wake(), campaign)
+            return 0
+        settled, _ = self.scripts.settle_parked(
+            keys=[
+                k.campaign_parked(campaign),
+                k.wake(),
+                k.campaign_counts(campaign),
+                k.deadlines(),
+                *(k.call(rid) for rid in ids),
+            ],
+            args=[campaign, to, *ids],
+        )
+        return int(settled)
+
+    def status(
+        self, campaign: str, *, controls: Callable[[dict[str, str]], dict[str, Any]] | None = None
+    ) -> CampaignStatus:
+        """O(1): two hashes of counters, the parked count and the meta hash.
+        ``controls`` turns the meta hash into the controls shown (see callq.controls)."""
+        k = self.keys
         pipe = self.redis.pipeline(transaction=False)
-        pipe.hgetall(self.keys.campaign_counts(campaign))
-        pipe.hgetall(self.keys.campaign_call_status(campaign))
-        counts, call_status = pipe.execute()
+        pipe.hgetall(k.campaign_counts(campaign))
+        pipe.hgetall(k.campaign_call_status(campaign))
+        pipe.zcard(k.campaign_parked(campaign))
+        pipe.hgetall(k.campaign_meta(campaign))
+        counts, call_status, parked, meta = pipe.execute()
         states = {s: int(counts.get(s, 0)) for s in STATES}
         for name, value in counts.items():
-            if name not in states and name != "total":
+            if name not in states and name not in ("total", "redials"):
                 states[name] = int(value)
         return CampaignStatus(
             campaign=campaign,
             total=int(counts.get("total", 0)),
             states=states,
             call_status={name: int(v) for name, v in sorted(call_status.items())},
+            parked=int(parked),
+            redials=int(counts.get("redials", 0)),
+            controls=controls(meta) if controls is not None else {},
         )
 
     def get(self, request_id: str) -> dict[str, str]:

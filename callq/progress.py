@@ -30,12 +30,23 @@ __all__ = [
     "summarise",
 ]
 
-LIVE_STATES = ("queued", "dialing", "retrying", "in_doubt", "originated", "failed", "cancelled")
+LIVE_STATES = (
+    "queued",
+    "dialing",
+    "retrying",
+    "in_doubt",
+    "originated",
+    "failed",
+    "cancelled",
+    "expired",
+)
+_SHOWN_IF_ANY = ("cancelled", "expired")
 UNSETTLED = ("queued", "dialing", "retrying", "in_doubt")
 _BAR = {
     "originated": ("█", "32"),
     "failed": ("x", "31"),
     "cancelled": ("-", "90"),
+    "expired": ("e", "90"),
     "in_doubt": ("?", "35"),
     "retrying": ("r", "33"),
     "dialing": (">", "36"),
@@ -167,7 +178,16 @@ def _bar(states: Mapping[str, int], total: int, width: int, color: bool) -> str:
         return "·" * width
     cells: list[str] = []
     used = 0
-    order = ("originated", "failed", "cancelled", "in_doubt", "retrying", "dialing", "queued")
+    order = (
+        "originated",
+        "failed",
+        "cancelled",
+        "expired",
+        "in_doubt",
+        "retrying",
+        "dialing",
+        "queued",
+    )
     for i, state in enumerate(order):
         n = states.get(state, 0)
         if i == len(order) - 1:
@@ -199,8 +219,9 @@ def render_live(
         "  ".join(
             _paint(f"{s} {states.get(s, 0)}", _BAR[s][1], color and states.get(s, 0) > 0)
             for s in LIVE_STATES
-            if s != "cancelled" or states.get(s, 0)
-        ),
+            if s not in _SHOWN_IF_ANY or states.get(s, 0)
+        )
+        + (f"  (parked {st.parked})" if st.parked else ""),
     ]
     if snap.in_window is not None:
         fill = min(snap.in_window / max(snap.limit, 1), 1.0)

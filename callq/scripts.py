@@ -16,6 +16,8 @@ SCRIPT_NAMES = (
     "finish",
     "expire",
     "cancel",
+    "unpark",
+    "settle_parked",
     "limiter_acquire",
     "limiter_push_back",
     "callback",

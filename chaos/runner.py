@@ -282,6 +282,7 @@ class _Run:
             _env_file=None,
             redis_url=self.redis_server.url,
             key_prefix="chaos",
+            calling_window="always",  # a chaos run may start at any hour
             exotel_account_sid=sid,
             exotel_api_key=SecretStr(key),
             exotel_api_token=SecretStr(token),

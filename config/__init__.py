@@ -7,12 +7,21 @@ environment variable, and a secret's value is never echoed back.
 
 from __future__ import annotations
 
+import json
 import re
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 __all__ = ["ConfigError", "Settings", "load_settings"]
@@ -23,6 +32,22 @@ _PREFIX_RE = re.compile(r"^[A-Za-z0-9_.-]{1,32}$")
 
 class ConfigError(Exception):
     """A setting is missing or refused. The message names the environment variable."""
+
+
+class ExotelAccount(BaseModel):
+    """One more Exotel account (``EXOTEL_ACCOUNTS``). Unset fields take the default
+    account's value (subdomain, base URL, caller id, timeouts, rate limit)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    account_sid: str = Field(min_length=1)
+    api_key: SecretStr
+    api_token: SecretStr
+    subdomain: str | None = None
+    base_url: str | None = None
+    caller_id: str | None = None
+    rate_limit_calls: Annotated[int, Field(gt=0)] | None = None
+    rate_limit_period_seconds: Annotated[float, Field(gt=0)] | None = None
 
 
 class Settings(BaseSettings):
@@ -47,12 +72,18 @@ class Settings(BaseSettings):
     exotel_read_timeout: PositiveFloat = 30.0
     exotel_origination_window_seconds: Annotated[float, Field(ge=0)] = 30.0
     exotel_timezone: str = "Asia/Kolkata"
+    # More accounts, by name: a campaign names one (``--account``); '' = the one above.
+    exotel_accounts: dict[str, ExotelAccount] = Field(default_factory=dict)
+
+    # Campaign defaults (a campaign may set its own).
+    calling_window: str = "09:00-21:00"
+    calling_timezone: str = "Asia/Kolkata"
 
     # The global limiter.
     rate_limit_calls: Annotated[int, Field(gt=0)] = 200
     rate_limit_period_seconds: PositiveFloat = 60.0
     rate_limit_margin_seconds: Annotated[float, Field(gt=0)] = 1.0
-    rate_limit_max_ahead_seconds: PositiveFloat = 2.0
+    rate_limit_max_ahead_seconds: PositiveFloat = 1.0
     rate_limit_max_wait_seconds: PositiveFloat = 60.0
 
     # Retries of calls that were not placed.
@@ -104,7 +135,22 @@ class Settings(BaseSettings):
             raise ValueError("must be a host name such as api.exotel.com")
         return value
 
-    @field_validator("exotel_timezone")
+    @field_validator("calling_window")
+    @classmethod
+    def _window(cls, value: str) -> str:
+        from callq.controls import Window
+
+        return str(Window.parse(value))
+
+    @field_validator("exotel_accounts")
+    @classmethod
+    def _accounts(cls, value: dict[str, ExotelAccount]) -> dict[str, ExotelAccount]:
+        for name in value:
+            if not re.fullmatch(r"[A-Za-z0-9_.-]{1,64}", name) or name == "default":
+                raise ValueError(f"account name {name!r}: use 1-64 letters, digits, _ . - ")
+        return value
+
+    @field_validator("exotel_timezone", "calling_timezone")
     @classmethod
     def _zone(cls, value: str) -> str:
         try:
@@ -167,6 +213,37 @@ class Settings(BaseSettings):
             and self.exotel_api_token.get_secret_value()
         )
 
+    def account_names(self) -> list[str]:
+        """'default' (the EXOTEL_* account) and every name in EXOTEL_ACCOUNTS."""
+        return ["default", *self.exotel_accounts]
+
+    def for_account(self, name: str) -> Settings:
+        """These settings with the named account's credentials, endpoint and rate limit.
+        '' and 'default' are the EXOTEL_* account. Raises ConfigError for an unknown name."""
+        if name in ("", "default"):
+            return self
+        acct = self.exotel_accounts.get(name)
+        if acct is None:
+            known = ", ".join(self.account_names())
+            raise ConfigError(f"EXOTEL_ACCOUNTS has no account {name!r} (known: {known})")
+        update: dict[str, Any] = {
+            "exotel_account_sid": acct.account_sid,
+            "exotel_api_key": acct.api_key,
+            "exotel_api_token": acct.api_token,
+            "exotel_accounts": {},
+        }
+        for src, dst in (
+            ("subdomain", "exotel_subdomain"),
+            ("base_url", "exotel_base_url"),
+            ("caller_id", "exotel_caller_id"),
+            ("rate_limit_calls", "rate_limit_calls"),
+            ("rate_limit_period_seconds", "rate_limit_period_seconds"),
+        ):
+            value = getattr(acct, src)
+            if value is not None:
+                update[dst] = value
+        return self.model_copy(update=update)
+
     def require_redis_url(self) -> str:
         if not self.redis_url:
             raise ConfigError("REDIS_URL is not set (for example redis://localhost:6379/0)")
@@ -206,13 +283,24 @@ class Settings(BaseSettings):
                 continue
             if isinstance(value, SecretStr):
                 value = value.get_secret_value()
+            elif name == "exotel_accounts":
+                value = json.dumps(
+                    {
+                        n: a.model_dump(mode="json", exclude_none=True)
+                        | {
+                            "api_key": a.api_key.get_secret_value(),
+                            "api_token": a.api_token.get_secret_value(),
+                        }
+                        for n, a in self.exotel_accounts.items()
+                    }
+                )
             elif isinstance(value, bool):
                 value = "true" if value else "false"
             env[name.upper()] = str(value)
         return env
 
 
-_SECRET_FIELDS = {"exotel_api_key", "exotel_api_token", "callback_token"}
+_SECRET_FIELDS = {"exotel_api_key", "exotel_api_token", "callback_token", "exotel_accounts"}
 
 
 def _describe(exc: ValidationError) -> str:
@@ -220,6 +308,8 @@ def _describe(exc: ValidationError) -> str:
     for err in exc.errors():
         loc = [str(p) for p in err.get("loc", ())]
         name = loc[0].upper() if loc else "settings"
+        if len(loc) > 1:
+            name += "[" + "].[".join(loc[1:]) + "]"  # EXOTEL_ACCOUNTS[north].[api_token]
         msg = err.get("msg", "invalid")
         if loc and loc[0] not in _SECRET_FIELDS and "input" in err and err.get("type") != "missing":
             lines.append(f"{name}: {msg} (got {err['input']!r})")

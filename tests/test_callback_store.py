@@ -254,7 +254,13 @@ def test_given_calls_in_every_state_when_callbacks_arrive_then_each_becomes_orig
         assert ledger.finish(r, c.token, state, error="x", **extra).ok  # type: ignore[arg-type]
     k = ledger.keys
     assert ledger.scripts.cancel(
-        keys=[k.call(cancelled), k.campaign_counts(CAMPAIGN), k.deadlines()], args=[cancelled]
+        keys=[
+            k.call(cancelled),
+            k.campaign_counts(CAMPAIGN),
+            k.deadlines(),
+            k.campaign_parked(CAMPAIGN),
+        ],
+        args=[cancelled],
     )
     in_doubt(ledger, doubtful)
     originate(ledger, done, "sid-done")

@@ -17,7 +17,7 @@ from tests.campaigns import mobile
 class LateLimiter(Limiter):
     """Grants a permit whose slot is long past, as after a stall between permit and send."""
 
-    def acquire_permit(self, timeout: float | None = None, stop: Any = None) -> Permit:
+    def permit_or_wait(self, stop: Any = None, *, priority_within: Any = None) -> Permit:
         return Permit(waited=0.0, slot=time.monotonic() - 5.0)
 
 
@@ -65,6 +65,6 @@ def test_given_a_send_late_for_its_permit_when_dialling_then_it_is_held_back_uns
     assert (step.result, step.retry_in) == ("late", 0.0)
     assert sim.truth()["requests"] == 0  # nothing reached Exotel
     rec = ledger.get(rid)
-    assert (rec["state"], rec["attempts"], rec["sent"]) == ("retrying", "0", "0")
+    assert (rec["state"], rec["attempts"], rec["sent"]) == ("queued", "0", "0")
     assert make_dialer(settings, ledger).place(rid).result == "originated"
     assert sim.truth()["by_custom_field"] == {rid: 1}

@@ -109,7 +109,7 @@ def test_given_a_lost_worker_when_its_lease_expires_then_unsent_is_requeued_and_
     assert verdicts == {unsent: "requeue", sent: "in_doubt"}
     # A second sweeper running at the same time gets nothing to do.
     assert {ledger.expire(r, reconcile_in=60, overdue_in=60) for r in due} == {"not_due"}
-    assert ledger.get(unsent)["state"] == "retrying"
+    assert ledger.get(unsent)["state"] == "queued"  # back to the state it was claimed from
     assert ledger.get(unsent)["attempts"] == "0"  # the unsent attempt does not count
     assert ledger.get(sent)["state"] == "in_doubt"
     # The in-doubt call can never be claimed again by a stray message.
@@ -170,7 +170,7 @@ def test_given_a_release_when_nothing_was_sent_then_the_attempt_is_given_back(
     c = claim(ledger, r)
     assert ledger.release(r, c.token, republish_after=5)
     rec = ledger.get(r)
-    assert rec["state"] == "retrying" and rec["attempts"] == "0"
+    assert rec["state"] == "queued" and rec["attempts"] == "0"
     c2 = claim(ledger, r)
     assert c2.claimed and c2.attempts == 1
     assert not ledger.release(r, c.token, republish_after=5)  # the old claim is not this one
@@ -232,5 +232,5 @@ def test_given_a_call_marked_sent_but_held_back_when_released_as_unsent_then_it_
     assert not ledger.release(r, c.token, republish_after=5)  # sent: refused by default
     assert ledger.release(r, c.token, republish_after=5, unsent=True)  # the worker knows
     rec = ledger.get(r)
-    assert (rec["state"], rec["attempts"], rec["sent"]) == ("retrying", "0", "0")
+    assert (rec["state"], rec["attempts"], rec["sent"]) == ("queued", "0", "0")
     assert_counters_match(ledger)

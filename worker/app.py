@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from celery import Celery
@@ -9,12 +10,17 @@ from celery import Celery
 from config import Settings, load_settings
 
 CALLS_QUEUE = "calls"
+PRIORITY_QUEUE = "calls.priority"  # consumed first by every worker that consumes `calls`
 PLACE_CALL = "callq.place_call"
 RECONCILE = "callq.reconcile"
 
 
 def celery_config(settings: Settings) -> dict[str, Any]:
-    transport: dict[str, Any] = {"visibility_timeout": settings.visibility_timeout_seconds}
+    transport: dict[str, Any] = {
+        "visibility_timeout": settings.visibility_timeout_seconds,
+        # BRPOP the queues in the order given, every time: `calls.priority` before `calls`.
+        "queue_order_strategy": "priority",
+    }
     if settings.broker_key_prefix:
         transport["global_keyprefix"] = settings.broker_key_prefix
     return {
@@ -36,6 +42,36 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "worker_hijack_root_logger": False,
         "timezone": "UTC",
     }
+
+
+def _survive_closed_channels() -> None:
+    """Work around a kombu Redis-transport crash (celery/kombu#582, still in kombu 5.x).
+
+    When Redis goes away, the consumer closes its channel; an ack or reject still pending for
+    a message of that channel then calls ``Channel._connparams``, which dereferences the closed
+    connection's ``client`` (None) and raises AttributeError. Celery catches only connection
+    errors there, so the worker process exits (seen in our Redis-outage test and chaos runs).
+    Raising the transport's ConnectionError instead lets Celery log "Couldn't ack/reject" and
+    go on: the message stays in kombu's unacked hash and is restored after visibility_timeout,
+    and the ledger's claim and fences make any second copy harmless.
+    """
+    import redis
+    from kombu.transport import redis as kombu_redis
+
+    original: Callable[..., Any] = kombu_redis.Channel._connparams
+    if getattr(original, "_callq_patched", False):
+        return
+
+    def _connparams(self: Any, asynchronous: bool = False) -> Any:
+        if self.connection is None or self.connection.client is None:
+            raise redis.exceptions.ConnectionError("the channel's connection is closed")
+        return original(self, asynchronous=asynchronous)
+
+    _connparams._callq_patched = True  # type: ignore[attr-defined]
+    setattr(kombu_redis.Channel, "_connparams", _connparams)  # noqa: B010
+
+
+_survive_closed_channels()
 
 
 def make_app(settings: Settings) -> Celery:

@@ -9,20 +9,23 @@ import os
 import socket
 import threading
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import redis
 
 from callq.breaker import Breaker
-from callq.dialer import Dialer
+from callq.dialer import Account, Dialer
 from callq.exotel import ExotelClient, make_session
-from callq.keys import Keys
+from callq.keys import Keys, campaign_of
 from callq.ledger import Ledger
 from callq.limiter import Limiter
 from callq.reconcile import Reconciler
 from callq.redis_conn import make_redis
 from callq.retry import RetryPolicy
 from config import Settings, load_settings
+
+if TYPE_CHECKING:
+    from worker.parking import Parking
 
 
 @dataclass
@@ -33,6 +36,8 @@ class Runtime:
     limiter: Limiter
     dialer: Dialer
     reconciler: Reconciler
+    reconcilers: dict[str, Reconciler]
+    parking: Parking
 
     @classmethod
     def build(cls, settings: Settings) -> Runtime:
@@ -42,17 +47,6 @@ class Runtime:
         )
         keys = Keys(settings.key_prefix)
         ledger = Ledger(client, keys)
-        limiter = Limiter(
-            client,
-            keys,
-            settings.exotel_account_sid,
-            calls=settings.rate_limit_calls,
-            period=settings.rate_limit_period_seconds,
-            margin=settings.rate_limit_margin_seconds,
-            max_ahead=settings.rate_limit_max_ahead_seconds,
-            scripts=ledger.scripts,
-        )
-        exotel = ExotelClient(settings, make_session(pool_size=settings.worker_concurrency + 4))
         policy = RetryPolicy(
             max_attempts=settings.max_attempts,
             base=settings.retry_backoff_base_seconds,
@@ -60,16 +54,64 @@ class Runtime:
             jitter=settings.retry_jitter,
         )
         name = f"{socket.gethostname()}:{os.getpid()}"
-        breaker = Breaker(
-            client,
-            keys,
-            settings.exotel_account_sid,
-            cooldown=settings.breaker_cooldown_seconds,
-            max_cooldown=settings.breaker_max_cooldown_seconds,
+
+        def account(acct_name: str) -> Account:
+            s = settings.for_account(acct_name)
+            limiter = Limiter(
+                client,
+                keys,
+                s.exotel_account_sid,
+                calls=s.rate_limit_calls,
+                period=s.rate_limit_period_seconds,
+                margin=s.rate_limit_margin_seconds,
+                max_ahead=s.rate_limit_max_ahead_seconds,
+                scripts=ledger.scripts,
+            )
+            exotel = ExotelClient(s, make_session(pool_size=settings.worker_concurrency + 4))
+            breaker = Breaker(
+                client,
+                keys,
+                s.exotel_account_sid,
+                cooldown=s.breaker_cooldown_seconds,
+                max_cooldown=s.breaker_max_cooldown_seconds,
+            )
+            return Account(acct_name, s, exotel, limiter, breaker)
+
+        default = account("default")
+        others = {n: account(n) for n in settings.exotel_accounts}
+        dialer = Dialer(
+            settings,
+            ledger,
+            default.limiter,
+            default.client,
+            policy,
+            worker=name,
+            breaker=default.breaker,
+            accounts=others,
         )
-        dialer = Dialer(settings, ledger, limiter, exotel, policy, worker=name, breaker=breaker)
-        reconciler = Reconciler(settings, ledger, limiter, exotel, policy)
-        return cls(settings, client, ledger, limiter, dialer, reconciler)
+        reconcilers = {
+            a.name: Reconciler(a.settings, ledger, a.limiter, a.client, policy)
+            for a in (default, *others.values())
+        }
+        from worker.app import app
+        from worker.parking import Parking
+
+        parking = Parking(ledger, settings, dialer, app)
+        return cls(
+            settings,
+            client,
+            ledger,
+            default.limiter,
+            dialer,
+            reconcilers["default"],
+            reconcilers,
+            parking,
+        )
+
+    def reconciler_for(self, request_id: str) -> Reconciler:
+        """The reconciler of the account the call's campaign names."""
+        name = self.dialer.controls_of(campaign_of(request_id)).account or "default"
+        return self.reconcilers.get(name, self.reconciler)
 
 
 _lock = threading.Lock()

@@ -17,6 +17,7 @@ from celery.exceptions import Reject, Retry
 from celery.signals import (
     after_setup_logger,
     after_setup_task_logger,
+    celeryd_after_setup,
     worker_process_init,
     worker_ready,
     worker_shutdown,
@@ -25,7 +26,7 @@ from celery.signals import (
 
 from callq.logs import current_request, install
 from callq.metrics import RECONCILED, LedgerCollector
-from worker.app import CALLS_QUEUE, PLACE_CALL, RECONCILE, app
+from worker.app import CALLS_QUEUE, PLACE_CALL, PRIORITY_QUEUE, RECONCILE, app
 from worker.runtime import get_runtime, reset_runtime
 from worker.sweeper import Sweeper
 
@@ -35,11 +36,17 @@ log = logging.getLogger("callq.worker")
 @app.task(name=PLACE_CALL, bind=True, max_retries=None, acks_late=True)  # type: ignore[untyped-decorator]
 def place_call(self: Task, request_id: str) -> str:
     """One attempt at one call. Retries (not placed) go through Celery's own retry."""
+    queue = _queue_of(self)
     with _running(self, request_id):
-        step = get_runtime().dialer.place(request_id)
+        step = get_runtime().dialer.place(request_id, priority=queue == PRIORITY_QUEUE)
     if step.retry_in is not None:
-        raise self.retry(countdown=step.retry_in, max_retries=None)
+        raise self.retry(countdown=step.retry_in, max_retries=None, queue=queue)
     return step.result
+
+
+def _queue_of(task: Task) -> str:
+    info = task.request.delivery_info or {}
+    return PRIORITY_QUEUE if info.get("routing_key") == PRIORITY_QUEUE else CALLS_QUEUE
 
 
 @contextmanager
@@ -71,15 +78,20 @@ def _redeliver(task: Task, exc: Exception) -> NoReturn:
 def reconcile(self: Task, request_id: str) -> str:
     """Settle one in-doubt call: callback, else Call Details search, else wait for proof."""
     with _running(self, request_id):
-        verdict = get_runtime().reconciler.reconcile(request_id)
+        verdict = get_runtime().reconciler_for(request_id).reconcile(request_id)
     RECONCILED.labels(verdict.result.split(":")[0]).inc()
     if verdict.redial:
         publish_place_call(request_id)
     return verdict.result
 
 
-def publish_place_call(request_id: str) -> None:
-    place_call.apply_async((request_id,), queue=CALLS_QUEUE)
+def publish_place_call(request_id: str, *, priority: bool | None = None) -> None:
+    """Publish one attempt; ``priority`` None reads the call record's own flag."""
+    if priority is None:
+        priority = (
+            get_runtime().redis.hget(get_runtime().ledger.keys.call(request_id), "priority") == "1"
+        )
+    place_call.apply_async((request_id,), queue=PRIORITY_QUEUE if priority else CALLS_QUEUE)
 
 
 def publish_reconcile(request_id: str) -> None:
@@ -97,6 +109,17 @@ def _setup_logging(logger: logging.Logger, **_: Any) -> None:
     install(logger, load_settings().log_format)
 
 
+@celeryd_after_setup.connect  # type: ignore[untyped-decorator]
+def _priority_first(instance: Any, **_: Any) -> None:
+    """A worker consuming `calls` (the documented `-Q calls`) also consumes `calls.priority`,
+    and polls it first (with the transport's `queue_order_strategy: priority`)."""
+    queues = instance.app.amqp.queues
+    names = list(queues.consume_from or {}) or [CALLS_QUEUE]
+    if CALLS_QUEUE in names or PRIORITY_QUEUE in names:
+        names = [PRIORITY_QUEUE, *(n for n in names if n != PRIORITY_QUEUE)]
+        queues.select(names)
+
+
 @worker_process_init.connect  # type: ignore[untyped-decorator]
 def _child_init(**_: Any) -> None:
     reset_runtime()
@@ -108,7 +131,11 @@ def _start_sweeper(**_: Any) -> None:
     global _sweeper  # noqa: PLW0603 - one sweeper per worker
     rt = get_runtime()
     _sweeper = Sweeper(
-        rt.ledger, rt.settings, requeue=publish_place_call, reconcile=publish_reconcile
+        rt.ledger,
+        rt.settings,
+        requeue=publish_place_call,
+        reconcile=publish_reconcile,
+        drain=rt.parking.drain_once,
     )
     _sweeper.start()
     if rt.settings.metrics_port:

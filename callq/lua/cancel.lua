@@ -1,6 +1,8 @@
--- cancel.lua: `queued` | `retrying` -> `cancelled` for one call. Calls that are dialing,
--- in doubt or final are left alone.
+-- cancel.lua: `queued` | `retrying` -> `cancelled` for one call, parked or not. Calls that are
+-- dialing, in doubt or final are left alone (a dialing call that sent nothing yet is stopped
+-- at its mark_sent fence by the campaign's `cancelled` flag).
 -- KEYS[1] call hash   KEYS[2] campaign counts hash   KEYS[3] deadlines zset
+-- KEYS[4] campaign parked zset
 -- ARGV[1] request id
 -- Returns 1 when cancelled, else 0.
 local state = redis.call('HGET', KEYS[1], 'state')
@@ -8,8 +10,9 @@ if state ~= 'queued' and state ~= 'retrying' then return 0 end
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 redis.call('HSET', KEYS[1], 'state', 'cancelled', 'updated_at', now)
-redis.call('HDEL', KEYS[1], 'next_at')
+redis.call('HDEL', KEYS[1], 'next_at', 'parked')
 redis.call('HINCRBY', KEYS[2], state, -1)
 redis.call('HINCRBY', KEYS[2], 'cancelled', 1)
 redis.call('ZREM', KEYS[3], ARGV[1])
+redis.call('ZREM', KEYS[4], ARGV[1])
 return 1

@@ -1,27 +1,64 @@
--- claim.lua: take a call for one attempt: `queued`/`retrying` -> `dialing`, with a lease.
+-- claim.lua: take a call for one attempt: `queued`/`retrying` -> `dialing`, with a lease; or,
+-- when the campaign says so, hold it instead (park), cancel it, or let it expire.
 -- KEYS[1] call hash   KEYS[2] campaign counts hash   KEYS[3] deadlines zset
+-- KEYS[4] campaign meta hash   KEYS[5] campaign parked zset   KEYS[6] wake zset
 -- ARGV[1] request id  ARGV[2] lease in ms  ARGV[3] early tolerance in ms  ARGV[4] worker name
 -- ARGV[5] a fresh claim token (never reused): the fence for mark_sent, release and finish
+-- ARGV[6] the caller's gate: '' dial, 'expire' (past the campaign's end_at), or a number of
+--         ms to wait (outside the calling window, account breaker open): park until then
+-- ARGV[7] campaign id
+-- The campaign's `cancelled` and `paused` flags are read here, in the same step as the claim,
+-- so a pause or cancel is never missed by a claim that raced it.
 -- Returns {code, attempts, state, field, value, ...}:
 --   {'claimed', n, 'dialing', <the whole record as field/value pairs>} - attempt n is ours;
+--   {'parked', n, state}     - held in the campaign's parked set (paused or waiting);
+--   {'cancelled'|'expired', n, state} - the call ended here (state is the new state);
 --   {'early', n, 'retrying'} - a retry message came before the call's next_at (a stray copy);
 --   {'skip', n, state}       - nothing to do: already dialing, in doubt, or final;
 --   {'missing', 0, ''}       - no such record.
-local rec = redis.call('HMGET', KEYS[1], 'state', 'attempts', 'next_at')
+local rec = redis.call('HMGET', KEYS[1], 'state', 'attempts', 'next_at', 'created_at')
 local state = rec[1]
 if not state then return {'missing', 0, ''} end
 local attempts = tonumber(rec[2]) or 0
 if state ~= 'queued' and state ~= 'retrying' then return {'skip', attempts, state} end
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local meta = redis.call('HMGET', KEYS[4], 'cancelled', 'paused')
+local gate = ARGV[6]
+local function settle(to)
+  redis.call('HSET', KEYS[1], 'state', to, 'updated_at', now)
+  redis.call('HDEL', KEYS[1], 'next_at', 'parked')
+  redis.call('HINCRBY', KEYS[2], state, -1)
+  redis.call('HINCRBY', KEYS[2], to, 1)
+  redis.call('ZREM', KEYS[3], ARGV[1])
+  redis.call('ZREM', KEYS[5], ARGV[1])
+  return {to, attempts, to}
+end
+if meta[1] == '1' then return settle('cancelled') end
+if gate == 'expire' then return settle('expired') end
+if meta[2] == '1' or gate ~= '' then
+  local reason = 'paused'
+  if meta[2] ~= '1' then reason = 'waiting' end
+  redis.call('ZADD', KEYS[5], 'NX', tonumber(rec[4]) or now, ARGV[1])
+  redis.call('ZREM', KEYS[3], ARGV[1])
+  redis.call('HSET', KEYS[1], 'parked', reason)
+  if meta[2] ~= '1' then
+    local at = now + tonumber(gate)
+    local cur = redis.call('ZSCORE', KEYS[6], ARGV[7])
+    if not cur or tonumber(cur) > at then redis.call('ZADD', KEYS[6], at, ARGV[7]) end
+  end
+  return {'parked', attempts, state}
+end
 if state == 'retrying' and rec[3] and (tonumber(rec[3]) or 0) - tonumber(ARGV[3]) > now then
   return {'early', attempts, state}
 end
 attempts = attempts + 1
 local lease = now + tonumber(ARGV[2])
 redis.call('HSET', KEYS[1], 'state', 'dialing', 'attempts', attempts, 'sent', 0,
-  'lease_until', lease, 'worker', ARGV[4], 'claim', ARGV[5], 'updated_at', now)
-redis.call('HDEL', KEYS[1], 'next_at')
+  'lease_until', lease, 'worker', ARGV[4], 'claim', ARGV[5], 'claimed_from', state,
+  'updated_at', now)
+redis.call('HDEL', KEYS[1], 'next_at', 'parked')
+redis.call('ZREM', KEYS[5], ARGV[1])
 redis.call('HINCRBY', KEYS[2], state, -1)
 redis.call('HINCRBY', KEYS[2], 'dialing', 1)
 redis.call('ZADD', KEYS[3], lease, ARGV[1])

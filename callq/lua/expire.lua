@@ -5,7 +5,8 @@
 -- ARGV[4] ms until a call still queued is republished again
 -- Safe to run from many sweepers at once: only the first to act gets a verdict.
 -- Returns one of:
---   'requeue'   a `dialing` call whose lease ran out before anything was sent: now `retrying`,
+--   'requeue'   a `dialing` call whose lease ran out before anything was sent: back to the
+--               state it was claimed from,
 --               attempt uncounted; or an overdue `retrying` call; or a call `queued` for so
 --               long that its message may be lost. The caller publishes it (a copy is harmless).
 --   'in_doubt'  a `dialing` call whose lease ran out after its request was sent.
@@ -16,7 +17,8 @@ local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 if not score then return 'gone' end
 if tonumber(score) > now then return 'not_due' end
-local rec = redis.call('HMGET', KEYS[1], 'state', 'attempts', 'sent', 'lease_until', 'claim')
+local rec = redis.call('HMGET', KEYS[1], 'state', 'attempts', 'sent', 'lease_until', 'claim',
+  'claimed_from')
 local state = rec[1]
 if state == 'dialing' then
   local lease = tonumber(rec[4]) or 0
@@ -34,11 +36,12 @@ if state == 'dialing' then
     redis.call('ZADD', KEYS[3], now + tonumber(ARGV[2]), ARGV[1])
     return 'in_doubt'
   end
-  redis.call('HSET', KEYS[1], 'state', 'retrying', 'attempts', attempts - 1, 'next_at', now,
-    'updated_at', now)
-  redis.call('HDEL', KEYS[1], 'lease_until', 'worker')
+  local to = rec[6] or 'retrying'
+  redis.call('HSET', KEYS[1], 'state', to, 'attempts', attempts - 1, 'updated_at', now)
+  if to == 'retrying' then redis.call('HSET', KEYS[1], 'next_at', now) end
+  redis.call('HDEL', KEYS[1], 'lease_until', 'worker', 'claimed_from')
   redis.call('HINCRBY', KEYS[2], 'dialing', -1)
-  redis.call('HINCRBY', KEYS[2], 'retrying', 1)
+  redis.call('HINCRBY', KEYS[2], to, 1)
   redis.call('ZADD', KEYS[3], now + tonumber(ARGV[3]), ARGV[1])
   return 'requeue'
 elseif state == 'retrying' then

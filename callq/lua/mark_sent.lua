@@ -1,14 +1,18 @@
 -- mark_sent.lua: the fence right before the POST. After it, the attempt counts as sent:
 -- if the worker dies, the call goes `in_doubt`, never back to the queue.
--- KEYS[1] call hash   KEYS[2] deadlines zset
+-- KEYS[1] call hash   KEYS[2] deadlines zset   KEYS[3] campaign meta hash
 -- ARGV[1] request id  ARGV[2] the claim token  ARGV[3] lease for the request itself, in ms
--- Returns 1 when marked; 0 when the attempt is no longer ours (lease ran out, or another state):
--- then the caller must NOT send.
+-- Returns 1 when marked; 0 when the attempt is no longer ours (lease ran out, or another state);
+-- 'paused' or 'cancelled' when the campaign was paused or cancelled since the claim (nothing
+-- is marked: the caller releases the call with that action). Unless 1, the caller must NOT send.
 local rec = redis.call('HMGET', KEYS[1], 'state', 'claim', 'lease_until')
 if rec[1] ~= 'dialing' or rec[2] ~= ARGV[2] then return 0 end
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 if (tonumber(rec[3]) or 0) <= now then return 0 end
+local meta = redis.call('HMGET', KEYS[3], 'cancelled', 'paused')
+if meta[1] == '1' then return 'cancelled' end
+if meta[2] == '1' then return 'paused' end
 local lease = now + tonumber(ARGV[3])
 redis.call('HSET', KEYS[1], 'sent', ARGV[2], 'sent_at', now, 'lease_until', lease)
 redis.call('ZADD', KEYS[2], lease, ARGV[1])

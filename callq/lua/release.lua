@@ -1,20 +1,48 @@
--- release.lua: give back an attempt that never sent anything (the limiter was unreachable,
--- or the worker is shutting down): `dialing` -> its previous waiting state, attempt uncounted.
+-- release.lua: give back an attempt that never sent anything, attempt uncounted: `dialing` ->
+-- the state it was claimed from (`queued` or `retrying`); or park it, cancel it, expire it.
 -- KEYS[1] call hash   KEYS[2] campaign counts hash   KEYS[3] deadlines zset
+-- KEYS[4] campaign meta hash   KEYS[5] campaign parked zset   KEYS[6] wake zset
 -- ARGV[1] request id  ARGV[2] the claim token  ARGV[3] ms until the sweeper republishes it
 -- ARGV[4] '1' when the caller marked the attempt sent but knows it sent nothing (it found
 --         itself late for its permit and held the request back); otherwise a sent attempt
 --         is never released.
+-- ARGV[5] what becomes of the call: '' back to the queue (the caller republishes it);
+--         'park' held in the campaign's parked set; 'cancelled' or 'expired' (final)
+-- ARGV[6] for 'park': ms until the sweeper drains the parked set ('' = now)
+-- ARGV[7] campaign id
+-- A park in a paused campaign sets no wake (resume does); a park in a campaign that is not
+-- paused always sets one, so a call parked just after a resume is not stranded.
 -- Returns 1 when released, 0 when the attempt was not ours or was already marked sent.
-local rec = redis.call('HMGET', KEYS[1], 'state', 'attempts', 'sent', 'claim')
+local rec = redis.call('HMGET', KEYS[1], 'state', 'attempts', 'sent', 'claim', 'claimed_from')
 if rec[1] ~= 'dialing' or rec[4] ~= ARGV[2] then return 0 end
 if rec[3] == ARGV[2] and ARGV[4] ~= '1' then return 0 end
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-redis.call('HSET', KEYS[1], 'state', 'retrying', 'attempts', tonumber(rec[2]) - 1,
-  'next_at', now, 'updated_at', now, 'sent', 0)
-redis.call('HDEL', KEYS[1], 'lease_until', 'worker')
+local action = ARGV[5]
+local to = rec[5] or 'retrying'
+if action == 'cancelled' or action == 'expired' then to = action end
+redis.call('HSET', KEYS[1], 'state', to, 'attempts', tonumber(rec[2]) - 1, 'updated_at', now,
+  'sent', 0)
+redis.call('HDEL', KEYS[1], 'lease_until', 'worker', 'claimed_from')
+if to == 'retrying' then redis.call('HSET', KEYS[1], 'next_at', now) end
 redis.call('HINCRBY', KEYS[2], 'dialing', -1)
-redis.call('HINCRBY', KEYS[2], 'retrying', 1)
-redis.call('ZADD', KEYS[3], now + tonumber(ARGV[3]), ARGV[1])
+redis.call('HINCRBY', KEYS[2], to, 1)
+if action == 'cancelled' or action == 'expired' then
+  redis.call('ZREM', KEYS[3], ARGV[1])
+elseif action == 'park' then
+  redis.call('ZREM', KEYS[3], ARGV[1])
+  local score = tonumber(redis.call('HGET', KEYS[1], 'created_at')) or now
+  redis.call('ZADD', KEYS[5], 'NX', score, ARGV[1])
+  local paused = redis.call('HGET', KEYS[4], 'paused') == '1'
+  local reason = 'waiting'
+  if paused then reason = 'paused' end
+  redis.call('HSET', KEYS[1], 'parked', reason)
+  if not paused then
+    local at = now + (tonumber(ARGV[6]) or 0)
+    local cur = redis.call('ZSCORE', KEYS[6], ARGV[7])
+    if not cur or tonumber(cur) > at then redis.call('ZADD', KEYS[6], at, ARGV[7]) end
+  end
+else
+  redis.call('ZADD', KEYS[3], now + tonumber(ARGV[3]), ARGV[1])
+end
 return 1

@@ -1,0 +1,303 @@
+"""Campaign controls: pause, cancel, priority, account, calling window, end time, redials.
+
+They live in the campaign's meta hash (``Keys.campaign_meta``), written by the producer
+(``enqueue`` options, ``pause``, ``resume``, ``cancel``) and read by the workers. The
+``paused`` and ``cancelled`` flags are also read by the Lua scripts themselves, in the same
+step as a claim or a sent mark, so neither is ever missed. The calling window needs a time
+zone database, so it is judged here, in Python, with an injectable clock (tests run it on a
+fake one); the verdict goes to ``claim.lua`` as a gate.
+
+Times stored in the meta hash are epoch milliseconds; windows are ``HH:MM-HH:MM`` in the
+campaign's time zone (``always`` for none; a window may cross midnight, e.g. ``20:00-08:00``).
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import redis
+
+from callq.keys import Keys
+
+REDIAL_STATUSES = ("busy", "no-answer", "failed")
+ALWAYS = "always"
+_HHMM = re.compile(r"^([01]?\d|2[0-4]):([0-5]\d)$")
+
+
+def _minutes(text: str, what: str) -> int:
+    m = _HHMM.fullmatch(text.strip())
+    if not m or (int(m.group(1)) == 24 and m.group(2) != "00"):
+        raise ValueError(f"{what}: {text!r} is not a time of day HH:MM (00:00-24:00)")
+    return int(m.group(1)) * 60 + int(m.group(2))
+
+
+def _hhmm(minutes: int) -> str:
+    return f"{minutes // 60:02d}:{minutes % 60:02d}"
+
+
+@dataclass(frozen=True)
+class Window:
+    """A daily calling window: open from ``start`` (inclusive) to ``end`` (exclusive), in
+    minutes after local midnight. ``start == end`` is refused; ``always`` is open all day."""
+
+    start: int = 0
+    end: int = 24 * 60
+    always: bool = True
+
+    @classmethod
+    def parse(cls, text: str) -> Window:
+        text = text.strip()
+        if text.lower() in (ALWAYS, "", "00:00-24:00"):
+            return cls()
+        start_s, sep, end_s = text.partition("-")
+        if not sep:
+            raise ValueError(f"window: {text!r} is not HH:MM-HH:MM (or 'always')")
+        start, end = _minutes(start_s, "window start"), _minutes(end_s, "window end")
+        if start in (end, 24 * 60):
+            raise ValueError(f"window: {text!r} is empty")
+        return cls(start, end, always=False)
+
+    def __str__(self) -> str:
+        if self.always:
+            return ALWAYS
+        return f"{_hhmm(self.start)}-{_hhmm(self.end)}"
+
+    def is_open(self, minute: float) -> bool:
+        if self.always:
+            return True
+        if self.start < self.end:
+            return self.start <= minute < self.end
+        return minute >= self.start or minute < self.end  # crosses midnight
+
+    def next_open(self, now: datetime) -> datetime:
+        """The next opening at or after ``now`` (an aware datetime in the window's zone)."""
+        midnight = now.replace(hour=0, minute=0, second=0, microsecond=0)
+        for day in range(3):
+            base = midnight + timedelta(days=day)
+            # Wall-clock arithmetic, then normalised: a DST gap moves the opening, never skips it.
+            opening = (base + timedelta(minutes=self.start)).astimezone(now.tzinfo)
+            if opening >= now:
+                return opening
+        return now  # unreachable for a valid window
+
+
+@dataclass(frozen=True)
+class Gate:
+    """The controls' verdict for a call now: dial, wait ``wait`` seconds, or expire."""
+
+    kind: Literal["go", "wait", "expire"]
+    wait: float = 0.0
+    why: str = ""
+
+
+GO = Gate("go")
+
+
+@dataclass(frozen=True)
+class Controls:
+    campaign: str
+    paused: bool = False
+    cancelled: bool = False
+    priority: bool = False
+    account: str = ""  # '' = the default account (EXOTEL_ACCOUNT_SID ...)
+    window: Window = field(default_factory=Window)
+    timezone: str = "Asia/Kolkata"
+    send_at: float | None = None  # epoch seconds
+    end_at: float | None = None
+    redial_on: tuple[str, ...] = ()
+    redials: int = 0
+    redial_interval: float = 600.0
+    redial_backoff: Literal["linear", "exponential"] = "linear"
+
+    @classmethod
+    def from_meta(
+        cls,
+        campaign: str,
+        meta: Mapping[str, str],
+        *,
+        default_window: str = "09:00-21:00",
+        default_timezone: str = "Asia/Kolkata",
+    ) -> Controls:
+        def ms(name: str) -> float | None:
+            raw = meta.get(name, "")
+            return int(raw) / 1000 if raw else None
+
+        backoff = meta.get("redial_backoff", "linear")
+        return cls(
+            campaign=campaign,
+            paused=meta.get("paused") == "1",
+            cancelled=meta.get("cancelled") == "1",
+            priority=meta.get("priority") == "1",
+            account=meta.get("account", ""),
+            window=Window.parse(meta.get("window") or default_window),
+            timezone=meta.get("timezone") or default_timezone,
+            send_at=ms("send_at"),
+            end_at=ms("end_at"),
+            redial_on=tuple(x for x in meta.get("redial_on", "").split(",") if x),
+            redials=int(meta.get("redials") or 0),
+            redial_interval=float(meta.get("redial_interval") or 600),
+            redial_backoff="exponential" if backoff == "exponential" else "linear",
+        )
+
+    def gate(self, now: float) -> Gate:
+        """Whether a call of this campaign may be dialled at epoch second ``now``."""
+        if self.end_at is not None and now >= self.end_at:
+            return Gate("expire", why="past end_at")
+        if self.send_at is not None and now < self.send_at:
+            return Gate("wait", self.send_at - now, "before send_at")
+        if self.window.always:
+            return GO
+        local = datetime.fromtimestamp(now, ZoneInfo(self.timezone))
+        if self.window.is_open(local.hour * 60 + local.minute + local.second / 60):
+            return GO
+        wait = (self.window.next_open(local) - local).total_seconds()
+        if self.end_at is not None:
+            wait = min(wait, self.end_at - now)  # wake at end_at to expire what waits
+        return Gate("wait", max(wait, 1.0), f"outside the calling window {self.window}")
+
+    def describe(self) -> dict[str, object]:
+        """For ``status``: the controls in force."""
+        out: dict[str, object] = {
+            "paused": self.paused,
+            "cancelled": self.cancelled,
+            "priority": self.priority,
+            "account": self.account or "default",
+            "window": str(self.window),
+            "timezone": self.timezone,
+        }
+        for name in ("send_at", "end_at"):
+            value = getattr(self, name)
+            if value is not None:
+                out[name] = datetime.fromtimestamp(value, ZoneInfo(self.timezone)).isoformat()
+        if self.redials:
+            out["redial"] = {
+                "on": list(self.redial_on),
+                "redials": self.redials,
+                "interval_seconds": self.redial_interval,
+                "backoff": self.redial_backoff,
+            }
+        return out
+
+
+@dataclass(frozen=True)
+class CampaignOptions:
+    """What an operator sets for a campaign (``None`` = leave as it is). Validated here, so
+    the CLI, the Python API and the worker agree on every rule."""
+
+    priority: bool | None = None
+    account: str | None = None
+    window: str | None = None
+    timezone: str | None = None
+    send_at: datetime | None = None
+    end_at: datetime | None = None
+    redial_on: tuple[str, ...] | None = None
+    redials: int | None = None
+    redial_interval: float | None = None
+    redial_backoff: str | None = None
+
+    def to_meta(self) -> dict[str, str]:
+        """The meta fields to write; raises ValueError naming the option at fault."""
+        out: dict[str, str] = {}
+        if self.priority is not None:
+            out["priority"] = "1" if self.priority else "0"
+        if self.account is not None:
+            if self.account and not re.fullmatch(r"[A-Za-z0-9_.-]{1,64}", self.account):
+                raise ValueError(f"account: {self.account!r} is not an account name")
+            out["account"] = "" if self.account == "default" else self.account
+        if self.window is not None:
+            out["window"] = str(Window.parse(self.window))
+        if self.timezone is not None:
+            try:
+                ZoneInfo(self.timezone)
+            except (ZoneInfoNotFoundError, ValueError):
+                raise ValueError(f"timezone: unknown time zone {self.timezone!r}") from None
+            out["timezone"] = self.timezone
+        for name in ("send_at", "end_at"):
+            value: datetime | None = getattr(self, name)
+            if value is not None:
+                if value.tzinfo is None:
+                    raise ValueError(f"{name}: give a time zone offset, e.g. +05:30")
+                out[name] = str(math.floor(value.timestamp() * 1000))
+        if self.send_at and self.end_at and self.end_at <= self.send_at:
+            raise ValueError("end_at: must be after send_at")
+        if self.redial_on is not None:
+            bad = [s for s in self.redial_on if s not in REDIAL_STATUSES]
+            if bad:
+                raise ValueError(
+                    f"redial_on: {', '.join(bad)} is not one of {', '.join(REDIAL_STATUSES)}"
+                )
+            out["redial_on"] = ",".join(self.redial_on)
+        if self.redials is not None:
+            if not 0 <= self.redials <= 10:
+                raise ValueError("redials: must be between 0 and 10")
+            out["redials"] = str(self.redials)
+        if self.redial_interval is not None:
+            if not self.redial_interval > 0:
+                raise ValueError("redial_interval: must be a positive number of seconds")
+            out["redial_interval"] = repr(float(self.redial_interval))
+        if self.redial_backoff is not None:
+            if self.redial_backoff not in ("linear", "exponential"):
+                raise ValueError("redial_backoff: 'linear' or 'exponential'")
+            out["redial_backoff"] = self.redial_backoff
+        return out
+
+
+def parse_time(text: str, what: str) -> datetime:
+    """An ISO 8601 time with an offset (``2026-11-24T09:30:00+05:30``)."""
+    try:
+        value = datetime.fromisoformat(text.strip())
+    except ValueError:
+        raise ValueError(f"{what}: {text!r} is not an ISO 8601 time") from None
+    if value.tzinfo is None:
+        raise ValueError(f"{what}: {text!r} has no offset; add one, e.g. +05:30")
+    return value
+
+
+class ControlsCache:
+    """Each campaign's controls, read at most once per ``ttl`` seconds per process."""
+
+    def __init__(
+        self,
+        client: redis.Redis,
+        keys: Keys,
+        *,
+        default_window: str,
+        default_timezone: str,
+        ttl: float = 1.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.redis = client
+        self.keys = keys
+        self.default_window = default_window
+        self.default_timezone = default_timezone
+        self.ttl = ttl
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._cache: dict[str, tuple[float, Controls]] = {}
+
+    def get(self, campaign: str, *, fresh: bool = False) -> Controls:
+        now = self._clock()
+        with self._lock:
+            hit = self._cache.get(campaign)
+        if hit is not None and not fresh and now - hit[0] < self.ttl:
+            return hit[1]
+        meta = self.redis.hgetall(self.keys.campaign_meta(campaign))
+        ctl = Controls.from_meta(
+            campaign,
+            meta,  # type: ignore[arg-type]
+            default_window=self.default_window,
+            default_timezone=self.default_timezone,
+        )
+        with self._lock:
+            if len(self._cache) > 10_000:
+                self._cache.clear()
+            self._cache[campaign] = (now, ctl)
+        return ctl
