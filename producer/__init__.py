@@ -15,22 +15,27 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 from typing import IO, Any
 
+from callq.controls import CampaignOptions, Controls
 from callq.keys import Keys
 from callq.ledger import CampaignStatus, Ledger
 from callq.redis_conn import make_redis
 from config import Settings, load_settings
-from producer.enqueue import Enqueuer, EnqueueResult, Progress, check_campaign
+from producer.enqueue import Dedupe, Enqueuer, EnqueueResult, Progress, check_campaign
 from producer.report import report_rows, write_report
 from producer.rows import CallRequest
 
 __all__ = [
     "CallRequest",
+    "CampaignOptions",
     "EnqueueResult",
     "campaign_status",
     "cancel_campaign",
     "enqueue_calls",
     "enqueue_file",
     "iter_report",
+    "pause_campaign",
+    "resume_campaign",
+    "set_campaign",
     "write_report_file",
 ]
 
@@ -47,22 +52,55 @@ def enqueue_file(
     settings: Settings | None = None,
     strict: bool = False,
     progress: Progress | None = None,
+    options: CampaignOptions | None = None,
+    dedupe: Dedupe = "first",
 ) -> EnqueueResult:
-    """Enqueue a CSV file (path or binary stream) whose header uses Exotel's parameter names."""
+    """Enqueue a CSV file (path or binary stream) whose header uses Exotel's parameter names.
+
+    ``options`` sets the campaign's controls (``CampaignOptions(priority=True)``,
+    ``account=``, ``window=``, ``end_at=``, ``redial_on=``, ``redials=`` ...); ``dedupe`` says
+    which row to keep when one number appears twice (``first``, ``last`` or ``all``).
+    """
     return Enqueuer(settings or load_settings()).enqueue_file(
-        source, campaign, strict=strict, progress=progress
+        source, campaign, strict=strict, progress=progress, options=options, dedupe=dedupe
     )
 
 
 def enqueue_calls(
-    campaign: str, calls: Iterable[CallRequest], *, settings: Settings | None = None
+    campaign: str,
+    calls: Iterable[CallRequest],
+    *,
+    settings: Settings | None = None,
+    options: CampaignOptions | None = None,
+    dedupe: Dedupe = "first",
 ) -> EnqueueResult:
-    """Enqueue already-validated :class:`CallRequest` objects."""
-    return Enqueuer(settings or load_settings()).enqueue(campaign, calls)
+    """Enqueue already-validated :class:`CallRequest` objects. For a one-off call that must
+    not wait behind campaigns, use a campaign of its own with
+    ``options=CampaignOptions(priority=True)``."""
+    return Enqueuer(settings or load_settings()).enqueue(
+        campaign, calls, options=options, dedupe=dedupe
+    )
+
+
+def set_campaign(
+    campaign: str, options: CampaignOptions, *, settings: Settings | None = None
+) -> dict[str, str]:
+    """Change a campaign's controls; returns its meta hash. ValueError names a bad option."""
+    return Enqueuer(settings or load_settings()).set_options(check_campaign(campaign), options)
 
 
 def campaign_status(campaign: str, *, settings: Settings | None = None) -> CampaignStatus:
-    return _ledger(settings).status(check_campaign(campaign))
+    s = settings or load_settings()
+
+    def controls(meta: dict[str, str]) -> dict[str, Any]:
+        return Controls.from_meta(
+            campaign,
+            meta,
+            default_window=s.calling_window,
+            default_timezone=s.calling_timezone,
+        ).describe()
+
+    return _ledger(s).status(check_campaign(campaign), controls=controls)
 
 
 def cancel_campaign(campaign: str, *, settings: Settings | None = None) -> int:
@@ -70,11 +108,27 @@ def cancel_campaign(campaign: str, *, settings: Settings | None = None) -> int:
     return _ledger(settings).cancel(check_campaign(campaign))
 
 
+def pause_campaign(campaign: str, *, settings: Settings | None = None) -> None:
+    """Stop dialling: nothing more passes the sent mark; waiting calls are parked."""
+    _ledger(settings).pause(check_campaign(campaign))
+
+
+def resume_campaign(campaign: str, *, settings: Settings | None = None) -> int:
+    """Dial again; returns how many calls were parked (the workers drain them)."""
+    return _ledger(settings).resume(check_campaign(campaign))
+
+
 def iter_report(campaign: str, *, settings: Settings | None = None) -> Iterator[dict[str, str]]:
     return report_rows(_ledger(settings), check_campaign(campaign))
 
 
 def write_report_file(
-    campaign: str, out: IO[str], fmt: str = "csv", *, settings: Settings | None = None
+    campaign: str,
+    out: IO[str],
+    fmt: str = "csv",
+    *,
+    settings: Settings | None = None,
+    attempts: bool = False,
 ) -> int:
-    return write_report(_ledger(settings), check_campaign(campaign), out, fmt)
+    """Write the report: one row per call, or with ``attempts`` one row per attempt."""
+    return write_report(_ledger(settings), check_campaign(campaign), out, fmt, attempts=attempts)

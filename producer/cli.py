@@ -11,6 +11,7 @@ import argparse
 import json
 import sys
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import TextIO
 
@@ -18,13 +19,22 @@ import redis
 from kombu.exceptions import OperationalError
 
 from callq.breaker import Breaker
+from callq.controls import REDIAL_STATUSES, CampaignOptions, parse_time
 from callq.keys import Keys
+from callq.ledger import STATES
 from callq.redis_conn import make_redis
 from config import ConfigError, Settings, load_settings
-from producer import campaign_status, cancel_campaign, write_report_file
-from producer.enqueue import Enqueuer, check_campaign
+from producer import (
+    campaign_status,
+    cancel_campaign,
+    pause_campaign,
+    resume_campaign,
+    set_campaign,
+    write_report_file,
+)
+from producer.enqueue import DEDUPE_CHOICES, Enqueuer, check_campaign
 
-STATE_ORDER = ("queued", "dialing", "retrying", "in_doubt", "originated", "failed", "cancelled")
+STATE_ORDER = STATES
 
 
 class ProgressBar:
@@ -73,13 +83,43 @@ def _count_lines(path: str) -> int | None:
         return None
 
 
+def _options(args: argparse.Namespace) -> CampaignOptions:
+    """The campaign controls given on the command line (None = unchanged)."""
+    return CampaignOptions(
+        priority=True if getattr(args, "priority", False) else None,
+        account=args.account,
+        window=args.window,
+        timezone=args.timezone,
+        send_at=args.send_at,
+        end_at=args.end_at,
+        redial_on=args.redial_on,
+        redials=args.redials,
+        redial_interval=args.redial_interval,
+        redial_backoff=args.redial_backoff,
+    )
+
+
 def cmd_enqueue(args: argparse.Namespace) -> int:
     settings = load_settings()
+    options = _options(args)
+    try:
+        options.to_meta()
+        if options.account:
+            settings.for_account(options.account)
+    except (ValueError, ConfigError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     bar = ProgressBar(sys.stderr, f"enqueue {args.campaign}", _count_lines(args.file))
     try:
         with open(args.file, "rb") as fh:
             result = Enqueuer(settings).enqueue_file(
-                fh, args.campaign, strict=args.strict, batch_size=args.batch_size, progress=bar
+                fh,
+                args.campaign,
+                strict=args.strict,
+                batch_size=args.batch_size,
+                progress=bar,
+                options=options,
+                dedupe=args.dedupe,
             )
     except OSError as exc:
         print(f"error: cannot read {args.file}: {exc.strerror}", file=sys.stderr)
@@ -96,10 +136,11 @@ def cmd_enqueue(args: argparse.Namespace) -> int:
         for dup in result.duplicates:
             print(f"duplicate: {dup}")
         strict_note = " (--strict: nothing enqueued)" if args.strict and result.rejected else ""
+        refused = f", refused {result.refused} (campaign cancelled)" if result.refused else ""
         print(
             f"campaign {args.campaign}: accepted {result.accepted}, "
             f"rejected {len(result.rejected)}{strict_note}, duplicates {len(result.duplicates)}, "
-            f"already enqueued {result.existing} (republished {result.republished})"
+            f"already enqueued {result.existing} (republished {result.republished}){refused}"
         )
     if args.strict and result.rejected:
         return 1
@@ -115,12 +156,28 @@ def cmd_status(args: argparse.Namespace) -> int:
         print(f"error: no campaign {args.campaign!r}", file=sys.stderr)
         return 1
     if args.json:
-        print(json.dumps(status.as_dict()))
+        print(json.dumps(status.as_dict(details=args.details)))
         return 0
     print(f"campaign {status.campaign}: {status.total} calls")
-    paused = _breaker_note(settings)
+    paused = _breaker_note(settings, str(status.controls.get("account", "")))
     if paused:
         print(paused)
+    c = status.controls
+    flags = [name.upper() for name in ("cancelled", "paused") if c.get(name)]
+    window = f"window {c.get('window')} {c.get('timezone')}"
+    extra = ", ".join(f"{k} {c[k]}" for k in ("send_at", "end_at") if k in c)
+    print(
+        f"  {' '.join(flags) + ', ' if flags else ''}account {c.get('account')}, {window}"
+        f"{', ' + extra if extra else ''}{', priority' if c.get('priority') else ''}"
+    )
+    redial = c.get("redial")
+    if isinstance(redial, dict):
+        print(
+            f"  redial on {','.join(redial['on'])}: up to {redial['redials']}, every "
+            f"{redial['interval_seconds']:g} s ({redial['backoff']}); {status.redials} so far"
+        )
+    if status.parked:
+        print(f"  parked (waiting calls held back): {status.parked}")
     for state in [*STATE_ORDER, *sorted(set(status.states) - set(STATE_ORDER))]:
         count = status.states.get(state, 0)
         print(f"  {state:<11} {count:>8}  {100.0 * count / status.total:5.1f}%")
@@ -131,8 +188,12 @@ def cmd_status(args: argparse.Namespace) -> int:
     return 0
 
 
-def _breaker_note(settings: Settings) -> str:
-    """One line when dialling is paused for the configured account, else ''."""
+def _breaker_note(settings: Settings, account: str) -> str:
+    """One line when dialling is paused for the campaign's account, else ''."""
+    try:
+        settings = settings.for_account(account)
+    except ConfigError:
+        return f"UNKNOWN ACCOUNT {account!r}: not in this environment's EXOTEL_ACCOUNTS"
     if not settings.exotel_account_sid:
         return ""
     state = Breaker(
@@ -156,10 +217,14 @@ def cmd_report(args: argparse.Namespace) -> int:
         return 1
     if args.output and args.output != "-":
         with open(args.output, "w", encoding="utf-8", newline="") as out:
-            n = write_report_file(args.campaign, out, args.format, settings=settings)
+            n = write_report_file(
+                args.campaign, out, args.format, settings=settings, attempts=args.attempts
+            )
         print(f"wrote {n} rows to {args.output}", file=sys.stderr)
     else:
-        write_report_file(args.campaign, sys.stdout, args.format, settings=settings)
+        write_report_file(
+            args.campaign, sys.stdout, args.format, settings=settings, attempts=args.attempts
+        )
     return 0
 
 
@@ -171,6 +236,94 @@ def cmd_cancel(args: argparse.Namespace) -> int:
     n = cancel_campaign(args.campaign, settings=settings)
     print(f"campaign {args.campaign}: cancelled {n} calls not yet dialled")
     return 0
+
+
+def cmd_pause(args: argparse.Namespace) -> int:
+    settings = load_settings()
+    if campaign_status(args.campaign, settings=settings).total == 0:
+        print(f"error: no campaign {args.campaign!r}", file=sys.stderr)
+        return 1
+    pause_campaign(args.campaign, settings=settings)
+    print(f"campaign {args.campaign}: paused (calls already sent finish; nothing new is dialled)")
+    return 0
+
+
+def cmd_resume(args: argparse.Namespace) -> int:
+    settings = load_settings()
+    if campaign_status(args.campaign, settings=settings).total == 0:
+        print(f"error: no campaign {args.campaign!r}", file=sys.stderr)
+        return 1
+    n = resume_campaign(args.campaign, settings=settings)
+    print(f"campaign {args.campaign}: resumed; {n} parked calls go back to the queue")
+    return 0
+
+
+def cmd_set(args: argparse.Namespace) -> int:
+    settings = load_settings()
+    if campaign_status(args.campaign, settings=settings).total == 0:
+        print(f"error: no campaign {args.campaign!r}", file=sys.stderr)
+        return 1
+    try:
+        set_campaign(args.campaign, _options(args), settings=settings)
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(json.dumps(campaign_status(args.campaign, settings=settings).controls))
+    return 0
+
+
+def _time(what: str) -> Callable[[str], datetime]:
+    def parse(value: str) -> datetime:
+        try:
+            return parse_time(value, what)
+        except ValueError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
+
+    return parse
+
+
+def _statuses(value: str) -> tuple[str, ...]:
+    items = tuple(x.strip() for x in value.split(",") if x.strip())
+    bad = [x for x in items if x not in REDIAL_STATUSES]
+    if bad or not items:
+        raise argparse.ArgumentTypeError(
+            f"{value!r}: a comma-separated list of {', '.join(REDIAL_STATUSES)}"
+        )
+    return items
+
+
+def _control_args(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("campaign controls (kept in the campaign; unset = unchanged)")
+    g.add_argument("--account", help="the Exotel account to dial from: a name in EXOTEL_ACCOUNTS")
+    g.add_argument(
+        "--window",
+        help="daily calling window HH:MM-HH:MM, or 'always' (default: CALLING_WINDOW, 09:00-21:00)",
+    )
+    g.add_argument(
+        "--timezone", help="time zone of the window (default: CALLING_TIMEZONE, Asia/Kolkata)"
+    )
+    g.add_argument(
+        "--send-at",
+        type=_time("--send-at"),
+        help="dial nothing before, e.g. 2026-11-24T10:00+05:30",
+    )
+    g.add_argument(
+        "--end-at", type=_time("--end-at"), help="calls not dialled by then end as `expired`"
+    )
+    g.add_argument(
+        "--redial-on",
+        type=_statuses,
+        help=f"redial when a call ends with one of: {','.join(REDIAL_STATUSES)}",
+    )
+    g.add_argument("--redials", type=int, help="redials per call, 0-10 (default 0)")
+    g.add_argument(
+        "--redial-interval", type=float, help="seconds before the first redial (default 600)"
+    )
+    g.add_argument(
+        "--redial-backoff",
+        choices=("linear", "exponential"),
+        help="interval x n (linear, default) or x 2^(n-1) (exponential)",
+    )
 
 
 def _campaign(value: str) -> str:
@@ -192,22 +345,56 @@ def build_parser(prog: str = "python -m producer") -> argparse.ArgumentParser:
     p.add_argument("--strict", action="store_true", help="reject the whole file on any bad row")
     p.add_argument("--batch-size", type=int, default=1000, help="rows per Redis round trip")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
+    p.add_argument(
+        "--dedupe",
+        choices=DEDUPE_CHOICES,
+        default="first",
+        help="the same From number (the one called first) twice in the file: keep the first "
+        "row (default), the last, or dial all; every dropped row is reported",
+    )
+    p.add_argument(
+        "--priority",
+        action="store_true",
+        help="the priority lane: dialled before any campaign, at the next free permit",
+    )
+    _control_args(p)
     p.set_defaults(func=cmd_enqueue)
 
     p = sub.add_parser("status", help="counts per state and per call_status (O(1))")
     p.add_argument("campaign", type=_campaign)
     p.add_argument("--json", action="store_true")
+    p.add_argument(
+        "--details", action="store_true", help="with --json: add parked, redials and controls"
+    )
     p.set_defaults(func=cmd_status)
 
-    p = sub.add_parser("report", help="one row per call")
+    p = sub.add_parser("report", help="one row per call (or per attempt)")
     p.add_argument("campaign", type=_campaign)
     p.add_argument("--format", choices=("csv", "jsonl"), default="csv")
     p.add_argument("--output", "-o", help="file to write (default: standard output)")
+    p.add_argument(
+        "--attempts",
+        action="store_true",
+        help="one row per attempt and redial, each with its Sid and call_status",
+    )
     p.set_defaults(func=cmd_report)
 
     p = sub.add_parser("cancel", help="cancel every call of a campaign not yet dialled")
     p.add_argument("campaign", type=_campaign)
     p.set_defaults(func=cmd_cancel)
+
+    p = sub.add_parser("pause", help="stop dialling a campaign (its calls wait, parked)")
+    p.add_argument("campaign", type=_campaign)
+    p.set_defaults(func=cmd_pause)
+
+    p = sub.add_parser("resume", help="dial a paused campaign again")
+    p.add_argument("campaign", type=_campaign)
+    p.set_defaults(func=cmd_resume)
+
+    p = sub.add_parser("set", help="change a campaign's controls (window, end_at, redials ...)")
+    p.add_argument("campaign", type=_campaign)
+    _control_args(p)
+    p.set_defaults(func=cmd_set)
     return parser
 
 

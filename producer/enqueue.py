@@ -12,19 +12,22 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 from celery import Celery
 
+from callq.controls import CampaignOptions
 from callq.keys import CAMPAIGN_RE, Keys
 from callq.ledger import Ledger
 from callq.redis_conn import make_redis
 from config import Settings
-from producer.messages import TaskMessages
 from producer.rows import CallRequest, FileIssue, RowError, read_rows, request_id
-from worker.app import make_app
+from worker.app import CALLS_QUEUE, PRIORITY_QUEUE, make_app
+from worker.messages import TaskMessages
 
 Progress = Callable[[int], None]
+Dedupe = Literal["first", "last", "all"]
+DEDUPE_CHOICES: tuple[Dedupe, ...] = ("first", "last", "all")
 
 
 @dataclass
@@ -33,7 +36,8 @@ class EnqueueResult:
     accepted: int = 0  # new calls written and published
     existing: int = 0  # already in the ledger (nothing added)
     republished: int = 0  # of those, still queued: task published again
-    duplicates: list[RowError] = field(default_factory=list)  # same call twice in this input
+    refused: int = 0  # the campaign was cancelled: nothing written
+    duplicates: list[RowError] = field(default_factory=list)  # same number twice in this input
     rejected: list[RowError] = field(default_factory=list)
     issues: list[FileIssue] = field(default_factory=list)
 
@@ -43,6 +47,7 @@ class EnqueueResult:
             "accepted": self.accepted,
             "existing": self.existing,
             "republished": self.republished,
+            "refused": self.refused,
             "duplicates": len(self.duplicates),
             "rejected": len(self.rejected),
             "errors": [str(e) for e in self.rejected],
@@ -79,6 +84,19 @@ class Enqueuer:
         self.app = app if app is not None else make_app(settings)
         self.ledger = Ledger(make_redis(settings.require_redis_url()), Keys(settings.key_prefix))
 
+    def set_options(self, campaign: str, options: CampaignOptions | None) -> dict[str, str]:
+        """Validate and store the campaign's controls; returns the meta hash as it now is.
+        Raises ValueError naming the option at fault (an unknown account included)."""
+        check_campaign(campaign)
+        fields = options.to_meta() if options is not None else {}
+        if fields.get("account"):
+            try:
+                self.settings.for_account(fields["account"])
+            except Exception as exc:
+                raise ValueError(f"account: {exc}") from None
+        self.ledger.set_controls(campaign, fields)
+        return self.ledger.meta(campaign)
+
     def enqueue(
         self,
         campaign: str,
@@ -87,25 +105,32 @@ class Enqueuer:
         batch_size: int = 1000,
         progress: Progress | None = None,
         result: EnqueueResult | None = None,
+        options: CampaignOptions | None = None,
+        dedupe: Dedupe = "first",
     ) -> EnqueueResult:
+        """Enqueue validated calls. ``options`` sets the campaign's controls first (priority,
+        account, window, end_at, redials ...). ``dedupe``: the same number called twice (From,
+        the number Exotel dials first) in this input keeps the ``first`` row (default) or the
+        ``last``; ``all`` dials each row. Every dropped row is reported with its line. The same
+        row twice is always one call."""
         check_campaign(campaign)
+        if dedupe not in DEDUPE_CHOICES:
+            raise ValueError(f"dedupe: {dedupe!r} is not one of {', '.join(DEDUPE_CHOICES)}")
         result = result or EnqueueResult(campaign)
-        seen: dict[str, int] = {}
-        messages = TaskMessages(self.app)
-        for batch in _batches(calls, batch_size):
+        meta = self.set_options(campaign, options)
+        if meta.get("cancelled") == "1":
+            result.issues.append(
+                FileIssue(f"campaign {campaign} was cancelled: its calls are refused")
+            )
+        priority = meta.get("priority") == "1"
+        messages = TaskMessages(self.app, queue=PRIORITY_QUEUE if priority else CALLS_QUEUE)
+        for batch in _batches(self._dedupe(calls, dedupe, result), batch_size):
             records: list[tuple[str, dict[str, str]]] = []
             for call in batch:
-                rid = request_id(campaign, call.row_key())
-                first = seen.get(rid)
-                if first is not None:
-                    result.duplicates.append(
-                        RowError(
-                            call.line, "row", f"the same call as line {first}; kept line {first}"
-                        )
-                    )
-                    continue
-                seen[rid] = call.line
-                records.append((rid, call.to_record()))
+                record = call.to_record()
+                if priority:
+                    record["priority"] = "1"
+                records.append((request_id(campaign, call.row_key()), record))
             codes = self.ledger.enqueue_many(
                 campaign,
                 records,
@@ -116,12 +141,54 @@ class Enqueuer:
             for code in codes:
                 if code == 1:
                     result.accepted += 1
+                elif code == 3:
+                    result.refused += 1
                 else:
                     result.existing += 1
                     result.republished += code == 2
             if progress is not None:
                 progress(len(batch))
         return result
+
+    @staticmethod
+    def _dedupe(
+        calls: Iterable[CallRequest], dedupe: Dedupe, result: EnqueueResult
+    ) -> Iterator[CallRequest]:
+        """Drop (and report) the same call twice, and the same From number twice unless
+        ``all``. From is the number Exotel calls first: the customer, in a campaign."""
+        if dedupe == "last":
+            rows = list(calls)
+            last = {call.from_: call.line for call in rows}
+            for call in rows:
+                kept = last[call.from_]
+                if kept != call.line:
+                    result.duplicates.append(
+                        RowError(
+                            call.line, "From", f"the same number as line {kept}; kept line {kept}"
+                        )
+                    )
+            calls = [call for call in rows if last[call.from_] == call.line]
+        seen_key: dict[str, int] = {}
+        seen_from: dict[str, int] = {}
+        for call in calls:
+            key = call.row_key()
+            first = seen_key.get(key)
+            if first is not None:
+                result.duplicates.append(
+                    RowError(call.line, "row", f"the same call as line {first}; kept line {first}")
+                )
+                continue
+            first = seen_from.get(call.from_) if dedupe == "first" else None
+            if first is not None:
+                result.duplicates.append(
+                    RowError(
+                        call.line, "From", f"the same number as line {first}; kept line {first}"
+                    )
+                )
+                continue
+            seen_key[key] = call.line
+            seen_from.setdefault(call.from_, call.line)
+            yield call
 
     def enqueue_file(
         self,
@@ -131,6 +198,8 @@ class Enqueuer:
         strict: bool = False,
         batch_size: int = 1000,
         progress: Progress | None = None,
+        options: CampaignOptions | None = None,
+        dedupe: Dedupe = "first",
     ) -> EnqueueResult:
         """Validate every row of a CSV file and enqueue the good ones.
 
@@ -157,8 +226,20 @@ class Enqueuer:
             if result.rejected:
                 return result
             return self.enqueue(
-                campaign, rows, batch_size=batch_size, progress=progress, result=result
+                campaign,
+                rows,
+                batch_size=batch_size,
+                progress=progress,
+                result=result,
+                options=options,
+                dedupe=dedupe,
             )
         return self.enqueue(
-            campaign, good_rows(), batch_size=batch_size, progress=progress, result=result
+            campaign,
+            good_rows(),
+            batch_size=batch_size,
+            progress=progress,
+            result=result,
+            options=options,
+            dedupe=dedupe,
         )

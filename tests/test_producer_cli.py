@@ -65,6 +65,7 @@ def test_given_bad_rows_when_enqueued_then_each_is_reported_by_line_and_field_an
             "originated": 0,
             "failed": 0,
             "cancelled": 0,
+            "expired": 0,
         },
         "call_status": {},
     }

@@ -1,0 +1,308 @@
+"""Campaign controls without worker processes: windows on a fake clock, parking and draining,
+pause/cancel fences, dedupe, options. Real Redis and the simulator over real HTTP."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import pytest
+
+from callq.controls import CampaignOptions, Controls, Window
+from callq.dialer import Dialer
+from callq.exotel import ExotelClient, make_session
+from callq.ledger import Ledger
+from callq.limiter import Limiter
+from callq.retry import RetryPolicy
+from config import Settings
+from producer import campaign_status, pause_campaign, resume_campaign
+from producer.enqueue import Enqueuer
+from tests.campaigns import as_stream, campaign_csv, mobile
+from worker.app import make_app
+from worker.parking import Parking
+
+IST = ZoneInfo("Asia/Kolkata")
+
+
+def at_ist(*args: int) -> float:
+    return datetime(*args, tzinfo=IST).timestamp()  # type: ignore[misc]
+
+
+class FakeClock:
+    def __init__(self, now: float) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def make_dialer(settings: Settings, ledger: Ledger, clock: FakeClock | None = None) -> Dialer:
+    limiter = Limiter(
+        ledger.redis,
+        ledger.keys,
+        settings.exotel_account_sid,
+        calls=settings.rate_limit_calls,
+        period=settings.rate_limit_period_seconds,
+        margin=settings.rate_limit_margin_seconds,
+        max_ahead=settings.rate_limit_max_ahead_seconds,
+    )
+    kw: dict[str, Any] = {"clock": clock} if clock else {}
+    return Dialer(
+        settings,
+        ledger,
+        limiter,
+        ExotelClient(settings, make_session()),
+        RetryPolicy(max_attempts=3, base=0.1, cap=0.2),
+        **kw,
+    )
+
+
+def first_ids(ledger: Ledger, campaign: str) -> list[str]:
+    return list(ledger.iter_request_ids(campaign))
+
+
+# --- the window and the gate, as pure functions ---------------------------------------------
+
+
+def test_given_the_default_window_when_judged_at_each_hour_then_it_opens_09_to_21_ist() -> None:
+    assert Window.parse("09:00-21:00") == Window(540, 1260, always=False)
+    ctl = Controls.from_meta("c", {})
+    assert str(ctl.window) == "09:00-21:00" and ctl.timezone == "Asia/Kolkata"
+    assert ctl.gate(at_ist(2026, 11, 23, 9, 0)).kind == "go"
+    assert ctl.gate(at_ist(2026, 11, 23, 20, 59)).kind == "go"
+    late = ctl.gate(at_ist(2026, 11, 23, 21, 0))
+    assert late.kind == "wait" and late.wait == pytest.approx(12 * 3600)
+    early = ctl.gate(at_ist(2026, 11, 23, 8, 30))
+    assert early.kind == "wait" and early.wait == pytest.approx(1800)
+
+
+def test_given_a_window_over_midnight_and_an_end_at_when_judged_then_waits_stop_at_end_at() -> None:
+    ctl = Controls.from_meta(
+        "c", {"window": "20:00-08:00", "end_at": str(int(at_ist(2026, 11, 24, 10, 0) * 1000))}
+    )
+    assert ctl.gate(at_ist(2026, 11, 23, 23, 0)).kind == "go"
+    assert ctl.gate(at_ist(2026, 11, 24, 7, 59)).kind == "go"
+    wait = ctl.gate(at_ist(2026, 11, 24, 9, 0))
+    assert wait.kind == "wait" and wait.wait == pytest.approx(3600)  # wakes at end_at
+    assert ctl.gate(at_ist(2026, 11, 24, 10, 0)).kind == "expire"
+
+
+@pytest.mark.parametrize(
+    ("option", "value", "message"),
+    [
+        ("window", "9-21", "window start"),
+        ("window", "09:00-09:00", "empty"),
+        ("timezone", "Mars/Olympus", "unknown time zone"),
+        ("redial_on", ("busy", "answered"), "redial_on: answered"),
+        ("redials", 11, "redials"),
+        ("redial_interval", 0.0, "redial_interval"),
+        ("account", "a b", "account"),
+    ],
+)
+def test_given_a_bad_option_when_validated_then_the_error_names_it(
+    option: str, value: Any, message: str
+) -> None:
+    with pytest.raises(ValueError, match=message):
+        CampaignOptions(**{option: value}).to_meta()
+
+
+# --- windows on a fake clock, through the dialer and the drain ------------------------------
+
+
+def test_given_a_fake_night_clock_when_dialled_then_calls_wait_for_09_00_and_expire_at_end_at(
+    settings: Settings, ledger: Ledger, sim: Any
+) -> None:
+    settings = settings.model_copy(update={"calling_window": "09:00-21:00"})
+    clock = FakeClock(at_ist(2026, 11, 23, 22, 30))
+    end_at = datetime(2026, 11, 24, 9, 30, tzinfo=IST)
+    enq = Enqueuer(settings)
+    enq.enqueue_file(as_stream(campaign_csv(3)), "night", options=CampaignOptions(end_at=end_at))
+    dialer = make_dialer(settings, ledger, clock)
+    parking = Parking(ledger, settings, dialer, make_app(settings))
+    a, b, c = first_ids(ledger, "night")
+
+    assert dialer.place(a).result == "parked:queued"
+    assert dialer.place(b).result == "parked:queued"
+    assert sim.truth()["requests"] == 0
+    assert ledger.get(a)["state"] == "queued" and ledger.get(a)["parked"] == "waiting"
+    wake = ledger.redis.zscore(ledger.keys.wake(), "night")
+    sec, _ = ledger.redis.time()
+    assert wake is not None and wake / 1000 - sec == pytest.approx(10.5 * 3600, abs=5)
+    assert ledger.status("night").states["queued"] == 3
+
+    clock.now = at_ist(2026, 11, 24, 8, 0)  # still closed: the drain only moves the wake
+    assert parking.drain("night") == ("waiting", 0)
+    clock.now = at_ist(2026, 11, 24, 9, 0)  # open: parked calls go back on the queue
+    assert parking.drain("night") == ("unparked", 2)
+    assert ledger.redis.llen(f"{settings.broker_key_prefix}calls") >= 2
+    assert dialer.place(a).result == "originated"
+    clock.now = at_ist(2026, 11, 24, 9, 30)  # end_at: what has not been dialled expires
+    assert dialer.place(b).result == "expired:expired"
+    assert dialer.place(c).result == "expired:expired"
+    status = ledger.status("night")
+    assert (status.states["originated"], status.states["expired"]) == (1, 2)
+    assert sim.truth()["by_custom_field"] == {a: 1}
+
+
+def test_given_parked_calls_when_end_at_passes_then_the_drain_expires_them(
+    settings: Settings, ledger: Ledger, sim: Any
+) -> None:
+    clock = FakeClock(at_ist(2026, 11, 23, 10, 0))
+    send_at = datetime(2026, 11, 23, 11, 0, tzinfo=IST)
+    end_at = datetime(2026, 11, 23, 12, 0, tzinfo=IST)
+    Enqueuer(settings).enqueue_file(
+        as_stream(campaign_csv(4)), "later", options=CampaignOptions(send_at=send_at, end_at=end_at)
+    )
+    dialer = make_dialer(settings, ledger, clock)
+    for rid in first_ids(ledger, "later"):
+        assert dialer.place(rid).result == "parked:queued"  # before send_at
+    clock.now = at_ist(2026, 11, 23, 12, 0, 1)
+    parking = Parking(ledger, settings, dialer, make_app(settings))
+    assert parking.drain("later") == ("expired", 4)
+    status = ledger.status("later")
+    assert status.states["expired"] == 4 and status.parked == 0 and status.settled
+    assert ledger.redis.zscore(ledger.keys.wake(), "later") is None
+    assert sim.truth()["requests"] == 0
+
+
+# --- pause, resume and cancel fences --------------------------------------------------------
+
+
+def test_given_a_paused_campaign_when_its_calls_come_then_they_park_and_resume_drains_them(
+    settings: Settings, ledger: Ledger, sim: Any
+) -> None:
+    Enqueuer(settings).enqueue_file(as_stream(campaign_csv(3)), "p")
+    pause_campaign("p", settings=settings)
+    dialer = make_dialer(settings, ledger)
+    parking = Parking(ledger, settings, dialer, make_app(settings))
+    ids = first_ids(ledger, "p")
+    for rid in ids:
+        assert dialer.place(rid).result == "parked:queued"
+    assert ledger.get(ids[0])["parked"] == "paused"
+    assert ledger.redis.zscore(ledger.keys.wake(), "p") is None  # a pause sets no wake
+    assert campaign_status("p", settings=settings).as_dict(details=True)["parked"] == 3
+    queue = f"{settings.broker_key_prefix}calls"
+    before = ledger.redis.llen(queue)
+    assert resume_campaign("p", settings=settings) == 3
+    assert parking.drain_once() == {"unparked": 3}
+    assert ledger.redis.llen(queue) == before + 3
+    assert parking.drain_once() == {}  # each parked call is pushed once
+    for rid in ids:
+        assert dialer.place(rid).result == "originated"
+    assert sorted(sim.truth()["by_custom_field"].values()) == [1, 1, 1]
+
+
+def test_given_a_claimed_call_when_the_campaign_pauses_or_cancels_before_its_mark_then_nothing_is_sent(
+    settings: Settings, ledger: Ledger, sim: Any
+) -> None:
+    Enqueuer(settings).enqueue_file(as_stream(campaign_csv(2)), "f")
+    a, b = first_ids(ledger, "f")
+    ca = ledger.claim(a, lease_seconds=30, early_tolerance=1, worker="t")
+    cb = ledger.claim(b, lease_seconds=30, early_tolerance=1, worker="t")
+    ledger.pause("f")
+    assert ledger.send_mark(a, ca.token, lease_seconds=30) == "paused"
+    ledger.cancel("f")
+    assert ledger.send_mark(b, cb.token, lease_seconds=30) == "cancelled"
+    assert ledger.release(b, cb.token, republish_after=5, action="cancelled")
+    assert ledger.release(a, ca.token, republish_after=5, action="park")
+    # The parked call of a cancelled campaign ends as cancelled when the drain comes.
+    dialer = make_dialer(settings, ledger)
+    assert Parking(ledger, settings, dialer, make_app(settings)).drain("f") == ("cancelled", 1)
+    status = ledger.status("f")
+    assert status.states["cancelled"] == 2 and status.parked == 0
+    assert sim.truth()["requests"] == 0
+    # A cancelled campaign refuses new calls, and says so.
+    res = Enqueuer(settings).enqueue_file(as_stream(campaign_csv(2, start=10)), "f")
+    assert (res.accepted, res.refused) == (0, 2)
+    assert any("cancelled" in str(i) for i in res.issues)
+
+
+# --- dedupe ---------------------------------------------------------------------------------
+
+
+def _dup_csv() -> bytes:
+    rows = [
+        "From,To,CallerId,CustomField",
+        f"{mobile('98', 1)},{mobile('97', 1)},08030752400,first",  # line 2
+        f"{mobile('98', 2)},{mobile('97', 2)},08030752400,other",  # line 3
+        f"{mobile('98', 1)},{mobile('97', 3)},08030752400,second",  # line 4: same From as 2
+        f"{mobile('98', 1)},{mobile('97', 1)},08030752400,first",  # line 5: same row as 2
+    ]
+    return ("\n".join(rows) + "\n").encode()
+
+
+@pytest.mark.parametrize(
+    ("dedupe", "kept", "reported"),
+    [
+        ("first", {"first", "other"}, {4: "From", 5: "row"}),
+        ("last", {"first", "other"}, {2: "From", 4: "From"}),  # line 5 (a copy of 2) is kept
+        ("all", {"first", "other", "second"}, {5: "row"}),
+    ],
+)
+def test_given_a_number_twice_in_a_file_when_enqueued_then_the_dedupe_rule_keeps_one_and_reports(
+    settings: Settings, ledger: Ledger, dedupe: Any, kept: set[str], reported: dict[int, str]
+) -> None:
+    res = Enqueuer(settings).enqueue_file(as_stream(_dup_csv()), f"dd-{dedupe}", dedupe=dedupe)
+    assert res.accepted == len(kept)
+    assert {d.line: d.field for d in res.duplicates} == reported
+    assert all("kept line" in str(d) for d in res.duplicates)
+    got = {r["custom_field"] for r in ledger.iter_records(f"dd-{dedupe}")}
+    assert got == kept
+
+
+# --- the command line -----------------------------------------------------------------------
+
+
+def run(settings: Settings, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {**settings.to_env(), "PATH": "/usr/bin:/bin"}
+    return subprocess.run(
+        [sys.executable, "-m", "producer", *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=Path(__file__).resolve().parent.parent,
+        timeout=60,
+        check=False,
+    )
+
+
+def test_given_the_cli_when_a_campaign_is_enqueued_paused_resumed_and_set_then_status_shows_it(
+    settings: Settings, tmp_path: Path
+) -> None:
+    path = tmp_path / "c.csv"
+    path.write_bytes(campaign_csv(3))
+    bad = run(settings, "enqueue", str(path), "--campaign", "cli", "--window", "25:00-26:00")
+    assert bad.returncode == 2 and "--window" not in bad.stdout
+    assert "window start" in bad.stderr
+    bad = run(settings, "enqueue", str(path), "--campaign", "cli", "--account", "nowhere")
+    assert bad.returncode == 2 and "nowhere" in bad.stderr
+    ok = run(
+        settings,
+        *("enqueue", str(path), "--campaign", "cli", "--window", "10:00-18:00"),
+        *("--redial-on", "busy,no-answer", "--redials", "2", "--redial-interval", "300"),
+    )
+    assert ok.returncode == 0, ok.stderr
+    assert run(settings, "pause", "cli").returncode == 0
+    text = run(settings, "status", "cli").stdout
+    assert "PAUSED" in text and "window 10:00-18:00 Asia/Kolkata" in text
+    assert "redial on busy,no-answer: up to 2" in text
+    details = json.loads(run(settings, "status", "cli", "--json", "--details").stdout)
+    assert details["controls"]["paused"] is True
+    assert details["controls"]["redial"]["redials"] == 2
+    assert set(json.loads(run(settings, "status", "cli", "--json").stdout)) == {
+        "campaign",
+        "total",
+        "states",
+        "call_status",
+    }
+    assert "resumed" in run(settings, "resume", "cli").stdout
+    out = run(settings, "set", "cli", "--end-at", "2026-11-30T18:00:00+05:30")
+    assert out.returncode == 0 and "2026-11-30T18:00:00+05:30" in out.stdout
+    bad = run(settings, "set", "cli", "--end-at", "tomorrow")
+    assert bad.returncode == 2 and "--end-at" in bad.stderr
+    assert run(settings, "pause", "nosuch").returncode == 1
