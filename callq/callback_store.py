@@ -206,6 +206,7 @@ class CallbackStore:
                 k.pending_callback(ev.sid),
                 k.campaign_meta(campaign),
                 k.attempts(request_id),
+                k.campaign_parked(campaign),
             ],
             args=[request_id, ev.sid, ev.status, *ev.record_args()],
         )

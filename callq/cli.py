@@ -23,7 +23,7 @@ from importlib.util import find_spec
 __all__ = ["build_parser", "main"]
 
 #: Delegated to ``producer.cli.main`` with the same arguments.
-PRODUCER_COMMANDS = ("enqueue", "status", "report", "cancel")
+PRODUCER_COMMANDS = ("enqueue", "status", "report", "cancel", "pause", "resume", "set")
 
 
 def _worker_argv(rest: Sequence[str]) -> list[str]:
@@ -94,6 +94,9 @@ def build_parser() -> argparse.ArgumentParser:
         "status": "counts per state and per call_status of a campaign",
         "report": "one row per call of a campaign (csv or jsonl)",
         "cancel": "cancel every call of a campaign not yet dialled",
+        "pause": "stop dialling a campaign (its calls wait, parked)",
+        "resume": "dial a paused campaign again",
+        "set": "change a campaign's controls (window, end_at, redials ...)",
     }
     for name in PRODUCER_COMMANDS:
         sub.add_parser(name, help=helps[name], add_help=False)

@@ -158,7 +158,9 @@ class Controls:
         local = datetime.fromtimestamp(now, ZoneInfo(self.timezone))
         if self.window.is_open(local.hour * 60 + local.minute + local.second / 60):
             return GO
-        wait = (self.window.next_open(local) - local).total_seconds()
+        # Timestamps, not aware datetimes: datetimes sharing a tzinfo subtract as wall clocks,
+        # an hour off across a DST change.
+        wait = self.window.next_open(local).timestamp() - now
         if self.end_at is not None:
             wait = min(wait, self.end_at - now)  # wake at end_at to expire what waits
         return Gate("wait", max(wait, 1.0), f"outside the calling window {self.window}")

@@ -120,6 +120,35 @@ class Dialer:
                 # thread waits on it and other accounts' calls go on.
                 gate = Gate("wait", max(check.wait, 1.0), "account breaker open")
             probe = check.gate == "probe"
+        try:
+            step, outcome = self._attempt(request_id, ctl, acct, gate, priority=priority)
+        except BaseException:
+            if probe:
+                self._drop_probe(acct)
+            raise
+        if probe and acct is not None and acct.breaker is not None:
+            if outcome is None or isinstance(outcome, Unknown):
+                # Nothing was sent, or the answer proves nothing: another call probes.
+                self._drop_probe(acct)
+            elif step.result != "breaker_tripped":
+                acct.breaker.close()
+        return step
+
+    @staticmethod
+    def _drop_probe(acct: Account | None) -> None:
+        if acct is not None and acct.breaker is not None:
+            acct.breaker.redis.delete(acct.breaker.probe_key)
+
+    def _attempt(
+        self,
+        request_id: str,
+        ctl: Controls,
+        acct: Account | None,
+        gate: Gate,
+        *,
+        priority: bool,
+    ) -> tuple[Step, Outcome | None]:
+        """Claim, permit, sent mark, POST, record. The outcome is None when nothing was sent."""
         claim = self.ledger.claim(
             request_id,
             lease_seconds=self.claim_lease,
@@ -129,9 +158,7 @@ class Dialer:
         )
         if not claim.claimed:
             log.info("%s: %s (%s) %s", request_id, claim.code, claim.state, gate.why)
-            if probe and acct is not None and acct.breaker is not None:
-                acct.breaker.redis.delete(acct.breaker.probe_key)
-            return Step(f"{claim.code}:{claim.state}")
+            return Step(f"{claim.code}:{claim.state}"), None
         assert acct is not None
         s = acct.settings
         attempt = claim.attempts
@@ -142,7 +169,7 @@ class Dialer:
             # Built before anything is sent: a record we cannot turn into a request fails
             # here, with its reason, instead of going in doubt.
             self._finish(request_id, token, "failed", error=f"invalid record: {exc}")
-            return Step("invalid")
+            return Step("invalid"), None
         try:
             got = acct.limiter.permit_or_wait(
                 self.stopping, priority_within=s.rate_limit_max_wait_seconds if priority else None
@@ -152,37 +179,39 @@ class Dialer:
             # worker; the in-flight requests of this worker finish and are recorded.
             self._release(request_id, token)
             log.info("%s released: worker stopping, nothing was sent", request_id)
-            return Step("released", retry_in=0.0)
+            return Step("released", retry_in=0.0), None
         except LimiterUnavailable as exc:
             # Nothing was sent: give the attempt back. If Redis is down this fails too, and
             # the sweeper requeues the call when the lease runs out.
             log.warning("no permit for %s: %s", request_id, exc)
             self._release(request_id, token)
-            return Step("no_permit", retry_in=1.0)
+            return Step("no_permit", retry_in=1.0), None
         if not isinstance(got, Permit):
             if priority:
                 self._release(request_id, token)
-                return Step("no_permit", retry_in=1.0)
+                return Step("no_permit", retry_in=1.0), None
             # No slot within the horizon: park the call (no thread waits, no ETA task); the
             # sweeper drains parked calls at the account's pace.
             self._release(request_id, token, action="park", wake_in=got)
-            return Step("parked:rate")
+            return Step("parked:rate"), None
         permit = got
         late_gate = ctl.gate(self.clock())
         if late_gate.kind != "go":
             # The window closed (or end_at passed) while this call waited for its slot.
             action: ReleaseAction = "expired" if late_gate.kind == "expire" else "park"
             self._release(request_id, token, action=action, wake_in=late_gate.wait)
-            return Step(f"{action}:{late_gate.why}")
-        marked = self.ledger.send_mark(request_id, token, lease_seconds=self.send_lease)
+            return Step(f"{action}:{late_gate.why}"), None
+        marked = self.ledger.send_mark(
+            request_id, token, lease_seconds=self.send_lease, account=acct.name
+        )
         if marked != "sent":
             if marked == "lost":
                 log.warning("lease lost for %s attempt %d; not sending", request_id, attempt)
-                return Step("lease_lost")
+                return Step("lease_lost"), None
             # Paused or cancelled since the claim: stopped at the fence, nothing sent.
             self._release(request_id, token, action="park" if marked == "paused" else "cancelled")
             log.info("%s not sent: campaign %s", request_id, marked)
-            return Step(f"{marked}:stopped")
+            return Step(f"{marked}:stopped"), None
         late = permit.lateness()
         if late > s.rate_limit_margin_seconds / 2:
             # The limit holds only if every request leaves within the margin of its slot
@@ -192,7 +221,7 @@ class Dialer:
                 request_id, token, republish_after=s.retry_overdue_seconds, unsent=True
             )
             log.warning("%s held back: %.3f s late for its permit; requeued", request_id, late)
-            return Step("late", retry_in=0.0)
+            return Step("late", retry_in=0.0), None
         waited = permit.waited
         LIMITER_WAIT.observe(waited)
         outcome, elapsed = acct.client.connect(params)
@@ -201,12 +230,7 @@ class Dialer:
         step = self._record(
             request_id, token, attempt, outcome, elapsed, waited, acct, claim.record
         )
-        if probe and acct.breaker is not None and step.result != "breaker_tripped":
-            if isinstance(outcome, Unknown):
-                acct.breaker.redis.delete(acct.breaker.probe_key)  # proves nothing: probe again
-            else:
-                acct.breaker.close()
-        return step
+        return step, outcome
 
     def _release(
         self,

@@ -162,18 +162,10 @@ class Ledger:
         gate: str | float = "",
     ) -> Claim:
         """Claim a waiting call. ``gate``: '' to dial, 'expire', or seconds to wait (parked)."""
-        k = self.keys
         campaign = campaign_of(request_id)
         token = uuid.uuid4().hex
         raw = self.scripts.claim(
-            keys=[
-                k.call(request_id),
-                k.campaign_counts(campaign),
-                k.deadlines(),
-                k.campaign_meta(campaign),
-                k.campaign_parked(campaign),
-                k.wake(),
-            ],
+            keys=self._waiting_keys(request_id, campaign),
             args=[
                 request_id,
                 _ms(lease_seconds),
@@ -194,17 +186,37 @@ class Ledger:
             token=token if code == "claimed" else "",
         )
 
-    def mark_sent(self, request_id: str, token: str, *, lease_seconds: float) -> bool:
-        """The fence before the POST. False: do not send (see :meth:`send_mark` for why)."""
-        return self.send_mark(request_id, token, lease_seconds=lease_seconds) == "sent"
+    def _waiting_keys(self, request_id: str, campaign: str) -> list[str]:
+        """KEYS of claim.lua and release.lua: the call, its campaign's counters, the
+        deadlines, and the campaign's meta, parked set and the wake set."""
+        k = self.keys
+        return [
+            k.call(request_id),
+            k.campaign_counts(campaign),
+            k.deadlines(),
+            k.campaign_meta(campaign),
+            k.campaign_parked(campaign),
+            k.wake(),
+        ]
 
-    def send_mark(self, request_id: str, token: str, *, lease_seconds: float) -> str:
+    def mark_sent(
+        self, request_id: str, token: str, *, lease_seconds: float, account: str = "default"
+    ) -> bool:
+        """The fence before the POST. False: do not send (see :meth:`send_mark` for why)."""
+        return (
+            self.send_mark(request_id, token, lease_seconds=lease_seconds, account=account)
+            == "sent"
+        )
+
+    def send_mark(
+        self, request_id: str, token: str, *, lease_seconds: float, account: str = "default"
+    ) -> str:
         """The fence before the POST: 'sent' (go), or 'lost' (the attempt is no longer ours),
         'paused' or 'cancelled' (the campaign changed since the claim). Only 'sent' sends."""
         k = self.keys
         raw = self.scripts.mark_sent(
             keys=[k.call(request_id), k.deadlines(), k.campaign_meta(campaign_of(request_id))],
-            args=[request_id, token, _ms(lease_seconds)],
+            args=[request_id, token, _ms(lease_seconds), account],
         )
         if raw in ("paused", "cancelled"):
             return str(raw)
@@ -223,18 +235,10 @@ class Ledger:
         """Give back an attempt that sent nothing; it does not count. ``action``: '' back to
         the queue (the caller republishes), 'park' (the sweeper drains it after ``wake_in``),
         or a final 'cancelled' / 'expired'."""
-        k = self.keys
         campaign = campaign_of(request_id)
         return bool(
             self.scripts.release(
-                keys=[
-                    k.call(request_id),
-                    k.campaign_counts(campaign),
-                    k.deadlines(),
-                    k.campaign_meta(campaign),
-                    k.campaign_parked(campaign),
-                    k.wake(),
-                ],
+                keys=self._waiting_keys(request_id, campaign),
                 args=[
                     request_id,
                     token,
@@ -364,14 +368,20 @@ class Ledger:
                     keys=[k.call(rid), counts, k.deadlines(), parked], args=[rid], client=pipe
                 )
             cancelled += sum(int(x) for x in pipe.execute())
-        self.redis.zrem(k.wake(), campaign)
+        # A drain now settles any call parked after its batch above (a claimed call released
+        # as cancelled never parks, but a drain costs nothing when the set is empty).
+        self.redis.zadd(k.wake(), {campaign: 0})
         return cancelled
 
     def pause(self, campaign: str) -> None:
         """No call of the campaign is dialled from now on: claims park their call, and a call
         already claimed is stopped at its sent mark (at most the requests already past it, one
-        reservation's worth, still go out)."""
-        self.redis.hset(self.keys.campaign_meta(campaign), "paused", "1")
+        reservation's worth, still go out). A paused campaign keeps a wake entry only for its
+        end_at, when its parked calls expire."""
+        pipe = self.redis.pipeline(transaction=True)
+        pipe.hset(self.keys.campaign_meta(campaign), "paused", "1")
+        pipe.zadd(self.keys.wake(), {campaign: 0})  # a drain sets the end_at wake, if any
+        pipe.execute()
 
     def resume(self, campaign: str) -> int:
         """Dial again: the sweepers drain the parked calls at the account's pace. Returns how
@@ -384,9 +394,13 @@ class Ledger:
         return int(pipe.execute()[2])
 
     def set_controls(self, campaign: str, fields: Mapping[str, str]) -> None:
+        """Store controls; parked calls are judged again at once (a new window, send_at or
+        end_at must not wait for the wake time set under the old one)."""
         if fields:
-            key = self.keys.campaign_meta(campaign)
-            self.redis.hset(key, mapping=dict(fields))  # type: ignore[arg-type]
+            pipe = self.redis.pipeline(transaction=True)
+            pipe.hset(self.keys.campaign_meta(campaign), mapping=dict(fields))  # type: ignore[arg-type]
+            pipe.zadd(self.keys.wake(), {campaign: 0})
+            pipe.execute()
 
     def meta(self, campaign: str) -> dict[str, str]:
         return cast(dict[str, str], self.redis.hgetall(self.keys.campaign_meta(campaign)))
@@ -418,11 +432,14 @@ class Ledger:
         priority_queue_key: str,
         overdue: float,
         rewake_in: float,
+        end_at: float | None = None,
     ) -> tuple[int, int]:
         """Push parked calls back on the queue: (request id, priority, message) each. Returns
-        (moved, left); (-1, -1) when the campaign is paused (see unpark.lua)."""
+        (moved, left); (-1, -1) when the campaign is paused (see unpark.lua); a paused
+        campaign is then looked at again at ``end_at`` (epoch seconds), if it has one."""
         k = self.keys
-        args: list[str | int] = [campaign, _ms(overdue), _ms(rewake_in)]
+        end_ms = "" if end_at is None else str(int(end_at * 1000))
+        args: list[str | int] = [campaign, _ms(overdue), _ms(rewake_in), end_ms]
         for rid, prio, message in calls:
             args += [rid, "1" if prio else "", message]
         moved, left = self.scripts.unpark(
@@ -443,9 +460,6 @@ class Ledger:
         """End up to ``count`` parked calls as ``to``. Returns how many were settled."""
         k = self.keys
         ids = self.parked(campaign, count)
-        if not ids:
-            self.redis.zrem(k.wake(), campaign)
-            return 0
         settled, _ = self.scripts.settle_parked(
             keys=[
                 k.campaign_parked(campaign),

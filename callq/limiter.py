@@ -24,6 +24,7 @@ import redis
 from callq.errors import LimiterUnavailable, Stopping
 from callq.keys import Keys
 from callq.scripts import Scripts
+from config import Settings
 
 
 @dataclass(frozen=True)
@@ -67,8 +68,25 @@ class Limiter:
         # 999,999 us (found by the property test).
         self.interval_us = math.ceil((period + margin) * 1e6 / calls)
         self.max_ahead_us = max(round(max_ahead * 1e6), 0)
+        self._client = client
         self._scripts = scripts or Scripts(client)
         self._sleep = sleep
+
+    @classmethod
+    def for_settings(
+        cls, client: redis.Redis, keys: Keys, settings: Settings, scripts: Scripts | None = None
+    ) -> Limiter:
+        """The limiter of the account ``settings`` describe (see ``Settings.for_account``)."""
+        return cls(
+            client,
+            keys,
+            settings.exotel_account_sid,
+            calls=settings.rate_limit_calls,
+            period=settings.rate_limit_period_seconds,
+            margin=settings.rate_limit_margin_seconds,
+            max_ahead=settings.rate_limit_max_ahead_seconds,
+            scripts=scripts,
+        )
 
     def reserve(self, now_us: int | None = None, *, ahead: float | None = None) -> Reservation:
         """One round trip. ``now_us`` replaces the server clock (tests only). ``ahead``
@@ -107,6 +125,20 @@ class Limiter:
             if timeout is not None and time.monotonic() - started + r.wait > timeout:
                 raise TimeoutError("no permit within the timeout")
             self._wait(r.wait, stop)
+
+    def free_slots(self, within: float) -> int:
+        """How many permits could still be reserved from now to ``within`` seconds ahead (one
+        round trip, reserves nothing). The parked-call drain pushes about this many."""
+        try:
+            pipe = self._client.pipeline(transaction=False)
+            pipe.get(self.key)
+            pipe.time()
+            tat_raw, (sec, usec) = pipe.execute()
+        except redis.RedisError as exc:
+            raise LimiterUnavailable(f"limiter unreachable: {exc.__class__.__name__}") from exc
+        now = int(sec) * 1_000_000 + int(usec)
+        tat = max(int(float(tat_raw)) if tat_raw else now, now)
+        return max(0, (now + round(within * 1e6) - tat) // self.interval_us)
 
     def permit_or_wait(
         self, stop: threading.Event | None = None, *, priority_within: float | None = None

@@ -18,7 +18,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from callq.ledger import CampaignStatus, Ledger
+from callq.ledger import STATES, CampaignStatus, Ledger
 
 __all__ = [
     "LIVE_STATES",
@@ -30,16 +30,7 @@ __all__ = [
     "summarise",
 ]
 
-LIVE_STATES = (
-    "queued",
-    "dialing",
-    "retrying",
-    "in_doubt",
-    "originated",
-    "failed",
-    "cancelled",
-    "expired",
-)
+LIVE_STATES = STATES
 _SHOWN_IF_ANY = ("cancelled", "expired")
 UNSETTLED = ("queued", "dialing", "retrying", "in_doubt")
 _BAR = {

@@ -20,10 +20,14 @@ from typing import Any
 import pytest
 import redis
 
+from callq.dialer import Dialer
 from callq.embedded import EmbeddedRedis, answers
+from callq.exotel import ExotelClient, make_session
 from callq.keys import Keys
 from callq.ledger import Ledger
+from callq.limiter import Limiter
 from callq.redis_conn import make_redis
+from callq.retry import RetryPolicy
 from callq.stack import worker_argv
 from config import Settings
 
@@ -89,6 +93,24 @@ def keys(prefix: str) -> Keys:
 @pytest.fixture
 def ledger(rclient: redis.Redis, keys: Keys) -> Ledger:  # type: ignore[type-arg]
     return Ledger(rclient, keys)
+
+
+def make_dialer(
+    settings: Settings,
+    ledger: Ledger,
+    limiter_cls: type[Limiter] = Limiter,
+    clock: Callable[[], float] | None = None,
+) -> Dialer:
+    """A dialer as the worker builds one, on the test's settings (optionally a fake clock)."""
+    limiter = limiter_cls.for_settings(ledger.redis, ledger.keys, settings)
+    return Dialer(
+        settings,
+        ledger,
+        limiter,
+        ExotelClient(settings, make_session()),
+        RetryPolicy(max_attempts=3, base=0.1, cap=0.2),
+        clock=clock or time.time,
+    )
 
 
 def make_settings(**kw: Any) -> Settings:

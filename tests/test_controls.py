@@ -6,7 +6,8 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-from datetime import datetime
+import time
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -14,15 +15,12 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from callq.controls import CampaignOptions, Controls, Window
-from callq.dialer import Dialer
-from callq.exotel import ExotelClient, make_session
 from callq.ledger import Ledger
-from callq.limiter import Limiter
-from callq.retry import RetryPolicy
 from config import Settings
 from producer import campaign_status, pause_campaign, resume_campaign
 from producer.enqueue import Enqueuer
 from tests.campaigns import as_stream, campaign_csv, mobile
+from tests.conftest import make_dialer
 from worker.app import make_app
 from worker.parking import Parking
 
@@ -39,27 +37,6 @@ class FakeClock:
 
     def __call__(self) -> float:
         return self.now
-
-
-def make_dialer(settings: Settings, ledger: Ledger, clock: FakeClock | None = None) -> Dialer:
-    limiter = Limiter(
-        ledger.redis,
-        ledger.keys,
-        settings.exotel_account_sid,
-        calls=settings.rate_limit_calls,
-        period=settings.rate_limit_period_seconds,
-        margin=settings.rate_limit_margin_seconds,
-        max_ahead=settings.rate_limit_max_ahead_seconds,
-    )
-    kw: dict[str, Any] = {"clock": clock} if clock else {}
-    return Dialer(
-        settings,
-        ledger,
-        limiter,
-        ExotelClient(settings, make_session()),
-        RetryPolicy(max_attempts=3, base=0.1, cap=0.2),
-        **kw,
-    )
 
 
 def first_ids(ledger: Ledger, campaign: str) -> list[str]:
@@ -122,7 +99,7 @@ def test_given_a_fake_night_clock_when_dialled_then_calls_wait_for_09_00_and_exp
     end_at = datetime(2026, 11, 24, 9, 30, tzinfo=IST)
     enq = Enqueuer(settings)
     enq.enqueue_file(as_stream(campaign_csv(3)), "night", options=CampaignOptions(end_at=end_at))
-    dialer = make_dialer(settings, ledger, clock)
+    dialer = make_dialer(settings, ledger, clock=clock)
     parking = Parking(ledger, settings, dialer, make_app(settings))
     a, b, c = first_ids(ledger, "night")
 
@@ -130,6 +107,7 @@ def test_given_a_fake_night_clock_when_dialled_then_calls_wait_for_09_00_and_exp
     assert dialer.place(b).result == "parked:queued"
     assert sim.truth()["requests"] == 0
     assert ledger.get(a)["state"] == "queued" and ledger.get(a)["parked"] == "waiting"
+    assert parking.drain_once() == {"waiting": 0}  # setting end_at asked for a look now
     wake = ledger.redis.zscore(ledger.keys.wake(), "night")
     sec, _ = ledger.redis.time()
     assert wake is not None and wake / 1000 - sec == pytest.approx(10.5 * 3600, abs=5)
@@ -158,7 +136,7 @@ def test_given_parked_calls_when_end_at_passes_then_the_drain_expires_them(
     Enqueuer(settings).enqueue_file(
         as_stream(campaign_csv(4)), "later", options=CampaignOptions(send_at=send_at, end_at=end_at)
     )
-    dialer = make_dialer(settings, ledger, clock)
+    dialer = make_dialer(settings, ledger, clock=clock)
     for rid in first_ids(ledger, "later"):
         assert dialer.place(rid).result == "parked:queued"  # before send_at
     clock.now = at_ist(2026, 11, 23, 12, 0, 1)
@@ -184,7 +162,8 @@ def test_given_a_paused_campaign_when_its_calls_come_then_they_park_and_resume_d
     for rid in ids:
         assert dialer.place(rid).result == "parked:queued"
     assert ledger.get(ids[0])["parked"] == "paused"
-    assert ledger.redis.zscore(ledger.keys.wake(), "p") is None  # a pause sets no wake
+    assert parking.drain_once() == {"paused": 0}  # nothing moves while paused
+    assert ledger.redis.zscore(ledger.keys.wake(), "p") is None  # no end_at: no wake
     assert campaign_status("p", settings=settings).as_dict(details=True)["parked"] == 3
     queue = f"{settings.broker_key_prefix}calls"
     before = ledger.redis.llen(queue)
@@ -209,10 +188,10 @@ def test_given_a_claimed_call_when_the_campaign_pauses_or_cancels_before_its_mar
     ledger.cancel("f")
     assert ledger.send_mark(b, cb.token, lease_seconds=30) == "cancelled"
     assert ledger.release(b, cb.token, republish_after=5, action="cancelled")
+    # Released to be parked after the cancel: it is cancelled instead (never stranded).
     assert ledger.release(a, ca.token, republish_after=5, action="park")
-    # The parked call of a cancelled campaign ends as cancelled when the drain comes.
     dialer = make_dialer(settings, ledger)
-    assert Parking(ledger, settings, dialer, make_app(settings)).drain("f") == ("cancelled", 1)
+    assert Parking(ledger, settings, dialer, make_app(settings)).drain("f") == ("cancelled", 0)
     status = ledger.status("f")
     assert status.states["cancelled"] == 2 and status.parked == 0
     assert sim.truth()["requests"] == 0
@@ -306,3 +285,119 @@ def test_given_the_cli_when_a_campaign_is_enqueued_paused_resumed_and_set_then_s
     bad = run(settings, "set", "cli", "--end-at", "tomorrow")
     assert bad.returncode == 2 and "--end-at" in bad.stderr
     assert run(settings, "pause", "nosuch").returncode == 1
+
+
+# --- races and edges found in review ---------------------------------------------------------
+
+
+def _claim(ledger: Ledger, rid: str) -> Any:
+    c = ledger.claim(rid, lease_seconds=30, early_tolerance=1, worker="t")
+    assert c.claimed
+    return c
+
+
+def test_given_a_cancel_while_a_call_is_claimed_when_the_worker_parks_it_then_it_is_cancelled(
+    settings: Settings, ledger: Ledger
+) -> None:
+    Enqueuer(settings).enqueue_file(as_stream(campaign_csv(1)), "cx")
+    (x,) = first_ids(ledger, "cx")
+    c = _claim(ledger, x)
+    assert ledger.cancel("cx") == 0  # x is dialing: skipped by the cancel itself
+    assert ledger.release(x, c.token, republish_after=5, action="park", wake_in=0.1)
+    status = ledger.status("cx")
+    assert status.states["cancelled"] == 1 and status.parked == 0 and status.settled
+
+
+def test_given_a_redialled_call_when_its_new_callback_beats_the_worker_then_it_is_matched(
+    settings: Settings, ledger: Ledger
+) -> None:
+    from callq.callback_store import CallbackEvent, CallbackStore
+
+    Enqueuer(settings).enqueue_file(
+        as_stream(campaign_csv(1)),
+        "rd",
+        options=CampaignOptions(redial_on=("busy",), redials=2),  # interval: the default
+    )
+    (x,) = first_ids(ledger, "rd")
+    store = CallbackStore(ledger.redis, ledger.keys)
+    c = _claim(ledger, x)
+    assert ledger.mark_sent(x, c.token, lease_seconds=30)
+    assert ledger.finish(x, c.token, "originated", sid="S1").ok
+    applied = store.apply_event(CallbackEvent("S1", "busy", x))
+    assert applied.redialled
+    rec = ledger.get(x)
+    sec, _ = ledger.redis.time()
+    assert int(rec["next_at"]) / 1000 - sec == pytest.approx(600, abs=5)  # default interval
+    ledger.redis.hset(ledger.keys.call(x), "next_at", 0)  # due now
+    c2 = _claim(ledger, x)
+    assert ledger.mark_sent(x, c2.token, lease_seconds=30)
+    # The new attempt's callback comes before the worker records its reply.
+    applied = store.apply_event(CallbackEvent("S2", "busy", x))
+    assert applied.result == "matched" and not applied.sid_mismatch and applied.redialled
+    rec = ledger.get(x)
+    assert rec["prev_sids"] == "S1 S2" and rec["redials_done"] == "2"
+    assert not ledger.finish(x, c2.token, "originated", sid="S2").ok  # settled already
+    assert store.apply_event(CallbackEvent("S2", "busy", x)).result == "duplicate"
+    assert ledger.status("rd").redials == 2
+
+
+def test_given_a_dst_change_when_waiting_for_the_window_then_the_wait_is_real_time() -> None:
+    ny = ZoneInfo("America/New_York")
+    ctl = Controls.from_meta("c", {"window": "09:00-21:00", "timezone": "America/New_York"})
+    # 2026-03-08: clocks jump from 02:00 to 03:00. From 22:00 EST to 09:00 EDT is 10 h.
+    gate = ctl.gate(datetime(2026, 3, 7, 22, 0, tzinfo=ny).timestamp())
+    assert gate.kind == "wait" and gate.wait == pytest.approx(10 * 3600)
+    # 2026-11-01: clocks fall back from 02:00 to 01:00. From 22:00 EDT to 09:00 EST is 12 h.
+    gate = ctl.gate(datetime(2026, 10, 31, 22, 0, tzinfo=ny).timestamp())
+    assert gate.kind == "wait" and gate.wait == pytest.approx(12 * 3600)
+
+
+def test_given_a_paused_campaign_with_an_end_at_when_it_passes_then_parked_calls_expire(
+    settings: Settings, ledger: Ledger
+) -> None:
+    end_at = datetime.now(IST).replace(microsecond=0) + timedelta(seconds=2)
+    Enqueuer(settings).enqueue_file(
+        as_stream(campaign_csv(2)), "pe", options=CampaignOptions(end_at=end_at)
+    )
+    pause_campaign("pe", settings=settings)
+    dialer = make_dialer(settings, ledger)
+    for rid in first_ids(ledger, "pe"):
+        assert dialer.place(rid).result == "parked:queued"
+    parking = Parking(ledger, settings, dialer, make_app(settings))
+    assert parking.drain_once() == {"paused": 0}  # the pause's own drain: wake at end_at
+    wake = ledger.redis.zscore(ledger.keys.wake(), "pe")
+    assert wake == pytest.approx(end_at.timestamp() * 1000)
+    time.sleep(max(0.0, end_at.timestamp() - time.time()) + 0.1)
+    assert parking.drain_once() == {"expired": 2}
+    assert ledger.status("pe").states["expired"] == 2
+
+
+def test_given_new_controls_when_set_then_parked_calls_are_judged_again_at_once(
+    settings: Settings, ledger: Ledger
+) -> None:
+    clock = FakeClock(at_ist(2026, 11, 23, 8, 0))
+    enq = Enqueuer(settings)
+    enq.enqueue_file(
+        as_stream(campaign_csv(1)), "sw", options=CampaignOptions(window="09:00-21:00")
+    )
+    dialer = make_dialer(settings, ledger, clock=clock)
+    (x,) = first_ids(ledger, "sw")
+    assert dialer.place(x).result == "parked:queued"  # wake in an hour
+    enq.set_options("sw", CampaignOptions(window="always"))
+    assert ledger.due_campaigns() == ["sw"]
+    parking = Parking(ledger, settings, dialer, make_app(settings))
+    assert parking.drain("sw") == ("unparked", 1)
+
+
+def test_given_a_parked_call_when_its_callback_settles_it_then_it_leaves_the_parked_set(
+    settings: Settings, ledger: Ledger
+) -> None:
+    from callq.callback_store import CallbackEvent, CallbackStore
+
+    Enqueuer(settings).enqueue_file(as_stream(campaign_csv(1)), "pc")
+    (x,) = first_ids(ledger, "pc")
+    pause_campaign("pc", settings=settings)
+    assert make_dialer(settings, ledger).place(x).result == "parked:queued"
+    store = CallbackStore(ledger.redis, ledger.keys)
+    assert store.apply_event(CallbackEvent("S9", "completed", x)).result == "matched"
+    assert ledger.status("pc").parked == 0

@@ -228,6 +228,9 @@ def test_given_the_console_script_when_asked_for_help_then_every_command_is_list
         "status",
         "report",
         "cancel",
+        "pause",
+        "resume",
+        "set",
     ):
         assert f"    {command}" in done.stdout, command
     for command in ("run", "up", "worker", "enqueue", "status"):

@@ -5,13 +5,11 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from callq.dialer import Dialer
-from callq.exotel import ExotelClient, make_session
 from callq.ledger import Ledger
 from callq.limiter import Limiter, Permit
-from callq.retry import RetryPolicy
 from config import Settings
 from tests.campaigns import mobile
+from tests.conftest import make_dialer
 
 
 class LateLimiter(Limiter):
@@ -19,24 +17,6 @@ class LateLimiter(Limiter):
 
     def permit_or_wait(self, stop: Any = None, *, priority_within: Any = None) -> Permit:
         return Permit(waited=0.0, slot=time.monotonic() - 5.0)
-
-
-def make_dialer(settings: Settings, ledger: Ledger, limiter_cls: type[Limiter] = Limiter) -> Dialer:
-    limiter = limiter_cls(
-        ledger.redis,
-        ledger.keys,
-        settings.exotel_account_sid,
-        calls=settings.rate_limit_calls,
-        period=settings.rate_limit_period_seconds,
-        margin=settings.rate_limit_margin_seconds,
-    )
-    return Dialer(
-        settings,
-        ledger,
-        limiter,
-        ExotelClient(settings, make_session()),
-        RetryPolicy(max_attempts=3, base=0.1, cap=0.2),
-    )
 
 
 def enqueue_one(ledger: Ledger, n: int = 1) -> str:

@@ -22,13 +22,7 @@ CAMPAIGN = "rc"
 
 def make_reconciler(settings: Settings, ledger: Ledger) -> tuple[Reconciler, ExotelClient]:
     client = ExotelClient(settings, make_session())
-    limiter = Limiter(
-        ledger.redis,
-        ledger.keys,
-        settings.exotel_account_sid,
-        calls=settings.rate_limit_calls,
-        period=settings.rate_limit_period_seconds,
-    )
+    limiter = Limiter.for_settings(ledger.redis, ledger.keys, settings)
     policy = RetryPolicy(max_attempts=settings.max_attempts, base=0.1, cap=0.2)
     return Reconciler(settings, ledger, limiter, client, policy), client
 

@@ -8,15 +8,14 @@ says when to look again; this module looks, judges the campaign as a whole, and 
 
 * cancelled: ends parked calls as `cancelled`; past ``end_at``: as `expired`;
 * still waiting (window closed, breaker open): sets the next look for the reopening;
-* otherwise: pushes back the oldest parked calls, as many as the account can dial before the
-  next pass (``(sweep interval + horizon) / emission interval``, plus one), so a large
-  campaign is fed to the queue at the account's own pace.
+* otherwise: pushes back the oldest parked calls, as many as the account can still dial
+  before the next pass (the limiter's free slots within the sweep interval plus the horizon,
+  plus one), so a large campaign is fed to the queue at the account's own pace.
 """
 
 from __future__ import annotations
 
 import logging
-import math
 from typing import cast
 
 from celery import Celery
@@ -45,7 +44,14 @@ class Parking:
         """One pass over the campaigns due. Returns counts by outcome (for logs and tests)."""
         seen: dict[str, int] = {}
         for campaign in self.ledger.due_campaigns():
-            what, n = self.drain(campaign)
+            try:
+                what, n = self.drain(campaign)
+            except (ValueError, KeyError) as exc:
+                # Unreadable controls (meta edited by hand?): this campaign waits and says
+                # why; the others are drained.
+                log.error("campaign %s: cannot drain its parked calls: %s", campaign, exc)
+                self.ledger.rewake(campaign, 60.0)
+                what, n = "error", 1
             seen[what] = seen.get(what, 0) + n
         return seen
 
@@ -70,14 +76,11 @@ class Parking:
                 ledger.rewake(campaign, closed_in)
                 return "breaker_open", 0
         s = acct.settings
-        count = min(
-            MAX_DRAIN,
-            math.ceil(
-                (self.settings.sweep_interval_seconds + s.rate_limit_max_ahead_seconds)
-                / s.emission_interval_seconds
-            )
-            + 1,
-        )
+        # As many as the account can still dial before the next pass: the free slots in the
+        # horizon plus the next sweep interval, read from the limiter (so a drain never
+        # pushes calls that would only be parked again), and at least one.
+        within = self.settings.sweep_interval_seconds + s.rate_limit_max_ahead_seconds
+        count = min(MAX_DRAIN, acct.limiter.free_slots(within) + 1)
         ids = ledger.parked(campaign, count)
         pipe = ledger.redis.pipeline(transaction=False)
         for rid in ids:
@@ -97,6 +100,7 @@ class Parking:
             # the call after this, not after QUEUED_OVERDUE_SECONDS.
             overdue=self.settings.retry_overdue_seconds,
             rewake_in=self.settings.sweep_interval_seconds,
+            end_at=ctl.end_at,
         )
         if moved < 0:
             return "paused", 0

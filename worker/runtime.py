@@ -22,7 +22,7 @@ from callq.limiter import Limiter
 from callq.reconcile import Reconciler
 from callq.redis_conn import make_redis
 from callq.retry import RetryPolicy
-from config import Settings, load_settings
+from config import ConfigError, Settings, load_settings
 
 if TYPE_CHECKING:
     from worker.parking import Parking
@@ -57,16 +57,7 @@ class Runtime:
 
         def account(acct_name: str) -> Account:
             s = settings.for_account(acct_name)
-            limiter = Limiter(
-                client,
-                keys,
-                s.exotel_account_sid,
-                calls=s.rate_limit_calls,
-                period=s.rate_limit_period_seconds,
-                margin=s.rate_limit_margin_seconds,
-                max_ahead=s.rate_limit_max_ahead_seconds,
-                scripts=ledger.scripts,
-            )
+            limiter = Limiter.for_settings(client, keys, s, scripts=ledger.scripts)
             exotel = ExotelClient(s, make_session(pool_size=settings.worker_concurrency + 4))
             breaker = Breaker(
                 client,
@@ -109,9 +100,20 @@ class Runtime:
         )
 
     def reconciler_for(self, request_id: str) -> Reconciler:
-        """The reconciler of the account the call's campaign names."""
-        name = self.dialer.controls_of(campaign_of(request_id)).account or "default"
-        return self.reconcilers.get(name, self.reconciler)
+        """The reconciler of the account the call's request went through (kept on the record
+        by its sent mark), else of the account its campaign names."""
+        name = self.redis.hget(self.ledger.keys.call(request_id), "account")
+        if not name:
+            name = self.dialer.controls_of(campaign_of(request_id)).account or "default"
+        reconciler = self.reconcilers.get(str(name))
+        if reconciler is None:
+            # An account this worker does not know: searching another account's Call Details
+            # would find nothing and "prove" the call unplaced. Refuse loudly instead.
+            raise ConfigError(
+                f"{request_id} went out through account {name!r}, unknown to this worker "
+                "(EXOTEL_ACCOUNTS)"
+            )
+        return reconciler
 
 
 _lock = threading.Lock()

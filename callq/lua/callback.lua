@@ -1,7 +1,7 @@
 -- callback.lua: apply one StatusCallback to its call record, once.
 -- KEYS[1] call hash   KEYS[2] campaign counts hash   KEYS[3] campaign call_status hash
 -- KEYS[4] sid index hash   KEYS[5] deadlines zset   KEYS[6] pending callback for ARGV[2]
--- KEYS[7] campaign meta hash   KEYS[8] the call's attempts list
+-- KEYS[7] campaign meta hash   KEYS[8] the call's attempts list   KEYS[9] campaign parked zset
 -- ARGV[1] request id   ARGV[2] CallSid   ARGV[3] Status (completed|busy|no-answer|failed|...)
 -- ARGV[4..] record field, value, ... (times, durations, recording url, legs; no phone numbers)
 -- A callback proves the call was placed: any other state moves to `originated` (counters moved
@@ -30,6 +30,10 @@ if string.find(' ' .. (rec[6] or '') .. ' ', ' ' .. sid .. ' ', 1, true) then
   return {'duplicate', state, 0, rec[3] or '', 0}
 end
 local own = rec[2] or ''
+-- After a redial the record still holds the previous attempt's sid: it is not this attempt's.
+if own ~= '' and string.find(' ' .. (rec[6] or '') .. ' ', ' ' .. own .. ' ', 1, true) then
+  own = ''
+end
 local old = rec[3] or ''
 local mismatch = own ~= '' and own ~= sid
 local flag = mismatch and 1 or 0
@@ -69,6 +73,7 @@ if state ~= 'originated' then
   redis.call('HSET', KEYS[1], 'state', 'originated', 'originated_at', now, 'updated_at', now)
   redis.call('HDEL', KEYS[1], 'lease_until', 'worker', 'next_at', 'parked')
   redis.call('ZREM', KEYS[5], ARGV[1])
+  redis.call('ZREM', KEYS[9], ARGV[1])
   redis.call('HINCRBY', KEYS[2], state, -1)
   redis.call('HINCRBY', KEYS[2], 'originated', 1)
 end
@@ -84,7 +89,7 @@ if not mismatch then
   local done = tonumber(rec[7]) or 0
   if done < max and m[5] ~= '1' and m[1]
       and string.find(',' .. m[1] .. ',', ',' .. status .. ',', 1, true) then
-    local interval = (tonumber(m[3]) or 0) * 1000
+    local interval = (tonumber(m[3]) or 600) * 1000  -- the default of callq.controls
     local delay = interval * (done + 1)
     if m[4] == 'exponential' then delay = interval * (2 ^ done) end
     local at = now + math.floor(delay)

@@ -2,6 +2,8 @@
 -- if the worker dies, the call goes `in_doubt`, never back to the queue.
 -- KEYS[1] call hash   KEYS[2] deadlines zset   KEYS[3] campaign meta hash
 -- ARGV[1] request id  ARGV[2] the claim token  ARGV[3] lease for the request itself, in ms
+-- ARGV[4] the name of the Exotel account the request goes through (kept: an in-doubt call is
+--         reconciled with that account, even if the campaign's account changes later)
 -- Returns 1 when marked; 0 when the attempt is no longer ours (lease ran out, or another state);
 -- 'paused' or 'cancelled' when the campaign was paused or cancelled since the claim (nothing
 -- is marked: the caller releases the call with that action). Unless 1, the caller must NOT send.
@@ -14,6 +16,7 @@ local meta = redis.call('HMGET', KEYS[3], 'cancelled', 'paused')
 if meta[1] == '1' then return 'cancelled' end
 if meta[2] == '1' then return 'paused' end
 local lease = now + tonumber(ARGV[3])
-redis.call('HSET', KEYS[1], 'sent', ARGV[2], 'sent_at', now, 'lease_until', lease)
+redis.call('HSET', KEYS[1], 'sent', ARGV[2], 'sent_at', now, 'lease_until', lease,
+  'account', ARGV[4] or '')
 redis.call('ZADD', KEYS[2], lease, ARGV[1])
 return 1

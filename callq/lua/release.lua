@@ -7,7 +7,8 @@
 --         itself late for its permit and held the request back); otherwise a sent attempt
 --         is never released.
 -- ARGV[5] what becomes of the call: '' back to the queue (the caller republishes it);
---         'park' held in the campaign's parked set; 'cancelled' or 'expired' (final)
+--         'park' held in the campaign's parked set; 'cancelled' or 'expired' (final). In a
+--         campaign cancelled since the claim, '' and 'park' become 'cancelled'.
 -- ARGV[6] for 'park': ms until the sweeper drains the parked set ('' = now)
 -- ARGV[7] campaign id
 -- A park in a paused campaign sets no wake (resume does); a park in a campaign that is not
@@ -19,6 +20,11 @@ if rec[3] == ARGV[2] and ARGV[4] ~= '1' then return 0 end
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local action = ARGV[5]
+-- A campaign cancelled since the claim: whatever the caller asked, the call is cancelled
+-- (a cancel that ran while this call was dialing skipped it).
+if (action == '' or action == 'park') and redis.call('HGET', KEYS[4], 'cancelled') == '1' then
+  action = 'cancelled'
+end
 local to = rec[5] or 'retrying'
 if action == 'cancelled' or action == 'expired' then to = action end
 redis.call('HSET', KEYS[1], 'state', to, 'attempts', tonumber(rec[2]) - 1, 'updated_at', now,

@@ -4,20 +4,26 @@
 -- KEYS[7..] the call hash of each request id below, in order
 -- ARGV[1] campaign id   ARGV[2] ms until a republished call counts as overdue (sweeper guard)
 -- ARGV[3] ms until the next drain while calls remain parked
--- ARGV[4..] request id, '1' for the priority queue else '', task message; repeated
--- Nothing moves while the campaign is paused: its wake entry is dropped (resume adds it back).
+-- ARGV[4] the campaign's end_at in epoch ms, or ''
+-- ARGV[5..] request id, '1' for the priority queue else '', task message; repeated
+-- Nothing moves while the campaign is paused: its wake entry is dropped (resume adds it back),
+-- or set to end_at when it has one (its parked calls then expire, paused or not).
 -- A call is pushed only if this script removed it from the parked set and it still waits
 -- (`queued` or `retrying`): many sweepers may drain at once and none pushes a call twice.
 -- Returns {moved, left}: calls pushed, and calls still parked (-1, -1 when paused).
 if redis.call('HGET', KEYS[3], 'paused') == '1' then
-  redis.call('ZREM', KEYS[2], ARGV[1])
+  if ARGV[4] ~= '' then
+    redis.call('ZADD', KEYS[2], tonumber(ARGV[4]), ARGV[1])
+  else
+    redis.call('ZREM', KEYS[2], ARGV[1])
+  end
   return {-1, -1}
 end
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local moved = 0
 local k = 7
-for i = 4, #ARGV, 3 do
+for i = 5, #ARGV, 3 do
   local rid = ARGV[i]
   if redis.call('ZREM', KEYS[1], rid) == 1 then
     local state = redis.call('HGET', KEYS[k], 'state')
