@@ -210,10 +210,18 @@ def _breaker_note(settings: Settings, account: str) -> str:
     )
 
 
-def cmd_report(args: argparse.Namespace) -> int:
+def _existing(campaign: str) -> Settings | None:
+    """The settings, or None (after saying so) when the campaign does not exist."""
     settings = load_settings()
-    if campaign_status(args.campaign, settings=settings).total == 0:
-        print(f"error: no campaign {args.campaign!r}", file=sys.stderr)
+    if campaign_status(campaign, settings=settings).total == 0:
+        print(f"error: no campaign {campaign!r}", file=sys.stderr)
+        return None
+    return settings
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    settings = _existing(args.campaign)
+    if settings is None:
         return 1
     if args.output and args.output != "-":
         with open(args.output, "w", encoding="utf-8", newline="") as out:
@@ -229,9 +237,8 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def cmd_cancel(args: argparse.Namespace) -> int:
-    settings = load_settings()
-    if campaign_status(args.campaign, settings=settings).total == 0:
-        print(f"error: no campaign {args.campaign!r}", file=sys.stderr)
+    settings = _existing(args.campaign)
+    if settings is None:
         return 1
     n = cancel_campaign(args.campaign, settings=settings)
     print(f"campaign {args.campaign}: cancelled {n} calls not yet dialled")
@@ -239,9 +246,8 @@ def cmd_cancel(args: argparse.Namespace) -> int:
 
 
 def cmd_pause(args: argparse.Namespace) -> int:
-    settings = load_settings()
-    if campaign_status(args.campaign, settings=settings).total == 0:
-        print(f"error: no campaign {args.campaign!r}", file=sys.stderr)
+    settings = _existing(args.campaign)
+    if settings is None:
         return 1
     pause_campaign(args.campaign, settings=settings)
     print(f"campaign {args.campaign}: paused (calls already sent finish; nothing new is dialled)")
@@ -249,9 +255,8 @@ def cmd_pause(args: argparse.Namespace) -> int:
 
 
 def cmd_resume(args: argparse.Namespace) -> int:
-    settings = load_settings()
-    if campaign_status(args.campaign, settings=settings).total == 0:
-        print(f"error: no campaign {args.campaign!r}", file=sys.stderr)
+    settings = _existing(args.campaign)
+    if settings is None:
         return 1
     n = resume_campaign(args.campaign, settings=settings)
     print(f"campaign {args.campaign}: resumed; {n} parked calls go back to the queue")
@@ -259,9 +264,8 @@ def cmd_resume(args: argparse.Namespace) -> int:
 
 
 def cmd_set(args: argparse.Namespace) -> int:
-    settings = load_settings()
-    if campaign_status(args.campaign, settings=settings).total == 0:
-        print(f"error: no campaign {args.campaign!r}", file=sys.stderr)
+    settings = _existing(args.campaign)
+    if settings is None:
         return 1
     try:
         set_campaign(args.campaign, _options(args), settings=settings)
