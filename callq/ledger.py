@@ -123,15 +123,19 @@ class Ledger:
         messages: Sequence[str] | None = None,
         queued_overdue: float = 21600.0,
     ) -> list[int]:
-        """Write many records, each with its task message, in one pipelined round trip.
+        """Write many records in one pipelined round trip, each with its task message (a
+        priority call) or, without ``messages``, parked: the sweepers feed the campaign's calls
+        to the queue at its account's pace, so no campaign's backlog sits in the shared list
+        ahead of another campaign's or another account's calls.
 
-        Returns, per record, 1 (created), 2 (existed, still queued: message pushed again),
+        Returns, per record, 1 (created), 2 (existed, still queued: pushed or parked again),
         0 (existed in another state: nothing written) or 3 (the campaign was cancelled).
         """
         k = self.keys
         common = [k.campaign_counts(campaign), k.campaign_calls(campaign), k.campaigns()]
         queue = queue_key or k.campaigns()
         meta = k.campaign_meta(campaign)
+        parking = [k.campaign_parked(campaign), k.wake()]
         pipe = self.redis.pipeline(transaction=False)
         for i, (request_id, fields) in enumerate(records):
             args: list[str] = [
@@ -144,7 +148,7 @@ class Ledger:
                 args.append(name)
                 args.append(value)
             self.scripts.enqueue(
-                keys=[k.call(request_id), *common, queue, k.deadlines(), meta],
+                keys=[k.call(request_id), *common, queue, k.deadlines(), meta, *parking],
                 args=args,
                 client=pipe,
             )

@@ -1,11 +1,13 @@
-"""Bulk enqueue: validated rows -> ledger records and their task messages, in batches.
+"""Bulk enqueue: validated rows -> ledger records, parked for the workers, in batches.
 
-Each call's record and its ``place_call`` message are written by one script, atomically, and
-a batch of them goes in one pipelined round trip: a record never exists without its task,
-and a worker never sees a task without its record. Enqueueing the same rows twice adds no
-call: the record exists, and only calls still ``queued`` get their task pushed again
-(harmless: the claim is atomic, so a second copy does nothing). That makes a re-run the
-recovery after anything went wrong mid-file.
+Each call's record and its pointer are written by one script, atomically, and a batch goes
+in one pipelined round trip: a record never exists without a way back to a worker. The
+pointer is the campaign's parked set: the sweepers feed parked calls to the `calls` queue at
+the account's pace, so a 100k-call file never sits in the shared list ahead of another
+campaign's calls. A priority campaign's calls get their ``place_call`` message on
+`calls.priority` at once instead. Enqueueing the same rows twice adds no call: the record
+exists, and calls still ``queued`` are parked (or pushed) again (harmless: the claim is
+atomic). That makes a re-run the recovery after anything went wrong mid-file.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from callq.ledger import Ledger
 from callq.redis_conn import make_redis
 from config import Settings
 from producer.rows import CallRequest, FileIssue, RowError, read_rows, request_id
-from worker.app import CALLS_QUEUE, PRIORITY_QUEUE, make_app
+from worker.app import PRIORITY_QUEUE, make_app
 from worker.messages import TaskMessages
 
 Progress = Callable[[int], None]
@@ -123,7 +125,9 @@ class Enqueuer:
                 FileIssue(f"campaign {campaign} was cancelled: its calls are refused")
             )
         priority = meta.get("priority") == "1"
-        messages = TaskMessages(self.app, queue=PRIORITY_QUEUE if priority else CALLS_QUEUE)
+        # A priority call's message goes straight onto `calls.priority`. Any other call is
+        # parked, and the sweepers feed its campaign to `calls` at the account's pace.
+        messages = TaskMessages(self.app, queue=PRIORITY_QUEUE) if priority else None
         for batch in _batches(self._dedupe(calls, dedupe, result), batch_size):
             records: list[tuple[str, dict[str, str]]] = []
             for call in batch:
@@ -134,8 +138,8 @@ class Enqueuer:
             codes = self.ledger.enqueue_many(
                 campaign,
                 records,
-                queue_key=messages.queue_key,
-                messages=[messages.encode(rid) for rid, _ in records],
+                queue_key=messages.queue_key if messages else "",
+                messages=[messages.encode(rid) for rid, _ in records] if messages else None,
                 queued_overdue=self.settings.queued_overdue_seconds,
             )
             for code in codes:

@@ -55,10 +55,9 @@ def test_given_a_saturating_campaign_when_a_priority_call_comes_then_it_goes_out
     latency = (int(rec["sent_at"]) - int(rec["created_at"])) / 1000
     assert latency <= 2.0, f"priority call waited {latency:.2f} s"
     assert waiting(ledger, "bulk") > 50  # the campaign was still saturating the limit
-    wait_for(lambda: ledger.get(normal).get("state") == "originated", timeout=60)
-    nrec = ledger.get(normal)
-    normal_latency = (int(nrec["sent_at"]) - int(nrec["created_at"])) / 1000
-    assert normal_latency > 3 * latency  # the ordinary lane waited behind the campaign
+    # An ordinary one-call campaign is not stuck behind the bulk one either: each campaign's
+    # parked calls are fed to the queue on their own (its latency is a sweep or two).
+    wait_for(lambda: ledger.get(normal).get("state") == "originated", timeout=30)
     wait_for(lambda: waiting(ledger, "bulk") == 0, timeout=90)
     truth = sim.truth()
     assert truth["rate_limited"] == 0
@@ -202,6 +201,9 @@ def test_given_two_accounts_at_different_limits_when_both_run_then_each_holds_it
         # 200 calls at 20/s is 10 s of permits; the slow account must not hold it back.
         assert fast_s < 25, f"the fast account took {fast_s:.1f} s"
         assert slow_done < 60  # the slow one is still going, at its own pace
+        # ... and the fast one did not hold it back: at least half its 2/s in that time.
+        assert slow_done >= fast_s, f"{slow_done} slow-account calls in {fast_s:.1f} s"
+        print(f"fast account: 200 calls in {fast_s:.1f} s; slow account: {slow_done} calls")
         by_account: dict[str, int] = {}
         for call in truth["calls"]:
             by_account[call["account_sid"]] = by_account.get(call["account_sid"], 0) + 1

@@ -116,7 +116,7 @@ def test_given_a_fake_night_clock_when_dialled_then_calls_wait_for_09_00_and_exp
     clock.now = at_ist(2026, 11, 24, 8, 0)  # still closed: the drain only moves the wake
     assert parking.drain("night") == ("waiting", 0)
     clock.now = at_ist(2026, 11, 24, 9, 0)  # open: parked calls go back on the queue
-    assert parking.drain("night") == ("unparked", 2)
+    assert parking.drain("night") == ("unparked", 3)  # c was parked by the enqueue
     assert ledger.redis.llen(f"{settings.broker_key_prefix}calls") >= 2
     assert dialer.place(a).result == "originated"
     clock.now = at_ist(2026, 11, 24, 9, 30)  # end_at: what has not been dialled expires

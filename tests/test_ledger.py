@@ -209,7 +209,14 @@ def test_given_a_queued_call_whose_message_may_be_lost_when_overdue_then_the_swe
     ledger: Ledger,
 ) -> None:
     r = rid(1)
-    ledger.enqueue_many(CAMPAIGN, [(r, {"from": "+919000000000"})], queued_overdue=0.05)
+    queue = f"{ledger.keys.prefix}.test-queue"  # a pushed message (a priority call's)
+    ledger.enqueue_many(
+        CAMPAIGN,
+        [(r, {"from": "+919000000000"})],
+        queue_key=queue,
+        messages=["m"],
+        queued_overdue=0.05,
+    )
     assert ledger.due() == []
     time.sleep(0.1)
     assert ledger.due() == [r]
@@ -218,7 +225,9 @@ def test_given_a_queued_call_whose_message_may_be_lost_when_overdue_then_the_swe
     assert ledger.due() == []
     claim(ledger, r)
     cancelled = rid(2)
-    ledger.enqueue_many(CAMPAIGN, [(cancelled, {})], queued_overdue=0.05)
+    ledger.enqueue_many(
+        CAMPAIGN, [(cancelled, {})], queue_key=queue, messages=["m"], queued_overdue=0.05
+    )
     ledger.cancel(CAMPAIGN)
     assert cancelled not in ledger.redis.zrange(ledger.keys.deadlines(), 0, -1)
 
