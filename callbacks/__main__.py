@@ -54,6 +54,31 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _restore_tcp_nodelay() -> None:
+    """uvicorn issue #3149: with ``--workers N`` its supervisor binds the listening socket
+    itself with ``proto`` 0; accepted sockets inherit it, and asyncio turns on TCP_NODELAY
+    only for sockets that say IPPROTO_TCP. Nagle's algorithm then holds each keep-alive
+    response's second segment for the client's delayed ACK (about 40 ms): the bench measured
+    4 workers slower than 1. The bound socket is re-wrapped as IPPROTO_TCP, as the fix
+    proposed upstream does."""
+    import socket
+
+    import uvicorn.config
+
+    original = uvicorn.config.Config.bind_socket
+    if getattr(original, "_callq_patched", False):
+        return
+
+    def bind_socket(self: Any) -> socket.socket:
+        sock: socket.socket = original(self)
+        if sock.family in (socket.AF_INET, socket.AF_INET6) and sock.proto == 0:
+            sock = socket.socket(sock.family, sock.type, socket.IPPROTO_TCP, fileno=sock.detach())
+        return sock
+
+    bind_socket._callq_patched = True  # type: ignore[attr-defined]
+    setattr(uvicorn.config.Config, "bind_socket", bind_socket)  # noqa: B010
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.workers < 1:
@@ -79,6 +104,7 @@ def main(argv: list[str] | None = None) -> int:
         uvicorn.run(app, **common)
     else:
         # Each worker process imports the app and loads the same settings when it starts.
+        _restore_tcp_nodelay()
         uvicorn.run("callbacks.app:app", workers=args.workers, **common)
     return 0
 

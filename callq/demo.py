@@ -50,6 +50,7 @@ from callq.stack import (
     Child,
     Stack,
     StackError,
+    child_env,
     http_status,
     pick_port,
     python_module_argv,
@@ -212,20 +213,6 @@ def scaled_overrides(base: Settings, speed: float) -> dict[str, Any]:
         "sweep_interval_seconds": max(base.sweep_interval_seconds * k, 0.25),
         "exotel_read_timeout": max(base.exotel_read_timeout * k, 2.0),
     }
-
-
-def child_env(settings: Settings, **extra: str) -> dict[str, str]:
-    """The environment of a child: ours without any setting, then exactly these settings."""
-    names = {name.upper() for name in Settings.model_fields}
-    env = {k: v for k, v in os.environ.items() if k.upper() not in names}
-    env.update(settings.to_env())
-    # An unset URL is passed as "" so that a child cannot pick another one up from .env.
-    for name in ("callback_url", "exotel_base_url"):
-        if getattr(settings, name) is None:
-            env[name.upper()] = ""
-    env["PYTHONUNBUFFERED"] = "1"
-    env.update(extra)
-    return env
 
 
 # --- the run ------------------------------------------------------------------------------

@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from callq.embedded import EmbeddedRedis, free_port
+from config import Settings
 
 __all__ = [
     "Child",
@@ -62,6 +63,27 @@ def _popen_kwargs() -> dict[str, Any]:
     if sys.platform.startswith("linux"):
         kw["preexec_fn"] = _die_with_parent
     return kw
+
+
+def detached_popen_kwargs() -> dict[str, Any]:
+    """``Popen`` options for a child of ours: a session of its own, and on Linux SIGTERM
+    when we die (``PR_SET_PDEATHSIG``), so an aborted run leaves nothing behind."""
+    return _popen_kwargs()
+
+
+def child_env(settings: Settings | None = None, **extra: str) -> dict[str, str]:
+    """The environment of a child: ours without any setting, then exactly these settings."""
+    names = {name.upper() for name in Settings.model_fields}
+    env = {k: v for k, v in os.environ.items() if k.upper() not in names}
+    if settings is not None:
+        env.update(settings.to_env())
+        # An unset URL is passed as "" so that a child cannot pick another one up from .env.
+        for name in ("callback_url", "exotel_base_url"):
+            if getattr(settings, name) is None:
+                env[name.upper()] = ""
+    env["PYTHONUNBUFFERED"] = "1"
+    env.update(extra)
+    return env
 
 
 def python_module_argv(module: str, *args: str) -> list[str]:

@@ -8,8 +8,6 @@ leaves nothing behind.
 from __future__ import annotations
 
 import contextlib
-import ctypes
-import os
 import random
 import signal
 import subprocess
@@ -21,20 +19,10 @@ import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from callq.stack import worker_argv
+from callq.stack import child_env, detached_popen_kwargs, worker_argv
 from config import Settings
 
 __all__ = ["Receiver", "WorkerPool", "child_env"]
-
-_PR_SET_PDEATHSIG = 1
-
-
-def _die_with_parent() -> None:  # runs in the child between fork and exec
-    try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
-    except (OSError, AttributeError):
-        pass
 
 
 def _spawn(argv: list[str], env: dict[str, str], cwd: Path, log: Path) -> subprocess.Popen[bytes]:
@@ -46,19 +34,8 @@ def _spawn(argv: list[str], env: dict[str, str], cwd: Path, log: Path) -> subpro
             stdout=fh,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
-            start_new_session=True,
-            preexec_fn=_die_with_parent if sys.platform.startswith("linux") else None,  # noqa: PLW1509
+            **detached_popen_kwargs(),
         )
-
-
-def child_env(settings: Settings, **extra: str) -> dict[str, str]:
-    """The driver's environment without any setting of ours, plus ``settings`` and ``extra``."""
-    own = settings.to_env()
-    names = {name.upper() for name in type(settings).model_fields}
-    env = {k: v for k, v in os.environ.items() if k.upper() not in names}
-    env.update(own)
-    env.update(extra)
-    return env
 
 
 def _stop(proc: subprocess.Popen[bytes], timeout: float) -> None:

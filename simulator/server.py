@@ -48,6 +48,9 @@ class _HTTPServer(ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
     block_on_close = False
+    # socketserver listens with a backlog of 5: 100 callers connecting in the same
+    # millisecond (gevent greenlets do) overflowed it and got resets. Exotel's is deep.
+    request_queue_size = 1024
 
     def __init__(self, address: tuple[str, int], sim: Simulator) -> None:
         self.sim = sim

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable
 from typing import Any
 
@@ -15,7 +16,14 @@ PLACE_CALL = "callq.place_call"
 RECONCILE = "callq.reconcile"
 
 
-def celery_config(settings: Settings) -> dict[str, Any]:
+def _pool_on_command_line(argv: list[str]) -> bool:
+    """``-P``/``--pool`` given to ``celery worker``. Celery takes ``--pool prefork`` (its
+    default) as "no pool given" and lets the app's ``worker_pool`` win, so an operator who
+    asked for prefork silently got threads. The config then leaves the pool alone."""
+    return any(a in ("-P", "--pool") or a.startswith(("--pool=", "-P")) for a in argv[1:])
+
+
+def celery_config(settings: Settings, argv: list[str] | None = None) -> dict[str, Any]:
     transport: dict[str, Any] = {
         "visibility_timeout": settings.visibility_timeout_seconds,
         # BRPOP the queues in the order given, every time: `calls.priority` before `calls`.
@@ -23,7 +31,7 @@ def celery_config(settings: Settings) -> dict[str, Any]:
     }
     if settings.broker_key_prefix:
         transport["global_keyprefix"] = settings.broker_key_prefix
-    return {
+    config: dict[str, Any] = {
         "broker_url": settings.require_redis_url(),
         "broker_transport_options": transport,
         "broker_connection_retry_on_startup": True,
@@ -35,13 +43,15 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "task_acks_late": True,
         "task_reject_on_worker_lost": True,
         "worker_prefetch_multiplier": 1,
-        "worker_pool": "threads",
         "worker_concurrency": settings.worker_concurrency,
         "worker_send_task_events": True,
         "task_send_sent_event": True,
         "worker_hijack_root_logger": False,
         "timezone": "UTC",
     }
+    if not _pool_on_command_line(sys.argv if argv is None else argv):
+        config["worker_pool"] = "threads"  # the documented default for `-Q calls`
+    return config
 
 
 def _survive_closed_channels() -> None:
