@@ -53,8 +53,9 @@ fmt: $(STAMP) ## format the code with ruff
 	$(BIN)/ruff check --fix .
 
 .PHONY: bench
-bench: $(STAMP) ## benchmarks: producer vs a send_task loop, limiter cost, limit strictness (writes docs/benchmarks.md)
-	$(BIN)/python -m bench
+bench: $(STAMP) ## benchmarks, ~10 min: producer, limiter, strictness vs fixed windows/limits/Celery rate_limit, worker memory, receiver, priority latency (writes docs/benchmarks.md)
+	$(BIN)/pip install -q -e ".[test,bench]"
+	$(BIN)/python -m bench $(ARGS)
 
 .PHONY: simulator
 simulator: $(STAMP) ## run the Exotel simulator in the foreground on :8099

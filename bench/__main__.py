@@ -6,15 +6,18 @@ import argparse
 import os
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
-from bench import limiter_cost, strictness, throughput
+from bench import limiter_cost, memory, priority, receiver, strictness, throughput
 from bench.env import Machine, bench_redis, load_now
 from bench.report import Everything, intro_of, render
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_OUT = ROOT / "docs" / "benchmarks.md"
 PLOT_NAME = "limit_strictness.png"
+MEM_PLOT_NAME = "worker_memory.png"
+RECV_PLOT_NAME = "callback_receiver.png"
 
 
 def _sizes(text: str) -> list[int]:
@@ -29,7 +32,9 @@ def _sizes(text: str) -> list[int]:
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
-    p.add_argument("--quick", action="store_true", help="small sizes: a smoke run in seconds")
+    p.add_argument(
+        "--quick", action="store_true", help="small sizes: a smoke run of everything, ~1.5 min"
+    )
     p.add_argument("--out", type=Path, default=DEFAULT_OUT, help=f"default {DEFAULT_OUT}")
     p.add_argument("--redis-url", help="this Redis (database 14 is used), not 127.0.0.1:6379")
     p.add_argument("--embedded", action="store_true", help="start a private embedded Redis")
@@ -76,19 +81,78 @@ def main(argv: list[str] | None = None) -> int:
 
         log("3. limit strictness ...")
         load = (
-            strictness.Load(calls=60, threads=3, limit=20, period=1.0, margin=0.02)
+            strictness.Load(calls=60, threads=12, limit=20, period=1.0, margin=0.02)
             if quick
-            else strictness.Load(calls=300, threads=3, limit=100, period=5.0, margin=0.1)
+            else strictness.Load(calls=300, threads=12, limit=100, period=5.0, margin=0.1)
         )
         strict = strictness.run(target, load, log)
 
-    plot_file = out.parent / "img" / PLOT_NAME
-    note = strictness.plot(strict, load, plot_file)
-    plot_rel = "" if note else os.path.relpath(plot_file, out.parent)
-    if note:
-        log(f"plot: {note}")
-    else:
-        log(f"plot: {plot_file}")
+        log("4. worker memory ...")
+        mem_load = (
+            memory.MemLoad(
+                calls=10,
+                slow_seconds=3.0,
+                layouts=[
+                    memory.Layout("threads", 1, 10),
+                    memory.Layout("threads", 2, 5),
+                    memory.Layout("prefork", 1, 10),
+                    memory.Layout("gevent", 1, 10),
+                ],
+            )
+            if quick
+            else memory.MemLoad(
+                calls=100,
+                slow_seconds=30.0,
+                layouts=[
+                    memory.Layout("threads", 1, 100),
+                    memory.Layout("threads", 4, 25),
+                    memory.Layout("prefork", 1, 100),
+                    memory.Layout("gevent", 1, 100),
+                ],
+            )
+        )
+        mem = memory.run(target, mem_load, log)
+
+        log("5. callback receiver ...")
+        configs = [
+            receiver.Config(1),
+            receiver.Config(4),
+            receiver.Config(1, log_level="warning"),
+            receiver.Config(4, log_level="warning"),
+        ]
+        recv_load = (
+            receiver.RecvLoad(
+                records=6_000,
+                seconds=1.5,
+                warmup=0.5,
+                connections=16,
+                configs=[configs[0], configs[1]],
+            )
+            if quick
+            else receiver.RecvLoad(
+                records=30_000, seconds=8.0, warmup=1.0, connections=32, configs=configs
+            )
+        )
+        recv = receiver.run(target, recv_load, log)
+
+        log("6. priority latency ...")
+        prio_load = (
+            priority.PrioLoad(campaign_calls=300, probes=4, every=1.0)
+            if quick
+            else priority.PrioLoad()
+        )
+        prio = priority.run(target, prio_load, log)
+
+    def drawn(name: str, draw: Callable[[Path], str]) -> tuple[str, str]:
+        """(path relative to the report, or "", note)."""
+        path = out.parent / "img" / name
+        note = draw(path)
+        log(f"plot: {note or path}")
+        return ("" if note else os.path.relpath(path, out.parent)), note
+
+    plot_rel, note = drawn(PLOT_NAME, lambda p: strictness.plot(strict, load, p))
+    mem_rel, mem_note = drawn(MEM_PLOT_NAME, lambda p: memory.plot(mem, p))
+    recv_rel, recv_note = drawn(RECV_PLOT_NAME, lambda p: receiver.plot(recv, p))
 
     report = Everything(
         machine=machine,
@@ -102,6 +166,15 @@ def main(argv: list[str] | None = None) -> int:
         strict=strict,
         plot_path=plot_rel,
         plot_note=note,
+        mem_load=mem_load,
+        memory=mem,
+        mem_plot_path=mem_rel,
+        mem_plot_note=mem_note,
+        recv_load=recv_load,
+        receiver=recv,
+        recv_plot_path=recv_rel,
+        recv_plot_note=recv_note,
+        priority=prio,
     )
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(render(report, intro_of(out)), encoding="utf-8")

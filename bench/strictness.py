@@ -1,4 +1,4 @@
-"""Limit strictness: our limiter and two naive fixed-window limiters against the simulator.
+"""Limit strictness: our limiter against four others, as the simulator's strict window sees them.
 
 The simulator keeps a strict sliding window per account (every arrival counted, a 429 when
 the window already holds ``rate_limit``); its ``truth()`` gives ``max_in_window`` and the
@@ -6,19 +6,32 @@ the window already holds ``rate_limit``); its ``truth()`` gives ``max_in_window`
 through ``callq.exotel.ExotelClient``, a 429 retried at once through the limiter (ours also
 pushes its schedule back, as the worker does). Each run has a simulator of its own.
 
-The naive limiters (``fixed_window.lua``, bench only):
+The others (bench only):
 
-* BullMQ-style: one counter that opens with the first call and expires a window later;
-* clock-aligned: a counter per ``floor(now / period)``, the Redis INCR pattern. This run
-  starts half-way through a window, as a campaign may start at any moment.
+* BullMQ-style fixed window (``fixed_window.lua``): one counter that opens with the first
+  call and expires a window later;
+* clock-aligned fixed window: a counter per ``floor(now / period)``, the Redis INCR pattern.
+  This run starts half-way through a window, as a campaign may start at any moment;
+* the ``limits`` library's moving window (Redis storage, ``MovingWindowRateLimiter``), the
+  callers polling ``hit()`` with a short sleep;
+* Celery's own ``rate_limit`` (``bench/celery_rate.py``) on 3 real workers (Celery's default
+  prefork pool): the same calls published as tasks at once, each worker with its own token
+  bucket.
+
+The wait is from asking for a permit to the POST (for Celery: from the task's publish, which
+includes its time in the queue, to the POST), once per request.
 """
 
 from __future__ import annotations
 
-import importlib
+import contextlib
 import queue
+import shutil
+import statistics
+import tempfile
 import threading
 import time
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,17 +39,21 @@ from typing import Any, cast
 
 import redis
 
+from bench import celery_rate, plots
 from bench.env import BenchRedis
+from bench.procs import spawn, stop, tail
 from callq.exotel import ExotelClient, make_session
 from callq.keys import Keys
 from callq.limiter import Limiter
 from callq.outcome import NotPlaced, Originated
 from callq.redis_conn import make_redis
+from callq.stack import child_env, python_module_argv
 from config import Settings
 from simulator import Account, SimConfig, Simulator
 
 SID, KEY, TOKEN = "bench-account", "bench-key", "bench-token"
 _LUA = Path(__file__).with_name("fixed_window.lua")
+ROOT = Path(__file__).resolve().parent.parent
 
 
 @dataclass
@@ -47,6 +64,12 @@ class Load:
     period: float
     margin: float
     time_scale: float = 0.2
+    #: The limits library's callers sleep this long between two hit() that said no.
+    poll: float = 0.02
+    #: Celery's rate_limit: this many workers (default prefork pool), each this many slots;
+    #: ``threads`` should be their product, so that every contender has as many callers.
+    celery_workers: int = 3
+    celery_concurrency: int = 4
 
     @property
     def rate(self) -> float:
@@ -64,6 +87,19 @@ class StrictResult:
     requests: int
     duplicates: int
     series: list[tuple[float, int]] = field(default_factory=list)  # (t, arrivals in window)
+    waits: list[float] = field(default_factory=list)  # seconds, one per request
+    calls: int = 0  # calls the run was asked to place
+    note: str = ""  # how the run ended when it did not place every call
+    round_trips: int | None = None  # limiter round trips, where counted
+
+    def wait_ms(self, q: float) -> float | None:
+        """The ``q`` quantile (0..1) of the waits, in ms; None when none was measured."""
+        if not self.waits:
+            return None
+        if len(self.waits) == 1:
+            return self.waits[0] * 1000
+        cuts = statistics.quantiles(self.waits, n=100, method="inclusive")
+        return cuts[min(max(round(q * 100) - 1, 0), 98)] * 1000
 
     def first_429(self) -> float | None:
         """Seconds from the first request to the first 429, or None."""
@@ -71,6 +107,19 @@ class StrictResult:
             return None
         t0 = self.sends[0][0]
         return next((t - t0 for t, limited in self.sends if limited), None)
+
+    def peak_rate(self, window: float = 1.0) -> float:
+        """The most requests sent in any ``window`` seconds, per second."""
+        counts = _sliding([t for t, _ in self.sends], window)
+        return max((n for _, n in counts), default=0) / window
+
+    def rate_after(self, skip: float) -> float:
+        """Requests per second sent from ``skip`` s after the first until the last."""
+        if not self.sends:
+            return 0.0
+        t0, t1 = self.sends[0][0] + skip, self.sends[-1][0]
+        n = sum(1 for t, _ in self.sends if t >= t0)
+        return n / (t1 - t0) if t1 > t0 else 0.0
 
     def achieved_rate(self) -> float:
         ok = sorted(t for t, limited in self.sends if not limited)
@@ -89,15 +138,52 @@ class FixedWindow:
         self.mode = "aligned" if aligned else "first-call"
         self.script = client.register_script(_LUA.read_text(encoding="utf-8"))
 
-    def acquire(self) -> None:
+    def acquire(self) -> float:
+        started = time.monotonic()
         while True:
             granted, wait_ms = cast(
                 list[int],
                 self.script(keys=[self.key], args=[self.window_ms, self.limit, self.mode]),
             )
             if int(granted):
-                return
+                return time.monotonic() - started
             time.sleep(int(wait_ms) / 1000)
+
+
+class MovingWindow:
+    """The ``limits`` library's moving window on Redis, polled as its users do: ``hit()``,
+    and a short sleep while it says no."""
+
+    def __init__(self, url: str, prefix: str, load: Load, poll: float = 0.02) -> None:
+        try:
+            from limits import RateLimitItemPerSecond
+            from limits.storage import RedisStorage
+            from limits.strategies import MovingWindowRateLimiter
+        except ImportError:  # pragma: no cover - the bench extra installs it
+            raise RuntimeError(
+                "the limits library is not installed: `.venv/bin/pip install -e '.[bench]'`"
+            ) from None
+        if not float(load.period).is_integer():
+            raise ValueError("limits counts windows in whole seconds: use an integer period")
+        self.storage = RedisStorage(url, key_prefix=f"{prefix}:limits")
+        self.item = RateLimitItemPerSecond(load.limit, int(load.period))
+        self.limiter = MovingWindowRateLimiter(self.storage)
+        self.poll = poll
+        self.hits = 0  # hit() calls, each one round trip
+        self._lock = threading.Lock()
+
+    def acquire(self) -> float:
+        started = time.monotonic()
+        while True:
+            with self._lock:
+                self.hits += 1
+            if self.limiter.hit(self.item, "bench"):
+                return time.monotonic() - started
+            time.sleep(self.poll)
+
+    def close(self) -> None:
+        with contextlib.suppress(Exception):
+            cast(Any, self.storage.get_connection()).close()
 
 
 def _sliding(sends: list[float], period: float) -> list[tuple[float, int]]:
@@ -111,18 +197,49 @@ def _sliding(sends: list[float], period: float) -> list[tuple[float, int]]:
     return out
 
 
+def _sim_config(load: Load) -> SimConfig:
+    account = Account(SID, KEY, TOKEN, rate_limit=load.limit, period=load.period)
+    return SimConfig(
+        accounts=[account], latency=True, time_scale=load.time_scale, callbacks=False, seed=11
+    )
+
+
+def _result(
+    name: str,
+    load: Load,
+    sends: list[tuple[float, bool]],
+    waits: list[float],
+    seconds: float,
+    truth: dict[str, Any],
+    note: str = "",
+) -> StrictResult:
+    by_cf = cast(dict[str, int], truth["by_custom_field"])
+    sends.sort()
+    result = StrictResult(
+        name=name,
+        sends=sends,
+        seconds=seconds,
+        originated=int(truth["originated"]),
+        rate_limited=int(truth["rate_limited"]),
+        max_in_window=int(cast(dict[str, int], truth["max_in_window"]).get(SID, 0)),
+        requests=int(truth["requests"]),
+        duplicates=sum(1 for n in by_cf.values() if n > 1),
+        waits=waits,
+        calls=load.calls,
+        note=note,
+    )
+    result.series = _sliding([t for t, _ in sends], load.period)
+    return result
+
+
 def _drive(
     name: str,
     load: Load,
-    acquire: Callable[[], object],
+    acquire: Callable[[], float],
     on_429: Callable[[], object],
     before_start: Callable[[], object] | None = None,
 ) -> StrictResult:
-    account = Account(SID, KEY, TOKEN, rate_limit=load.limit, period=load.period)
-    config = SimConfig(
-        accounts=[account], latency=True, time_scale=load.time_scale, callbacks=False, seed=11
-    )
-    with Simulator(config) as sim:
+    with Simulator(_sim_config(load)) as sim:
         settings = Settings(
             _env_file=None,
             exotel_account_sid=SID,
@@ -137,6 +254,7 @@ def _drive(
         for i in range(load.calls):
             todo.put(i)
         sends: list[tuple[float, bool]] = []
+        waits: list[float] = []
         lock = threading.Lock()
         errors: list[BaseException] = []
 
@@ -154,12 +272,13 @@ def _drive(
                         ("CustomField", f"bench-{i}"),
                     ]
                     while True:
-                        acquire()
+                        waited = acquire()
                         sent_at = time.monotonic()
                         outcome, _ = client.connect(params)
                         limited = isinstance(outcome, NotPlaced) and outcome.rate_limited
                         with lock:
                             sends.append((sent_at, limited))
+                            waits.append(waited)
                         if limited:
                             on_429()
                             continue
@@ -182,20 +301,7 @@ def _drive(
         if errors:
             raise RuntimeError(f"strictness ({name}): {errors[0]!r}") from errors[0]
         truth = sim.truth()
-    by_cf = cast(dict[str, int], truth["by_custom_field"])
-    sends.sort()
-    result = StrictResult(
-        name=name,
-        sends=sends,
-        seconds=seconds,
-        originated=int(truth["originated"]),
-        rate_limited=int(truth["rate_limited"]),
-        max_in_window=int(cast(dict[str, int], truth["max_in_window"]).get(SID, 0)),
-        requests=int(truth["requests"]),
-        duplicates=sum(1 for n in by_cf.values() if n > 1),
-    )
-    result.series = _sliding([t for t, _ in sends], load.period)
-    return result
+    return _result(name, load, sends, waits, seconds, truth)
 
 
 def _wait_for_phase(client: redis.Redis, period: float, phase: float) -> None:
@@ -206,8 +312,113 @@ def _wait_for_phase(client: redis.Redis, period: float, phase: float) -> None:
     time.sleep(((phase - into) % 1.0) * period)
 
 
+def rate_limit_string(rate: float) -> str:
+    """``rate`` per second as a Celery ``rate_limit`` string (``20/s``, ``1200/m``)."""
+    if float(rate).is_integer():
+        return f"{int(rate)}/s"
+    if float(rate * 60).is_integer():
+        return f"{int(rate * 60)}/m"
+    return f"{round(rate * 3600)}/h"
+
+
+def run_celery(target: BenchRedis, load: Load, log: Callable[[str], None]) -> StrictResult:
+    """Celery's ``rate_limit`` on ``load.celery_workers`` real worker processes: every call
+    published as a task at once, then wait until all are placed or a deadline passes."""
+    name = f"Celery rate_limit={rate_limit_string(load.rate)!r}, {load.celery_workers} workers"
+    prefix = target.new_prefix("c")
+    r = redis.Redis.from_url(target.url, decode_responses=True)
+    workdir = Path(tempfile.mkdtemp(prefix="callq-bench-celery-"))
+    procs: list[Any] = []
+    deadline_s = max(15.0, 3 * load.calls / load.rate)
+    note = ""
+    try:
+        with Simulator(_sim_config(load)) as sim:
+            env = child_env(
+                None,
+                BENCH_CELERY_BROKER=target.url,
+                BENCH_CELERY_PREFIX=prefix,
+                BENCH_CELERY_RATE=rate_limit_string(load.rate),
+                BENCH_SIM_URL=sim.url,
+                BENCH_SIM_SID=SID,
+                BENCH_SIM_KEY=KEY,
+                BENCH_SIM_TOKEN=TOKEN,
+            )
+            try:
+                for i in range(load.celery_workers):
+                    argv = python_module_argv(
+                        "celery",
+                        "-A",
+                        "bench.celery_rate",
+                        "worker",
+                        # Celery's default pool (prefork), as a Celery user would run it.
+                        "-c",
+                        str(load.celery_concurrency),
+                        "-n",
+                        f"rate{i}-{uuid.uuid4().hex[:6]}@%h",
+                        "--without-mingle",
+                        "--without-gossip",
+                        "--without-heartbeat",
+                        "--loglevel",
+                        "WARNING",
+                    )
+                    procs.append(spawn(argv, env, workdir / f"celery{i}.log", cwd=ROOT))
+                ready_by = time.monotonic() + 60
+                while int(r.llen(f"{prefix}:ready")) < load.celery_workers:
+                    dead = [p for p in procs if p.poll() is not None]
+                    if dead or time.monotonic() > ready_by:
+                        logs = "\n".join(
+                            tail(workdir / f"celery{i}.log") for i in range(len(procs))
+                        )
+                        raise RuntimeError(f"Celery workers did not start:\n{logs}")
+                    time.sleep(0.1)
+
+                from celery import Celery
+
+                publisher = Celery("bench-publisher", set_as_current=False)
+                publisher.conf.update(celery_rate.celery_config(target.url, prefix))
+                started = time.monotonic()
+                for i in range(load.calls):
+                    publisher.send_task(
+                        celery_rate.TASK, args=(i, time.time()), queue=celery_rate.QUEUE
+                    )
+                done = 0
+                while True:
+                    done = int(r.get(f"{prefix}:done") or 0)
+                    errors = cast(list[str], r.lrange(f"{prefix}:errors", 0, 4))
+                    if errors:
+                        raise RuntimeError(f"{name}: {errors}")
+                    if done >= load.calls:
+                        break
+                    if time.monotonic() - started > deadline_s:
+                        note = (
+                            f"stopped at the deadline ({deadline_s:.0f} s, 3x the time the "
+                            f"calls need at the limit): {done} of {load.calls} calls placed"
+                        )
+                        break
+                    if any(p.poll() is not None for p in procs):
+                        raise RuntimeError(f"{name}: a worker exited")
+                    time.sleep(0.05)
+                seconds = time.monotonic() - started
+                publisher.close()
+            finally:
+                for killed in stop(procs, timeout=20):
+                    log(f"  celery worker {killed}")
+            truth = sim.truth()
+        sends: list[tuple[float, bool]] = []
+        waits: list[float] = []
+        for line in cast(list[str], r.lrange(f"{prefix}:sends", 0, -1)):
+            sent_at, limited, waited = line.split()
+            sends.append((float(sent_at), limited == "1"))
+            waits.append(float(waited))
+    finally:
+        target.drop(prefix)
+        r.close()
+        shutil.rmtree(workdir, ignore_errors=True)
+    return _result(name, load, sends, waits, seconds, truth, note)
+
+
 def run(target: BenchRedis, load: Load, log: Callable[[str], None]) -> list[StrictResult]:
-    """Our limiter, then the two naive ones, under the same load."""
+    """Our limiter, then the four others, under the same load."""
     results: list[StrictResult] = []
     client = make_redis(target.url)
     try:
@@ -225,7 +436,7 @@ def run(target: BenchRedis, load: Load, log: Callable[[str], None]) -> list[Stri
             _drive(
                 "our limiter (GCRA on the Redis clock)",
                 load,
-                ours.acquire,
+                lambda: ours.acquire_permit().waited,
                 lambda: ours.push_back(load.period),
             )
         )
@@ -250,6 +461,25 @@ def run(target: BenchRedis, load: Load, log: Callable[[str], None]) -> list[Stri
             )
         )
         log(_line(results[-1], load))
+
+        prefix = target.new_prefix("l")
+        moving = MovingWindow(target.url, prefix, load, poll=load.poll)
+        try:
+            results.append(
+                _drive(
+                    f"limits library, moving window (hit() polled every {load.poll * 1000:g} ms)",
+                    load,
+                    moving.acquire,
+                    _nop,
+                )
+            )
+        finally:
+            moving.close()
+        results[-1].round_trips = moving.hits
+        log(_line(results[-1], load))
+
+        results.append(run_celery(target, load, log))
+        log(_line(results[-1], load))
     finally:
         client.close()
     return results
@@ -260,29 +490,37 @@ def _nop() -> None:
 
 
 def _line(r: StrictResult, load: Load) -> str:
+    p50, p99 = r.wait_ms(0.5), r.wait_ms(0.99)
+    waits = "" if p50 is None or p99 is None else f", wait p50 {p50:.0f} ms p99 {p99:.0f} ms"
     return (
         f"  {r.name}: max_in_window {r.max_in_window} (limit {load.limit}), "
         f"429s {r.rate_limited}, {r.achieved_rate():.1f}/s of {load.rate:.1f}/s, "
-        f"{r.seconds:.1f} s"
+        f"{r.originated}/{r.calls} placed, {r.seconds:.1f} s{waits}"
+        + (f" ({r.note})" if r.note else "")
     )
 
 
 def plot(results: list[StrictResult], load: Load, path: Path) -> str:
     """Sliding-window count over time, one line per limiter. Returns a note ("" when drawn)."""
-    try:
-        matplotlib: Any = importlib.import_module("matplotlib")
-    except ImportError:
-        return "matplotlib is not installed (`.venv/bin/pip install matplotlib`): no plot"
-    matplotlib.use("Agg")
-    plt: Any = importlib.import_module("matplotlib.pyplot")
-    fig, ax = plt.subplots(figsize=(9, 5), dpi=110)
-    for r in results:
+    plt = plots.pyplot()
+    if plt is None:
+        return plots.MISSING
+    fig, ax = plt.subplots(figsize=(9, 5.6), dpi=110)
+    styles = ["-", "-", "-", "-.", ":"]
+    for k, r in enumerate(results):
         if not r.series:
             continue
         t0 = r.series[0][0]
         xs = [t - t0 for t, _ in r.series]
         ys = [n for _, n in r.series]
-        ax.step(xs, ys, where="post", label=f"{r.name}: max {r.max_in_window}", linewidth=1.2)
+        ax.step(
+            xs,
+            ys,
+            where="post",
+            label=f"{r.name}: max {r.max_in_window}",
+            linewidth=1.4 if k == 0 else 1.1,
+            linestyle=styles[k % len(styles)],
+        )
     ax.axhline(load.limit, color="black", linestyle="--", linewidth=1, label="limit")
     ax.set_xlabel("seconds since the first request")
     ax.set_ylabel(f"requests in the last {load.period:g} s")
@@ -290,10 +528,7 @@ def plot(results: list[StrictResult], load: Load, path: Path) -> str:
         f"Arrivals in a sliding {load.period:g} s window ({load.limit} allowed), "
         f"{load.threads} threads, {load.calls} calls"
     )
-    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=2, fontsize=8)
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.14), ncol=2, fontsize=7.5)
     ax.grid(alpha=0.3)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
+    plots.save(plt, fig, path)
     return ""

@@ -193,9 +193,9 @@ def run_enqueue(
             f"enqueue accepted {result.accepted} of {size} "
             f"(rejected {len(result.rejected)}, existing {result.existing})"
         )
-    queued = target.admin.llen(f"{prefix}.{CALLS_QUEUE}")
-    if queued != size:
-        raise RuntimeError(f"enqueue: {queued} messages in the broker queue, not {size}")
+    parked = target.admin.zcard(Keys(prefix).campaign_parked(CAMPAIGN))
+    if parked != size:
+        raise RuntimeError(f"enqueue: {parked} calls parked for the workers, not {size}")
     memory = _memory(target, prefix, size, before) if measure_memory else None
     enqueuer.ledger.redis.close()
     target.drop(prefix)

@@ -1,0 +1,304 @@
+"""Worker memory with 100 calls in flight at once, for each Celery pool.
+
+The simulator answers every ``Calls/connect`` after ``slow_seconds`` (its ``slow_placed``
+fault on every request: the call is placed, the reply comes late), with a limit so high that
+neither it nor our limiter holds anything back. Our real worker (``celery -A worker worker
+-Q calls``, :func:`callq.stack.worker_argv` with only ``--pool`` changed) takes ``calls``
+queued calls, one per slot. Once the simulator has received every POST, and before the
+first could have been answered, the memory of each worker's whole process tree (the
+Celery parent and, for prefork, its children) is read from /proc a few times; the largest
+total is kept.
+
+One worker process tree is one pod. RSS is the sum of each process's VmRSS, so with prefork
+a page shared by the parent and its 100 children counts 101 times; PSS divides each shared
+page among the processes that map it (close to what a pod's cgroup is charged); USS is the
+tree's private memory only.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import re
+import shutil
+import tempfile
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from bench import plots
+from bench.env import BenchRedis
+from bench.procs import TreeMemory, spawn, stop, tail, tree_memory
+from bench.throughput import campaign_csv
+from callq.keys import Keys
+from callq.ledger import Ledger
+from callq.redis_conn import make_redis
+from callq.stack import child_env, worker_argv
+from producer.enqueue import Enqueuer
+from simulator import Account, SimConfig, Simulator
+
+SID, KEY, TOKEN = "bench-mem-account", "bench-mem-key", "bench-mem-token"
+CAMPAIGN = "bench-memory"
+ROOT = Path(__file__).resolve().parent.parent
+GOAL_BYTES = 150_000_000  # 150 MB, read strictly (143 MiB)
+
+
+@dataclass(frozen=True)
+class Layout:
+    pool: str  # threads | prefork | gevent
+    pods: int
+    concurrency: int  # slots per pod
+
+    @property
+    def slots(self) -> int:
+        return self.pods * self.concurrency
+
+    @property
+    def label(self) -> str:
+        return f"{self.pool}, {self.pods} x {self.concurrency}"
+
+
+@dataclass
+class MemLoad:
+    calls: int
+    slow_seconds: float
+    layouts: list[Layout]
+
+
+@dataclass
+class MemResult:
+    layout: Layout
+    calls: int
+    slow_seconds: float
+    idle: list[TreeMemory] = field(default_factory=list)  # per pod, ready and idle
+    busy: list[TreeMemory] = field(default_factory=list)  # per pod, all calls in flight
+    in_flight: int = 0  # POSTs the simulator had received (and not answered) when sampled
+    ready_s: float = 0.0  # from spawning the pods until all were ready
+    spread_s: float = 0.0  # from the first POST to the last
+    sampled_at_s: float = 0.0  # the last sample, seconds after the first POST
+    originated: int = 0  # calls placed in the end, per the ledger
+    error: str = ""  # the pool did not work: why
+
+    @property
+    def ok(self) -> bool:
+        return not self.error
+
+    def total(self, which: str = "rss", state: str = "busy") -> int:
+        mems = self.busy if state == "busy" else self.idle
+        return sum(int(getattr(m, which)) for m in mems)
+
+    def processes(self) -> int:
+        return sum(m.processes for m in self.busy)
+
+
+def _argv(name: str, layout: Layout) -> list[str]:
+    """The shipped worker command line with ``--pool`` changed (an explicit ``--pool`` wins
+    over the shipped ``worker_pool = "threads"``: see ``worker.app``)."""
+    argv = worker_argv(name, layout.concurrency)
+    if "--pool" in argv:
+        argv[argv.index("--pool") + 1] = layout.pool
+    else:
+        argv += ["--pool", layout.pool]
+    return argv
+
+
+_BANNER = re.compile(r"concurrency:\s*(\d+)\s*\((\w+)\)")
+_KIND = {"threads": "thread", "prefork": "prefork", "gevent": "gevent"}
+
+
+def _pool_in_log(text: str) -> tuple[int, str] | None:
+    """(concurrency, pool kind) from the worker's start-up banner."""
+    m = _BANNER.search(text)
+    return (int(m.group(1)), m.group(2)) if m else None
+
+
+def _sample(pids: list[int]) -> list[TreeMemory]:
+    return [tree_memory(pid) for pid in pids]
+
+
+def measure(
+    target: BenchRedis, load: MemLoad, layout: Layout, log: Callable[[str], None]
+) -> MemResult:
+    result = MemResult(layout, load.calls, load.slow_seconds)
+    prefix = target.new_prefix("m")
+    account = Account(SID, KEY, TOKEN, rate_limit=1_000_000, period=1.0)
+    config = SimConfig(
+        accounts=[account],
+        latency=False,
+        p_slow_placed=1.0,
+        slow_seconds=load.slow_seconds,
+        callbacks=False,
+        seed=5,
+    )
+    workdir = Path(tempfile.mkdtemp(prefix="callq-bench-mem-"))
+    procs: list[Any] = []
+    try:
+        with Simulator(config) as sim:
+            settings = target.settings(
+                prefix,
+                exotel_account_sid=SID,
+                exotel_api_key=KEY,
+                exotel_api_token=TOKEN,
+                exotel_base_url=sim.url,
+                exotel_caller_id="08030752400",
+                exotel_connect_timeout=10.0,
+                exotel_read_timeout=load.slow_seconds + 30.0,
+                # 1,000,000 per 60 s: permits 61 us apart, the shipped 1 s margin (a request
+                # more than half of it late for its permit is held back).
+                rate_limit_calls=1_000_000,
+                rate_limit_period_seconds=60.0,
+                retry_backoff_base_seconds=0.2,
+                retry_backoff_max_seconds=1.0,
+                worker_concurrency=layout.concurrency,
+            )
+            env = child_env(settings)
+            began = time.monotonic()
+            logs = []
+            for i in range(layout.pods):
+                log_file = workdir / f"pod{i}.log"
+                name = f"mem{i}-{uuid.uuid4().hex[:6]}@%h"
+                procs.append(spawn(_argv(name, layout), env, log_file, cwd=ROOT))
+                logs.append(log_file)
+
+            def why() -> str:
+                return "\n".join(f"--- pod {i}\n{tail(f, 1500)}" for i, f in enumerate(logs))
+
+            ready_by = began + 120
+            while not all("ready." in f.read_text(errors="replace") for f in logs):
+                if any(p.poll() is not None for p in procs):
+                    result.error = "a worker exited before it was ready"
+                    log(f"  {layout.label}: {result.error}:\n{why()}")
+                    return result
+                if time.monotonic() > ready_by:
+                    result.error = "the workers were not ready in 120 s"
+                    log(f"  {layout.label}: {result.error}:\n{why()}")
+                    return result
+                time.sleep(0.1)
+            result.ready_s = time.monotonic() - began
+            for f in logs:
+                banner = _pool_in_log(f.read_text(errors="replace"))
+                want = (layout.concurrency, _KIND.get(layout.pool, layout.pool))
+                if banner != want:
+                    result.error = f"the worker ran {banner}, not {want}"
+                    log(f"  {layout.label}: {result.error}")
+                    return result
+            time.sleep(1.0)
+            pids = [p.pid for p in procs]
+            result.idle = _sample(pids)
+
+            enq = Enqueuer(settings).enqueue_file(io.BytesIO(campaign_csv(load.calls)), CAMPAIGN)
+            if enq.accepted != load.calls:
+                raise RuntimeError(f"memory bench: enqueue refused rows: {enq.as_dict()}")
+            first: float | None = None
+            last_seen = 0
+            last_at = 0.0
+            give_up = time.monotonic() + 120
+            while True:
+                n = int(sim.truth()["requests"])
+                now = time.monotonic()
+                if n and first is None:
+                    first = now
+                if n > last_seen:
+                    last_seen, last_at = n, now
+                if n >= load.calls:
+                    break
+                late = first is not None and now - first > load.slow_seconds - 1.0
+                if late or now > give_up or any(p.poll() is not None for p in procs):
+                    result.in_flight = n
+                    result.error = (
+                        f"only {n} of {load.calls} calls were in flight at once "
+                        f"(the first reply was due {load.slow_seconds:g} s after the first POST)"
+                    )
+                    log(f"  {layout.label}: {result.error}:\n{why()}")
+                    return result
+                time.sleep(0.05)
+            assert first is not None
+            result.in_flight = last_seen
+            result.spread_s = last_at - first
+            time.sleep(min(1.0, max(load.slow_seconds / 4, 0.2)))
+            best: list[TreeMemory] = []
+            for _ in range(5):
+                if time.monotonic() - first > load.slow_seconds - 0.5:
+                    break
+                sample = _sample(pids)
+                if sum(m.rss for m in sample) > sum(m.rss for m in best):
+                    best = sample
+                result.sampled_at_s = time.monotonic() - first
+                time.sleep(0.3)
+            result.busy = best
+            if not best:
+                result.error = "no sample could be taken while every call was in flight"
+                return result
+
+            # Let the calls finish: every one must come back originated, or the figure above
+            # was not of a working worker.
+            ledger = Ledger(make_redis(target.url), Keys(prefix))
+            try:
+                done_by = time.monotonic() + load.slow_seconds + 60
+                while time.monotonic() < done_by:
+                    result.originated = ledger.status(CAMPAIGN).states.get("originated", 0)
+                    if result.originated >= load.calls:
+                        break
+                    time.sleep(0.2)
+            finally:
+                ledger.redis.close()
+            if result.originated < load.calls:
+                result.error = (
+                    f"only {result.originated} of {load.calls} calls came back originated"
+                )
+                log(f"  {layout.label}: {result.error}:\n{why()}")
+    finally:
+        for note in stop(procs, timeout=30):
+            log(f"  {layout.label}: {note}")
+        with contextlib.suppress(Exception):
+            target.drop(prefix)
+        shutil.rmtree(workdir, ignore_errors=True)
+    return result
+
+
+def run(target: BenchRedis, load: MemLoad, log: Callable[[str], None]) -> list[MemResult]:
+    results = []
+    for layout in load.layouts:
+        r = measure(target, load, layout, log)
+        results.append(r)
+        log(line(r))
+    return results
+
+
+def mib(n: float) -> str:
+    return f"{n / (1 << 20):,.1f} MiB"
+
+
+def line(r: MemResult) -> str:
+    if not r.ok and not r.busy:
+        return f"  {r.layout.label}: FAILED: {r.error.splitlines()[0]}"
+    return (
+        f"  {r.layout.label}: {r.in_flight} in flight, RSS {mib(r.total('rss'))}, "
+        f"PSS {mib(r.total('pss'))}, {r.processes()} processes, "
+        f"per slot RSS {mib(r.total('rss') / r.layout.slots)}"
+        + (f" ({r.error})" if r.error else "")
+    )
+
+
+def plot(results: list[MemResult], path: Path) -> str:
+    """Total RSS and PSS per layout with all calls in flight (log scale), with the goal."""
+    done = [r for r in results if r.busy]
+    if not done:
+        return "no memory run to plot"
+    mib_ = 1 << 20
+    return plots.bars(
+        path,
+        [r.layout.label.replace(", ", "\n") for r in done],
+        [
+            ("RSS, sum over the tree(s)", [r.total("rss") / mib_ for r in done]),
+            ("PSS (shared pages divided)", [r.total("pss") / mib_ for r in done]),
+        ],
+        title=f"Worker memory with {done[0].calls} calls in flight (MiB, log scale)",
+        ylabel="MiB",
+        goal=GOAL_BYTES / mib_,
+        goal_label="goal: 150 MB (143 MiB)",
+        log_scale=True,
+    )
