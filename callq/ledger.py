@@ -430,22 +430,21 @@ class Ledger:
     def unpark(
         self,
         campaign: str,
-        calls: Sequence[tuple[str, bool, str]],
+        calls: Sequence[tuple[str, str]],
         *,
         queue_key: str,
-        priority_queue_key: str,
         overdue: float,
         rewake_in: float,
         end_at: float | None = None,
     ) -> tuple[int, int]:
-        """Push parked calls back on the queue: (request id, priority, message) each. Returns
-        (moved, left); (-1, -1) when the campaign is paused (see unpark.lua); a paused
-        campaign is then looked at again at ``end_at`` (epoch seconds), if it has one."""
+        """Push parked calls onto ``queue_key``: (request id, message) each. Returns (moved,
+        left); (-1, -1) when the campaign is paused (see unpark.lua); a paused campaign is
+        then looked at again at ``end_at`` (epoch seconds), if it has one."""
         k = self.keys
         end_ms = "" if end_at is None else str(int(end_at * 1000))
         args: list[str | int] = [campaign, _ms(overdue), _ms(rewake_in), end_ms]
-        for rid, prio, message in calls:
-            args += [rid, "1" if prio else "", message]
+        for rid, message in calls:
+            args += [rid, message]
         moved, left = self.scripts.unpark(
             keys=[
                 k.campaign_parked(campaign),
@@ -453,8 +452,7 @@ class Ledger:
                 k.campaign_meta(campaign),
                 k.deadlines(),
                 queue_key,
-                priority_queue_key,
-                *(k.call(rid) for rid, _, _ in calls),
+                *(k.call(rid) for rid, _ in calls),
             ],
             args=args,
         )

@@ -124,17 +124,12 @@ class Enqueuer:
             result.issues.append(
                 FileIssue(f"campaign {campaign} was cancelled: its calls are refused")
             )
-        priority = meta.get("priority") == "1"
         # A priority call's message goes straight onto `calls.priority`. Any other call is
         # parked, and the sweepers feed its campaign to `calls` at the account's pace.
+        priority = meta.get("priority") == "1"
         messages = TaskMessages(self.app, queue=PRIORITY_QUEUE) if priority else None
         for batch in _batches(self._dedupe(calls, dedupe, result), batch_size):
-            records: list[tuple[str, dict[str, str]]] = []
-            for call in batch:
-                record = call.to_record()
-                if priority:
-                    record["priority"] = "1"
-                records.append((request_id(campaign, call.row_key()), record))
+            records = [(request_id(campaign, call.row_key()), call.to_record()) for call in batch]
             codes = self.ledger.enqueue_many(
                 campaign,
                 records,

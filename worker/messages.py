@@ -1,10 +1,11 @@
 """Task messages for ``place_call``, framed exactly as kombu's Redis transport stores them.
 
-The producer writes each call's record and its task message in one atomic script
-(``enqueue.lua``), one round trip per batch. Going through ``send_task`` for every call costs
-~240 µs of Python per message; this costs a few µs. The frame is built from a template that
-Celery itself produces (``app.amqp.as_task_v2``), so every header Celery adds is kept; only
-the ids and the argument change per call. Tests run real workers on messages made here.
+Scripts push them with the state change they belong to: ``unpark.lua`` as the sweepers feed
+parked calls to the queue, ``enqueue.lua`` for a priority campaign's calls. Going through
+``send_task`` for every call costs ~240 µs of Python per message; this costs a few µs. The
+frame is built from a template that Celery itself produces (``app.amqp.as_task_v2``), so
+every header Celery adds is kept; only the ids and the argument change per call. Tests run
+real workers on messages made here.
 """
 
 from __future__ import annotations

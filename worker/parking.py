@@ -16,7 +16,6 @@ says when to look again; this module looks, judges the campaign as a whole, and 
 from __future__ import annotations
 
 import logging
-from typing import cast
 
 from celery import Celery
 
@@ -81,20 +80,12 @@ class Parking:
         # pushes calls that would only be parked again), and at least one.
         within = self.settings.sweep_interval_seconds + s.rate_limit_max_ahead_seconds
         count = min(MAX_DRAIN, acct.limiter.free_slots(within) + 1)
+        messages = self.priority if ctl.priority else self.normal
         ids = ledger.parked(campaign, count)
-        pipe = ledger.redis.pipeline(transaction=False)
-        for rid in ids:
-            pipe.hget(ledger.keys.call(rid), "priority")
-        flags = cast(list[str | None], pipe.execute()) if ids else []
-        calls = [
-            (rid, flag == "1", (self.priority if flag == "1" else self.normal).encode(rid))
-            for rid, flag in zip(ids, flags, strict=True)
-        ]
         moved, left = ledger.unpark(
             campaign,
-            calls,
-            queue_key=self.normal.queue_key,
-            priority_queue_key=self.priority.queue_key,
+            [(rid, messages.encode(rid)) for rid in ids],
+            queue_key=messages.queue_key,
             # Short: the drain is metered, so the message is taken within seconds; if it is
             # lost (kombu's BRPOP-then-unacked gap when Redis dies), the sweeper republishes
             # the call after this, not after QUEUED_OVERDUE_SECONDS.

@@ -24,6 +24,7 @@ from celery.signals import (
     worker_shutting_down,
 )
 
+from callq.keys import campaign_of
 from callq.logs import current_request, install
 from callq.metrics import RECONCILED, LedgerCollector
 from worker.app import CALLS_QUEUE, PLACE_CALL, PRIORITY_QUEUE, RECONCILE, app
@@ -86,11 +87,9 @@ def reconcile(self: Task, request_id: str) -> str:
 
 
 def publish_place_call(request_id: str, *, priority: bool | None = None) -> None:
-    """Publish one attempt; ``priority`` None reads the call record's own flag."""
+    """Publish one attempt; ``priority`` None takes its campaign's (cached controls)."""
     if priority is None:
-        priority = (
-            get_runtime().redis.hget(get_runtime().ledger.keys.call(request_id), "priority") == "1"
-        )
+        priority = get_runtime().dialer.controls_of(campaign_of(request_id)).priority
     place_call.apply_async((request_id,), queue=PRIORITY_QUEUE if priority else CALLS_QUEUE)
 
 

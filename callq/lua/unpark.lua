@@ -1,11 +1,11 @@
 -- unpark.lua: move parked calls of one campaign back onto the broker queue, each at most once.
 -- KEYS[1] campaign parked zset   KEYS[2] wake zset   KEYS[3] campaign meta hash
--- KEYS[4] deadlines zset   KEYS[5] the calls queue list   KEYS[6] the priority queue list
--- KEYS[7..] the call hash of each request id below, in order
+-- KEYS[4] deadlines zset   KEYS[5] the queue list (`calls`, or `calls.priority` for a
+-- priority campaign)   KEYS[6..] the call hash of each request id below, in order
 -- ARGV[1] campaign id   ARGV[2] ms until a republished call counts as overdue (sweeper guard)
 -- ARGV[3] ms until the next drain while calls remain parked
 -- ARGV[4] the campaign's end_at in epoch ms, or ''
--- ARGV[5..] request id, '1' for the priority queue else '', task message; repeated
+-- ARGV[5..] request id, task message; repeated
 -- Nothing moves while the campaign is paused: its wake entry is dropped (resume adds it back),
 -- or set to end_at when it has one (its parked calls then expire, paused or not).
 -- A call is pushed only if this script removed it from the parked set and it still waits
@@ -22,16 +22,14 @@ end
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local moved = 0
-local k = 7
-for i = 5, #ARGV, 3 do
+local k = 6
+for i = 5, #ARGV, 2 do
   local rid = ARGV[i]
   if redis.call('ZREM', KEYS[1], rid) == 1 then
     local state = redis.call('HGET', KEYS[k], 'state')
     if state == 'queued' or state == 'retrying' then
       redis.call('HDEL', KEYS[k], 'parked')
-      local q = KEYS[5]
-      if ARGV[i + 1] == '1' then q = KEYS[6] end
-      redis.call('LPUSH', q, ARGV[i + 2])
+      redis.call('LPUSH', KEYS[5], ARGV[i + 1])
       redis.call('ZADD', KEYS[4], now + tonumber(ARGV[2]), rid)
       moved = moved + 1
     end
