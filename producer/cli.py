@@ -32,7 +32,7 @@ from producer import (
     set_campaign,
     write_report_file,
 )
-from producer.enqueue import DEDUPE_CHOICES, Enqueuer, check_campaign
+from producer.enqueue import DEDUPE_CHOICES, Enqueuer, check_campaign, options_meta
 
 STATE_ORDER = STATES
 
@@ -103,10 +103,8 @@ def cmd_enqueue(args: argparse.Namespace) -> int:
     settings = load_settings()
     options = _options(args)
     try:
-        options.to_meta()
-        if options.account:
-            settings.for_account(options.account)
-    except (ValueError, ConfigError) as exc:
+        options_meta(options, settings)  # refuse a bad option before reading the file
+    except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     bar = ProgressBar(sys.stderr, f"enqueue {args.campaign}", _count_lines(args.file))

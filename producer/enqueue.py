@@ -22,7 +22,7 @@ from callq.controls import CampaignOptions
 from callq.keys import CAMPAIGN_RE, Keys
 from callq.ledger import Ledger
 from callq.redis_conn import make_redis
-from config import Settings
+from config import ConfigError, Settings
 from producer.rows import CallRequest, FileIssue, RowError, read_rows, request_id
 from worker.app import PRIORITY_QUEUE, make_app
 from worker.messages import TaskMessages
@@ -67,6 +67,18 @@ def check_campaign(campaign: str) -> str:
     return campaign
 
 
+def options_meta(options: CampaignOptions | None, settings: Settings) -> dict[str, str]:
+    """The meta fields ``options`` set, validated; the account must be one ``settings`` know.
+    Raises ValueError naming the option at fault."""
+    fields = options.to_meta() if options is not None else {}
+    if fields.get("account"):
+        try:
+            settings.for_account(fields["account"])
+        except ConfigError as exc:
+            raise ValueError(f"account: {exc}") from None
+    return fields
+
+
 def _batches(items: Iterable[CallRequest], size: int) -> Iterator[list[CallRequest]]:
     batch: list[CallRequest] = []
     for item in items:
@@ -90,13 +102,7 @@ class Enqueuer:
         """Validate and store the campaign's controls; returns the meta hash as it now is.
         Raises ValueError naming the option at fault (an unknown account included)."""
         check_campaign(campaign)
-        fields = options.to_meta() if options is not None else {}
-        if fields.get("account"):
-            try:
-                self.settings.for_account(fields["account"])
-            except Exception as exc:
-                raise ValueError(f"account: {exc}") from None
-        self.ledger.set_controls(campaign, fields)
+        self.ledger.set_controls(campaign, options_meta(options, self.settings))
         return self.ledger.meta(campaign)
 
     def enqueue(
