@@ -94,17 +94,6 @@ class MemResult:
         return sum(m.processes for m in self.busy)
 
 
-def _argv(name: str, layout: Layout) -> list[str]:
-    """The shipped worker command line with ``--pool`` changed (an explicit ``--pool`` wins
-    over the shipped ``worker_pool = "threads"``: see ``worker.app``)."""
-    argv = worker_argv(name, layout.concurrency)
-    if "--pool" in argv:
-        argv[argv.index("--pool") + 1] = layout.pool
-    else:
-        argv += ["--pool", layout.pool]
-    return argv
-
-
 _BANNER = re.compile(r"concurrency:\s*(\d+)\s*\((\w+)\)")
 _KIND = {"threads": "thread", "prefork": "prefork", "gevent": "gevent"}
 
@@ -160,7 +149,14 @@ def measure(
             for i in range(layout.pods):
                 log_file = workdir / f"pod{i}.log"
                 name = f"mem{i}-{uuid.uuid4().hex[:6]}@%h"
-                procs.append(spawn(_argv(name, layout), env, log_file, cwd=ROOT))
+                procs.append(
+                    spawn(
+                        worker_argv(name, layout.concurrency, pool=layout.pool),
+                        env,
+                        log_file,
+                        cwd=ROOT,
+                    )
+                )
                 logs.append(log_file)
 
             def why() -> str:

@@ -22,6 +22,7 @@ from pathlib import Path
 from pydantic import SecretStr
 
 from bench.env import BenchRedis
+from bench.throughput import campaign_csv
 from callq.controls import CampaignOptions
 from callq.keys import Keys
 from callq.ledger import Ledger
@@ -75,13 +76,6 @@ class PrioResult:
         }
 
 
-def _csv(start: int, n: int) -> bytes:
-    lines = ["From,To,CallerId,CustomField"]
-    for i in range(start, start + n):
-        lines.append(f"+9198{i:08d},+9197{i:08d},08030752400,p-{i}")
-    return ("\n".join(lines) + "\n").encode()
-
-
 def _latency(ledger: Ledger, rid: str) -> float | None:
     rec = ledger.get(rid)
     if "sent_at" not in rec:
@@ -116,7 +110,7 @@ def run(target: BenchRedis, load: PrioLoad, log: Callable[[str], None]) -> PrioR
         )
         ledger = Ledger(make_redis(settings.require_redis_url()), Keys(prefix))
         enq = Enqueuer(settings)
-        enq.enqueue_file(io.BytesIO(_csv(0, load.campaign_calls)), "bulk")
+        enq.enqueue_file(io.BytesIO(campaign_csv(load.campaign_calls, start=0)), "bulk")
         pool = WorkerPool(settings, Path(tmp), concurrency=load.concurrency)
         try:
             pool.start(load.workers)
@@ -130,11 +124,11 @@ def run(target: BenchRedis, load: PrioLoad, log: Callable[[str], None]) -> PrioR
             for i in range(load.probes):
                 base = 100_000 + 2 * i
                 enq.enqueue_file(
-                    io.BytesIO(_csv(base, 1)),
+                    io.BytesIO(campaign_csv(1, start=base)),
                     f"prio-{i}",
                     options=CampaignOptions(priority=True),
                 )
-                enq.enqueue_file(io.BytesIO(_csv(base + 1, 1)), f"ord-{i}")
+                enq.enqueue_file(io.BytesIO(campaign_csv(1, start=base + 1)), f"ord-{i}")
                 (p,) = ledger.iter_request_ids(f"prio-{i}")
                 (o,) = ledger.iter_request_ids(f"ord-{i}")
                 probes.append((p, o))

@@ -25,8 +25,6 @@ import shutil
 import statistics
 import tempfile
 import time
-import urllib.error
-import urllib.request
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -50,7 +48,7 @@ from callq.embedded import free_port
 from callq.keys import Keys
 from callq.ledger import Ledger
 from callq.redis_conn import make_redis
-from callq.stack import child_env, python_module_argv
+from callq.stack import child_env, http_status, python_module_argv
 from chaos.load import STATUSES, callback_body
 from producer.enqueue import Enqueuer
 
@@ -231,14 +229,6 @@ def generate(
 # The receiver
 
 
-def _answers(url: str) -> bool:
-    try:
-        with urllib.request.urlopen(url, timeout=1.0) as r:  # noqa: S310 - our own URL
-            return bool(r.status == 200)
-    except (urllib.error.URLError, OSError):
-        return False
-
-
 def _redis_pid(target: BenchRedis) -> int | None:
     """The Redis server's pid when it runs on this machine (its CPU is then measured)."""
     try:
@@ -284,7 +274,7 @@ def measure(
         proc = spawn(argv, child_env(settings), log_file, cwd=ROOT)
         procs.append(proc)
         ready_by = time.monotonic() + 60
-        while not _answers(f"http://127.0.0.1:{port}/healthz"):
+        while http_status(f"http://127.0.0.1:{port}/healthz") != 200:
             if proc.poll() is not None or time.monotonic() > ready_by:
                 result.error = f"the receiver did not start:\n{tail(log_file)}"
                 return result

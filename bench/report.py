@@ -7,7 +7,7 @@ from pathlib import Path
 
 from bench.env import Machine
 from bench.limiter_cost import CostResult
-from bench.memory import GOAL_BYTES, MemLoad, MemResult
+from bench.memory import GOAL_BYTES, MemLoad, MemResult, mib
 from bench.priority import GOAL_SECONDS as PRIO_GOAL
 from bench.priority import PrioResult
 from bench.priority import render as render_priority
@@ -661,10 +661,6 @@ def _celery_rate(load: Load) -> str:
     return rate_limit_string(load.rate)
 
 
-def _mib(n: float) -> str:
-    return f"{n / MIB:,.1f} MiB"
-
-
 def _worker_memory(e: Everything) -> list[str]:
     load = e.mem_load
     goal_mib = GOAL_BYTES / MIB
@@ -701,7 +697,7 @@ def _worker_memory(e: Everything) -> list[str]:
                     f"{lay.pods} x {lay.concurrency}",
                     str(r.in_flight),
                     "-",
-                    "-" if not r.idle else _mib(r.total("rss", "idle")),
+                    "-" if not r.idle else mib(r.total("rss", "idle")),
                     f"**failed**: {r.error.splitlines()[0] if r.error else '?'}",
                     "-",
                     "-",
@@ -718,12 +714,12 @@ def _worker_memory(e: Everything) -> list[str]:
                 f"{lay.pods} x {lay.concurrency}",
                 str(r.in_flight),
                 str(r.processes()),
-                _mib(r.total("rss", "idle")),
-                f"**{_mib(rss)}**",
-                _mib(rss / lay.pods),
+                mib(r.total("rss", "idle")),
+                f"**{mib(rss)}**",
+                mib(rss / lay.pods),
                 f"{rss / lay.slots / 1024:,.0f} KiB",
-                _mib(r.total("pss")),
-                _mib(r.total("uss")),
+                mib(r.total("pss")),
+                mib(r.total("uss")),
                 _verdict(rss <= GOAL_BYTES, f"{rss / GOAL_BYTES:.1f}x")
                 + ("" if r.ok else f"; {r.error}"),
             ]
@@ -778,9 +774,9 @@ def _memory_notes(e: Everything) -> list[str]:
         rss, pss = r.total("rss"), r.total("pss")
         per_slot = (rss - r.total("rss", "idle")) / lay.slots
         text = (
-            f"- {lay.label}: {_mib(rss)} RSS is {_verdict(rss <= GOAL_BYTES)}"
-            + ("" if rss <= GOAL_BYTES else f" by {_mib(rss - GOAL_BYTES)}")
-            + f" (PSS {_mib(pss)}, {_verdict(pss <= GOAL_BYTES)}); a slot in flight adds "
+            f"- {lay.label}: {mib(rss)} RSS is {_verdict(rss <= GOAL_BYTES)}"
+            + ("" if rss <= GOAL_BYTES else f" by {mib(rss - GOAL_BYTES)}")
+            + f" (PSS {mib(pss)}, {_verdict(pss <= GOAL_BYTES)}); a slot in flight adds "
             f"{per_slot / 1024:,.0f} KiB over the idle pod"
         )
         out.append(text + ".")
@@ -797,10 +793,10 @@ def _memory_notes(e: Everything) -> list[str]:
     if scaled is not None and scaled.busy and threads is not None and threads.busy:
         out.append(
             f"- **{scaled.layout.pods} pods of {scaled.layout.concurrency}** (threads) hold the "
-            f"same {load.calls} calls in {_mib(scaled.total('rss'))} "
+            f"same {load.calls} calls in {mib(scaled.total('rss'))} "
             f"({scaled.total('rss') / threads.total('rss'):.1f}x one pod of "
             f"{threads.layout.concurrency}): every pod pays the interpreter and its imports "
-            f"again ({_mib(scaled.total('rss', 'idle') / scaled.layout.pods)} idle each)."
+            f"again ({mib(scaled.total('rss', 'idle') / scaled.layout.pods)} idle each)."
         )
     prefork = by.get(("prefork", 1))
     if prefork is not None:
@@ -811,7 +807,7 @@ def _memory_notes(e: Everything) -> list[str]:
                 f"{kids} children, one per slot). The children are forked after the imports, "
                 "but each one's own start-up (its Redis client, HTTP session, the ledger's "
                 "scripts) and CPython's reference counts and GC dirty the shared pages: "
-                f"{_mib(prefork.total('uss') / kids)} private per child. The RSS sum counts "
+                f"{mib(prefork.total('uss') / kids)} private per child. The RSS sum counts "
                 "the shared rest once per child; PSS is the fair total. (This bench found "
                 "that `celery worker --pool prefork` silently ran the threads pool: Celery "
                 "takes `prefork` for 'no pool given' and let the shipped `worker_pool` win. "
@@ -827,9 +823,9 @@ def _memory_notes(e: Everything) -> list[str]:
                 "sleeps before the worker imports anything, and every call came back "
                 "originated (with the shipped 1 s limiter margin: the dialer holds back a "
                 "request more than half the margin late for its permit, and a greenlet can "
-                f"be scheduled late). Its pod was {_mib(gevent.total('rss'))} against "
+                f"be scheduled late). Its pod was {mib(gevent.total('rss'))} against "
                 + (
-                    f"{_mib(threads.total('rss'))} for threads"
+                    f"{mib(threads.total('rss'))} for threads"
                     if threads is not None and threads.busy
                     else "threads"
                 )
@@ -864,7 +860,7 @@ def _receiver(e: Everything) -> list[str]:
                 f"{r.generator_cpu:.0%}",
                 "-" if r.redis_cpu is None else f"{r.redis_cpu:.0%}",
                 "-" if r.other_cpu is None else f"{r.other_cpu:.0%}",
-                _mib(r.receiver_rss),
+                mib(r.receiver_rss),
                 str(r.processes),
             ]
         )
@@ -1026,7 +1022,7 @@ def _goals(e: Everything) -> list[str]:
         rows.append(
             [
                 f"{e.mem_load.calls} in-flight calls in <= 150 MB (threads pool, one pod)",
-                f"{_mib(rss)} RSS" if mem.busy else f"failed: {mem.error.splitlines()[0]}",
+                f"{mib(rss)} RSS" if mem.busy else f"failed: {mem.error.splitlines()[0]}",
                 _verdict(bool(mem.busy) and rss <= GOAL_BYTES),
             ]
         )

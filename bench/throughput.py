@@ -41,10 +41,12 @@ CAMPAIGN = "bench"
 BATCH = 1000  # Enqueuer's default batch size
 
 
-def campaign_csv(n: int) -> bytes:
+def campaign_csv(n: int, start: int = 0) -> bytes:
     """``n`` good rows in the shape of tests/campaigns.campaign_csv: E.164 From and To."""
     lines = ["From,To,CallerId,Url,CustomField,TimeLimit,TimeOut"]
-    lines.extend(f"+9198{i:08d},+9197{i:08d},08030752400,,order-{i},600,30" for i in range(n))
+    lines.extend(
+        f"+9198{i:08d},+9197{i:08d},08030752400,,order-{i},600,30" for i in range(start, start + n)
+    )
     return ("\n".join(lines) + "\n").encode()
 
 

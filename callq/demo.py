@@ -221,7 +221,6 @@ def scaled_overrides(base: Settings, speed: float) -> dict[str, Any]:
 @dataclass
 class Run:
     args: argparse.Namespace
-    up: bool
     out: Console
     interrupts: Interrupts
     started: float = field(default_factory=time.monotonic)
@@ -570,7 +569,6 @@ class Run:
         settled_at: float | None = None
         warned: set[str] = set()
         timed_out = False
-        snap = mon.poll()
         while True:
             now = time.monotonic()
             snap = mon.poll()
@@ -719,7 +717,7 @@ def _execute(args: argparse.Namespace, *, up: bool) -> int:
     out = Console(stream, live=tty, color=tty and "NO_COLOR" not in os.environ)
     interrupts = Interrupts()
     interrupts.install()
-    run = Run(args, up, out, interrupts)
+    run = Run(args, out, interrupts)
     rc = 0
     try:
         campaign = None if up else _campaign_id(args)

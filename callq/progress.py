@@ -90,12 +90,11 @@ class Snapshot:
     in_window: int | None
     window: float
     limit: int
-    rate_source: str
     rate_limited: int | None = None
 
     @property
     def settled(self) -> bool:
-        return all(self.status.states.get(s, 0) == 0 for s in UNSETTLED)
+        return self.status.settled
 
     @property
     def callbacks(self) -> int:
@@ -116,12 +115,12 @@ class Monitor:
     _last_truth: float = -1e9
     _counts: deque[tuple[float, int]] = field(default_factory=deque)
 
-    def _sent_so_far(self) -> tuple[int | None, str]:
+    def _sent_so_far(self) -> int:
         """A cumulative count of requests sent: the simulator's truth (connect and Call
         Details), else the ledger's attempts."""
         if self.truth is not None:
-            return int(self.truth["requests"]) + int(self.truth.get("details_requests", 0)), "sim"
-        return self._facts.attempts_total, "ledger"
+            return int(self.truth["requests"]) + int(self.truth.get("details_requests", 0))
+        return self._facts.attempts_total
 
     def poll(self) -> Snapshot:
         now = time.monotonic()
@@ -133,13 +132,11 @@ class Monitor:
         if self.sim_url and now - self._last_truth >= 1.0:
             self.truth = fetch_truth(self.sim_url) or self.truth
             self._last_truth = now
-        sent, source = self._sent_so_far()
-        in_window: int | None = None
-        if sent is not None:
-            self._counts.append((now, sent))
-            while len(self._counts) > 1 and self._counts[1][0] <= now - self.window:
-                self._counts.popleft()
-            in_window = sent - self._counts[0][1] if len(self._counts) > 1 else 0
+        sent = self._sent_so_far()
+        self._counts.append((now, sent))
+        while len(self._counts) > 1 and self._counts[1][0] <= now - self.window:
+            self._counts.popleft()
+        in_window = sent - self._counts[0][1] if len(self._counts) > 1 else 0
         return Snapshot(
             elapsed=now - self.started,
             status=status,
@@ -147,7 +144,6 @@ class Monitor:
             in_window=in_window,
             window=self.window,
             limit=self.limit,
-            rate_source=source,
             rate_limited=int(self.truth["rate_limited"]) if self.truth else None,
         )
 
@@ -334,7 +330,7 @@ def summarise(
             "still_in_doubt": len(in_doubt) - len(settled_in_doubt),
             "settled_by_callback_before_reply": by_callback,
         },
-        "settled": all(status.states.get(s, 0) == 0 for s in UNSETTLED),
+        "settled": status.settled,
         "timed_out": timed_out,
         "interrupted": interrupted,
         "wall_seconds": round(wall_seconds, 1),

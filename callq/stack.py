@@ -58,17 +58,13 @@ def _die_with_parent() -> None:  # runs in the child between fork and exec
         pass
 
 
-def _popen_kwargs() -> dict[str, Any]:
+def detached_popen_kwargs() -> dict[str, Any]:
+    """``Popen`` options for a child of ours: a session of its own, and on Linux SIGTERM
+    when we die (``PR_SET_PDEATHSIG``), so an aborted run leaves nothing behind."""
     kw: dict[str, Any] = {"start_new_session": True}
     if sys.platform.startswith("linux"):
         kw["preexec_fn"] = _die_with_parent
     return kw
-
-
-def detached_popen_kwargs() -> dict[str, Any]:
-    """``Popen`` options for a child of ours: a session of its own, and on Linux SIGTERM
-    when we die (``PR_SET_PDEATHSIG``), so an aborted run leaves nothing behind."""
-    return _popen_kwargs()
 
 
 def child_env(settings: Settings | None = None, **extra: str) -> dict[str, str]:
@@ -90,9 +86,11 @@ def python_module_argv(module: str, *args: str) -> list[str]:
     return [sys.executable, "-m", module, *args]
 
 
-def worker_argv(name: str, concurrency: int, loglevel: str = "INFO") -> list[str]:
-    """The command line of one worker on the ``calls`` queue, threads pool, as run locally
-    (the demo, the chaos runner, the tests)."""
+def worker_argv(
+    name: str, concurrency: int, loglevel: str = "INFO", pool: str = "threads"
+) -> list[str]:
+    """The command line of one worker on the ``calls`` queue, threads pool unless ``pool``
+    says otherwise, as run locally (the demo, the chaos runner, the tests, the bench)."""
     return python_module_argv(
         "celery",
         "-A",
@@ -101,7 +99,7 @@ def worker_argv(name: str, concurrency: int, loglevel: str = "INFO") -> list[str
         "-Q",
         "calls",
         "--pool",
-        "threads",
+        pool,
         "-c",
         str(concurrency),
         "-n",
@@ -168,7 +166,7 @@ class DemoRedis(EmbeddedRedis):
     that a Ctrl-C at the terminal does not stop Redis before the workers have finished."""
 
     def popen_options(self) -> dict[str, Any]:
-        return _popen_kwargs()
+        return detached_popen_kwargs()
 
     def start(self, timeout: float = 10.0) -> DemoRedis:
         try:
@@ -263,7 +261,7 @@ class Stack:
                 stdin=subprocess.DEVNULL,
                 stdout=fh,
                 stderr=subprocess.STDOUT,
-                **_popen_kwargs(),
+                **detached_popen_kwargs(),
             )
         child = Child(name, argv, proc, log, port, grace)
         self.children.append(child)

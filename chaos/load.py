@@ -36,6 +36,7 @@ from typing import Any
 import requests
 from pydantic import SecretStr
 
+from bench.procs import cpu_seconds
 from callq.embedded import EmbeddedRedis, free_port
 from callq.keys import Keys
 from callq.ledger import Ledger
@@ -206,15 +207,6 @@ def drive(
         "p99_ms": q(0.99),
         "max_ms": lat[-1] * 1000 if lat else 0.0,
     }
-
-
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU seconds used so far by ``pid`` (from /proc; 0 if unreadable)."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-    except (OSError, IndexError, ValueError):
-        return 0.0
 
 
 def used_memory(ledger: Ledger) -> int:

@@ -13,41 +13,15 @@ import signal
 import subprocess
 import sys
 import time
-import urllib.error
-import urllib.request
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from callq.stack import child_env, detached_popen_kwargs, worker_argv
+from bench.procs import spawn, stop
+from callq.stack import child_env, http_status, worker_argv
 from config import Settings
 
 __all__ = ["Receiver", "WorkerPool", "child_env"]
-
-
-def _spawn(argv: list[str], env: dict[str, str], cwd: Path, log: Path) -> subprocess.Popen[bytes]:
-    with open(log, "ab") as fh:
-        return subprocess.Popen(
-            argv,
-            cwd=cwd,
-            env=env,
-            stdout=fh,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            **detached_popen_kwargs(),
-        )
-
-
-def _stop(proc: subprocess.Popen[bytes], timeout: float) -> None:
-    if proc.poll() is None:
-        with contextlib.suppress(ProcessLookupError):
-            proc.send_signal(signal.SIGTERM)
-    try:
-        proc.wait(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        with contextlib.suppress(ProcessLookupError):
-            proc.kill()
-        proc.wait()
 
 
 @dataclass
@@ -80,7 +54,7 @@ class WorkerPool:
             name = f"chaos{i}-{uuid.uuid4().hex[:6]}@%h"
             log = self.workdir / f"worker{i}.log"
             argv = worker_argv(name, self.concurrency)
-            proc = _spawn(argv, child_env(self.settings), self.workdir, log)
+            proc = spawn(argv, child_env(self.settings), log, cwd=self.workdir)
             self.workers.append(_Worker(proc, name, log, time.monotonic()))
 
     def alive(self) -> list[_Worker]:
@@ -123,20 +97,7 @@ class WorkerPool:
         return codes
 
     def stop(self, timeout: float = 30.0) -> None:
-        for w in self.workers:
-            if w.proc.poll() is None:
-                with contextlib.suppress(ProcessLookupError):
-                    w.proc.send_signal(signal.SIGTERM)
-        deadline = time.monotonic() + timeout
-        for w in self.workers:
-            _stop(w.proc, max(deadline - time.monotonic(), 0.1))
-
-    def output(self, tail: int = 4000) -> str:
-        parts = []
-        for w in self.workers:
-            if w.log.exists():
-                parts.append(f"--- {w.log.name}\n{w.log.read_text(errors='replace')[-tail:]}")
-        return "\n".join(parts)
+        stop([w.proc for w in self.workers], timeout)
 
     def grep(self, *needles: str) -> int:
         """How many log lines of all workers (alive or dead) contain one of ``needles``."""
@@ -179,7 +140,7 @@ class Receiver:
             "--log-level",
             self.log_level,
         ]
-        self.proc = _spawn(argv, child_env(self.settings), self.workdir, self.log)
+        self.proc = spawn(argv, child_env(self.settings), self.log, cwd=self.workdir)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
@@ -187,17 +148,10 @@ class Receiver:
                     f"the callback receiver exited with {self.proc.returncode}: "
                     f"{self.log.read_text(errors='replace')[-1500:]}"
                 )
-            if self.answers():
+            if http_status(f"{self.base}/livez") == 200:
                 return self
             time.sleep(0.1)
         raise RuntimeError("the callback receiver did not answer in time")
-
-    def answers(self) -> bool:
-        try:
-            with urllib.request.urlopen(f"{self.base}/livez", timeout=1.0) as r:  # noqa: S310
-                return bool(r.status == 200)
-        except (urllib.error.URLError, OSError):
-            return False
 
     @property
     def pid(self) -> int | None:
@@ -205,7 +159,7 @@ class Receiver:
 
     def stop(self, timeout: float = 15.0) -> None:
         if self.proc is not None:
-            _stop(self.proc, timeout)
+            stop([self.proc], timeout)
             self.proc = None
 
     def restart(self, down: float = 0.0) -> float:

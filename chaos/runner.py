@@ -243,7 +243,6 @@ class _Run:
         self.ledger: Ledger | None = None
         self.settings: Settings | None = None
         self.campaigns: dict[str, list[str]] = {}
-        self.redis_up = True
 
     # --- helpers ---------------------------------------------------------------------------
 
@@ -352,12 +351,10 @@ class _Run:
         assert self.redis_server is not None
         port = self.redis_server.port
         self.event(f"redis: stopping (AOF kept) for {self.cfg.redis_down_seconds:g} s")
-        self.redis_up = False
         self.redis_server.stop()
         time.sleep(self.cfg.redis_down_seconds)
         began = time.monotonic()
         self.redis_server = EmbeddedRedis(self.redis_dir, port=port, appendonly=True).start()
-        self.redis_up = True
         self.timings["redis_reload"] = time.monotonic() - began
         self.event(f"redis: back on :{port} after {time.monotonic() - began:.2f} s load")
 

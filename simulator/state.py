@@ -299,8 +299,6 @@ class SimState:
             self._tz = tz
             for acc in new.accounts:
                 self._accounts[acc.sid] = acc
-                self._windows.setdefault(acc.sid, deque())
-                self._max_in_window.setdefault(acc.sid, 0)
             if "seed" in changes:
                 self._rng.seed(new.seed)
             return new
