@@ -61,6 +61,8 @@ STRING_FIELDS: Final = (
     "EventType",
 )
 NUMBER_FIELDS: Final = ("ConversationDuration",)
+#: Fields checked (a string or null, like the OpenAPI document says) but not kept.
+CHECKED_FIELDS: Final = ("PhoneNumberSid",)
 
 
 class BadCallback(CallqError):
@@ -219,6 +221,8 @@ def _event(data: Mapping[str, Any], legs: list[Any]) -> CallbackEvent:
         value = _text(name, data.get(name))
         if value is not None:
             fields[name] = value
+    for name in CHECKED_FIELDS:
+        _text(name, data.get(name))
     for name in NUMBER_FIELDS:
         value = _text(name, data.get(name), number=True)
         if value is not None:

@@ -325,6 +325,8 @@ def test_given_no_call_sid_when_posted_then_422(client: AsgiClient, content_type
         (b'{"CallSid": "a", "Status": "completed", "ConversationDuration": 1e999}', 422),
         (b'{"CallSid": "a b", "Status": "completed"}', 422),
         (b'{"CallSid": "a", "Status": ""}', 422),
+        # Found by schemathesis: a documented string field sent as an object was accepted.
+        (b'{"CallSid": "a", "Status": "completed", "PhoneNumberSid": {"x": 1}}', 422),
     ],
 )
 def test_given_malformed_json_when_posted_then_4xx(
