@@ -39,7 +39,7 @@ class EnqueueResult:
     existing: int = 0  # already in the ledger (nothing added)
     republished: int = 0  # of those, still queued: task published again
     refused: int = 0  # the campaign was cancelled: nothing written
-    duplicates: list[RowError] = field(default_factory=list)  # same number twice in this input
+    duplicates: list[RowError] = field(default_factory=list)  # same parties twice in this input
     rejected: list[RowError] = field(default_factory=list)
     issues: list[FileIssue] = field(default_factory=list)
 
@@ -117,10 +117,10 @@ class Enqueuer:
         dedupe: Dedupe = "first",
     ) -> EnqueueResult:
         """Enqueue validated calls. ``options`` sets the campaign's controls first (priority,
-        account, window, end_at, redials ...). ``dedupe``: the same number called twice (From,
-        the number Exotel dials first) in this input keeps the ``first`` row (default) or the
-        ``last``; ``all`` dials each row. Every dropped row is reported with its line. The same
-        row twice is always one call."""
+        account, window, end_at, redials ...). ``dedupe``: the same parties dialled twice in
+        this input (the same From and To; for a call flow the same From) keeps the ``first``
+        row (default) or the ``last``; ``all`` dials each row. Every dropped row is reported
+        with both lines. The same row twice is always one call."""
         check_campaign(campaign)
         if dedupe not in DEDUPE_CHOICES:
             raise ValueError(f"dedupe: {dedupe!r} is not one of {', '.join(DEDUPE_CHOICES)}")
@@ -159,22 +159,24 @@ class Enqueuer:
     def _dedupe(
         calls: Iterable[CallRequest], dedupe: Dedupe, result: EnqueueResult
     ) -> Iterator[CallRequest]:
-        """Drop (and report) the same call twice, and the same From number twice unless
-        ``all``. From is the number Exotel calls first: the customer, in a campaign."""
+        """Drop (and report) the same call twice, and, unless ``all``, the same parties
+        dialled twice (:meth:`CallRequest.parties`: the same From and To for "connect two
+        numbers", so one agent number in From on every row is a campaign, not a duplicate;
+        the same From for a call flow). ``first`` keeps the first row, ``last`` the last."""
+
+        def duplicate(call: CallRequest, kept: int) -> RowError:
+            column, who = call.describe_parties()
+            return RowError(call.line, column, f"{who} again, as on line {kept}; kept line {kept}")
+
         if dedupe == "last":
             rows = list(calls)
-            last = {call.from_: call.line for call in rows}
+            last = {call.parties(): call.line for call in rows}
             for call in rows:
-                kept = last[call.from_]
-                if kept != call.line:
-                    result.duplicates.append(
-                        RowError(
-                            call.line, "From", f"the same number as line {kept}; kept line {kept}"
-                        )
-                    )
-            calls = [call for call in rows if last[call.from_] == call.line]
+                if last[call.parties()] != call.line:
+                    result.duplicates.append(duplicate(call, last[call.parties()]))
+            calls = [call for call in rows if last[call.parties()] == call.line]
         seen_key: dict[str, int] = {}
-        seen_from: dict[str, int] = {}
+        seen_parties: dict[tuple[str, ...], int] = {}
         for call in calls:
             key = call.row_key()
             first = seen_key.get(key)
@@ -183,16 +185,12 @@ class Enqueuer:
                     RowError(call.line, "row", f"the same call as line {first}; kept line {first}")
                 )
                 continue
-            first = seen_from.get(call.from_) if dedupe == "first" else None
+            first = seen_parties.get(call.parties()) if dedupe == "first" else None
             if first is not None:
-                result.duplicates.append(
-                    RowError(
-                        call.line, "From", f"the same number as line {first}; kept line {first}"
-                    )
-                )
+                result.duplicates.append(duplicate(call, first))
                 continue
             seen_key[key] = call.line
-            seen_from.setdefault(call.from_, call.line)
+            seen_parties.setdefault(call.parties(), call.line)
             yield call
 
     def enqueue_file(

@@ -315,6 +315,19 @@ class CallRequest(pydantic.BaseModel, frozen=True, extra="forbid"):
         )
         return hashlib.sha256("\x1f".join(parts).encode("utf-8")).hexdigest()
 
+    def parties(self) -> tuple[str, ...]:
+        """Who is dialled: a duplicate is the same parties twice. For "connect two numbers"
+        the pair (From, To): From is often the agent, the same on every row of a campaign,
+        and To the customer. For a call flow, From alone: From is the customer, and the flow
+        is the campaign's."""
+        return (self.from_, self.to) if self.to is not None else (self.from_,)
+
+    def describe_parties(self) -> tuple[str, str]:
+        """(the column(s), the number(s)) of :meth:`parties`, for a duplicate's report."""
+        if self.to is not None:
+            return "From,To", f"{self.from_} -> {self.to}"
+        return "From", f"{self.from_} (a call flow)"
+
     def to_record(self) -> dict[str, str]:
         """Flat str -> str for the ledger hash; None becomes ""."""
         return {
