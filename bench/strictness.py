@@ -436,7 +436,7 @@ def run(target: BenchRedis, load: Load, log: Callable[[str], None]) -> list[Stri
             _drive(
                 "our limiter (GCRA on the Redis clock)",
                 load,
-                lambda: ours.acquire_permit().waited,
+                lambda: ours.acquire().waited,
                 lambda: ours.push_back(load.period),
             )
         )
