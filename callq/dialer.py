@@ -20,9 +20,9 @@ from callq.controls import GO, Controls, ControlsCache, Gate
 from callq.errors import InvalidRow, LimiterUnavailable, Stopping
 from callq.exotel import ExotelClient, build_connect_params
 from callq.keys import campaign_of
-from callq.ledger import Finish, Ledger, ReleaseAction
-from callq.limiter import Limiter, Permit
-from callq.metrics import CALLS, EXOTEL_LATENCY, LIMITER_WAIT, RATE_LIMITED
+from callq.ledger import Claim, Finish, Ledger, ReleaseAction
+from callq.limiter import Limiter, Permit, Slot
+from callq.metrics import CALLS, EXOTEL_LATENCY, FED_LATE, LIMITER_WAIT, RATE_LIMITED
 from callq.outcome import NotPlaced, Originated, Outcome, Rejected, Unknown
 from callq.retry import RetryPolicy
 from config import Settings
@@ -97,9 +97,10 @@ class Dialer:
         s = self.settings
         return s.exotel_connect_timeout + s.exotel_read_timeout + s.lease_grace_seconds
 
-    def place(self, request_id: str, *, priority: bool = False) -> Step:
+    def place(self, request_id: str, *, priority: bool = False, slot: Slot | None = None) -> Step:
         """One attempt at one call. ``priority``: the call came on the priority queue; it
-        may reserve past the limiter's horizon, so it goes out at the next free slot."""
+        may reserve past the limiter's horizon, so it goes out at the next free slot.
+        ``slot``: the permit the feed reserved for this call (its message carries it)."""
         ctl = self.controls_of(campaign_of(request_id))
         acct = self.account(ctl.account)
         gate = ctl.gate(self.clock())
@@ -121,7 +122,7 @@ class Dialer:
                 gate = Gate("wait", max(check.wait, 1.0), "account breaker open")
             probe = check.gate == "probe"
         try:
-            step, outcome = self._attempt(request_id, ctl, acct, gate, priority=priority)
+            step, outcome = self._attempt(request_id, ctl, acct, gate, priority=priority, slot=slot)
         except BaseException:
             if probe:
                 self._drop_probe(acct)
@@ -147,6 +148,7 @@ class Dialer:
         gate: Gate,
         *,
         priority: bool,
+        slot: Slot | None = None,
     ) -> tuple[Step, Outcome | None]:
         """Claim, permit, sent mark, POST, record. The outcome is None when nothing was sent."""
         claim = self.ledger.claim(
@@ -171,9 +173,7 @@ class Dialer:
             self._finish(request_id, token, "failed", error=f"invalid record: {exc}")
             return Step("invalid"), None
         try:
-            got = acct.limiter.permit_or_wait(
-                self.stopping, priority_within=s.rate_limit_max_wait_seconds if priority else None
-            )
+            got = self._permit(acct, claim, slot, priority=priority)
         except Stopping:
             # Warm shutdown: nothing was sent. Give the call back, uncounted, for another
             # worker; the in-flight requests of this worker finish and are recorded.
@@ -191,7 +191,7 @@ class Dialer:
                 self._release(request_id, token)
                 return Step("no_permit", retry_in=1.0), None
             # No slot within the horizon: park the call (no thread waits, no ETA task); the
-            # sweeper drains parked calls at the account's pace.
+            # feed hands it a permit of its own when its turn comes.
             self._release(request_id, token, action="park", wake_in=got)
             return Step("parked:rate"), None
         permit = got
@@ -212,8 +212,8 @@ class Dialer:
             self._release(request_id, token, action="park" if marked == "paused" else "cancelled")
             log.info("%s not sent: campaign %s", request_id, marked)
             return Step(f"{marked}:stopped"), None
-        late = permit.lateness()
-        if late > s.rate_limit_margin_seconds / 2:
+        if not acct.limiter.on_time(permit):
+            late = permit.lateness()
             # The limit holds only if every request leaves within the margin of its slot
             # (two requests N slots apart are then more than a period apart). This one is
             # late (a stall, a slow Redis): hold it back, unsent, and requeue it.
@@ -231,6 +231,23 @@ class Dialer:
             request_id, token, attempt, outcome, elapsed, waited, acct, claim.record
         )
         return step, outcome
+
+    def _permit(
+        self, acct: Account, claim: Claim, slot: Slot | None, *, priority: bool
+    ) -> Permit | float:
+        """The call's permit, after sleeping until its slot; or the seconds until one could be
+        had (no permit within the horizon: the caller parks the call).
+
+        A call the feed handed over carries its slot: it sleeps until then, at most the feed's
+        lead. One that missed its slot (it waited in the queue, a stall), or came without one
+        (a retry, a requeue), reserves a slot of its own within the horizon."""
+        if slot is not None and slot.account == acct.name:
+            permit = Permit.of_slot(slot.at_us, claim.now_us, claim.sent, claim.received)
+            if acct.limiter.on_time(permit):
+                permit.sleep(self.stopping, time.sleep)
+                return Permit(permit.earliest, permit.latest, time.monotonic() - claim.sent)
+            FED_LATE.inc()
+        return acct.limiter.permit_or_wait(self.stopping, priority=priority)
 
     def _release(
         self,

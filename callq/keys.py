@@ -58,9 +58,28 @@ class Keys:
         return f"{self.prefix}:campaign:{campaign}:parked"
 
     def wake(self) -> str:
-        """Sorted set: campaign -> ms (wall clock) when the sweeper next drains its parked set.
-        A paused campaign has no entry; resume adds one."""
+        """Sorted set: campaign -> ms (Redis clock) when a feeder next judges the campaign
+        (its controls, window, end_at: see worker.feed). Every script that parks a call sets
+        it, so a parked call always has a way back. A paused campaign without end_at has no
+        entry; resume adds one."""
         return f"{self.prefix}:wake"
+
+    # One account's feed -----------------------------------------------------------------
+    def feed(self, account: str) -> str:
+        """Sorted set: campaign -> virtual time. The account's open campaigns with parked
+        calls; the feed hands the account's permits to the lowest virtual time first, and
+        a campaign's time grows by 1/weight per call fed (weighted round-robin)."""
+        return f"{self.prefix}:feed:{account}"
+
+    def feeds(self) -> str:
+        """Sorted set: account -> ms (Redis clock) when its feed is next due. Taking a turn
+        moves the score ahead by a short lease, so one feeder at a time feeds an account."""
+        return f"{self.prefix}:feeds"
+
+    def nudge(self) -> str:
+        """List: a wake-up for the feeders (enqueue, pause, resume, set, cancel). A feeder
+        blocks on it between passes, so a new campaign is judged at once, not one tick later."""
+        return f"{self.prefix}:nudge"
 
     def campaigns(self) -> str:
         """Set: every campaign id known."""
@@ -84,7 +103,9 @@ class Keys:
         return f"{self.prefix}:pending_cb:{sid}"
 
     def limiter(self, account: str) -> str:
-        """String: the limiter's theoretical arrival time (microseconds, Redis clock)."""
+        """String ``"<tat> <at> <ahead>"``: the limiter's theoretical arrival time, the time of
+        its last grant and how far ahead that grant reached (microseconds, Redis clock); see
+        lua/limiter_acquire.lua."""
         return f"{self.prefix}:limiter:{account}"
 
     def breaker(self, account: str) -> str:

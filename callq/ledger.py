@@ -20,6 +20,7 @@ no permit is free within the limiter's horizon. Its state does not change.
 from __future__ import annotations
 
 import json
+import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -27,6 +28,7 @@ from typing import Any, Final, Literal, cast
 
 import redis
 
+from callq.controls import Held
 from callq.keys import Keys, campaign_of
 from callq.scripts import Scripts
 
@@ -57,6 +59,9 @@ class Claim:
     state: str
     record: dict[str, str]
     token: str = ""  # the claim's fence token: mark_sent, release and finish must present it
+    now_us: int = 0  # the server's clock when the claim ran (a fed call's slot is on it)
+    sent: float = 0.0  # time.monotonic() before the round trip
+    received: float = 0.0  # and after it
 
     @property
     def claimed(self) -> bool:
@@ -79,14 +84,17 @@ class CampaignStatus:
     parked: int = 0  # waiting calls held in the campaign's parked set (see Ledger)
     redials: int = 0  # redials scheduled on a call's outcome
     controls: dict[str, Any] = field(default_factory=dict)
+    held: Held | None = None  # why waiting calls are held back, and until when
 
     def as_dict(self, *, details: bool = False) -> dict[str, Any]:
-        """The contract's four keys; ``details`` adds parked, redials and controls."""
+        """The contract's four keys, then ``held`` (None when nothing is held back);
+        ``details`` adds parked, redials and controls."""
         out: dict[str, Any] = {
             "campaign": self.campaign,
             "total": self.total,
             "states": self.states,
             "call_status": self.call_status,
+            "held": None if self.held is None else self.held.as_dict(),
         }
         if details:
             out.update(parked=self.parked, redials=self.redials, controls=self.controls)
@@ -98,6 +106,26 @@ class CampaignStatus:
         return all(
             self.states.get(s, 0) == 0 for s in ("queued", "dialing", "retrying", "in_doubt")
         )
+
+
+@dataclass(frozen=True)
+class DueWork:
+    """What the feeders must do now (see :meth:`Ledger.due_work`)."""
+
+    now_ms: int  # the Redis clock
+    campaigns: list[str]  # campaigns to judge (their wake time came)
+    accounts: list[str]  # accounts whose feed is due
+    next_in: float | None  # seconds until the next thing falls due; None: nothing scheduled
+
+
+@dataclass(frozen=True)
+class Unpark:
+    """One campaign's share of a feed pass: its calls and their task messages."""
+
+    campaign: str
+    calls: Sequence[tuple[str, str]]  # (request id, message)
+    queue_key: str
+    end_at: float | None = None
 
 
 def _ms(seconds: float) -> int:
@@ -152,7 +180,9 @@ class Ledger:
                 args=args,
                 client=pipe,
             )
-        return [int(x) for x in pipe.execute()]
+        if records and not messages:
+            self.nudge(campaign, pipe)  # a feeder judges the campaign now, not a tick later
+        return [int(x) for x in pipe.execute()[: len(records)]]
 
     # Worker side ------------------------------------------------------------------------
 
@@ -168,6 +198,7 @@ class Ledger:
         """Claim a waiting call. ``gate``: '' to dial, 'expire', or seconds to wait (parked)."""
         campaign = campaign_of(request_id)
         token = uuid.uuid4().hex
+        sent = time.monotonic()
         raw = self.scripts.claim(
             keys=self._waiting_keys(request_id, campaign),
             args=[
@@ -180,7 +211,8 @@ class Ledger:
                 campaign,
             ],
         )
-        code, attempts, state, *rest = raw
+        received = time.monotonic()
+        code, attempts, state, now_us, *rest = raw
         record = dict(zip(rest[::2], rest[1::2], strict=True))
         return Claim(
             code=code,
@@ -188,6 +220,9 @@ class Ledger:
             state=state,
             record=record,
             token=token if code == "claimed" else "",
+            now_us=int(now_us),
+            sent=sent,
+            received=received,
         )
 
     def _waiting_keys(self, request_id: str, campaign: str) -> list[str]:
@@ -372,9 +407,12 @@ class Ledger:
                     keys=[k.call(rid), counts, k.deadlines(), parked], args=[rid], client=pipe
                 )
             cancelled += sum(int(x) for x in pipe.execute())
-        # A drain now settles any call parked after its batch above (a claimed call released
-        # as cancelled never parks, but a drain costs nothing when the set is empty).
-        self.redis.zadd(k.wake(), {campaign: 0})
+        # A judge now settles any call parked after its batch above (a claimed call released
+        # as cancelled never parks, but a judge costs nothing when the set is empty).
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.zadd(k.wake(), {campaign: 0})
+        self.nudge(campaign, pipe)
+        pipe.execute()
         return cancelled
 
     def pause(self, campaign: str) -> None:
@@ -384,7 +422,8 @@ class Ledger:
         end_at, when its parked calls expire."""
         pipe = self.redis.pipeline(transaction=True)
         pipe.hset(self.keys.campaign_meta(campaign), "paused", "1")
-        pipe.zadd(self.keys.wake(), {campaign: 0})  # a drain sets the end_at wake, if any
+        pipe.zadd(self.keys.wake(), {campaign: 0})  # a judge sets the end_at wake, if any
+        self.nudge(campaign, pipe)
         pipe.execute()
 
     def resume(self, campaign: str) -> int:
@@ -395,7 +434,16 @@ class Ledger:
         pipe.hset(k.campaign_meta(campaign), "paused", "0")
         pipe.zadd(k.wake(), {campaign: 0})
         pipe.zcard(k.campaign_parked(campaign))
+        self.nudge(campaign, pipe)
         return int(pipe.execute()[2])
+
+    def nudge(self, campaign: str, pipe: Any = None) -> None:
+        """Wake a feeder now (a campaign was enqueued, paused, resumed or changed)."""
+        target = pipe if pipe is not None else self.redis.pipeline(transaction=False)
+        target.lpush(self.keys.nudge(), campaign)
+        target.ltrim(self.keys.nudge(), 0, 63)
+        if pipe is None:
+            target.execute()
 
     def set_controls(self, campaign: str, fields: Mapping[str, str]) -> None:
         """Store controls; parked calls are judged again at once (a new window, send_at or
@@ -404,24 +452,103 @@ class Ledger:
             pipe = self.redis.pipeline(transaction=True)
             pipe.hset(self.keys.campaign_meta(campaign), mapping=dict(fields))  # type: ignore[arg-type]
             pipe.zadd(self.keys.wake(), {campaign: 0})
+            self.nudge(campaign, pipe)
             pipe.execute()
 
     def meta(self, campaign: str) -> dict[str, str]:
         return cast(dict[str, str], self.redis.hgetall(self.keys.campaign_meta(campaign)))
 
-    # Parked calls (the sweeper drains them) --------------------------------------------------
+    # Parked calls and the feed (worker.feed) -------------------------------------------------
 
-    def due_campaigns(self, limit: int = 50) -> list[str]:
-        """Campaigns whose parked set is due for a drain (by the Redis clock)."""
-        sec, usec = self.redis.time()
-        now_ms = sec * 1000 + usec // 1000
-        return cast(list[str], self.redis.zrangebyscore(self.keys.wake(), "-inf", now_ms, 0, limit))
+    def due_work(self, limit: int = 50) -> DueWork:
+        """Campaigns to judge and accounts to feed now, and when the next falls due."""
+        k = self.keys
+        now_ms, campaigns, accounts, next_ms = self.scripts.due(
+            keys=[k.wake(), k.feeds()], args=[limit]
+        )
+        now, nxt = int(now_ms), int(next_ms)
+        return DueWork(
+            now_ms=now,
+            campaigns=[str(c) for c in campaigns],
+            accounts=[str(a) for a in accounts],
+            next_in=None if nxt < 0 else max(0.0, (nxt - now) / 1000),
+        )
 
-    def rewake(self, campaign: str, seconds: float) -> None:
-        """Look at the campaign's parked set again in ``seconds`` (only if it has one)."""
-        sec, usec = self.redis.time()
-        at = sec * 1000 + usec // 1000 + _ms(seconds)
-        self.redis.zadd(self.keys.wake(), {campaign: at}, xx=True)
+    def wait_for_nudge(self, timeout: float) -> bool:
+        """Block until a nudge comes or ``timeout`` seconds pass; True when nudged."""
+        return self.redis.blpop([self.keys.nudge()], timeout=max(timeout, 0.001)) is not None
+
+    def take_feed_turn(self, account: str, lease: float) -> bool:
+        """Hold the turn to feed ``account`` for at most ``lease`` seconds, if it is due."""
+        return bool(self.scripts.feed_turn(keys=[self.keys.feeds()], args=[account, _ms(lease)]))
+
+    def join_feed(self, account: str, campaign: str) -> bool:
+        """The campaign (open, with parked calls) joins the account's feed; the feed is due."""
+        k = self.keys
+        return bool(
+            self.scripts.feed_join(keys=[k.feed(account), k.feeds()], args=[campaign, account])
+        )
+
+    def leave_feed(self, account: str, campaigns: Iterable[str]) -> None:
+        names = list(campaigns)
+        if names:
+            self.redis.zrem(self.keys.feed(account), *names)
+
+    def feed_members(self, account: str, limit: int) -> list[tuple[str, float]]:
+        """The ``limit`` campaigns of the account's feed with the lowest virtual times."""
+        got = cast(
+            list[tuple[str, float]],
+            self.redis.zrange(self.keys.feed(account), 0, limit - 1, withscores=True),
+        )
+        return [(str(c), float(v)) for c, v in got]
+
+    def advance_feed(self, account: str, by: Mapping[str, float]) -> None:
+        """Add to campaigns' virtual times (each call fed adds 1/weight)."""
+        if by:
+            pipe = self.redis.pipeline(transaction=False)
+            for campaign, delta in by.items():
+                pipe.zadd(self.keys.feed(account), {campaign: delta}, xx=True, incr=True)
+            pipe.execute()
+
+    def feed_done(self, account: str, next_at_ms: int) -> bool:
+        """End a feed pass: the next one at ``next_at_ms`` (Redis clock), or none when the
+        account's feed is empty. Returns False in that case."""
+        k = self.keys
+        return bool(
+            self.scripts.feed_done(
+                keys=[k.feed(account), k.feeds()], args=[account, int(next_at_ms)]
+            )
+        )
+
+    def parked_many(self, campaigns: Sequence[str], count: int) -> dict[str, list[str]]:
+        """The first ``count`` parked request ids of each campaign (one round trip)."""
+        pipe = self.redis.pipeline(transaction=False)
+        for campaign in campaigns:
+            pipe.zrange(self.keys.campaign_parked(campaign), 0, count - 1)
+        return {c: cast(list[str], ids) for c, ids in zip(campaigns, pipe.execute(), strict=True)}
+
+    def parked_counts(self, campaigns: Sequence[str]) -> list[int]:
+        """How many calls each campaign has parked (one round trip)."""
+        pipe = self.redis.pipeline(transaction=False)
+        for campaign in campaigns:
+            pipe.zcard(self.keys.campaign_parked(campaign))
+        return [int(n) for n in pipe.execute()]
+
+    def unpark_many(self, batches: Sequence[Unpark], *, overdue: float) -> list[tuple[int, int]]:
+        """:meth:`unpark` for several campaigns in one round trip; each keeps its judge's
+        wake time. Returns (moved, left) per batch, in order."""
+        pipe = self.redis.pipeline(transaction=False)
+        for b in batches:
+            self._unpark(b, overdue=overdue, rewake_in=None, client=pipe)
+        return [(int(m), int(left)) for m, left in pipe.execute()]
+
+    def rewake(self, campaign: str, seconds: float, *, now_ms: int | None = None) -> None:
+        """Judge the campaign again in ``seconds`` (only if it has a wake entry). ``now_ms``:
+        the Redis clock, when the caller has just read it."""
+        if now_ms is None:
+            sec, usec = self.redis.time()
+            now_ms = sec * 1000 + usec // 1000
+        self.redis.zadd(self.keys.wake(), {campaign: now_ms + _ms(seconds)}, xx=True)
 
     def parked(self, campaign: str, count: int) -> list[str]:
         """The first ``count`` parked request ids, oldest first."""
@@ -440,23 +567,32 @@ class Ledger:
         """Push parked calls onto ``queue_key``: (request id, message) each. Returns (moved,
         left); (-1, -1) when the campaign is paused (see unpark.lua); a paused campaign is
         then looked at again at ``end_at`` (epoch seconds), if it has one."""
-        k = self.keys
-        end_ms = "" if end_at is None else str(int(end_at * 1000))
-        args: list[str | int] = [campaign, _ms(overdue), _ms(rewake_in), end_ms]
-        for rid, message in calls:
-            args += [rid, message]
-        moved, left = self.scripts.unpark(
-            keys=[
-                k.campaign_parked(campaign),
-                k.wake(),
-                k.campaign_meta(campaign),
-                k.deadlines(),
-                queue_key,
-                *(k.call(rid) for rid, _ in calls),
-            ],
-            args=args,
+        moved, left = self._unpark(
+            Unpark(campaign, calls, queue_key, end_at), overdue=overdue, rewake_in=rewake_in
         )
         return int(moved), int(left)
+
+    def _unpark(
+        self, b: Unpark, *, overdue: float, rewake_in: float | None, client: Any = None
+    ) -> Any:
+        k = self.keys
+        end_ms = "" if b.end_at is None else str(int(b.end_at * 1000))
+        rewake = "" if rewake_in is None else _ms(rewake_in)
+        args: list[str | int] = [b.campaign, _ms(overdue), rewake, end_ms]
+        for rid, message in b.calls:
+            args += [rid, message]
+        return self.scripts.unpark(
+            keys=[
+                k.campaign_parked(b.campaign),
+                k.wake(),
+                k.campaign_meta(b.campaign),
+                k.deadlines(),
+                b.queue_key,
+                *(k.call(rid) for rid, _ in b.calls),
+            ],
+            args=args,
+            client=client,
+        )
 
     def settle_parked(self, campaign: str, to: Literal["cancelled", "expired"], count: int) -> int:
         """End up to ``count`` parked calls as ``to``. Returns how many were settled."""

@@ -30,6 +30,12 @@ LIMITER_WAIT = Histogram(
     buckets=(0.0, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0),
 )
 RATE_LIMITED = Counter("callq_rate_limited", "HTTP 429 answers from Exotel")
+FED = Counter("callq_fed_calls", "Parked calls the feed handed to the queue with a permit")
+FED_LATE = Counter(
+    "callq_fed_late",
+    "Fed calls that reached a worker after their permit's slot (the permit went unused; the "
+    "call reserved another): a sign of too few free worker threads",
+)
 CALLBACKS = Counter(
     "callq_callbacks",
     "StatusCallbacks received, by call status and match result",

@@ -9,6 +9,10 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from config import Settings
 
 
 @dataclass(frozen=True)
@@ -17,6 +21,16 @@ class RetryPolicy:
     base: float = 5.0
     cap: float = 300.0
     jitter: bool = True
+
+    @classmethod
+    def for_settings(cls, settings: Settings) -> RetryPolicy:
+        """MAX_ATTEMPTS, RETRY_BACKOFF_BASE_SECONDS, RETRY_BACKOFF_MAX_SECONDS, RETRY_JITTER."""
+        return cls(
+            max_attempts=settings.max_attempts,
+            base=settings.retry_backoff_base_seconds,
+            cap=settings.retry_backoff_max_seconds,
+            jitter=settings.retry_jitter,
+        )
 
     def exhausted(self, attempt: int) -> bool:
         """True when ``attempt`` (1-based) was the last one allowed."""

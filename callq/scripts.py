@@ -22,6 +22,10 @@ SCRIPT_NAMES = (
     "limiter_push_back",
     "callback",
     "callback_orphan",
+    "due",
+    "feed_turn",
+    "feed_join",
+    "feed_done",
 )
 
 

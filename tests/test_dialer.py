@@ -15,8 +15,9 @@ from tests.conftest import make_dialer
 class LateLimiter(Limiter):
     """Grants a permit whose slot is long past, as after a stall between permit and send."""
 
-    def permit_or_wait(self, stop: Any = None, *, priority_within: Any = None) -> Permit:
-        return Permit(waited=0.0, slot=time.monotonic() - 5.0)
+    def permit_or_wait(self, stop: Any = None, *, priority: bool = False) -> Permit:
+        past = time.monotonic() - 5.0
+        return Permit(earliest=past, latest=past)
 
 
 def enqueue_one(ledger: Ledger, n: int = 1) -> str:

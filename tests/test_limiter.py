@@ -157,14 +157,17 @@ def test_given_no_slot_within_the_horizon_when_asked_without_waiting_then_the_wa
     assert lim.permit_or_wait().waited < 0.5  # type: ignore[union-attr]
     got = lim.permit_or_wait()
     assert isinstance(got, float) and 0.0 < got <= 0.1 + 1e-6
-    prio = lim.permit_or_wait(priority_within=5.0)
+    prio = lim.permit_or_wait(priority=True)  # max_wait defaults to the horizon ...
+    assert isinstance(prio, float)
+    lim.max_wait = 5.0  # ... RATE_LIMIT_MAX_WAIT_SECONDS lets a priority call reserve further
+    prio = lim.permit_or_wait(priority=True)
     assert not isinstance(prio, float) and prio.waited <= 0.3
 
 
 def test_given_many_threads_on_the_server_clock_when_acquiring_then_spacing_holds(
     limiter_factory,  # type: ignore[no-untyped-def]
 ) -> None:
-    lim = limiter_factory(20, 1.0, max_ahead=0.5)
+    lim = limiter_factory(20, 1.0, margin=0.05, max_ahead=0.5)
     stamps: list[float] = []
     lock = threading.Lock()
 
@@ -179,9 +182,9 @@ def test_given_many_threads_on_the_server_clock_when_acquiring_then_spacing_hold
         t.start()
     for t in threads:
         t.join()
-    # 30 permits at 20/s: at least 29 intervals of 50 ms (minus sleep jitter).
+    # 30 permits at 20/s: at least 29 intervals of 52.5 ms (minus sleep jitter).
     assert len(stamps) == 30
-    assert max(stamps) - min(stamps) >= 29 * 0.05 * 0.9
+    assert max(stamps) - min(stamps) >= 29 * 0.0525 * 0.9
     us = [round(s * 1e6) for s in stamps]
     assert max_in_any_window(us, 1_000_000) <= 21  # wake-up jitter may add one, never a burst
 
@@ -193,3 +196,85 @@ def test_given_redis_unreachable_when_acquiring_then_it_fails_closed(keys: Keys)
         lim.acquire(timeout=1)
     with pytest.raises(LimiterUnavailable):
         lim.push_back(1.0)
+
+
+# --- many permits in one round trip (the feed) ------------------------------------------------
+
+
+def test_given_a_batch_when_reserved_then_every_permit_lies_within_the_lead_and_is_spaced(
+    limiter_factory,  # type: ignore[no-untyped-def]
+) -> None:
+    lim = limiter_factory(10, 1.0, max_ahead=1.0)  # one permit per 100 ms
+    now = 3_000_000_000
+    g = lim.reserve(now_us=now, ahead=0.35, count=50)
+    assert (g.count, g.wait) == (4, 0.0)  # slots at 0, 100, 200, 300 ms
+    assert [g.slot_us(i) - now for i in range(g.count)] == [0, 100_000, 200_000, 300_000]
+    nxt = lim.reserve(now_us=now, ahead=0.35, count=50)
+    assert not nxt.granted and nxt.wait == pytest.approx(0.05)  # 400 ms is 50 ms past the lead
+    later = lim.reserve(now_us=now + 200_000, ahead=0.35, count=2)
+    assert later.count == 2 and later.slot_us(0) == now + 400_000
+
+
+# --- R5: a stall between the grant and its reply counts against the request ---------------
+
+
+def test_given_a_reply_that_stalled_when_the_slot_is_reckoned_then_lateness_includes_the_stall(
+    limiter_factory,  # type: ignore[no-untyped-def]
+) -> None:
+    lim = limiter_factory(10, 2.0, margin=1.0, max_ahead=1.0)
+    original = lim._scripts.limiter_acquire
+
+    def stalled(*args, **kwargs):  # type: ignore[no-untyped-def]
+        out = original(*args, **kwargs)
+        time.sleep(0.65)  # the script ran; its reply took 0.65 s to come back (an fsync)
+        return out
+
+    lim._scripts.__dict__["_by_name"]["limiter_acquire"] = stalled
+    g = lim.reserve()
+    assert g.granted and g.wait == 0.0
+    permit = g.permit()
+    # The slot passed 0.65 s ago, at the server: the request must not go out on it.
+    assert permit.lateness() >= 0.6
+    assert not lim.on_time(permit)  # later than half the 1 s margin
+
+
+# --- R8: a step of the Redis clock --------------------------------------------------------------
+
+
+def test_given_reservations_far_ahead_when_the_clock_steps_forward_then_they_are_not_forgotten(
+    limiter_factory,  # type: ignore[no-untyped-def]
+) -> None:
+    lim = limiter_factory(10, 1.0, max_ahead=0.3)  # one permit per 100 ms, horizon 300 ms
+    now = 1_000_000_000
+    slots = []
+    for _ in range(30):  # a stack of priority calls: 3 s of permits handed out
+        g = lim.reserve(now_us=now, ahead=10.0)
+        slots.append(g.slot_us())
+    assert slots[-1] - now == 2_900_000
+    # The clock steps 61 s forward. The holders of those 30 permits still send on their own
+    # clocks, within the next 3 s of real time; at most one horizon of them may be forgotten.
+    stepped = now + 61_000_000
+    after = [lim.reserve(now_us=stepped, ahead=10.0).slot_us() - stepped for _ in range(10)]
+    real_ahead = [s - now for s in slots]  # when the old permits really fire, from the step
+    fired_together = [s for s in after if s < max(real_ahead)]
+    assert len(fired_together) <= 3  # 300 ms of permits at 10/s
+
+
+def test_given_an_idle_account_when_the_next_call_comes_then_its_permit_is_immediate(
+    limiter_factory,  # type: ignore[no-untyped-def]
+) -> None:
+    lim = limiter_factory(10, 1.0, max_ahead=0.3)
+    now = 2_000_000_000
+    assert lim.reserve(now_us=now, ahead=0.3, count=3).count == 3  # the feed's last pass
+    later = lim.reserve(now_us=now + 3_600_000_000)  # an hour later
+    assert later.granted and later.wait == 0.0
+
+
+def test_given_the_clock_steps_back_when_reserving_then_the_schedule_moves_with_it(
+    limiter_factory,  # type: ignore[no-untyped-def]
+) -> None:
+    lim = limiter_factory(10, 1.0, max_ahead=0.3)
+    now = 4_000_000_000
+    first = lim.reserve(now_us=now)
+    back = lim.reserve(now_us=now - 30_000_000)  # 30 s back: no 30 s stall ...
+    assert first.granted and back.granted and back.wait == pytest.approx(0.1)  # ... spacing kept

@@ -25,7 +25,7 @@ from callq.retry import RetryPolicy
 from config import ConfigError, Settings, load_settings
 
 if TYPE_CHECKING:
-    from worker.parking import Parking
+    from worker.feed import Feeder
 
 
 @dataclass
@@ -37,7 +37,7 @@ class Runtime:
     dialer: Dialer
     reconciler: Reconciler
     reconcilers: dict[str, Reconciler]
-    parking: Parking
+    feeder: Feeder
 
     @classmethod
     def build(cls, settings: Settings) -> Runtime:
@@ -47,12 +47,7 @@ class Runtime:
         )
         keys = Keys(settings.key_prefix)
         ledger = Ledger(client, keys)
-        policy = RetryPolicy(
-            max_attempts=settings.max_attempts,
-            base=settings.retry_backoff_base_seconds,
-            cap=settings.retry_backoff_max_seconds,
-            jitter=settings.retry_jitter,
-        )
+        policy = RetryPolicy.for_settings(settings)
         name = f"{socket.gethostname()}:{os.getpid()}"
 
         def account(acct_name: str) -> Account:
@@ -85,9 +80,9 @@ class Runtime:
             for a in (default, *others.values())
         }
         from worker.app import app
-        from worker.parking import Parking
+        from worker.feed import Feeder
 
-        parking = Parking(ledger, settings, dialer, app)
+        feeder = Feeder(ledger, settings, dialer, app)
         return cls(
             settings,
             client,
@@ -96,7 +91,7 @@ class Runtime:
             dialer,
             reconcilers["default"],
             reconcilers,
-            parking,
+            feeder,
         )
 
     def reconciler_for(self, request_id: str) -> Reconciler:

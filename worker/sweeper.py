@@ -4,7 +4,7 @@ Every few seconds it asks the ledger which calls are past their deadline and let
 ``expire.lua`` judge each one: a `dialing` call whose lease ran out is requeued if nothing was
 sent, or put `in_doubt` if its request went out; an overdue retry is republished; an in-doubt
 call whose check is due gets a reconcile task. It does not wait for the broker's
-visibility_timeout, which is hours. It also drains campaigns' parked calls (worker.parking).
+visibility_timeout, which is hours. (Parked calls are the feed's: worker.feed.)
 """
 
 from __future__ import annotations
@@ -30,13 +30,11 @@ class Sweeper:
         *,
         requeue: Callable[[str], None],
         reconcile: Callable[[str], None] | None = None,
-        drain: Callable[[], dict[str, int]] | None = None,
     ) -> None:
         self.ledger = ledger
         self.settings = settings
         self.requeue = requeue
         self.reconcile = reconcile
-        self.drain = drain
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -61,10 +59,6 @@ class Sweeper:
                 self.reconcile(request_id)
             elif verdict == "in_doubt":
                 log.warning("%s: worker lost after sending; now in doubt", request_id)
-        if self.drain is not None:
-            for what, n in self.drain().items():
-                if n:
-                    seen[f"parked_{what}"] = seen.get(f"parked_{what}", 0) + n
         return seen
 
     def run(self) -> None:

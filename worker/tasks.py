@@ -25,9 +25,11 @@ from celery.signals import (
 )
 
 from callq.keys import campaign_of
+from callq.limiter import Slot
 from callq.logs import current_request, install
 from callq.metrics import RECONCILED, LedgerCollector
 from worker.app import CALLS_QUEUE, PLACE_CALL, PRIORITY_QUEUE, RECONCILE, app
+from worker.feed import FeedLoop, PassResult
 from worker.runtime import get_runtime, reset_runtime
 from worker.sweeper import Sweeper
 
@@ -35,13 +37,16 @@ log = logging.getLogger("callq.worker")
 
 
 @app.task(name=PLACE_CALL, bind=True, max_retries=None, acks_late=True)  # type: ignore[untyped-decorator]
-def place_call(self: Task, request_id: str) -> str:
-    """One attempt at one call. Retries (not placed) go through Celery's own retry."""
+def place_call(self: Task, request_id: str, slot: int | None = None, account: str = "") -> str:
+    """One attempt at one call. ``slot``/``account``: the permit the feed reserved for it
+    (Redis-clock microseconds, and the account whose limiter granted it). Retries (not
+    placed) go through Celery's own retry, without the slot: a retry reserves its own."""
     queue = _queue_of(self)
+    fed = Slot(int(slot), account) if slot is not None else None
     with _running(self, request_id):
-        step = get_runtime().dialer.place(request_id, priority=queue == PRIORITY_QUEUE)
+        step = get_runtime().dialer.place(request_id, priority=queue == PRIORITY_QUEUE, slot=fed)
     if step.retry_in is not None:
-        raise self.retry(countdown=step.retry_in, max_retries=None, queue=queue)
+        raise self.retry(countdown=step.retry_in, max_retries=None, queue=queue, kwargs={})
     return step.result
 
 
@@ -68,7 +73,7 @@ def _redeliver(task: Task, exc: Exception) -> NoReturn:
     if the broker is down too, reject it with requeue so kombu keeps it."""
     log.warning("Redis error (%s); the task will run again", exc.__class__.__name__)
     try:
-        raise task.retry(countdown=5, max_retries=None)
+        raise task.retry(countdown=5, max_retries=None, kwargs={})
     except Retry:
         raise
     except Exception:
@@ -98,6 +103,7 @@ def publish_reconcile(request_id: str) -> None:
 
 
 _sweeper: Sweeper | None = None
+_feed: FeedLoop | None = None
 
 
 @after_setup_logger.connect  # type: ignore[untyped-decorator]
@@ -127,16 +133,14 @@ def _child_init(**_: Any) -> None:
 
 @worker_ready.connect  # type: ignore[untyped-decorator]
 def _start_sweeper(**_: Any) -> None:
-    global _sweeper  # noqa: PLW0603 - one sweeper per worker
+    global _sweeper, _feed  # noqa: PLW0603 - one sweeper and one feeder per worker
     rt = get_runtime()
     _sweeper = Sweeper(
-        rt.ledger,
-        rt.settings,
-        requeue=publish_place_call,
-        reconcile=publish_reconcile,
-        drain=rt.parking.drain_once,
+        rt.ledger, rt.settings, requeue=publish_place_call, reconcile=publish_reconcile
     )
     _sweeper.start()
+    _feed = FeedLoop(rt.feeder, rt.settings, on_pass=_log_pass)
+    _feed.start()
     if rt.settings.metrics_port:
         from prometheus_client import REGISTRY, start_http_server
 
@@ -155,7 +159,15 @@ def _stop_waiting(**_: Any) -> None:
         rt.dialer.stopping.set()
 
 
+def _log_pass(result: PassResult) -> None:
+    judged = {k: v for k, v in result.judged.items() if v}
+    if judged:
+        log.info("feed: judged %s", judged)
+
+
 @worker_shutdown.connect  # type: ignore[untyped-decorator]
 def _stop_sweeper(**_: Any) -> None:
+    if _feed is not None:
+        _feed.stop()
     if _sweeper is not None:
         _sweeper.stop()

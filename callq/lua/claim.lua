@@ -9,20 +9,24 @@
 -- ARGV[7] campaign id
 -- The campaign's `cancelled` and `paused` flags are read here, in the same step as the claim,
 -- so a pause or cancel is never missed by a claim that raced it.
--- Returns {code, attempts, state, field, value, ...}:
---   {'claimed', n, 'dialing', <the whole record as field/value pairs>} - attempt n is ours;
---   {'parked', n, state}     - held in the campaign's parked set (paused or waiting);
---   {'cancelled'|'expired', n, state} - the call ended here (state is the new state);
---   {'early', n, 'retrying'} - a retry message came before the call's next_at (a stray copy);
---   {'skip', n, state}       - nothing to do: already dialing, in doubt, or final;
---   {'missing', 0, ''}       - no such record.
-local rec = redis.call('HMGET', KEYS[1], 'state', 'attempts', 'next_at', 'created_at')
-local state = rec[1]
-if not state then return {'missing', 0, ''} end
-local attempts = tonumber(rec[2]) or 0
-if state ~= 'queued' and state ~= 'retrying' then return {'skip', attempts, state} end
+-- Returns {code, attempts, state, now_us, field, value, ...}, where now_us is the server's
+-- time in microseconds (a fed call's slot is reckoned from it):
+--   {'claimed', n, 'dialing', now_us, <the whole record as field/value pairs>} - attempt n
+--                              is ours;
+--   {'parked', n, state, now_us}     - held in the campaign's parked set (paused or waiting);
+--   {'cancelled'|'expired', n, state, now_us} - the call ended here (state is the new state);
+--   {'early', n, 'retrying', now_us} - a retry message came before the call's next_at (a
+--                              stray copy);
+--   {'skip', n, state, now_us}       - nothing to do: already dialing, in doubt, or final;
+--   {'missing', 0, '', now_us}       - no such record.
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local now_us = t[1] .. string.format('%06d', tonumber(t[2]))
+local rec = redis.call('HMGET', KEYS[1], 'state', 'attempts', 'next_at', 'created_at')
+local state = rec[1]
+if not state then return {'missing', 0, '', now_us} end
+local attempts = tonumber(rec[2]) or 0
+if state ~= 'queued' and state ~= 'retrying' then return {'skip', attempts, state, now_us} end
 local meta = redis.call('HMGET', KEYS[4], 'cancelled', 'paused')
 local gate = ARGV[6]
 local function settle(to)
@@ -32,7 +36,7 @@ local function settle(to)
   redis.call('HINCRBY', KEYS[2], to, 1)
   redis.call('ZREM', KEYS[3], ARGV[1])
   redis.call('ZREM', KEYS[5], ARGV[1])
-  return {to, attempts, to}
+  return {to, attempts, to, now_us}
 end
 if meta[1] == '1' then return settle('cancelled') end
 if gate == 'expire' then return settle('expired') end
@@ -47,10 +51,10 @@ if meta[2] == '1' or gate ~= '' then
     local cur = redis.call('ZSCORE', KEYS[6], ARGV[7])
     if not cur or tonumber(cur) > at then redis.call('ZADD', KEYS[6], at, ARGV[7]) end
   end
-  return {'parked', attempts, state}
+  return {'parked', attempts, state, now_us}
 end
 if state == 'retrying' and rec[3] and (tonumber(rec[3]) or 0) - tonumber(ARGV[3]) > now then
-  return {'early', attempts, state}
+  return {'early', attempts, state, now_us}
 end
 attempts = attempts + 1
 local lease = now + tonumber(ARGV[2])
@@ -62,7 +66,7 @@ redis.call('ZREM', KEYS[5], ARGV[1])
 redis.call('HINCRBY', KEYS[2], state, -1)
 redis.call('HINCRBY', KEYS[2], 'dialing', 1)
 redis.call('ZADD', KEYS[3], lease, ARGV[1])
-local out = {'claimed', attempts, 'dialing'}
+local out = {'claimed', attempts, 'dialing', now_us}
 local all = redis.call('HGETALL', KEYS[1])
 for i = 1, #all do out[#out + 1] = all[i] end
 return out

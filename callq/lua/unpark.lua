@@ -1,9 +1,11 @@
--- unpark.lua: move parked calls of one campaign back onto the broker queue, each at most once.
+-- unpark.lua: move parked calls of one campaign onto the broker queue, each at most once (the
+-- feed's messages carry each call's permit; a priority campaign's messages carry none).
 -- KEYS[1] campaign parked zset   KEYS[2] wake zset   KEYS[3] campaign meta hash
 -- KEYS[4] deadlines zset   KEYS[5] the queue list (`calls`, or `calls.priority` for a
 -- priority campaign)   KEYS[6..] the call hash of each request id below, in order
 -- ARGV[1] campaign id   ARGV[2] ms until a republished call counts as overdue (sweeper guard)
--- ARGV[3] ms until the next drain while calls remain parked
+-- ARGV[3] ms until the campaign is next judged while calls remain parked; '' leaves the
+--         judge's own time (the feed's passes), or sets now when the campaign has none
 -- ARGV[4] the campaign's end_at in epoch ms, or ''
 -- ARGV[5..] request id, task message; repeated
 -- Nothing moves while the campaign is paused: its wake entry is dropped (resume adds it back),
@@ -39,7 +41,9 @@ end
 local left = redis.call('ZCARD', KEYS[1])
 if left == 0 then
   redis.call('ZREM', KEYS[2], ARGV[1])
-else
+elseif ARGV[3] ~= '' then
   redis.call('ZADD', KEYS[2], now + tonumber(ARGV[3]), ARGV[1])
+else
+  redis.call('ZADD', KEYS[2], 'NX', now, ARGV[1])
 end
 return {moved, left}

@@ -1,0 +1,211 @@
+"""The feed: parked calls handed to the queue with their permits, in fair shares.
+
+In-process feeders on a real Redis (their passes, their turns, the messages they push), then
+whole campaigns through real Celery workers and the simulator at the shipped defaults: the
+agent's click-to-call file dialled whole, the limit used at steady state, and a one-call
+campaign's turn while a big one saturates the account.
+"""
+
+from __future__ import annotations
+
+import base64
+import bisect
+import io
+import itertools
+import json
+import time
+from typing import Any
+
+import pytest
+
+from callq.controls import CampaignOptions
+from callq.ledger import Ledger
+from callq.limiter import Slot
+from config import Settings
+from producer import pause_campaign, resume_campaign
+from producer.enqueue import Enqueuer
+from tests.campaigns import as_stream, mobile, verdict
+from tests.conftest import SIM_SID, Workers, make_dialer, wait_for
+from worker.app import make_app
+from worker.feed import Feeder
+
+AGENT = "+918030752499"
+
+
+def agent_csv(n: int, start: int = 0) -> bytes:
+    """A click-to-call file as operators have it: the agent in From on every row."""
+    rows = ["From,To,CallerId,CustomField"]
+    rows += [f"{AGENT},{mobile('97', i)},08030752400,order-{i}" for i in range(start, start + n)]
+    return ("\n".join(rows) + "\n").encode()
+
+
+def queued(ledger: Ledger, settings: Settings) -> list[tuple[str, dict[str, Any]]]:
+    """The `calls` queue's messages, oldest first: (request id, kwargs)."""
+    raw = ledger.redis.lrange(f"{settings.broker_key_prefix}calls", 0, -1)
+    out = []
+    for item in reversed(raw):  # LPUSHed: the oldest is last
+        args, kwargs, _ = json.loads(base64.b64decode(json.loads(item)["body"]))
+        out.append((args[0], kwargs))
+    return out
+
+
+def feeder_for(settings: Settings, ledger: Ledger) -> Feeder:
+    return Feeder(ledger, settings, make_dialer(settings, ledger), make_app(settings))
+
+
+# --- one feeder, one pass ---------------------------------------------------------------------
+
+
+def test_given_a_parked_campaign_when_fed_then_each_call_gets_one_permit_within_the_lead(
+    settings: Settings, ledger: Ledger
+) -> None:
+    Enqueuer(settings).enqueue_file(as_stream(agent_csv(100)), "feed")
+    feeder = feeder_for(settings, ledger)
+    assert feeder.drain_once() == {"open": 1, "fed": 20}  # 0.5 s of permits at 40/s
+    msgs = queued(ledger, settings)
+    assert len({rid for rid, _ in msgs}) == 20
+    slots = [kw["slot"] for _, kw in msgs]
+    assert {kw["account"] for _, kw in msgs} == {"default"}
+    interval_us = (5.0 + settings.rate_limit_margin_seconds) * 1e6 / 200
+    gaps = {round(b - a) for a, b in itertools.pairwise(slots)}
+    assert gaps == {round(interval_us)}  # one permit apart, in queue order
+    sec, usec = ledger.redis.time()
+    now_us = sec * 1_000_000 + usec
+    assert slots[-1] - now_us <= settings.feed_lead_seconds * 1e6  # all within the lead
+    assert ledger.status("feed").parked == 80
+    # The next pass is due when the next permit can be handed out, not a tick later.
+    due = ledger.redis.zscore(ledger.keys.feeds(), "default")
+    assert due is not None and due / 1000 - now_us / 1e6 <= 0.1
+
+
+def test_given_two_feeders_at_once_when_an_account_is_due_then_one_takes_the_turn(
+    settings: Settings, ledger: Ledger
+) -> None:
+    Enqueuer(settings).enqueue_file(as_stream(agent_csv(100)), "turns")
+    a, b = feeder_for(settings, ledger), feeder_for(settings, ledger)
+    assert a.judge("turns") == "open"
+    assert ledger.take_feed_turn("default", 2.0)  # a holds the turn ...
+    assert b.feed("default") == 0  # ... so b feeds nothing
+    assert queued(ledger, settings) == []
+
+
+def test_given_two_campaigns_on_one_account_when_fed_then_they_take_turns_by_weight(
+    settings: Settings, ledger: Ledger
+) -> None:
+    enq = Enqueuer(settings)
+    enq.enqueue_file(as_stream(agent_csv(300)), "heavy", options=CampaignOptions(weight=2.0))
+    enq.enqueue_file(as_stream(agent_csv(300, start=1000)), "light")
+    feeder = feeder_for(settings, ledger)
+    feeder.drain_once()
+    for _ in range(6):  # passes as the lead moves on
+        time.sleep(0.12)
+        ledger.redis.zadd(ledger.keys.feeds(), {"default": 0})
+        feeder.feed("default")
+    got: dict[str, int] = {}
+    for rid, _ in queued(ledger, settings):
+        got[rid.split(":")[0]] = got.get(rid.split(":")[0], 0) + 1
+    assert got["heavy"] + got["light"] >= 40
+    assert abs(got["heavy"] - 2 * got["light"]) <= 3
+
+
+def test_given_a_campaign_paused_in_the_feed_when_fed_then_it_is_skipped_and_fed_after_resume(
+    settings: Settings, ledger: Ledger
+) -> None:
+    Enqueuer(settings).enqueue_file(as_stream(agent_csv(5)), "pz")
+    feeder = feeder_for(settings, ledger)
+    assert feeder.judge("pz") == "open"
+    ledger.redis.hset(ledger.keys.campaign_meta("pz"), "paused", "1")  # as if set just now
+    feeder.dialer.controls_of("pz", fresh=True)
+    assert feeder.feed("default") == 0
+    assert ledger.redis.zscore(ledger.keys.feed("default"), "pz") is None  # left the feed
+    assert queued(ledger, settings) == [] and ledger.status("pz").parked == 5
+    pause_campaign("pz", settings=settings)
+    assert feeder.drain_once() == {"paused": 1}
+    resume_campaign("pz", settings=settings)
+    feeder.dialer.controls_of("pz", fresh=True)
+    assert feeder.drain_once() == {"open": 1, "fed": 5}
+
+
+def test_given_a_fed_call_that_missed_its_slot_when_dialled_then_it_reserves_another(
+    settings: Settings, ledger: Ledger, sim: Any
+) -> None:
+    Enqueuer(settings).enqueue_file(as_stream(agent_csv(1)), "miss")
+    (rid,) = ledger.iter_request_ids("miss")
+    sec, usec = ledger.redis.time()
+    stale = Slot(sec * 1_000_000 + usec - 5_000_000, "default")  # 5 s ago: it sat in a queue
+    step = make_dialer(settings, ledger).place(rid, slot=stale)
+    assert step.result == "originated"
+    assert sim.truth()["by_custom_field"] == {rid: 1}
+
+
+# --- whole campaigns through real workers, at the shipped defaults ----------------------------
+
+
+@pytest.mark.slow
+def test_given_one_agent_number_on_every_row_when_the_campaign_runs_then_every_row_is_dialled_once(
+    settings: Settings, sim: Any, workers: Workers, ledger: Ledger
+) -> None:
+    res = Enqueuer(settings).enqueue_file(as_stream(agent_csv(300)), "agent")
+    assert (res.accepted, res.duplicates) == (300, [])
+    workers.start(2)
+    wait_for(
+        lambda: ledger.status("agent").states["originated"] == 300,
+        timeout=90,
+        message=lambda: f"{ledger.status('agent').states} {workers.output()[-2000:]}",
+    )
+    truth = sim.truth()
+    v = verdict(ledger, "agent", truth)
+    assert v["duplicates"] == [] and v["wrong_sid"] == []
+    assert sorted(truth["by_custom_field"].values()) == [1] * 300
+    assert sorted(truth["by_to"]) == sorted(mobile("97", i) for i in range(300))
+    assert truth["rate_limited"] == 0
+
+
+@pytest.mark.slow
+class TestTheLimitIsUsed:
+    """100 per 5 s (20/s), the shipped defaults at the test speed otherwise."""
+
+    @pytest.fixture
+    def sim_limit(self) -> tuple[int, float]:
+        return (100, 5.0)
+
+    def test_given_a_campaign_longer_than_three_periods_when_dialled_then_the_limit_is_used(
+        self, settings: Settings, sim: Any, workers: Workers, ledger: Ledger
+    ) -> None:
+        sim.configure(latency=True, time_scale=1 / 12)
+        workers.start(3)
+        time.sleep(3.0)  # the workers are up: what follows is the campaign's own pace
+        began = time.monotonic()
+        Enqueuer(settings).enqueue_file(as_stream(agent_csv(450)), "full")
+        wait_for(lambda: ledger.status("full").states["originated"] == 450, timeout=90)
+        arrivals = sorted(t for t, _ in sim.arrivals()["accounts"][SIM_SID])
+        truth = sim.truth()
+        assert truth["rate_limited"] == 0 and truth["max_in_window"][SIM_SID] <= 100
+        # Steady state: from one period after the first request to one period before the last.
+        a, b = arrivals[0] + 5.0, arrivals[-1] - 5.0
+        used = (bisect.bisect_right(arrivals, b) - bisect.bisect_left(arrivals, a)) / ((b - a) * 20)
+        # The limit allows 20/s less the margin (98 %); parking, before the feed, used 49-56 %.
+        assert used >= 0.90, f"{used:.1%} of the limit at steady state"
+        assert arrivals[0] - began < 3.0  # the first request came at once, not a sweep later
+
+    def test_given_a_big_campaign_saturating_when_a_one_call_campaign_comes_then_it_goes_next(
+        self, settings: Settings, sim: Any, workers: Workers, ledger: Ledger
+    ) -> None:
+        enq = Enqueuer(settings)
+        enq.enqueue_file(as_stream(agent_csv(600)), "big")
+        workers.start(2)
+        wait_for(lambda: ledger.status("big").states["originated"] >= 100, timeout=60)
+        enq.enqueue_file(io.BytesIO(agent_csv(1, start=5000)), "small")
+        (small,) = ledger.iter_request_ids("small")
+        wait_for(lambda: bool(ledger.get(small).get("sent_at")), timeout=30)
+        sent_at = int(ledger.get(small)["sent_at"])
+        created_at = int(ledger.get(small)["created_at"])
+        ahead = sum(
+            1
+            for rec in ledger.iter_records("big")
+            if created_at < int(rec.get("sent_at") or 0) < sent_at
+        )
+        # Round-robin: it waits for the permits already handed out within the lead (0.5 s at
+        # 20/s: 10) and its turn, not for the big campaign's backlog (hundreds of calls).
+        assert ahead <= 15, f"{ahead} of the big campaign's calls went out ahead of it"
+        assert ledger.status("big").states["queued"] > 100  # the big one was still going
