@@ -56,14 +56,13 @@ from callq.stack import (
     python_module_argv,
     worker_argv,
 )
-from config import ConfigError, Settings, load_settings
+from config import ConfigError, Settings, load_settings, time_scaled
 
 __all__ = ["build_parser", "main", "up_main"]
 
 SIM_SID, SIM_KEY, SIM_TOKEN = "sim-account", "sim-key", "sim-token"
 DEFAULT_SPEED = 10.0
 MAX_SPEED = 1000.0
-MIN_MARGIN_SECONDS = 0.025
 #: The simulator's fault mix: a few not-placed errors, a few placed-but-no-answer replies.
 FAULT_MIX: dict[str, float] = {
     "p-500": 0.03,
@@ -191,30 +190,6 @@ def _rel(path: Path) -> str:
         return str(path)
 
 
-def scaled_overrides(base: Settings, speed: float) -> dict[str, Any]:
-    """Every duration that models Exotel's clock or the limit's period, divided by ``speed``.
-
-    A few keep a floor that is about this machine, not about Exotel: the limiter's margin
-    (it covers the jitter between a permit and the request's arrival, which does not shrink
-    with the speed), the read timeout (a loaded laptop must not turn every reply into an
-    in-doubt call), the sweeper's tick and the overdue guard.
-    """
-    k = 1.0 / speed
-    return {
-        "rate_limit_period_seconds": base.rate_limit_period_seconds * k,
-        "rate_limit_margin_seconds": max(base.rate_limit_margin_seconds * k, MIN_MARGIN_SECONDS),
-        "rate_limit_max_ahead_seconds": base.rate_limit_max_ahead_seconds * k,
-        "rate_limited_pushback_seconds": base.rate_limited_pushback_seconds * k,
-        "exotel_origination_window_seconds": base.exotel_origination_window_seconds * k,
-        "retry_backoff_base_seconds": base.retry_backoff_base_seconds * k,
-        "retry_backoff_max_seconds": base.retry_backoff_max_seconds * k,
-        "reconcile_interval_seconds": base.reconcile_interval_seconds * k,
-        "retry_overdue_seconds": max(base.retry_overdue_seconds * k, 2.0),
-        "sweep_interval_seconds": max(base.sweep_interval_seconds * k, 0.25),
-        "exotel_read_timeout": max(base.exotel_read_timeout * k, 2.0),
-    }
-
-
 # --- the run ------------------------------------------------------------------------------
 
 
@@ -257,9 +232,7 @@ class Run:
                 exotel_account_sid=SIM_SID,
                 exotel_api_key=SIM_KEY,
                 exotel_api_token=SIM_TOKEN,
-                # Simulated calls may be placed at any hour; real ones keep CALLING_WINDOW.
-                calling_window="always",
-                **scaled_overrides(base, speed),
+                **time_scaled(base, speed),
             )
         else:
             self.speed = 1.0

@@ -24,7 +24,7 @@ from pydantic import (
 )
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-__all__ = ["ConfigError", "Settings", "load_settings"]
+__all__ = ["ConfigError", "Settings", "load_settings", "time_scaled"]
 
 PositiveFloat = Annotated[float, Field(gt=0)]
 _PREFIX_RE = re.compile(r"^[A-Za-z0-9_.-]{1,32}$")
@@ -75,8 +75,9 @@ class Settings(BaseSettings):
     # More accounts, by name: a campaign names one (``--account``); '' = the one above.
     exotel_accounts: dict[str, ExotelAccount] = Field(default_factory=dict)
 
-    # Campaign defaults (a campaign may set its own).
-    calling_window: str = "09:00-21:00"
+    # Campaign defaults (a campaign may set its own). No window by default: Calls/connect
+    # carries transactional calls, and a window is a campaign's choice (``--window``).
+    calling_window: str = "always"
     calling_timezone: str = "Asia/Kolkata"
 
     # The global limiter.
@@ -84,7 +85,9 @@ class Settings(BaseSettings):
     rate_limit_period_seconds: PositiveFloat = 60.0
     rate_limit_margin_seconds: Annotated[float, Field(gt=0)] = 1.0
     rate_limit_max_ahead_seconds: PositiveFloat = 1.0
-    rate_limit_max_wait_seconds: PositiveFloat = 60.0
+    rate_limit_max_wait_seconds: PositiveFloat = 5.0
+    # The feed: how far ahead parked calls are handed their permits.
+    feed_lead_seconds: PositiveFloat = 0.5
 
     # Retries of calls that were not placed.
     max_attempts: Annotated[int, Field(ge=1, le=100)] = 5
@@ -174,6 +177,15 @@ class Settings(BaseSettings):
             )
         if self.rate_limit_margin_seconds >= self.rate_limit_period_seconds:
             raise ValueError("RATE_LIMIT_MARGIN_SECONDS must be below RATE_LIMIT_PERIOD_SECONDS")
+        if self.feed_lead_seconds > self.rate_limit_max_ahead_seconds:
+            raise ValueError(
+                "FEED_LEAD_SECONDS must not exceed RATE_LIMIT_MAX_AHEAD_SECONDS (a fed call "
+                "holds a permit at most the horizon ahead)"
+            )
+        if self.rate_limit_max_wait_seconds < self.rate_limit_max_ahead_seconds:
+            raise ValueError(
+                "RATE_LIMIT_MAX_WAIT_SECONDS must not be below RATE_LIMIT_MAX_AHEAD_SECONDS"
+            )
         longest = self.longest_attempt_seconds + self.retry_backoff_max_seconds
         if self.visibility_timeout_seconds <= longest:
             raise ValueError(
@@ -316,6 +328,55 @@ def _describe(exc: ValidationError) -> str:
         else:
             lines.append(f"{name}: {msg}")
     return "invalid settings:\n  " + "\n  ".join(lines)
+
+
+#: Floors of the time-scaled durations that are about this machine, not about Exotel.
+MIN_SCALED_MARGIN_SECONDS = 0.1
+MIN_SCALED_READ_TIMEOUT_SECONDS = 2.0
+MIN_SCALED_TICK_SECONDS = 0.25
+MIN_SCALED_GUARD_SECONDS = 2.0
+
+
+def time_scaled(base: Settings, speed: float) -> dict[str, Any]:
+    """Overrides that run ``base`` ``speed`` times faster, for the demo, tests and benches.
+
+    Every duration that models Exotel's clock or the limit's period is divided by ``speed``:
+    the period, the retry backoff, the origination window, reconcile's first look, the
+    breaker's cool-downs. Those about this machine are not, or keep a floor: the limiter's
+    margin (it covers the jitter between a permit and the request's arrival, which does not
+    shrink with the speed), the horizon and the feed's lead (how long a thread may hold a
+    permit), the connect and read timeouts (a loaded laptop must not turn every reply into an
+    in-doubt call), the sweeper's tick, the overdue guard and the lease grace. ``speed`` 1
+    returns no overrides.
+    """
+    if not speed > 0:
+        raise ValueError("speed must be positive")
+    if speed == 1:
+        return {}
+    k = 1.0 / speed
+    floor = MIN_SCALED_GUARD_SECONDS
+    period = base.rate_limit_period_seconds * k
+    return {
+        "rate_limit_period_seconds": period,
+        "rate_limit_margin_seconds": max(
+            base.rate_limit_margin_seconds * k, min(MIN_SCALED_MARGIN_SECONDS, period / 4)
+        ),
+        "rate_limit_max_wait_seconds": max(
+            base.rate_limit_max_wait_seconds * k, base.rate_limit_max_ahead_seconds
+        ),
+        "rate_limited_pushback_seconds": base.rate_limited_pushback_seconds * k,
+        "exotel_origination_window_seconds": base.exotel_origination_window_seconds * k,
+        "exotel_read_timeout": max(base.exotel_read_timeout * k, MIN_SCALED_READ_TIMEOUT_SECONDS),
+        "retry_backoff_base_seconds": base.retry_backoff_base_seconds * k,
+        "retry_backoff_max_seconds": base.retry_backoff_max_seconds * k,
+        "reconcile_interval_seconds": base.reconcile_interval_seconds * k,
+        "breaker_cooldown_seconds": base.breaker_cooldown_seconds * k,
+        "breaker_max_cooldown_seconds": base.breaker_max_cooldown_seconds * k,
+        "lease_grace_seconds": max(base.lease_grace_seconds * k, floor),
+        "retry_overdue_seconds": max(base.retry_overdue_seconds * k, floor),
+        "queued_overdue_seconds": max(base.queued_overdue_seconds * k, floor),
+        "sweep_interval_seconds": max(base.sweep_interval_seconds * k, MIN_SCALED_TICK_SECONDS),
+    }
 
 
 def load_settings(**overrides: Any) -> Settings:

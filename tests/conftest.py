@@ -29,7 +29,7 @@ from callq.limiter import Limiter
 from callq.redis_conn import make_redis
 from callq.retry import RetryPolicy
 from callq.stack import worker_argv
-from config import Settings
+from config import Settings, time_scaled
 
 TEST_DB = 13
 SIM_SID, SIM_KEY, SIM_TOKEN = "sim-account", "sim-key-3f9a1c", "sim-token-7b2e4d"
@@ -108,20 +108,27 @@ def make_dialer(
         ledger,
         limiter,
         ExotelClient(settings, make_session()),
-        RetryPolicy(max_attempts=3, base=0.1, cap=0.2),
+        RetryPolicy.for_settings(settings),
         clock=clock or time.time,
     )
 
 
-def make_settings(**kw: Any) -> Settings:
-    kw.setdefault("calling_window", "always")  # tests run at any hour; window tests set one
-    return Settings(_env_file=None, **kw)  # type: ignore[call-arg]
+#: Tests run the shipped defaults this many times faster (config.time_scaled): 200 calls per
+#: 60 s become 200 per 5 s, a 30 s read timeout 2.5 s. Nothing else is tuned for them.
+TEST_SPEED = 12.0
+
+
+def make_settings(*, speed: float = TEST_SPEED, **kw: Any) -> Settings:
+    """The shipped defaults, ``speed`` times faster, plus what the test is about (``kw``)."""
+    scaled = time_scaled(Settings(_env_file=None), speed)  # type: ignore[call-arg]
+    return Settings(_env_file=None, **{**scaled, **kw})  # type: ignore[call-arg]
 
 
 @pytest.fixture
 def sim_limit() -> tuple[int, float]:
-    """(calls, period) of the simulator's strict window; override in a module to change it."""
-    return (200, 60.0)
+    """(calls, period) of the simulator's strict window and of the limiter: the shipped
+    limit at the test speed. Override in a module to change it."""
+    return (200, 60.0 / TEST_SPEED)
 
 
 @pytest.fixture
@@ -137,6 +144,7 @@ def sim(sim_limit: tuple[int, float]) -> Iterator[Any]:
 
 @pytest.fixture
 def settings(redis_url: str, prefix: str, sim: Any, sim_limit: tuple[int, float]) -> Settings:
+    """The shipped defaults at the test speed, on the test's own Redis keys and simulator."""
     return make_settings(
         redis_url=redis_url,
         key_prefix=prefix,
@@ -146,22 +154,8 @@ def settings(redis_url: str, prefix: str, sim: Any, sim_limit: tuple[int, float]
         exotel_api_token=SIM_TOKEN,
         exotel_base_url=sim.url,
         exotel_caller_id="08030752400",
-        exotel_connect_timeout=1.0,
-        exotel_read_timeout=2.0,
         rate_limit_calls=sim_limit[0],
         rate_limit_period_seconds=sim_limit[1],
-        rate_limit_margin_seconds=0.25,  # must cover arrival jitter on a loaded 2-core box
-        rate_limit_max_ahead_seconds=1.0,
-        rate_limit_max_wait_seconds=10.0,
-        retry_backoff_base_seconds=0.2,
-        retry_backoff_max_seconds=1.0,
-        lease_grace_seconds=2.0,
-        sweep_interval_seconds=0.5,
-        retry_overdue_seconds=5.0,
-        reconcile_interval_seconds=1.0,
-        max_attempts=4,
-        worker_concurrency=8,
-        visibility_timeout_seconds=600,
     )
 
 

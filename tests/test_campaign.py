@@ -50,8 +50,10 @@ def test_given_300_calls_and_3_workers_when_the_campaign_runs_then_each_is_place
 def test_given_injected_faults_when_dialled_then_each_call_is_settled_and_placed_at_most_once(
     settings: Settings, sim: Any, tmp_path: Any, ledger: Ledger
 ) -> None:
-    # Short proof windows: origination 1 s + TimeOut 1 s + TimeLimit 2 s.
-    settings = settings.model_copy(update={"exotel_origination_window_seconds": 1.0})
+    # Short proof windows: origination 1 s + TimeOut 1 s + TimeLimit 2 s; 4 attempts at most.
+    settings = settings.model_copy(
+        update={"exotel_origination_window_seconds": 1.0, "max_attempts": 4}
+    )
     workers = Workers(settings, tmp_path)
     # Per To number: a scripted sequence of faults (then normal behaviour).
     plan = {

@@ -193,14 +193,15 @@ def test_given_a_running_demo_when_it_gets_sigterm_then_it_stops_everything_and_
 def test_given_a_speed_when_settings_are_scaled_then_the_limit_keeps_its_calls_and_shrinks_its_period() -> (
     None
 ):
-    from callq.demo import scaled_overrides
+    from config import time_scaled
 
     base = Settings(_env_file=None)
-    scaled = Settings(_env_file=None, **scaled_overrides(base, 10.0))
+    scaled = Settings(_env_file=None, **time_scaled(base, 10.0))
     assert scaled.rate_limit_calls == base.rate_limit_calls
     assert scaled.rate_limit_period_seconds == pytest.approx(base.rate_limit_period_seconds / 10)
     assert scaled.rate_limit_margin_seconds == pytest.approx(base.rate_limit_margin_seconds / 10)
-    fast = Settings(_env_file=None, **scaled_overrides(base, 1000.0))
+    assert time_scaled(base, 1.0) == {}  # real time: the shipped settings, untouched
+    fast = Settings(_env_file=None, **time_scaled(base, 1000.0))
     assert 0 < fast.rate_limit_margin_seconds < fast.rate_limit_period_seconds
     assert scaled.exotel_origination_window_seconds == pytest.approx(
         base.exotel_origination_window_seconds / 10

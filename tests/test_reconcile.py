@@ -23,7 +23,7 @@ CAMPAIGN = "rc"
 def make_reconciler(settings: Settings, ledger: Ledger) -> tuple[Reconciler, ExotelClient]:
     client = ExotelClient(settings, make_session())
     limiter = Limiter.for_settings(ledger.redis, ledger.keys, settings)
-    policy = RetryPolicy(max_attempts=settings.max_attempts, base=0.1, cap=0.2)
+    policy = RetryPolicy.for_settings(settings)
     return Reconciler(settings, ledger, limiter, client, policy), client
 
 

@@ -34,7 +34,7 @@ def test_given_redis_stops_mid_campaign_when_it_returns_then_the_campaign_finish
     settings = settings.model_copy(
         update={
             "redis_url": server.url,
-            "visibility_timeout_seconds": 30,
+            "visibility_timeout_seconds": 60,
             "exotel_read_timeout": 8.0,
         }
     )
