@@ -1,4 +1,5 @@
-"""Campaign controls: pause, cancel, priority, account, calling window, end time, redials.
+"""Campaign controls: pause, cancel, priority, account, calling window, end time, redials,
+and the campaign's weight in its account's share of permits.
 
 They live in the campaign's meta hash (``Keys.campaign_meta``), written by the producer
 (``enqueue`` options, ``pause``, ``resume``, ``cancel``) and read by the workers. The
@@ -28,6 +29,7 @@ import redis
 from callq.keys import Keys
 
 REDIAL_STATUSES = ("busy", "no-answer", "failed")
+MIN_WEIGHT, MAX_WEIGHT = 0.01, 100.0
 ALWAYS = "always"
 _HHMM = re.compile(r"^([01]?\d|2[0-4]):([0-5]\d)$")
 
@@ -77,6 +79,16 @@ class Window:
             return self.start <= minute < self.end
         return minute >= self.start or minute < self.end  # crosses midnight
 
+    def next_close(self, now: datetime) -> datetime:
+        """The next closing after ``now`` (an aware datetime in the window's zone)."""
+        midnight = now.replace(hour=0, minute=0, second=0, microsecond=0)
+        for day in range(3):
+            base = midnight + timedelta(days=day)
+            closing = (base + timedelta(minutes=self.end)).astimezone(now.tzinfo)
+            if closing > now:
+                return closing
+        return now  # unreachable for a valid window
+
     def next_open(self, now: datetime) -> datetime:
         """The next opening at or after ``now`` (an aware datetime in the window's zone)."""
         midnight = now.replace(hour=0, minute=0, second=0, microsecond=0)
@@ -100,6 +112,73 @@ class Gate:
 
 GO = Gate("go")
 
+HeldReason = Literal["paused", "send_at", "window", "breaker", "unknown_account"]
+
+
+def _duration(seconds: float) -> str:
+    """``10 h 05 min``, ``4 min 10 s``, ``45 s``."""
+    s = max(0, round(seconds))
+    if s >= 3600:
+        return f"{s // 3600} h {s % 3600 // 60:02d} min"
+    if s >= 60:
+        return f"{s // 60} min {s % 60:02d} s"
+    return f"{s} s"
+
+
+@dataclass(frozen=True)
+class Held:
+    """Why a campaign's waiting calls are held back, and until when (``until`` None: until an
+    operator acts). ``status --json`` shows it as ``held``; ``enqueue`` and ``status`` say it."""
+
+    reason: HeldReason
+    count: int
+    until: float | None = None  # epoch seconds
+    timezone: str = "Asia/Kolkata"
+    detail: str = ""  # the window, the breaker's reason ...
+    expires: bool = False  # ``until`` is the campaign's end_at: the calls expire then
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "reason": self.reason,
+            "until": None if self.until is None else self.local(self.until).isoformat(),
+            "count": self.count,
+            "detail": self.detail,
+            "expires": self.expires,
+        }
+
+    def local(self, epoch: float) -> datetime:
+        return datetime.fromtimestamp(epoch, ZoneInfo(self.timezone))
+
+    def _when(self, now: float) -> str:
+        assert self.until is not None
+        at = self.local(self.until)
+        day = "" if at.date() == self.local(now).date() else at.strftime("%Y-%m-%d ")
+        return f"{day}{at.strftime('%H:%M')} {at.strftime('%Z')} (in {_duration(self.until - now)})"
+
+    def message(self, now: float) -> str:
+        """One line for an operator, e.g. ``300 calls wait for the calling window 09:00-21:00
+        Asia/Kolkata: it opens at 09:00 IST (in 10 h 05 min)``."""
+        calls = f"{self.count} call{'' if self.count == 1 else 's'}"
+        if self.reason == "window" and self.expires:
+            return (
+                f"{calls} wait for the calling window {self.detail}, which does not open "
+                f"before the campaign's end_at: they expire at {self._when(now)}"
+            )
+        if self.reason == "window":
+            return (
+                f"{calls} wait for the calling window {self.detail}: it opens at {self._when(now)}"
+            )
+        if self.reason == "send_at":
+            return f"{calls} wait for the campaign's send_at: {self._when(now)}"
+        if self.reason == "breaker":
+            return (
+                f"{calls} wait: Exotel refused the account ({self.detail}); dialling resumes "
+                f"with one probe call at {self._when(now)}"
+            )
+        if self.reason == "unknown_account":
+            return f"{calls} wait: {self.detail}"
+        return f"{calls} wait: the campaign is paused (`python -m producer resume` dials them)"
+
 
 @dataclass(frozen=True)
 class Controls:
@@ -116,6 +195,7 @@ class Controls:
     redials: int = 0
     redial_interval: float = 600.0
     redial_backoff: Literal["linear", "exponential"] = "linear"
+    weight: float = 1.0  # its share of the account's permits against the account's others
 
     @classmethod
     def from_meta(
@@ -123,7 +203,7 @@ class Controls:
         campaign: str,
         meta: Mapping[str, str],
         *,
-        default_window: str = "09:00-21:00",
+        default_window: str = ALWAYS,
         default_timezone: str = "Asia/Kolkata",
     ) -> Controls:
         def ms(name: str) -> float | None:
@@ -145,6 +225,7 @@ class Controls:
             redials=int(meta.get("redials") or 0),
             redial_interval=float(meta.get("redial_interval") or 600),
             redial_backoff="exponential" if backoff == "exponential" else "linear",
+            weight=float(meta.get("weight") or 1.0),
         )
 
     def gate(self, now: float) -> Gate:
@@ -165,6 +246,37 @@ class Controls:
             wait = min(wait, self.end_at - now)  # wake at end_at to expire what waits
         return Gate("wait", max(wait, 1.0), f"outside the calling window {self.window}")
 
+    def held(self, now: float, count: int) -> Held | None:
+        """Why ``count`` waiting calls are held back at epoch second ``now`` by the campaign's
+        own controls (pause, send_at, window), or None when they may be dialled (or are
+        about to expire: past end_at)."""
+        if self.cancelled or count <= 0:
+            return None
+        if self.paused:
+            return Held("paused", count, None, self.timezone)
+        gate = self.gate(now)
+        if gate.kind != "wait":
+            return None
+        if self.send_at is not None and now < self.send_at:
+            return Held("send_at", count, self.send_at, self.timezone)
+        local = datetime.fromtimestamp(now, ZoneInfo(self.timezone))
+        opens = self.window.next_open(local).timestamp()
+        window = f"{self.window} {self.timezone}"
+        if self.end_at is not None and opens >= self.end_at:
+            return Held("window", count, self.end_at, self.timezone, window, expires=True)
+        return Held("window", count, opens, self.timezone, window)
+
+    def open_for(self, now: float) -> float | None:
+        """Seconds until a campaign open at epoch second ``now`` closes (its window's end or
+        its end_at), or None when nothing will close it."""
+        ends: list[float] = []
+        if self.end_at is not None:
+            ends.append(self.end_at - now)
+        if not self.window.always:
+            local = datetime.fromtimestamp(now, ZoneInfo(self.timezone))
+            ends.append(self.window.next_close(local).timestamp() - now)
+        return max(min(ends), 0.0) if ends else None
+
     def describe(self) -> dict[str, object]:
         """For ``status``: the controls in force."""
         out: dict[str, object] = {
@@ -179,6 +291,8 @@ class Controls:
             value = getattr(self, name)
             if value is not None:
                 out[name] = datetime.fromtimestamp(value, ZoneInfo(self.timezone)).isoformat()
+        if self.weight != 1.0:
+            out["weight"] = self.weight
         if self.redials:
             out["redial"] = {
                 "on": list(self.redial_on),
@@ -204,6 +318,7 @@ class CampaignOptions:
     redials: int | None = None
     redial_interval: float | None = None
     redial_backoff: str | None = None
+    weight: float | None = None
 
     def to_meta(self) -> dict[str, str]:
         """The meta fields to write; raises ValueError naming the option at fault."""
@@ -249,6 +364,10 @@ class CampaignOptions:
             if self.redial_backoff not in ("linear", "exponential"):
                 raise ValueError("redial_backoff: 'linear' or 'exponential'")
             out["redial_backoff"] = self.redial_backoff
+        if self.weight is not None:
+            if not (math.isfinite(self.weight) and MIN_WEIGHT <= self.weight <= MAX_WEIGHT):
+                raise ValueError(f"weight: a number from {MIN_WEIGHT:g} to {MAX_WEIGHT:g}")
+            out["weight"] = repr(float(self.weight))
         return out
 
 

@@ -12,14 +12,17 @@ Every function takes an optional ``settings`` (built from the environment when o
 
 from __future__ import annotations
 
+import dataclasses
+import time
 from collections.abc import Iterable, Iterator
 from typing import IO, Any
 
-from callq.controls import CampaignOptions, Controls
+from callq.breaker import Breaker
+from callq.controls import CampaignOptions, Controls, Held
 from callq.keys import Keys
 from callq.ledger import CampaignStatus, Ledger
 from callq.redis_conn import make_redis
-from config import Settings, load_settings
+from config import ConfigError, Settings, load_settings
 from producer.enqueue import Dedupe, Enqueuer, EnqueueResult, Progress, check_campaign
 from producer.report import report_rows, write_report
 from producer.rows import CallRequest
@@ -89,18 +92,51 @@ def set_campaign(
     return Enqueuer(settings or load_settings()).set_options(check_campaign(campaign), options)
 
 
-def campaign_status(campaign: str, *, settings: Settings | None = None) -> CampaignStatus:
+def campaign_status(
+    campaign: str, *, settings: Settings | None = None, now: float | None = None
+) -> CampaignStatus:
+    """Counts by state and call_status (O(1)), the controls, and ``held``: why waiting
+    calls are held back (pause, send_at, window, the account's breaker) and until when."""
     s = settings or load_settings()
+    read: list[Controls] = []
 
     def controls(meta: dict[str, str]) -> dict[str, Any]:
-        return Controls.from_meta(
+        ctl = Controls.from_meta(
             campaign,
             meta,
             default_window=s.calling_window,
             default_timezone=s.calling_timezone,
-        ).describe()
+        )
+        read.append(ctl)
+        return ctl.describe()
 
-    return _ledger(s).status(check_campaign(campaign), controls=controls)
+    ledger = _ledger(s)
+    status = ledger.status(check_campaign(campaign), controls=controls)
+    waiting = status.states.get("queued", 0) + status.states.get("retrying", 0)
+    held = held_back(ledger, s, read[0], waiting, time.time() if now is None else now)
+    return dataclasses.replace(status, held=held)
+
+
+def held_back(
+    ledger: Ledger, settings: Settings, ctl: Controls, waiting: int, now: float
+) -> Held | None:
+    """Why ``waiting`` calls of a campaign are held back now, or None: its own controls
+    first, then its account (unknown to these settings, or refused by Exotel: breaker open)."""
+    held = ctl.held(now, waiting)
+    if held is not None or waiting <= 0 or ctl.cancelled:
+        return held
+    try:
+        acct = settings.for_account(ctl.account)
+    except ConfigError as exc:
+        return Held("unknown_account", waiting, None, ctl.timezone, str(exc))
+    if not acct.exotel_account_sid:
+        return None
+    state = Breaker(ledger.redis, ledger.keys, acct.exotel_account_sid).state()
+    if not state.get("until"):
+        return None
+    return Held(
+        "breaker", waiting, int(state["until"]) / 1000, ctl.timezone, state.get("reason", "")
+    )
 
 
 def cancel_campaign(campaign: str, *, settings: Settings | None = None) -> int:

@@ -12,17 +12,14 @@ import json
 import sys
 import time
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import TextIO
 
 import redis
 from kombu.exceptions import OperationalError
 
-from callq.breaker import Breaker
 from callq.controls import REDIAL_STATUSES, CampaignOptions, parse_time
-from callq.keys import Keys
 from callq.ledger import STATES
-from callq.redis_conn import make_redis
 from config import ConfigError, Settings, load_settings
 from producer import (
     campaign_status,
@@ -96,6 +93,7 @@ def _options(args: argparse.Namespace) -> CampaignOptions:
         redials=args.redials,
         redial_interval=args.redial_interval,
         redial_backoff=args.redial_backoff,
+        weight=args.weight,
     )
 
 
@@ -140,6 +138,10 @@ def cmd_enqueue(args: argparse.Namespace) -> int:
             f"rejected {len(result.rejected)}{strict_note}, duplicates {len(result.duplicates)}, "
             f"already enqueued {result.existing} (republished {result.republished}){refused}"
         )
+        if result.accepted or result.existing:
+            held = campaign_status(args.campaign, settings=settings).held
+            if held is not None:
+                print(f"held: {held.message(time.time())}")
     if args.strict and result.rejected:
         return 1
     if result.accepted == 0 and result.existing == 0:
@@ -157,9 +159,8 @@ def cmd_status(args: argparse.Namespace) -> int:
         print(json.dumps(status.as_dict(details=args.details)))
         return 0
     print(f"campaign {status.campaign}: {status.total} calls")
-    paused = _breaker_note(settings, str(status.controls.get("account", "")))
-    if paused:
-        print(paused)
+    if status.held is not None:
+        print(f"  HELD: {status.held.message(time.time())}")
     c = status.controls
     flags = [name.upper() for name in ("cancelled", "paused") if c.get(name)]
     window = f"window {c.get('window')} {c.get('timezone')}"
@@ -184,28 +185,6 @@ def cmd_status(args: argparse.Namespace) -> int:
         for name, count in status.call_status.items():
             print(f"  {name:<11} {count:>8}")
     return 0
-
-
-def _breaker_note(settings: Settings, account: str) -> str:
-    """One line when dialling is paused for the campaign's account, else ''."""
-    try:
-        settings = settings.for_account(account)
-    except ConfigError:
-        return f"UNKNOWN ACCOUNT {account!r}: not in this environment's EXOTEL_ACCOUNTS"
-    if not settings.exotel_account_sid:
-        return ""
-    state = Breaker(
-        make_redis(settings.require_redis_url()),
-        Keys(settings.key_prefix),
-        settings.exotel_account_sid,
-    ).state()
-    if not state:
-        return ""
-    until = datetime.fromtimestamp(int(state["until"]) / 1000, tz=UTC).strftime("%H:%M:%S UTC")
-    return (
-        f"DIALLING PAUSED for account {settings.exotel_account_sid} (breaker open, probe after "
-        f"{until}): {state.get('reason', '')}"
-    )
 
 
 def _existing(campaign: str) -> Settings | None:
@@ -299,7 +278,8 @@ def _control_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--account", help="the Exotel account to dial from: a name in EXOTEL_ACCOUNTS")
     g.add_argument(
         "--window",
-        help="daily calling window HH:MM-HH:MM, or 'always' (default: CALLING_WINDOW, 09:00-21:00)",
+        help="daily calling window HH:MM-HH:MM, or 'always' (default: CALLING_WINDOW, unset: "
+        "any hour; TRAI's 09:00-21:00 is for promotional calls)",
     )
     g.add_argument(
         "--timezone", help="time zone of the window (default: CALLING_TIMEZONE, Asia/Kolkata)"
@@ -320,6 +300,12 @@ def _control_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--redials", type=int, help="redials per call, 0-10 (default 0)")
     g.add_argument(
         "--redial-interval", type=float, help="seconds before the first redial (default 600)"
+    )
+    g.add_argument(
+        "--weight",
+        type=float,
+        help="this campaign's share of its account's permits against the account's other "
+        "campaigns (default 1: equal turns; 2 gets twice as many)",
     )
     g.add_argument(
         "--redial-backoff",
@@ -351,8 +337,9 @@ def build_parser(prog: str = "python -m producer") -> argparse.ArgumentParser:
         "--dedupe",
         choices=DEDUPE_CHOICES,
         default="first",
-        help="the same From number (the one called first) twice in the file: keep the first "
-        "row (default), the last, or dial all; every dropped row is reported",
+        help="the same parties twice in the file (the same From and To; for a call flow the "
+        "same From): keep the first row (default), the last, or dial all; every dropped row "
+        "is reported with both lines",
     )
     p.add_argument(
         "--priority",

@@ -70,7 +70,8 @@ def test_given_a_bad_token_when_the_campaign_runs_then_it_pauses_without_failing
         text=True,
         check=True,
     ).stdout
-    assert "DIALLING PAUSED" in out and "401" in out
+    assert "HELD: 10 calls wait: Exotel refused the account (HTTP 401" in out
+    assert "dialling resumes with one probe call at" in out
     bad_workers.stop()
 
     good = Workers(settings, tmp_path)

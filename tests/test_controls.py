@@ -1,5 +1,5 @@
-"""Campaign controls without worker processes: windows on a fake clock, parking and draining,
-pause/cancel fences, dedupe, options. Real Redis and the simulator over real HTTP."""
+"""Campaign controls without worker processes: windows on a fake clock, parking, judging and
+feeding, pause/cancel fences, dedupe, options. Real Redis and the simulator over real HTTP."""
 
 from __future__ import annotations
 
@@ -22,7 +22,7 @@ from producer.enqueue import Enqueuer
 from tests.campaigns import as_stream, campaign_csv, mobile
 from tests.conftest import make_dialer
 from worker.app import make_app
-from worker.parking import Parking
+from worker.feed import Feeder
 
 IST = ZoneInfo("Asia/Kolkata")
 
@@ -46,16 +46,36 @@ def first_ids(ledger: Ledger, campaign: str) -> list[str]:
 # --- the window and the gate, as pure functions ---------------------------------------------
 
 
-def test_given_the_default_window_when_judged_at_each_hour_then_it_opens_09_to_21_ist() -> None:
-    assert Window.parse("09:00-21:00") == Window(540, 1260, always=False)
+def test_given_no_window_set_when_judged_at_any_hour_then_calls_may_go() -> None:
     ctl = Controls.from_meta("c", {})
-    assert str(ctl.window) == "09:00-21:00" and ctl.timezone == "Asia/Kolkata"
+    assert ctl.window.always and ctl.timezone == "Asia/Kolkata"
+    for hour in range(24):
+        assert ctl.gate(at_ist(2026, 11, 23, hour, 30)).kind == "go"
+    assert ctl.held(at_ist(2026, 11, 23, 23, 0), 300) is None
+
+
+def test_given_the_trai_window_when_judged_at_each_hour_then_it_opens_09_to_21_ist() -> None:
+    assert Window.parse("09:00-21:00") == Window(540, 1260, always=False)
+    ctl = Controls.from_meta("c", {"window": "09:00-21:00"})
     assert ctl.gate(at_ist(2026, 11, 23, 9, 0)).kind == "go"
     assert ctl.gate(at_ist(2026, 11, 23, 20, 59)).kind == "go"
     late = ctl.gate(at_ist(2026, 11, 23, 21, 0))
     assert late.kind == "wait" and late.wait == pytest.approx(12 * 3600)
     early = ctl.gate(at_ist(2026, 11, 23, 8, 30))
     assert early.kind == "wait" and early.wait == pytest.approx(1800)
+    held = ctl.held(at_ist(2026, 11, 23, 22, 55), 300)
+    assert held is not None and held.until == at_ist(2026, 11, 24, 9, 0)
+    assert held.message(at_ist(2026, 11, 23, 22, 55)) == (
+        "300 calls wait for the calling window 09:00-21:00 Asia/Kolkata: it opens at "
+        "2026-11-24 09:00 IST (in 10 h 05 min)"
+    )
+    assert held.as_dict() == {
+        "reason": "window",
+        "until": "2026-11-24T09:00:00+05:30",
+        "count": 300,
+        "detail": "09:00-21:00 Asia/Kolkata",
+        "expires": False,
+    }
 
 
 def test_given_a_window_over_midnight_and_an_end_at_when_judged_then_waits_stop_at_end_at() -> None:
@@ -94,30 +114,36 @@ def test_given_a_bad_option_when_validated_then_the_error_names_it(
 def test_given_a_fake_night_clock_when_dialled_then_calls_wait_for_09_00_and_expire_at_end_at(
     settings: Settings, ledger: Ledger, sim: Any
 ) -> None:
-    settings = settings.model_copy(update={"calling_window": "09:00-21:00"})
     clock = FakeClock(at_ist(2026, 11, 23, 22, 30))
     end_at = datetime(2026, 11, 24, 9, 30, tzinfo=IST)
     enq = Enqueuer(settings)
-    enq.enqueue_file(as_stream(campaign_csv(3)), "night", options=CampaignOptions(end_at=end_at))
+    enq.enqueue_file(
+        as_stream(campaign_csv(3)),
+        "night",
+        options=CampaignOptions(window="09:00-21:00", end_at=end_at),
+    )
     dialer = make_dialer(settings, ledger, clock=clock)
-    parking = Parking(ledger, settings, dialer, make_app(settings))
+    feeder = Feeder(ledger, settings, dialer, make_app(settings))
     a, b, c = first_ids(ledger, "night")
 
     assert dialer.place(a).result == "parked:queued"
     assert dialer.place(b).result == "parked:queued"
     assert sim.truth()["requests"] == 0
     assert ledger.get(a)["state"] == "queued" and ledger.get(a)["parked"] == "waiting"
-    assert parking.drain_once() == {"waiting": 0}  # setting end_at asked for a look now
+    assert feeder.drain_once() == {"waiting": 1}  # setting end_at asked for a look now
     wake = ledger.redis.zscore(ledger.keys.wake(), "night")
     sec, _ = ledger.redis.time()
     assert wake is not None and wake / 1000 - sec == pytest.approx(10.5 * 3600, abs=5)
     assert ledger.status("night").states["queued"] == 3
+    held = campaign_status("night", settings=settings, now=clock.now).held
+    assert held is not None and (held.reason, held.count) == ("window", 3)
 
-    clock.now = at_ist(2026, 11, 24, 8, 0)  # still closed: the drain only moves the wake
-    assert parking.drain("night") == ("waiting", 0)
-    clock.now = at_ist(2026, 11, 24, 9, 0)  # open: parked calls go back on the queue
-    assert parking.drain("night") == ("unparked", 3)  # c was parked by the enqueue
-    assert ledger.redis.llen(f"{settings.broker_key_prefix}calls") >= 2
+    clock.now = at_ist(2026, 11, 24, 8, 0)  # still closed: the judge only moves the wake
+    assert feeder.judge("night") == "waiting"
+    clock.now = at_ist(2026, 11, 24, 9, 0)  # open: the campaign joins its account's feed
+    assert feeder.judge("night") == "open"
+    assert feeder.feed("default") == 3  # every parked call, each with its permit
+    assert ledger.redis.llen(f"{settings.broker_key_prefix}calls") >= 3
     assert dialer.place(a).result == "originated"
     clock.now = at_ist(2026, 11, 24, 9, 30)  # end_at: what has not been dialled expires
     assert dialer.place(b).result == "expired:expired"
@@ -125,6 +151,21 @@ def test_given_a_fake_night_clock_when_dialled_then_calls_wait_for_09_00_and_exp
     status = ledger.status("night")
     assert (status.states["originated"], status.states["expired"]) == (1, 2)
     assert sim.truth()["by_custom_field"] == {a: 1}
+
+
+def test_given_the_shipped_defaults_at_23_00_ist_when_a_campaign_is_enqueued_then_it_is_dialled(
+    settings: Settings, ledger: Ledger, sim: Any
+) -> None:
+    # No setting but Redis, the simulator and the time scale: no window holds it back.
+    clock = FakeClock(at_ist(2026, 11, 23, 23, 0))
+    Enqueuer(settings).enqueue_file(as_stream(campaign_csv(3)), "late")
+    assert campaign_status("late", settings=settings, now=clock.now).held is None
+    dialer = make_dialer(settings, ledger, clock=clock)
+    feeder = Feeder(ledger, settings, dialer, make_app(settings))
+    assert feeder.drain_once() == {"open": 1, "fed": 3}
+    for rid in first_ids(ledger, "late"):
+        assert dialer.place(rid).result == "originated"
+    assert sorted(sim.truth()["by_custom_field"].values()) == [1, 1, 1]
 
 
 def test_given_parked_calls_when_end_at_passes_then_the_drain_expires_them(
@@ -139,9 +180,12 @@ def test_given_parked_calls_when_end_at_passes_then_the_drain_expires_them(
     dialer = make_dialer(settings, ledger, clock=clock)
     for rid in first_ids(ledger, "later"):
         assert dialer.place(rid).result == "parked:queued"  # before send_at
+    held = campaign_status("later", settings=settings, now=clock.now).held
+    assert held is not None and (held.reason, held.until) == ("send_at", send_at.timestamp())
+    assert "wait for the campaign's send_at: 11:00 IST (in 1 h 00 min)" in held.message(clock.now)
     clock.now = at_ist(2026, 11, 23, 12, 0, 1)
-    parking = Parking(ledger, settings, dialer, make_app(settings))
-    assert parking.drain("later") == ("expired", 4)
+    feeder = Feeder(ledger, settings, dialer, make_app(settings))
+    assert feeder.judge("later") == "expired"
     status = ledger.status("later")
     assert status.states["expired"] == 4 and status.parked == 0 and status.settled
     assert ledger.redis.zscore(ledger.keys.wake(), "later") is None
@@ -157,20 +201,28 @@ def test_given_a_paused_campaign_when_its_calls_come_then_they_park_and_resume_d
     Enqueuer(settings).enqueue_file(as_stream(campaign_csv(3)), "p")
     pause_campaign("p", settings=settings)
     dialer = make_dialer(settings, ledger)
-    parking = Parking(ledger, settings, dialer, make_app(settings))
+    feeder = Feeder(ledger, settings, dialer, make_app(settings))
     ids = first_ids(ledger, "p")
     for rid in ids:
         assert dialer.place(rid).result == "parked:queued"
     assert ledger.get(ids[0])["parked"] == "paused"
-    assert parking.drain_once() == {"paused": 0}  # nothing moves while paused
+    assert feeder.drain_once() == {"paused": 1}  # nothing moves while paused
     assert ledger.redis.zscore(ledger.keys.wake(), "p") is None  # no end_at: no wake
-    assert campaign_status("p", settings=settings).as_dict(details=True)["parked"] == 3
+    status = campaign_status("p", settings=settings).as_dict(details=True)
+    assert status["parked"] == 3
+    assert status["held"] == {
+        "reason": "paused",
+        "until": None,
+        "count": 3,
+        "detail": "",
+        "expires": False,
+    }
     queue = f"{settings.broker_key_prefix}calls"
     before = ledger.redis.llen(queue)
     assert resume_campaign("p", settings=settings) == 3
-    assert parking.drain_once() == {"unparked": 3}
+    assert feeder.drain_once() == {"open": 1, "fed": 3}
     assert ledger.redis.llen(queue) == before + 3
-    assert parking.drain_once() == {}  # each parked call is pushed once
+    assert feeder.drain_once() == {}  # each parked call is pushed once
     for rid in ids:
         assert dialer.place(rid).result == "originated"
     assert sorted(sim.truth()["by_custom_field"].values()) == [1, 1, 1]
@@ -191,7 +243,7 @@ def test_given_a_claimed_call_when_the_campaign_pauses_or_cancels_before_its_mar
     # Released to be parked after the cancel: it is cancelled instead (never stranded).
     assert ledger.release(a, ca.token, republish_after=5, action="park")
     dialer = make_dialer(settings, ledger)
-    assert Parking(ledger, settings, dialer, make_app(settings)).drain("f") == ("cancelled", 0)
+    assert Feeder(ledger, settings, dialer, make_app(settings)).judge("f") == "cancelled_none"
     status = ledger.status("f")
     assert status.states["cancelled"] == 2 and status.parked == 0
     assert sim.truth()["requests"] == 0
@@ -205,12 +257,16 @@ def test_given_a_claimed_call_when_the_campaign_pauses_or_cancels_before_its_mar
 
 
 def _dup_csv() -> bytes:
+    agent = mobile("98", 1)  # "connect two numbers": the agent is called first, on every row
+    flow = "http://my.exotel.com/acct/exoml/start_voice/42"
     rows = [
-        "From,To,CallerId,CustomField",
-        f"{mobile('98', 1)},{mobile('97', 1)},08030752400,first",  # line 2
-        f"{mobile('98', 2)},{mobile('97', 2)},08030752400,other",  # line 3
-        f"{mobile('98', 1)},{mobile('97', 3)},08030752400,second",  # line 4: same From as 2
-        f"{mobile('98', 1)},{mobile('97', 1)},08030752400,first",  # line 5: same row as 2
+        "From,To,CallerId,Url,CustomField",
+        f"{agent},{mobile('97', 1)},08030752400,,first",  # line 2
+        f"{agent},{mobile('97', 2)},08030752400,,other",  # line 3: same agent, another customer
+        f"{agent},{mobile('97', 1)},08030752400,,second",  # line 4: same pair as line 2
+        f"{agent},{mobile('97', 1)},08030752400,,first",  # line 5: the same row as line 2
+        f"{mobile('96', 7)},,08030752400,{flow},flow-a",  # line 6: a flow: From is the customer
+        f"{mobile('96', 7)},,08030752400,{flow},flow-b",  # line 7: the same customer again
     ]
     return ("\n".join(rows) + "\n").encode()
 
@@ -218,12 +274,13 @@ def _dup_csv() -> bytes:
 @pytest.mark.parametrize(
     ("dedupe", "kept", "reported"),
     [
-        ("first", {"first", "other"}, {4: "From", 5: "row"}),
-        ("last", {"first", "other"}, {2: "From", 4: "From"}),  # line 5 (a copy of 2) is kept
-        ("all", {"first", "other", "second"}, {5: "row"}),
+        ("first", {"first", "other", "flow-a"}, {4: "From,To", 5: "row", 7: "From"}),
+        # line 5 (a copy of 2) is kept as the last of the pair; 2 and 4 are reported
+        ("last", {"first", "other", "flow-b"}, {2: "From,To", 4: "From,To", 6: "From"}),
+        ("all", {"first", "other", "second", "flow-a", "flow-b"}, {5: "row"}),
     ],
 )
-def test_given_a_number_twice_in_a_file_when_enqueued_then_the_dedupe_rule_keeps_one_and_reports(
+def test_given_the_same_parties_twice_in_a_file_when_enqueued_then_the_dedupe_rule_keeps_one(
     settings: Settings, ledger: Ledger, dedupe: Any, kept: set[str], reported: dict[int, str]
 ) -> None:
     res = Enqueuer(settings).enqueue_file(as_stream(_dup_csv()), f"dd-{dedupe}", dedupe=dedupe)
@@ -232,6 +289,29 @@ def test_given_a_number_twice_in_a_file_when_enqueued_then_the_dedupe_rule_keeps
     assert all("kept line" in str(d) for d in res.duplicates)
     got = {r["custom_field"] for r in ledger.iter_records(f"dd-{dedupe}")}
     assert got == kept
+
+
+def test_given_a_duplicate_pair_when_reported_then_both_lines_and_the_numbers_are_named(
+    settings: Settings,
+) -> None:
+    res = Enqueuer(settings).enqueue_file(as_stream(_dup_csv()), "dd-msg")
+    by_line = {d.line: str(d) for d in res.duplicates}
+    assert by_line[4] == (
+        f"line 4: From,To: {mobile('98', 1)} -> {mobile('97', 1)} again, as on line 2; kept line 2"
+    )
+    assert by_line[7] == (
+        f"line 7: From: {mobile('96', 7)} (a call flow) again, as on line 6; kept line 6"
+    )
+
+
+def test_given_one_agent_number_on_every_row_when_enqueued_then_no_row_is_a_duplicate(
+    settings: Settings, ledger: Ledger
+) -> None:
+    agent = "+918030752499"
+    lines = ["From,To,CallerId"] + [f"{agent},{mobile('97', i)},08030752400" for i in range(300)]
+    res = Enqueuer(settings).enqueue_file(as_stream(("\n".join(lines) + "\n").encode()), "agent")
+    assert (res.accepted, res.duplicates, res.rejected) == (300, [], [])
+    assert ledger.status("agent").total == 300
 
 
 # --- the command line -----------------------------------------------------------------------
@@ -273,12 +353,10 @@ def test_given_the_cli_when_a_campaign_is_enqueued_paused_resumed_and_set_then_s
     details = json.loads(run(settings, "status", "cli", "--json", "--details").stdout)
     assert details["controls"]["paused"] is True
     assert details["controls"]["redial"]["redials"] == 2
-    assert set(json.loads(run(settings, "status", "cli", "--json").stdout)) == {
-        "campaign",
-        "total",
-        "states",
-        "call_status",
-    }
+    status = json.loads(run(settings, "status", "cli", "--json").stdout)
+    assert {"campaign", "total", "states", "call_status"} <= set(status)  # the contract's keys
+    assert status["held"]["reason"] == "paused" and status["held"]["count"] == 3
+    assert "HELD: 3 calls wait: the campaign is paused" in text
     assert "resumed" in run(settings, "resume", "cli").stdout
     out = run(settings, "set", "cli", "--end-at", "2026-11-30T18:00:00+05:30")
     assert out.returncode == 0 and "2026-11-30T18:00:00+05:30" in out.stdout
@@ -363,12 +441,12 @@ def test_given_a_paused_campaign_with_an_end_at_when_it_passes_then_parked_calls
     dialer = make_dialer(settings, ledger)
     for rid in first_ids(ledger, "pe"):
         assert dialer.place(rid).result == "parked:queued"
-    parking = Parking(ledger, settings, dialer, make_app(settings))
-    assert parking.drain_once() == {"paused": 0}  # the pause's own drain: wake at end_at
+    feeder = Feeder(ledger, settings, dialer, make_app(settings))
+    assert feeder.drain_once() == {"paused": 1}  # the pause's own judge: wake at end_at
     wake = ledger.redis.zscore(ledger.keys.wake(), "pe")
     assert wake == pytest.approx(end_at.timestamp() * 1000)
     time.sleep(max(0.0, end_at.timestamp() - time.time()) + 0.1)
-    assert parking.drain_once() == {"expired": 2}
+    assert feeder.drain_once() == {"expired": 1}
     assert ledger.status("pe").states["expired"] == 2
 
 
@@ -384,9 +462,9 @@ def test_given_new_controls_when_set_then_parked_calls_are_judged_again_at_once(
     (x,) = first_ids(ledger, "sw")
     assert dialer.place(x).result == "parked:queued"  # wake in an hour
     enq.set_options("sw", CampaignOptions(window="always"))
-    assert ledger.due_campaigns() == ["sw"]
-    parking = Parking(ledger, settings, dialer, make_app(settings))
-    assert parking.drain("sw") == ("unparked", 1)
+    assert ledger.due_work().campaigns == ["sw"]
+    feeder = Feeder(ledger, settings, dialer, make_app(settings))
+    assert feeder.drain_once() == {"open": 1, "fed": 1}
 
 
 def test_given_a_parked_call_when_its_callback_settles_it_then_it_leaves_the_parked_set(

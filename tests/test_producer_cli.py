@@ -68,6 +68,7 @@ def test_given_bad_rows_when_enqueued_then_each_is_reported_by_line_and_field_an
             "expired": 0,
         },
         "call_status": {},
+        "held": None,
     }
 
 
