@@ -40,8 +40,8 @@ callbacks are simulated seconds (not scaled); a call really lasts ``(ring + talk
 time_scale``. For a call connected to a flow (``Url``), ``To`` is shown as the ExoPhone, as
 Exotel does, and ``truth()["by_to"]`` counts it there (``by_from`` counts the customer).
 
-Control (no auth): ``GET /_sim/truth``, ``GET|POST /_sim/config``, ``POST /_sim/script``,
-``POST /_sim/reset``, ``GET /_sim/health``.
+Control (no auth): ``GET /_sim/truth``, ``GET /_sim/arrivals`` (every request's arrival time),
+``GET|POST /_sim/config``, ``POST /_sim/script``, ``POST /_sim/reset``, ``GET /_sim/health``.
 """
 
 from simulator.config import FAULTS, Account, SimConfig

@@ -245,6 +245,7 @@ class _Handler(BaseHTTPRequestHandler):
         name = path.rstrip("/")
         routes = {
             "/_sim/truth": ("GET",),
+            "/_sim/arrivals": ("GET",),
             "/_sim/health": ("GET",),
             "/_sim/config": ("GET", "POST"),
             "/_sim/script": ("POST",),
@@ -263,6 +264,9 @@ class _Handler(BaseHTTPRequestHandler):
             return
         if name == "/_sim/truth":
             self._reply(200, sim.truth(), as_json=True)
+            return
+        if name == "/_sim/arrivals":
+            self._reply(200, sim.state.arrivals(), as_json=True)
             return
         if name == "/_sim/health":
             self._reply(200, {"ok": True}, as_json=True)
@@ -480,6 +484,9 @@ class Simulator:
 
     def truth(self) -> dict[str, Any]:
         return self.state.truth()
+
+    def arrivals(self) -> dict[str, Any]:
+        return self.state.arrivals()
 
     def script(self, key: str, faults: list[str]) -> None:
         self.state.script(key, faults)

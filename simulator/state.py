@@ -279,6 +279,8 @@ class SimState:
         self._originated = 0
         self._rate_limited = 0
         self._windows: dict[str, deque[float]] = {sid: deque() for sid in self._accounts}
+        # Every authenticated arrival, per account: (monotonic time, "connect" | "details").
+        self._arrivals: dict[str, list[tuple[float, str]]] = {}
         self._max_in_window: dict[str, int] = dict.fromkeys(self._accounts, 0)
         self._faults: Counter[str] = Counter()
         self._scripts: dict[str, deque[str]] = {}
@@ -347,6 +349,9 @@ class SimState:
                 self._requests += 1
             else:
                 self._details_requests += 1
+            self._arrivals.setdefault(account.sid, []).append(
+                (now, "connect" if connect else "details")
+            )
             window = self._windows.setdefault(account.sid, deque())
             cutoff = now - account.period
             while window and window[0] <= cutoff:
@@ -747,6 +752,18 @@ class SimState:
         return bounds
 
     # --- ground truth -------------------------------------------------------------------------
+
+    def arrivals(self) -> dict[str, Any]:
+        """Every authenticated arrival per account, as seconds on the simulator's monotonic
+        clock, with its kind (for measuring how much of the limit a run used)."""
+        with self._lock:
+            return {
+                "now": time.monotonic(),
+                "accounts": {
+                    sid: [[round(t, 6), kind] for t, kind in items]
+                    for sid, items in self._arrivals.items()
+                },
+            }
 
     def truth(self) -> dict[str, Any]:
         with self._lock:
