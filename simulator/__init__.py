@@ -30,7 +30,9 @@ win over the random ``p_*`` draws. Faults come before validation, and a fault th
 a call does so only if the request is valid.
 
 StatusCallbacks are posted when a call ends: the terminal payload of Exotel's page when the
-request had ``StatusCallbackEvents[0]=terminal``, else the four basic fields. Content type:
+request had ``StatusCallbackEvents[0]=terminal``, else the four basic fields (CallSid, Status,
+RecordingUrl, DateUpdated). A call connected to a flow always gets the four basic fields, so
+its callback has no CustomField (EXOTEL.md). Content type:
 the request's ``StatusCallbackContentType``, else ``SimConfig.default_callback_content_type``
 (multipart/form-data, Exotel's documented default); an unknown type is sent url-encoded.
 Failed posts (refused or non-2xx) are retried 5 times with backoff (1, 2, 4, 8, 16 s, scaled).

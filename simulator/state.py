@@ -144,9 +144,14 @@ class CallRecord:
         return call
 
     def callback_payload(self, tz: tzinfo, *, terminal: bool) -> dict[str, Any]:
-        """The StatusCallback body (seed 002): four fields, or the full terminal event."""
+        """The StatusCallback body (seed 002): four fields, or the full terminal event.
+
+        A call connected to a flow (``Url``) gets the four basic fields only, whatever
+        StatusCallbackEvents asked for: that is all Exotel documents for flows (EXOTEL.md), so
+        such a callback carries no CustomField and must be matched by its CallSid.
+        """
         updated = format_time(self.end_wall, tz)
-        if not terminal:
+        if not terminal or self.url:
             return {
                 "CallSid": self.sid,
                 "Status": self.status,

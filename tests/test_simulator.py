@@ -710,6 +710,29 @@ def test_given_no_events_and_no_content_type_then_four_basic_fields_as_multipart
     assert form["CallSid"] == sid
 
 
+def test_given_a_flow_call_with_terminal_events_when_it_ends_then_only_the_four_basic_fields(
+    exo: Simulator, receiver: Receiver
+) -> None:
+    # EXOTEL.md: callbacks of calls connected to a flow carry only CallSid, Status,
+    # RecordingUrl and DateUpdated (no CustomField), whatever StatusCallbackEvents says.
+    url = "http://my.exotel.com/acct/exoml/start_voice/1"
+    sid = connect(
+        exo,
+        To="",
+        Url=url,
+        CustomField="req-flow",
+        StatusCallback=receiver.url,
+        extra={"StatusCallbackEvents[0]": "terminal", "StatusCallbackContentType": JSON_TYPE},
+    ).json()["Call"]["Sid"]
+    wait_for(lambda: len(receiver.got) == 1)
+    payload = json.loads(receiver.got[0].body)
+    assert set(payload) == {"CallSid", "Status", "RecordingUrl", "DateUpdated"}
+    assert payload["CallSid"] == sid
+    wait_for(lambda: exo.truth()["callbacks"]["sent"] == 1)
+    # The ground truth still knows whose call it was.
+    assert exo.truth()["callbacks"]["deliveries"][0]["custom_field"] == "req-flow"
+
+
 def test_given_failing_receiver_when_callback_then_retried_until_2xx(
     exo: Simulator, receiver: Receiver
 ) -> None:
