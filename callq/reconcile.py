@@ -6,7 +6,8 @@ It is settled by, in order:
 1. its terminal StatusCallback (matched by our request id in CustomField, see
    :mod:`callq.callback_store`), which moves it to ``originated`` at any time;
 2. a Call Details search (``Calls.json`` by From and a DateCreated window), through the same
-   global limiter as Calls/connect: found -> ``originated`` with that Sid;
+   global limiter as Calls/connect: found -> ``originated`` with that Sid, and a callback kept
+   for that Sid (a flow call's has no CustomField) is applied at once;
 3. "not found" proves the call unplaced only once it could have ended: sent_at +
    EXOTEL_ORIGINATION_WINDOW_SECONDS + TimeOut + TimeLimit (Exotel lists only ended calls).
    Then the call goes back to ``retrying`` (or ``failed`` when its attempts are used up, or
@@ -24,6 +25,7 @@ from typing import Any
 
 import redis
 
+from callq.callback_store import CallbackStore
 from callq.errors import ExotelReplyError, LimiterUnavailable
 from callq.exotel import ExotelClient, ExotelStatusError
 from callq.ledger import Ledger
@@ -82,6 +84,7 @@ class Reconciler:
         self.limiter = limiter
         self.client = client
         self.policy = policy
+        self.callbacks = CallbackStore(ledger.redis, ledger.keys)
 
     def reconcile(self, request_id: str) -> Verdict:
         rec = self.ledger.get(request_id)
@@ -119,6 +122,11 @@ class Reconciler:
                     "at": round(time.time(), 3),
                 },
             )
+            if fin.ok and fin.pending_callback:
+                # Its callback came first and waited for the Sid (a flow call's carries no
+                # CustomField): apply it now, as the dialer does, or the call would never get
+                # its call_status, its counters or its redial.
+                self.callbacks.apply_pending(sid)
             return Verdict("found" if fin.ok else f"not_recorded:{fin.state}")
         if len(found) > 1:
             # Placed, but we cannot tell which Sid is ours: never redial; an operator decides.

@@ -15,7 +15,7 @@ from callq.reconcile import Reconciler, proof_seconds
 from callq.retry import RetryPolicy
 from config import Settings
 from tests.campaigns import mobile
-from tests.conftest import wait_for
+from tests.conftest import callback_receiver, wait_for
 
 CAMPAIGN = "rc"
 
@@ -27,19 +27,35 @@ def make_reconciler(settings: Settings, ledger: Ledger) -> tuple[Reconciler, Exo
     return Reconciler(settings, ledger, limiter, client, policy), client
 
 
+FLOW_URL = "http://my.exotel.com/acct/exoml/start_voice/1"
+EXOPHONE = "+918030752400"
+
+
 def in_doubt_call(
-    ledger: Ledger, client: ExotelClient, settings: Settings, n: int, fault: str | None, sim: Any
+    ledger: Ledger,
+    client: ExotelClient,
+    settings: Settings,
+    n: int,
+    fault: str | None,
+    sim: Any,
+    *,
+    flow: bool = False,
+    campaign: str = CAMPAIGN,
+    numbers: tuple[str, str] | None = None,
 ) -> str:
-    """A call whose request went out (through the simulator) and whose reply was lost."""
-    rid = f"{CAMPAIGN}:{n:020x}"
+    """A call whose request went out (through the simulator) and whose reply was lost.
+    ``flow``: connected to a call flow (Url) instead of a second number. ``numbers``: (From,
+    To) instead of ones made from ``n``."""
+    rid = f"{campaign}:{n:020x}"
+    frm, to = numbers or (mobile("98", n), mobile("97", n))
     record = {
-        "from": mobile("98", n),
-        "to": mobile("97", n),
-        "caller_id": "+918030752400",
+        "from": frm,
+        "caller_id": EXOPHONE,
         "time_limit": "2",
         "time_out": "1",
     }
-    assert ledger.enqueue_many(CAMPAIGN, [(rid, record)]) == [1]
+    record.update({"url": FLOW_URL} if flow else {"to": to})
+    assert ledger.enqueue_many(campaign, [(rid, record)]) == [1]
     c = ledger.claim(rid, lease_seconds=30, early_tolerance=0, worker="t")
     assert ledger.mark_sent(rid, c.token, lease_seconds=30)
     if fault:
@@ -138,3 +154,28 @@ def test_given_a_call_that_is_not_in_doubt_when_reconciled_then_nothing_happens(
     ledger.enqueue_many(CAMPAIGN, [(rid, {"from": mobile("98", 9)})])
     assert rec.reconcile(rid).result == "skip:queued"
     assert sim.truth()["details_requests"] == 0
+
+
+def test_given_an_in_doubt_flow_call_whose_callback_came_first_when_found_then_it_is_applied(
+    rsettings: Settings, ledger: Ledger, sim: Any, keys: Keys
+) -> None:
+    # R3: a flow call's callback has no CustomField, so the receiver keeps it as pending
+    # (answered 200) until the Sid is known. Call Details then finds the Sid: the pending
+    # callback must be applied (call_status, counters, the redial on busy), as the dialer does.
+    sim.configure(callbacks=True, slow_seconds=1.5, time_scale=0.01, status_mix={"busy": 1.0})
+    ledger.set_controls(CAMPAIGN, {"redial_on": "busy", "redials": "1", "redial_interval": "600"})
+    with callback_receiver(rsettings) as cb:
+        rec, client = make_reconciler(cb, ledger)
+        rid = in_doubt_call(ledger, client, cb, 11, "slow_placed", sim, flow=True)
+        wait_for(
+            lambda: sim.truth()["callbacks"]["sent"] == 1, timeout=10, message="callback sent"
+        )
+    (call,) = sim.truth()["calls"]
+    assert ledger.redis.exists(keys.pending_callback(call["sid"]))
+    assert ledger.get(rid)["state"] == "in_doubt"
+    assert rec.reconcile(rid).result == "found"
+    record = ledger.get(rid)
+    assert record["sid"] == call["sid"] and record["call_status"] == "busy"
+    assert record["state"] == "retrying" and record["redials_done"] == "1"
+    assert ledger.status(CAMPAIGN).call_status == {"busy": 1}
+    assert not ledger.redis.exists(keys.pending_callback(call["sid"]))
