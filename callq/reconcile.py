@@ -184,11 +184,15 @@ class Reconciler:
         )
         want_to = _digits(rec.get("to"))
         known = self._known_sids([str(c.get("Sid")) for c in calls])
+        # This request's earlier calls (a redial's first attempt): never the one in doubt.
+        earlier = set((rec.get("prev_sids") or "").split())
         out = []
         for call in calls:
             sid = str(call.get("Sid") or "")
-            if not sid or (known.get(sid) not in (None, rec["request_id"])):
-                continue  # another request's call to the same number
+            if not sid or known.get(sid) is not None or sid in earlier:
+                # A Sid already recorded belongs to a settled attempt: another request's call
+                # to the same numbers, or this request's own earlier attempt.
+                continue
             if _digits(call.get("From")) != _digits(rec["from"]):
                 continue
             if want_to and _digits(call.get("To")) != want_to:

@@ -15,7 +15,7 @@ from callq.reconcile import Reconciler, proof_seconds
 from callq.retry import RetryPolicy
 from config import Settings
 from tests.campaigns import mobile
-from tests.conftest import callback_receiver, wait_for
+from tests.conftest import callback_receiver, make_dialer, wait_for
 
 CAMPAIGN = "rc"
 
@@ -179,3 +179,57 @@ def test_given_an_in_doubt_flow_call_whose_callback_came_first_when_found_then_i
     assert record["state"] == "retrying" and record["redials_done"] == "1"
     assert ledger.status(CAMPAIGN).call_status == {"busy": 1}
     assert not ledger.redis.exists(keys.pending_callback(call["sid"]))
+
+
+def redial_in_doubt(
+    settings: Settings, ledger: Ledger, sim: Any, n: int, fault: str
+) -> tuple[str, str]:
+    """Attempt 1 placed (S1) and its callback says busy, so the campaign redials; the redial
+    goes out with ``fault`` and its callback never comes. Returns (request id, S1)."""
+    rid = f"{CAMPAIGN}:{n:020x}"
+    record = {"from": mobile("98", n), "to": mobile("97", n), "time_limit": "2", "time_out": "1"}
+    assert ledger.enqueue_many(CAMPAIGN, [(rid, record)]) == [1]
+    ledger.set_controls(CAMPAIGN, {"redial_on": "busy", "redials": "1", "redial_interval": "0.05"})
+    sim.configure(callbacks=True, time_scale=0.01, slow_seconds=1.5, status_mix={"busy": 1.0})
+    with callback_receiver(settings) as cb:
+        dialer = make_dialer(cb, ledger)
+        assert dialer.place(rid).result == "originated"
+        s1 = ledger.get(rid)["sid"]
+        wait_for(lambda: ledger.get(rid)["state"] == "retrying", timeout=10, message="redial")
+        sim.configure(callbacks=False)  # the redial's callback is lost
+        sim.script(rid, [fault])
+        # Placed again once the redial is due (before that the claim says "early").
+        wait_for(lambda: dialer.place(rid).result == "unknown", timeout=5, message="redial")
+    assert ledger.get(rid)["state"] == "in_doubt"
+    assert ledger.get(rid)["prev_sids"] == s1
+    return rid, s1
+
+
+def test_given_a_redial_reset_before_origination_when_reconciled_then_it_is_not_its_first_call(
+    rsettings: Settings, ledger: Ledger, sim: Any
+) -> None:
+    # R2: the first attempt's Sid is known (for this very request) and in prev_sids; it must
+    # not be "found" as the redial's call, or the redial is recorded originated and lost.
+    rid, s1 = redial_in_doubt(rsettings, ledger, sim, 21, "reset_before")
+    wait_for(lambda: all(c["ended"] for c in sim.truth()["calls"]), timeout=10, message="ended")
+    backdate(ledger, rid, 10)
+    rec, _ = make_reconciler(rsettings, ledger)
+    verdict = rec.reconcile(rid)
+    assert (verdict.result, verdict.redial) == ("unplaced", True)
+    assert ledger.get(rid)["state"] == "retrying"
+    assert [c["sid"] for c in sim.truth()["calls"]] == [s1]
+
+
+def test_given_a_redial_placed_whose_reply_and_callback_were_lost_then_its_own_sid_is_found(
+    rsettings: Settings, ledger: Ledger, sim: Any
+) -> None:
+    # R2: the candidates are {S1, S2}; S1 is the first attempt's, so S2 is the redial's call
+    # (not "ambiguous" for good).
+    rid, s1 = redial_in_doubt(rsettings, ledger, sim, 22, "slow_placed")
+    wait_for(lambda: len(sim.truth()["calls"]) == 2, timeout=10, message="redial placed")
+    wait_for(lambda: all(c["ended"] for c in sim.truth()["calls"]), timeout=10, message="ended")
+    s2 = sim.truth()["calls"][1]["sid"]
+    rec, _ = make_reconciler(rsettings, ledger)
+    assert rec.reconcile(rid).result == "found"
+    record = ledger.get(rid)
+    assert (record["state"], record["sid"], record["prev_sids"]) == ("originated", s2, s1)
