@@ -145,7 +145,9 @@ class Reconciler:
             self._look_again(request_id, token, sent_at, proven_at, "not found yet")
             return Verdict("not_yet")
         reason = f"proven unplaced (not found {now - sent_at:.0f} s after sending)"
-        if self.settings.in_doubt_policy == "fail" or self.policy.exhausted(attempt):
+        # A redial starts a fresh count of attempts, as in the dialer.
+        counted = attempt - int(rec.get("redial_base") or 0)
+        if self.settings.in_doubt_policy == "fail" or self.policy.exhausted(counted):
             why = (
                 "IN_DOUBT_POLICY=fail"
                 if self.settings.in_doubt_policy == "fail"

@@ -167,9 +167,7 @@ def test_given_an_in_doubt_flow_call_whose_callback_came_first_when_found_then_i
     with callback_receiver(rsettings) as cb:
         rec, client = make_reconciler(cb, ledger)
         rid = in_doubt_call(ledger, client, cb, 11, "slow_placed", sim, flow=True)
-        wait_for(
-            lambda: sim.truth()["callbacks"]["sent"] == 1, timeout=10, message="callback sent"
-        )
+        wait_for(lambda: sim.truth()["callbacks"]["sent"] == 1, timeout=10, message="callback sent")
     (call,) = sim.truth()["calls"]
     assert ledger.redis.exists(keys.pending_callback(call["sid"]))
     assert ledger.get(rid)["state"] == "in_doubt"
@@ -233,3 +231,17 @@ def test_given_a_redial_placed_whose_reply_and_callback_were_lost_then_its_own_s
     assert rec.reconcile(rid).result == "found"
     record = ledger.get(rid)
     assert (record["state"], record["sid"], record["prev_sids"]) == ("originated", s2, s1)
+
+
+def test_given_an_in_doubt_redial_proven_unplaced_when_attempts_before_it_filled_the_budget_then_retried(
+    rsettings: Settings, ledger: Ledger, sim: Any
+) -> None:
+    # R6: a redial counts MAX_ATTEMPTS afresh (the dialer subtracts redial_base); reconcile
+    # failed it "after N attempts" where a 500 at the same point would have been retried.
+    rid, _ = redial_in_doubt(rsettings, ledger, sim, 23, "reset_before")
+    assert ledger.get(rid)["attempts"] == "2" and ledger.get(rid)["redial_base"] == "1"
+    backdate(ledger, rid, 10)
+    rec, _ = make_reconciler(rsettings.model_copy(update={"max_attempts": 2}), ledger)
+    verdict = rec.reconcile(rid)
+    assert (verdict.result, verdict.redial) == ("unplaced", True)
+    assert ledger.get(rid)["state"] == "retrying"
