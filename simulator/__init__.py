@@ -16,7 +16,7 @@ account's key and token, else 401):
 * ``GET /v1/Accounts/{sid}/Calls[.json]``: filters ``To``/``From`` (up to 5 each), ``Sid``,
   ``Status``, ``Direction``, ``DateCreated=gte:...;lte:...``; ``PageSize`` (1-100, default 50),
   ``SortBy=DateCreated:asc|desc`` (default desc), ``After``/``Before`` cursors. Only calls that
-  have ended are listed.
+  have ended are listed. ``max_page_size`` caps every page (a search then spans pages).
 
 Rate limit: a strict sliding window per account over every authenticated request (connect and
 Call Details alike). A request is refused with 429 when the window already holds

@@ -651,6 +651,7 @@ class SimState:
             raise _BadRequest("PageSize must be an integer") from exc
         if not 1 <= page_size <= MAX_PAGE_SIZE:
             raise _BadRequest(f"PageSize must be between 1 and {MAX_PAGE_SIZE}")
+        page_size = min(page_size, self.config.max_page_size)
         sort_by = _one(query, "SortBy") or "DateCreated:desc"
         if sort_by not in ("DateCreated:asc", "DateCreated:desc"):
             raise _BadRequest("SortBy must be DateCreated:asc or DateCreated:desc")

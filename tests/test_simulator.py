@@ -633,6 +633,21 @@ def test_given_two_accounts_when_each_spends_its_budget_then_windows_are_separat
         assert sim.truth()["max_in_window"] == {SID: 2, "acct-2": 1}
 
 
+def test_given_a_page_size_cap_when_listing_then_pages_are_no_larger_and_cursors_still_work(
+    exo: Simulator,
+) -> None:
+    exo.configure(max_page_size=2)
+    sids = [connect(exo).json()["Call"]["Sid"] for _ in range(3)]
+    wait_for(lambda: all(c["ended"] for c in exo.truth()["calls"]))
+    page = list_calls(exo, PageSize="100", SortBy="DateCreated:asc")
+    assert [c["Sid"] for c in page["Calls"]] == sids[:2]
+    assert page["Metadata"]["PageSize"] == 2
+    rest = get(exo.url + page["Metadata"]["NextPageUri"], auth=AUTH).json()
+    assert [c["Sid"] for c in rest["Calls"]] == sids[2:]
+    with pytest.raises(ValueError, match="max_page_size"):
+        exo.configure(max_page_size=0)
+
+
 def test_given_unknown_call_sid_when_get_details_then_404_rest_exception(exo: Simulator) -> None:
     reply = get(f"{exo.url}/v1/Accounts/{SID}/Calls/{'0' * 32}.json", auth=AUTH)
     assert reply.status_code == 404
