@@ -295,6 +295,12 @@ class Ledger:
 
     # Sweeper ----------------------------------------------------------------------------
 
+    def clock(self) -> float:
+        """The Redis server's clock, in epoch seconds: the clock every script stamps with
+        (sent_at, deadlines), so comparisons with them need no worker clock."""
+        sec, usec = self.redis.time()
+        return int(sec) + int(usec) / 1e6
+
     def due(self, limit: int = 200) -> list[str]:
         """Request ids whose deadline has passed (by the Redis clock)."""
         sec, usec = self.redis.time()

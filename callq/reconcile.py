@@ -98,6 +98,11 @@ class Reconciler:
         s = self.settings
         send_window = s.exotel_connect_timeout + s.exotel_read_timeout + s.lease_grace_seconds
         proven_at = sent_at + send_window + proof_seconds(rec, s)
+        # "Now" on the Redis clock (sent_at's), taken before the first page is asked for:
+        # every page shows what had ended when it arrived, so this is the earliest moment the
+        # search can vouch for. A worker clock, or a time taken after a slow search, could
+        # already be past the proof while the search saw the call still ringing.
+        now = self.ledger.clock()
         try:
             found = self._search(rec, sent_at)
         except (ExotelReplyError, LimiterUnavailable, TimeoutError, ValueError) as exc:
@@ -106,7 +111,7 @@ class Reconciler:
                 with contextlib.suppress(LimiterUnavailable):
                     self.limiter.push_back(exc.retry_after or s.rate_limited_pushback_seconds)
             log.warning("%s: Call Details search failed (%s); will look again", request_id, exc)
-            self._look_again(request_id, token, sent_at, proven_at, f"search failed: {exc}")
+            self._look_again(request_id, token, now, sent_at, proven_at, f"search failed: {exc}")
             return Verdict("search_failed")
         if len(found) == 1:
             sid = str(found[0].get("Sid"))
@@ -134,15 +139,15 @@ class Reconciler:
             self._look_again(
                 request_id,
                 token,
+                now,
                 sent_at,
                 proven_at,
                 f"ambiguous: {len(found)} candidate calls ({sids})",
-                at=time.time() + 4 * proof_seconds(rec, self.settings),
+                at=now + 4 * proof_seconds(rec, self.settings),
             )
             return Verdict("ambiguous")
-        now = time.time()
         if now < proven_at:
-            self._look_again(request_id, token, sent_at, proven_at, "not found yet")
+            self._look_again(request_id, token, now, sent_at, proven_at, "not found yet")
             return Verdict("not_yet")
         reason = f"proven unplaced (not found {now - sent_at:.0f} s after sending)"
         # A redial starts a fresh count of attempts, as in the dialer.
@@ -224,14 +229,15 @@ class Reconciler:
         self,
         request_id: str,
         token: str,
+        now: float,
         sent_at: float,
         proven_at: float,
         note: str,
         at: float | None = None,
     ) -> None:
         """Stay in doubt; look again after an interval that grows with the time in doubt,
-        and never later than the moment "not found" becomes proof."""
-        now = time.time()
+        and never later than the moment "not found" becomes proof. Times are on the Redis
+        clock."""
         interval = max(self.settings.reconcile_interval_seconds, now - sent_at)
         if at is not None:
             target = at

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import pytest
 
+import callq.reconcile as reconcile_module
 from callq.exotel import ExotelClient, build_connect_params, make_session
 from callq.keys import Keys
 from callq.ledger import Ledger
@@ -15,7 +17,7 @@ from callq.reconcile import Reconciler, proof_seconds
 from callq.retry import RetryPolicy
 from config import Settings
 from tests.campaigns import mobile
-from tests.conftest import callback_receiver, make_dialer, wait_for
+from tests.conftest import SIM_SID, callback_receiver, make_dialer, wait_for
 
 CAMPAIGN = "rc"
 
@@ -42,6 +44,7 @@ def in_doubt_call(
     flow: bool = False,
     campaign: str = CAMPAIGN,
     numbers: tuple[str, str] | None = None,
+    time_out: int = 1,
 ) -> str:
     """A call whose request went out (through the simulator) and whose reply was lost.
     ``flow``: connected to a call flow (Url) instead of a second number. ``numbers``: (From,
@@ -52,7 +55,7 @@ def in_doubt_call(
         "from": frm,
         "caller_id": EXOPHONE,
         "time_limit": "2",
-        "time_out": "1",
+        "time_out": str(time_out),
     }
     record.update({"url": FLOW_URL} if flow else {"to": to})
     assert ledger.enqueue_many(campaign, [(rid, record)]) == [1]
@@ -245,3 +248,70 @@ def test_given_an_in_doubt_redial_proven_unplaced_when_attempts_before_it_filled
     verdict = rec.reconcile(rid)
     assert (verdict.result, verdict.redial) == ("unplaced", True)
     assert ledger.get(rid)["state"] == "retrying"
+
+
+class _AheadClock:
+    """The ``time`` module as a worker whose clock runs ``ahead`` seconds before Redis'."""
+
+    def __init__(self, ahead: float) -> None:
+        self.ahead = ahead
+
+    def time(self) -> float:
+        return time.time() + self.ahead
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(time, name)
+
+
+def ringing_in_doubt(rsettings: Settings, ledger: Ledger, sim: Any, n: int) -> str:
+    """A call placed, its reply lost, and still ringing (so not in Call Details yet)."""
+    sim.configure(time_scale=1.0, slow_seconds=1.5, ring_seconds=[3.0, 3.0])
+    sim.configure(status_mix={"no-answer": 1.0})
+    _, client = make_reconciler(rsettings, ledger)
+    rid = in_doubt_call(ledger, client, rsettings, n, "slow_placed", sim)
+    assert not sim.truth()["calls"][0]["ended"]
+    return rid
+
+
+def test_given_a_worker_clock_ahead_of_redis_when_a_placed_call_still_rings_then_not_proven(
+    rsettings: Settings, ledger: Ledger, sim: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # R4: sent_at is on the Redis clock; a worker clock 60 s ahead made a ringing call look
+    # past its proof, and it was dialled twice.
+    rid = ringing_in_doubt(rsettings, ledger, sim, 31)
+    monkeypatch.setattr(reconcile_module, "time", _AheadClock(60.0))
+    rec, _ = make_reconciler(rsettings, ledger)
+    verdict = rec.reconcile(rid)
+    assert (verdict.result, verdict.redial) == ("not_yet", False)
+    assert ledger.get(rid)["state"] == "in_doubt"
+
+
+def test_given_a_search_over_pages_when_the_last_comes_after_the_proof_time_then_not_proven(
+    rsettings: Settings, ledger: Ledger, sim: Any, keys: Keys
+) -> None:
+    # R4: each page is what had ended when its request arrived, and each waits for its own
+    # permit. "Now" taken after the last page is past the proof time, although page 1 was
+    # taken while the call still rang (and it sorts before page 2's cursor).
+    fast = rsettings.model_copy(update={"lease_grace_seconds": 0.5, "exotel_connect_timeout": 0.5})
+    sim.configure(time_scale=1.0, slow_seconds=1.5, status_mix={"no-answer": 1.0})
+    _, client = make_reconciler(fast, ledger)
+    rid = in_doubt_call(ledger, client, fast, 33, "slow_placed", sim, time_out=3)
+    record = ledger.get(rid)
+    assert proof_seconds(record, fast) == 6.0  # window 1 + TimeOut 3 + TimeLimit 2
+    # Two short calls from the same number, made after it and ended before it.
+    sim.configure(status_mix={"failed": 1.0}, ring_seconds=[0.01, 0.01], max_page_size=1)
+    for to in (mobile("96", 1), mobile("96", 2)):
+        params = [("From", record["from"]), ("To", to), ("CallerId", EXOPHONE)]
+        assert client.connect(params)[0].kind == "originated"
+    wait_for(lambda: sum(c["ended"] for c in sim.truth()["calls"]) == 2, timeout=5)
+    # One permit per 8 s: page 2 goes out past sent + 1.5 (send window) + 6 (proof).
+    slow = fast.model_copy(update={"rate_limit_calls": 1, "rate_limit_period_seconds": 8.0})
+    rec, _ = make_reconciler(slow, ledger)
+    verdict = rec.reconcile(rid)
+    assert (verdict.result, verdict.redial) == ("not_yet", False)
+    assert ledger.get(rid)["state"] == "in_doubt"
+    assert sim.truth()["details_requests"] == 2
+    ledger.redis.delete(keys.limiter(SIM_SID))
+    sim.configure(max_page_size=100)
+    rec, _ = make_reconciler(fast, ledger)
+    assert rec.reconcile(rid).result == "found"  # it had ended by then
