@@ -25,7 +25,8 @@ every arrival (so a client that never saw a 429 has ``max_in_window <= rate_limi
 
 Faults: ``500``, ``504``, ``429`` (not placed), ``slow_placed`` (placed, reply after
 ``slow_seconds``, unscaled), ``reset_before`` (TCP RST, not placed), ``reset_after`` (placed,
-then RST), ``ok``. Scripts (``script(key, [...])``) match CustomField, then To, then From, and
+then RST), ``proxy_504`` (placed, but a proxy in front answers 504 with an HTML page, not
+Exotel's RestException), ``ok``. Scripts (``script(key, [...])``) match CustomField, then To, then From, and
 win over the random ``p_*`` draws. Faults come before validation, and a fault that places
 a call does so only if the request is valid.
 

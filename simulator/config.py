@@ -25,6 +25,7 @@ FAULTS: tuple[str, ...] = (
     "slow_placed",
     "reset_before",
     "reset_after",
+    "proxy_504",
 )
 
 #: Terminal statuses a simulated call may end with.

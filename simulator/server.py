@@ -217,6 +217,14 @@ class _Handler(BaseHTTPRequestHandler):
         self.wfile.write(body)
         self.wfile.flush()
 
+    def _reply_raw(self, status: int, body: bytes, content_type: str) -> None:
+        self.send_response(status)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+        self.wfile.flush()
+
     def _abort(self) -> None:
         """Reset the TCP connection: SO_LINGER (1, 0), then close, so the peer sees an RST."""
         self.close_connection = True
@@ -234,6 +242,9 @@ class _Handler(BaseHTTPRequestHandler):
             return
         if decision.reset:
             self._abort()
+            return
+        if decision.raw is not None:
+            self._reply_raw(decision.status, *decision.raw)
             return
         # No Retry-After on a 429: Exotel documents none, so a client must cope without it.
         self._reply(decision.status, decision.payload, as_json=as_json)

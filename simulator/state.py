@@ -45,6 +45,12 @@ CALLBACK_TIMEOUT = 5.0
 CALLBACK_BACKOFF_BASE = 1.0
 CALLBACK_BACKOFF_CAP = 30.0
 
+#: What a proxy or load balancer in front of the API sends when it gives up waiting.
+PROXY_504_PAGE = (
+    b"<html>\r\n<head><title>504 Gateway Time-out</title></head>\r\n<body>\r\n"
+    b"<center><h1>504 Gateway Time-out</h1></center>\r\n</body>\r\n</html>\r\n"
+)
+
 #: Faults counted in truth["faults"] (every name but "ok").
 COUNTED_FAULTS = tuple(f for f in FAULTS if f != "ok")
 
@@ -59,6 +65,8 @@ class Decision:
     delay: float = 0.0
     #: Abort the connection with an RST instead of replying.
     reset: bool = False
+    #: A reply that is not Exotel's (body, Content-Type): a proxy's error page.
+    raw: tuple[bytes, str] | None = None
 
 
 @dataclass
@@ -463,6 +471,8 @@ class SimState:
                 return Decision(200, body, self._config.slow_seconds)
             if fault == "reset_after":
                 return Decision(0, {}, self._latency(), reset=True)
+            if fault == "proxy_504":
+                return Decision(504, {}, self._latency(), raw=(PROXY_504_PAGE, "text/html"))
             return Decision(200, body, self._latency())
 
     def _new_sid(self) -> str:

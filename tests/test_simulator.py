@@ -495,6 +495,20 @@ def test_given_reset_after_when_connect_then_connection_error_but_call_placed(
     assert truth["faults"]["reset_after"] == 1
 
 
+def test_given_proxy_504_when_connect_then_an_html_gateway_timeout_but_call_placed(
+    exo: Simulator,
+) -> None:
+    # A proxy or load balancer in front of Exotel gives up while Exotel goes on originating.
+    exo.script("req-p504", ["proxy_504"])
+    reply = connect(exo, CustomField="req-p504")
+    assert reply.status_code == 504
+    assert reply.headers["Content-Type"].startswith("text/html")
+    assert b"RestException" not in reply.content and b"504 Gateway Time-out" in reply.content
+    truth = exo.truth()
+    assert truth["by_custom_field"] == {"req-p504": 1}
+    assert truth["faults"]["proxy_504"] == 1
+
+
 def test_given_reset_fault_when_raw_socket_reads_then_peer_sees_rst_not_fin(
     exo: Simulator,
 ) -> None:
