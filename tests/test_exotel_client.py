@@ -202,7 +202,7 @@ def test_connect_posts_once_with_auth_form_and_timeouts() -> None:
 
 
 @pytest.mark.parametrize(
-    ("status", "kind"), [(500, NotPlaced), (504, NotPlaced), (502, Unknown), (503, Unknown)]
+    ("status", "kind"), [(500, NotPlaced), (504, Unknown), (502, Unknown), (503, Unknown)]
 )
 @responses.activate
 def test_connect_5xx_is_not_retried(status: int, kind: type) -> None:
