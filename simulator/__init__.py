@@ -26,9 +26,9 @@ every arrival (so a client that never saw a 429 has ``max_in_window <= rate_limi
 Faults: ``500``, ``504``, ``429`` (not placed), ``slow_placed`` (placed, reply after
 ``slow_seconds``, unscaled), ``reset_before`` (TCP RST, not placed), ``reset_after`` (placed,
 then RST), ``proxy_504`` (placed, but a proxy in front answers 504 with an HTML page, not
-Exotel's RestException), ``ok``. Scripts (``script(key, [...])``) match CustomField, then To, then From, and
-win over the random ``p_*`` draws. Faults come before validation, and a fault that places
-a call does so only if the request is valid.
+Exotel's RestException), ``ok``. Scripts (``script(key, [...])``) match CustomField, then To,
+then From, and win over the random ``p_*`` draws. Faults come before validation, and a fault
+that places a call does so only if the request is valid.
 
 StatusCallbacks are posted when a call ends: the terminal payload of Exotel's page when the
 request had ``StatusCallbackEvents[0]=terminal``, else the four basic fields (CallSid, Status,
@@ -43,8 +43,14 @@ callbacks are simulated seconds (not scaled); a call really lasts ``(ring + talk
 time_scale``. For a call connected to a flow (``Url``), ``To`` is shown as the ExoPhone, as
 Exotel does, and ``truth()["by_to"]`` counts it there (``by_from`` counts the customer).
 
+Calls we did not place are listed too: ``add_call()`` (``POST /_sim/calls``) adds one that has
+already ended, with its ``Direction`` (``inbound``: the customer calling an ExoPhone;
+``outbound-api``: another system's call on the account) and no CustomField. Listings sort by
+DateCreated. ``truth()["calls"]`` holds only the calls placed through Calls/connect; added ones
+are in ``truth()["injected"]``.
+
 Control (no auth): ``GET /_sim/truth``, ``GET|POST /_sim/config``, ``POST /_sim/script``,
-``POST /_sim/reset``, ``GET /_sim/health``.
+``POST /_sim/reset``, ``POST /_sim/calls``, ``GET /_sim/health``.
 """
 
 from simulator.config import FAULTS, Account, SimConfig

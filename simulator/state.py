@@ -25,7 +25,7 @@ from datetime import tzinfo
 from typing import Any
 from urllib.parse import urlencode, urlsplit
 
-from simulator.config import FAULTS, Account, SimConfig, apply_changes
+from simulator.config import FAULTS, STATUSES, Account, SimConfig, apply_changes
 from simulator.formats import encode_callback, format_time, parse_time, rest_exception, zone
 from simulator.latency import sample_latency
 from simulator.scheduler import Scheduler
@@ -40,6 +40,8 @@ MAX_PAGE_SIZE = 100
 DEFAULT_PAGE_SIZE = 50
 MAX_NUMBERS_PER_FILTER = 5
 MAX_SIDS_PER_FILTER = 100
+#: Directions Call Details shows.
+DIRECTIONS = ("outbound-api", "outbound-dial", "inbound")
 CALLBACK_RETRIES = 5
 CALLBACK_TIMEOUT = 5.0
 CALLBACK_BACKOFF_BASE = 1.0
@@ -93,6 +95,11 @@ class CallRecord:
     record: bool
     fault: str | None
     params: dict[str, str] = field(default_factory=dict)
+    #: ``outbound-api`` for a Calls/connect call; an added call may be ``inbound`` (the
+    #: customer calling an ExoPhone) or another system's.
+    direction: str = "outbound-api"
+    #: Added with :meth:`SimState.add_call`, not placed through Calls/connect.
+    added: bool = False
 
     def ended(self, now: float) -> bool:
         return now >= self.end_mono
@@ -131,7 +138,7 @@ class CallRecord:
             "EndTime": format_time(self.end_wall, tz) if ended else None,
             "Duration": str(self.duration) if ended else None,
             "Price": price,
-            "Direction": "outbound-api",
+            "Direction": self.direction,
             "AnsweredBy": None,
             "ForwardedFrom": None,
             "CallerName": None,
@@ -551,6 +558,62 @@ class SimState:
             self._schedule_callbacks(record, callback, params)
         return record
 
+    def add_call(
+        self,
+        account_sid: str,
+        from_: str,
+        to: str,
+        *,
+        direction: str,
+        status: str = "completed",
+        created: float | None = None,
+        duration: int = 30,
+    ) -> str:
+        """A call Call Details lists that we did not place (no CustomField, no callback): the
+        customer calling an ExoPhone (``inbound``), or another system's call on the account.
+        It has already ended. Raises ValueError naming a bad field. Returns its Sid."""
+        if direction not in DIRECTIONS:
+            raise ValueError(f"direction must be one of {', '.join(DIRECTIONS)}")
+        if status not in STATUSES:
+            raise ValueError(f"status must be one of {', '.join(STATUSES)}")
+        for name, value in (("from_", from_), ("to", to)):
+            if not isinstance(value, str) or not value.strip():
+                raise ValueError(f"{name} must be a non-empty string")
+        if isinstance(duration, bool) or not isinstance(duration, int) or duration < 0:
+            raise ValueError("duration must be an integer >= 0")
+        with self._lock:
+            if account_sid not in self._accounts:
+                raise ValueError(f"unknown account {account_sid!r}")
+            now_mono = time.monotonic()
+            created_wall = time.time() if created is None else float(created)
+            talk = duration if status == "completed" else 0
+            self._seq += 1
+            record = CallRecord(
+                seq=self._seq,
+                sid=self._new_sid(),
+                account_sid=account_sid,
+                from_=from_,
+                to=to,
+                to_param=to,
+                caller_id=to if direction == "inbound" else "",
+                url=None,
+                custom_field=None,
+                created_wall=created_wall,
+                placed_mono=now_mono,
+                end_mono=now_mono,
+                end_wall=created_wall + duration,
+                status=status,
+                duration=duration if status == "completed" else 0,
+                conversation=talk,
+                legs=[{"Status": status, "OnCallDuration": talk}],
+                record=False,
+                fault=None,
+                direction=direction,
+                added=True,
+            )
+            self._calls[record.sid] = record
+            return record.sid
+
     # --- StatusCallbacks -------------------------------------------------------------------
 
     def _schedule_callbacks(self, record: CallRecord, url: str, params: Mapping[str, str]) -> None:
@@ -687,23 +750,38 @@ class SimState:
                 and (froms is None or r.from_ in froms)
                 and (sids is None or r.sid in sids)
                 and (statuses is None or r.status in statuses)
-                and (directions is None or "outbound-api" in directions)
+                and (directions is None or r.direction in directions)
                 and all(op(math.floor(r.created_wall), bound) for op, bound in bounds)
             ]
-            matched.sort(key=lambda r: r.seq, reverse=not ascending)
+
+            # Sorted by DateCreated (an added call may be older than calls placed before it),
+            # then by the order calls were made; a cursor names a call by its seq.
+            def key(r: CallRecord) -> tuple[float, int]:
+                return (r.created_wall, r.seq)
+
+            matched.sort(key=key, reverse=not ascending)
+            by_seq = {r.seq: r for r in self._calls.values()}
 
             # Position in sort order: "later" means further along the listing.
-            def later(a: int, b: int) -> bool:
+            def later(a: tuple[float, int], b: tuple[float, int]) -> bool:
                 return a > b if ascending else a < b
 
+            def anchor(seq: int) -> tuple[float, int]:
+                call = by_seq.get(seq)
+                if call is None:
+                    raise _BadRequest("Invalid cursor")
+                return key(call)
+
             if after is not None:
+                mark = anchor(after)
                 start = next(
-                    (i for i, r in enumerate(matched) if later(r.seq, after)), len(matched)
+                    (i for i, r in enumerate(matched) if later(key(r), mark)), len(matched)
                 )
                 stop = min(len(matched), start + page_size)
             elif before is not None:
+                mark = anchor(before)
                 stop = next(
-                    (i for i, r in enumerate(matched) if not later(before, r.seq)), len(matched)
+                    (i for i, r in enumerate(matched) if not later(mark, key(r))), len(matched)
                 )
                 start = max(0, stop - page_size)
             else:
@@ -767,7 +845,8 @@ class SimState:
     def truth(self) -> dict[str, Any]:
         with self._lock:
             now = time.monotonic()
-            calls = sorted(self._calls.values(), key=lambda r: r.seq)
+            every = sorted(self._calls.values(), key=lambda r: r.seq)
+            calls = [r for r in every if not r.added]
             by_cf: Counter[str] = Counter(r.custom_field for r in calls if r.custom_field)
             by_to: Counter[str] = Counter(r.to for r in calls)
             by_from: Counter[str] = Counter(r.from_ for r in calls)
@@ -796,6 +875,19 @@ class SimState:
                         "date_created": format_time(r.created_wall, self._tz),
                     }
                     for r in calls
+                ],
+                "injected": [
+                    {
+                        "sid": r.sid,
+                        "to": r.to,
+                        "from": r.from_,
+                        "account_sid": r.account_sid,
+                        "direction": r.direction,
+                        "status": r.status,
+                        "date_created": format_time(r.created_wall, self._tz),
+                    }
+                    for r in every
+                    if r.added
                 ],
                 "faults": {f: self._faults.get(f, 0) for f in COUNTED_FAULTS},
                 "scripts": {k: list(v) for k, v in self._scripts.items()},

@@ -662,6 +662,68 @@ def test_given_a_page_size_cap_when_listing_then_pages_are_no_larger_and_cursors
         exo.configure(max_page_size=0)
 
 
+def test_given_inbound_and_foreign_calls_when_listing_then_they_show_with_their_direction(
+    exo: Simulator,
+) -> None:
+    # Call Details lists every call of the account: the customer calling the ExoPhone back
+    # (inbound), or another system's outbound call, besides the calls we placed.
+    ours = connect(exo, From="09000000001", To="09000000002").json()["Call"]["Sid"]
+    inbound = exo.add_call(from_="09000000001", to="08030752400", direction="inbound")
+    foreign = exo.add_call(from_="09000000001", to="09000000003", direction="outbound-api")
+    wait_for(lambda: all(c["ended"] for c in exo.truth()["calls"]))
+    calls = list_calls(exo, From="09000000001", SortBy="DateCreated:asc")["Calls"]
+    assert [(c["Sid"], c["Direction"]) for c in calls] == [
+        (ours, "outbound-api"),
+        (inbound, "inbound"),
+        (foreign, "outbound-api"),
+    ]
+    assert calls[1]["To"] == "08030752400" and calls[1]["Status"] == "completed"
+    only_in = list_calls(exo, Direction="inbound")["Calls"]
+    assert [c["Sid"] for c in only_in] == [inbound]
+    truth = exo.truth()
+    assert truth["originated"] == 1 and [c["sid"] for c in truth["calls"]] == [ours]
+    assert [(c["sid"], c["direction"]) for c in truth["injected"]] == [
+        (inbound, "inbound"),
+        (foreign, "outbound-api"),
+    ]
+    with pytest.raises(ValueError, match="direction"):
+        exo.add_call(from_="09000000001", to="08030752400", direction="sideways")
+
+
+def test_given_a_call_added_with_a_past_date_when_listing_then_sorted_by_date_created(
+    exo: Simulator,
+) -> None:
+    newer = connect(exo).json()["Call"]["Sid"]
+    created = time.time() - 600
+    older = exo.add_call(
+        from_="09000000001", to="09000000002", direction="outbound-api", created=created
+    )
+    wait_for(lambda: all(c["ended"] for c in exo.truth()["calls"]))
+    page = list_calls(exo, PageSize="1", SortBy="DateCreated:asc")
+    assert [c["Sid"] for c in page["Calls"]] == [older]
+    assert (
+        page["Calls"][0]["DateCreated"] == ist_now(-600)[:-3] + page["Calls"][0]["DateCreated"][-3:]
+    )
+    rest = get(exo.url + page["Metadata"]["NextPageUri"], auth=AUTH).json()
+    assert [c["Sid"] for c in rest["Calls"]] == [newer]
+    window = f"gte:{ist_now(-700)};lte:{ist_now(-500)}"
+    assert [c["Sid"] for c in list_calls(exo, DateCreated=window)["Calls"]] == [older]
+
+
+def test_given_the_control_endpoint_when_a_call_is_added_over_http_then_it_is_listed(
+    exo: Simulator,
+) -> None:
+    reply = post(
+        f"{exo.url}/_sim/calls",
+        json={"From": "09000000001", "To": "08030752400", "Direction": "inbound"},
+    )
+    assert reply.status_code == 200
+    sid = reply.json()["Sid"]
+    assert [c["Sid"] for c in list_calls(exo)["Calls"]] == [sid]
+    bad = post(f"{exo.url}/_sim/calls", json={"From": "09000000001"})
+    assert bad.status_code == 400 and "To" in bad.json()["error"]
+
+
 def test_given_unknown_call_sid_when_get_details_then_404_rest_exception(exo: Simulator) -> None:
     reply = get(f"{exo.url}/v1/Accounts/{SID}/Calls/{'0' * 32}.json", auth=AUTH)
     assert reply.status_code == 404
