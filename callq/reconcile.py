@@ -19,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -58,6 +59,18 @@ def proof_seconds(record: dict[str, str], settings: Settings) -> float:
 def _digits(number: Any) -> str:
     """The last 10 digits: Exotel may list +919052161119 as 09052161119."""
     return "".join(ch for ch in str(number or "") if ch.isdigit())[-10:]
+
+
+def parties(frm: Any, to: Any, caller_id: Any) -> str:
+    """``{from}:{to}`` (last 10 digits each) as Call Details shows the call: To is the
+    second number, or for a call connected to a flow (no To) the ExoPhone (CallerId)."""
+    return f"{_digits(frm)}:{_digits(to) if to else _digits(caller_id)}"
+
+
+def record_parties(rec: Mapping[str, str], settings: Settings) -> str:
+    """:func:`parties` of a call record (its CallerId defaulting as the request's did)."""
+    caller_id = rec.get("caller_id") or settings.exotel_caller_id
+    return parties(rec.get("from"), rec.get("to"), caller_id)
 
 
 def _parse_exotel_time(text: Any, settings: Settings) -> float | None:
@@ -189,7 +202,7 @@ class Reconciler:
             created_to=end,
             before_request=self._permit,
         )
-        want_to = _digits(rec.get("to"))
+        want = record_parties(rec, s)
         known = self._known_sids([str(c.get("Sid")) for c in calls])
         # This request's earlier calls (a redial's first attempt): never the one in doubt.
         earlier = set((rec.get("prev_sids") or "").split())
@@ -200,10 +213,10 @@ class Reconciler:
                 # A Sid already recorded belongs to a settled attempt: another request's call
                 # to the same numbers, or this request's own earlier attempt.
                 continue
-            if _digits(call.get("From")) != _digits(rec["from"]):
-                continue
-            if want_to and _digits(call.get("To")) != want_to:
-                continue
+            if str(call.get("Direction") or "").lower() != "outbound-api":
+                continue  # the customer calling in, or a call another system dialled
+            if parties(call.get("From"), call.get("To"), None) != want:
+                continue  # for a flow call, To is the ExoPhone it went out from
             created = _parse_exotel_time(call.get("DateCreated"), s)
             if created is not None and not (
                 sent_at - SEARCH_MARGIN

@@ -315,3 +315,43 @@ def test_given_a_search_over_pages_when_the_last_comes_after_the_proof_time_then
     sim.configure(max_page_size=100)
     rec, _ = make_reconciler(fast, ledger)
     assert rec.reconcile(rid).result == "found"  # it had ended by then
+
+
+def test_given_an_unplaced_flow_call_when_the_customer_calls_the_exophone_then_not_taken(
+    rsettings: Settings, ledger: Ledger, sim: Any
+) -> None:
+    # R7: an inbound call (customer -> ExoPhone) has the very From and To a flow call shows.
+    # Taken as ours, the unplaced call would be recorded originated: a lost call.
+    rec, client = make_reconciler(rsettings, ledger)
+    rid = in_doubt_call(ledger, client, rsettings, 41, "reset_before", sim, flow=True)
+    inbound = sim.add_call(from_=mobile("98", 41), to="08030752400", direction="inbound")
+    backdate(ledger, rid, 10)
+    verdict = rec.reconcile(rid)
+    assert (verdict.result, verdict.redial) == ("unplaced", True)
+    assert ledger.request_for_sid(inbound) is None
+
+
+def test_given_an_unplaced_flow_call_when_another_system_called_the_customer_then_not_taken(
+    rsettings: Settings, ledger: Ledger, sim: Any
+) -> None:
+    # R7: another system's outbound call from the same customer number, to another ExoPhone
+    # or number: for a flow call, To must be our ExoPhone (CallerId).
+    rec, client = make_reconciler(rsettings, ledger)
+    rid = in_doubt_call(ledger, client, rsettings, 42, "reset_before", sim, flow=True)
+    sim.add_call(from_=mobile("98", 42), to="08049999999", direction="outbound-api")
+    backdate(ledger, rid, 10)
+    verdict = rec.reconcile(rid)
+    assert (verdict.result, verdict.redial) == ("unplaced", True)
+
+
+def test_given_a_placed_flow_call_and_an_inbound_call_when_reconciled_then_ours_is_found(
+    rsettings: Settings, ledger: Ledger, sim: Any
+) -> None:
+    sim.configure(slow_seconds=1.5, time_scale=0.01)
+    rec, client = make_reconciler(rsettings, ledger)
+    rid = in_doubt_call(ledger, client, rsettings, 43, "slow_placed", sim, flow=True)
+    sim.add_call(from_=mobile("98", 43), to="08030752400", direction="inbound")
+    wait_for(lambda: all(c["ended"] for c in sim.truth()["calls"]), timeout=10)
+    (ours,) = sim.truth()["calls"]
+    assert rec.reconcile(rid).result == "found"
+    assert ledger.get(rid)["sid"] == ours["sid"]
