@@ -21,12 +21,19 @@ import urllib.request
 from collections import Counter, deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import tzinfo
+from datetime import datetime, tzinfo
 from typing import Any
 from urllib.parse import urlencode, urlsplit
 
 from simulator.config import FAULTS, STATUSES, Account, SimConfig, apply_changes
-from simulator.formats import encode_callback, format_time, parse_time, rest_exception, zone
+from simulator.formats import (
+    TIME_FORMAT,
+    encode_callback,
+    format_time,
+    rest_exception,
+    wall_time,
+    zone,
+)
 from simulator.latency import sample_latency
 from simulator.scheduler import Scheduler
 
@@ -751,7 +758,7 @@ class SimState:
                 and (sids is None or r.sid in sids)
                 and (statuses is None or r.status in statuses)
                 and (directions is None or r.direction in directions)
-                and all(op(math.floor(r.created_wall), bound) for op, bound in bounds)
+                and all(op(wall_time(r.created_wall, tz), bound) for op, bound in bounds)
             ]
 
             # Sorted by DateCreated (an added call may be older than calls placed before it),
@@ -814,17 +821,20 @@ class SimState:
     @staticmethod
     def _date_bounds(
         raw: str | None, tz: tzinfo
-    ) -> list[tuple[Callable[[float, float], bool], float]]:
+    ) -> list[tuple[Callable[[datetime, datetime], bool], datetime]]:
+        """The DateCreated filter as (operator, wall-clock time) pairs. Exotel keeps plain
+        local times and compares them as such: in a zone with daylight saving, "01:30" on the
+        night the clocks go back matches calls of both 01:30s."""
         if not raw:
             return []
-        ops: dict[str, Callable[[float, float], bool]] = {
+        ops: dict[str, Callable[[datetime, datetime], bool]] = {
             "gte": operator.ge,
             "lte": operator.le,
             "gt": operator.gt,
             "lt": operator.lt,
             "eq": operator.eq,
         }
-        bounds: list[tuple[Callable[[float, float], bool], float]] = []
+        bounds: list[tuple[Callable[[datetime, datetime], bool], datetime]] = []
         for raw_part in raw.split(";"):
             part = raw_part.strip()
             if not part:
@@ -835,7 +845,7 @@ class SimState:
                     "DateCreated must look like gte:YYYY-MM-DD HH:mm:ss;lte:YYYY-MM-DD HH:mm:ss"
                 )
             try:
-                bounds.append((ops[name], parse_time(value, tz)))
+                bounds.append((ops[name], datetime.strptime(value.strip(), TIME_FORMAT)))
             except ValueError as exc:
                 raise _BadRequest(f"Invalid DateCreated bound {value!r}") from exc
         return bounds

@@ -710,6 +710,21 @@ def test_given_a_call_added_with_a_past_date_when_listing_then_sorted_by_date_cr
     assert [c["Sid"] for c in list_calls(exo, DateCreated=window)["Calls"]] == [older]
 
 
+def test_given_a_dst_zone_when_a_call_is_made_in_the_repeated_hour_then_the_filter_is_wall_clock(
+    start_sim: Callable[..., Simulator],
+) -> None:
+    # Exotel's times are plain wall-clock strings, and so is its DateCreated filter: a call
+    # made at 01:30 GMT on the night London falls back shows, and is filtered, as "01:30".
+    sim = start_sim(timezone="Europe/London")
+    second_0130 = datetime(2025, 10, 26, 1, 30, tzinfo=ZoneInfo("UTC")).timestamp()
+    sid = sim.add_call(
+        from_="09000000001", to="09000000002", direction="outbound-api", created=second_0130
+    )
+    calls = list_calls(sim, DateCreated="gte:2025-10-26 01:29:00;lte:2025-10-26 01:31:00")
+    assert [c["Sid"] for c in calls["Calls"]] == [sid]
+    assert calls["Calls"][0]["DateCreated"] == "2025-10-26 01:30:00"
+
+
 def test_given_the_control_endpoint_when_a_call_is_added_over_http_then_it_is_listed(
     exo: Simulator,
 ) -> None:
