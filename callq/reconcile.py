@@ -73,14 +73,21 @@ def record_parties(rec: Mapping[str, str], settings: Settings) -> str:
     return parties(rec.get("from"), rec.get("to"), caller_id)
 
 
-def _parse_exotel_time(text: Any, settings: Settings) -> float | None:
+def exotel_instants(text: Any, zone: str) -> tuple[float, ...]:
+    """The epoch seconds an Exotel time (plain ``YYYY-MM-DD HH:MM:SS`` in ``zone``) may
+    stand for: one, or two in the hour repeated when daylight saving ends (both folds; also
+    a wall time skipped when it starts, read with either offset). A candidate is in its
+    window if either is. Empty when ``text`` is not such a time."""
     from zoneinfo import ZoneInfo
 
     try:
         naive = datetime.strptime(str(text), "%Y-%m-%d %H:%M:%S")
     except ValueError:
-        return None
-    return naive.replace(tzinfo=ZoneInfo(settings.exotel_timezone)).timestamp()
+        return ()
+    tz = ZoneInfo(zone)
+    first = naive.replace(tzinfo=tz, fold=0).timestamp()
+    second = naive.replace(tzinfo=tz, fold=1).timestamp()
+    return (first,) if first == second else (first, second)
 
 
 class Reconciler:
@@ -217,12 +224,10 @@ class Reconciler:
                 continue  # the customer calling in, or a call another system dialled
             if parties(call.get("From"), call.get("To"), None) != want:
                 continue  # for a flow call, To is the ExoPhone it went out from
-            created = _parse_exotel_time(call.get("DateCreated"), s)
-            if created is not None and not (
-                sent_at - SEARCH_MARGIN
-                <= created
-                <= sent_at + s.exotel_origination_window_seconds + SEARCH_MARGIN
-            ):
+            created = exotel_instants(call.get("DateCreated"), s.exotel_timezone)
+            low = sent_at - SEARCH_MARGIN
+            high = sent_at + s.exotel_origination_window_seconds + SEARCH_MARGIN
+            if created and not any(low <= t <= high for t in created):
                 continue
             out.append(call)
         return out

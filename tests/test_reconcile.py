@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import time
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
+from pydantic import SecretStr
 
 import callq.reconcile as reconcile_module
 from callq.exotel import ExotelClient, build_connect_params, make_session
@@ -13,9 +15,9 @@ from callq.keys import Keys
 from callq.ledger import Ledger
 from callq.limiter import Limiter
 from callq.outcome import Unknown
-from callq.reconcile import Reconciler, proof_seconds
+from callq.reconcile import Reconciler, exotel_instants, proof_seconds
 from callq.retry import RetryPolicy
-from config import Settings
+from config import ConfigError, ExotelAccount, Settings, load_settings
 from tests.campaigns import mobile
 from tests.conftest import SIM_SID, callback_receiver, make_dialer, wait_for
 
@@ -355,3 +357,86 @@ def test_given_a_placed_flow_call_and_an_inbound_call_when_reconciled_then_ours_
     (ours,) = sim.truth()["calls"]
     assert rec.reconcile(rid).result == "found"
     assert ledger.get(rid)["sid"] == ours["sid"]
+
+
+def test_given_a_dst_zone_when_our_call_was_made_in_the_repeated_hour_then_it_is_found(
+    rsettings: Settings, ledger: Ledger, sim: Any
+) -> None:
+    # R7b: Exotel shows "2025-10-26 01:30:00" for a call made at 01:30 GMT, the second 01:30
+    # of the night London falls back. Read with fold=0 it is 00:30 UTC, an hour out of the
+    # window: the placed call was "not found" and dialled again.
+    london = rsettings.model_copy(update={"exotel_timezone": "Europe/London"})
+    sim.configure(timezone="Europe/London")
+    rec, client = make_reconciler(london, ledger)
+    rid = in_doubt_call(ledger, client, london, 51, None, sim)
+    sent_at = datetime(2025, 10, 26, 1, 30, tzinfo=UTC).timestamp()
+    ledger.redis.hset(ledger.keys.call(rid), "sent_at", int(sent_at * 1000))
+    record = ledger.get(rid)
+    ours = sim.add_call(
+        from_=record["from"], to=record["to"], direction="outbound-api", created=sent_at + 1
+    )
+    assert rec.reconcile(rid).result == "found"
+    assert ledger.get(rid)["sid"] == ours
+
+
+def test_given_an_account_in_another_zone_when_its_call_is_reconciled_then_its_hours_are_searched(
+    rsettings: Settings, ledger: Ledger
+) -> None:
+    # R7b: each account has its own time zone (EXOTEL_ACCOUNTS[...].timezone); the search
+    # window of an account in London is in London's hours, not the default account's (IST).
+    from simulator import Account, SimConfig, Simulator
+
+    eu_sim = SimConfig(
+        accounts=[Account("eu-account", "eu-key", "eu-token")],
+        latency=False,
+        callbacks=False,
+        timezone="Europe/London",
+        time_scale=0.01,
+        slow_seconds=1.5,
+    )
+    with Simulator(eu_sim) as eu:
+        settings = rsettings.model_copy(
+            update={
+                "exotel_accounts": {
+                    "eu": ExotelAccount(
+                        account_sid="eu-account",
+                        api_key=SecretStr("eu-key"),
+                        api_token=SecretStr("eu-token"),
+                        base_url=eu.url,
+                        timezone="Europe/London",
+                    )
+                }
+            }
+        )
+        eu_settings = settings.for_account("eu")
+        assert eu_settings.exotel_timezone == "Europe/London"
+        rec, client = make_reconciler(eu_settings, ledger)
+        rid = in_doubt_call(ledger, client, eu_settings, 52, "slow_placed", eu)
+        wait_for(lambda: all(c["ended"] for c in eu.truth()["calls"]), timeout=10)
+        (ours,) = eu.truth()["calls"]
+        assert rec.reconcile(rid).result == "found"
+        assert ledger.get(rid)["sid"] == ours["sid"]
+
+
+def test_given_an_unknown_zone_for_an_account_when_loading_then_the_field_is_named() -> None:
+    entry = {"account_sid": "eu", "api_key": "k-1", "api_token": "t-secret-9", "timezone": "Mars/X"}
+    with pytest.raises(ConfigError) as info:
+        load_settings(_env_file=None, exotel_accounts={"eu": entry})
+    message = str(info.value)
+    assert "EXOTEL_ACCOUNTS[eu].[timezone]" in message and "Mars/X" in message
+    assert "t-secret-9" not in message
+
+
+def test_exotel_instants_reads_both_folds_of_a_repeated_hour_only() -> None:
+    assert exotel_instants("2025-10-26 01:30:00", "Europe/London") == (
+        datetime(2025, 10, 26, 0, 30, tzinfo=UTC).timestamp(),
+        datetime(2025, 10, 26, 1, 30, tzinfo=UTC).timestamp(),
+    )
+    assert exotel_instants("2025-10-26 03:30:00", "Europe/London") == (
+        datetime(2025, 10, 26, 3, 30, tzinfo=UTC).timestamp(),
+    )
+    assert exotel_instants("2025-10-26 01:30:00", "Asia/Kolkata") == (
+        datetime(2025, 10, 25, 20, 0, tzinfo=UTC).timestamp(),
+    )
+    assert exotel_instants("26/10/2025 01:30", "Europe/London") == ()
+    assert exotel_instants(None, "Europe/London") == ()
