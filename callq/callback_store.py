@@ -207,6 +207,7 @@ class CallbackStore:
                 k.campaign_meta(campaign),
                 k.attempts(request_id),
                 k.campaign_parked(campaign),
+                k.unresolved(),
             ],
             args=[request_id, ev.sid, ev.status, *ev.record_args()],
         )

@@ -24,6 +24,7 @@ from callq.ledger import Finish, Ledger, ReleaseAction
 from callq.limiter import Limiter, Permit
 from callq.metrics import CALLS, EXOTEL_LATENCY, LIMITER_WAIT, RATE_LIMITED
 from callq.outcome import NotPlaced, Originated, Outcome, Rejected, Unknown
+from callq.parties import request_parties
 from callq.retry import RetryPolicy
 from config import Settings
 
@@ -202,7 +203,11 @@ class Dialer:
             self._release(request_id, token, action=action, wake_in=late_gate.wait)
             return Step(f"{action}:{late_gate.why}"), None
         marked = self.ledger.send_mark(
-            request_id, token, lease_seconds=self.send_lease, account=acct.name
+            request_id,
+            token,
+            lease_seconds=self.send_lease,
+            account=acct.name,
+            parties=request_parties(params),
         )
         if marked != "sent":
             if marked == "lost":

@@ -79,6 +79,12 @@ class Keys:
         """Hash: Exotel CallSid -> request id."""
         return f"{self.prefix}:sids"
 
+    def unresolved(self) -> str:
+        """Sorted set, all scores 0, members ``{parties}|{request_id}``: every call dialling
+        past its sent mark or in doubt, by its two numbers (callq.parties), so reconcile can
+        see every request that could own a call Call Details lists. Range it by lex."""
+        return f"{self.prefix}:unresolved"
+
     def pending_callback(self, sid: str) -> str:
         """String (JSON, with TTL): a callback that arrived before its Sid was recorded."""
         return f"{self.prefix}:pending_cb:{sid}"

@@ -204,23 +204,44 @@ class Ledger:
         ]
 
     def mark_sent(
-        self, request_id: str, token: str, *, lease_seconds: float, account: str = "default"
+        self,
+        request_id: str,
+        token: str,
+        *,
+        lease_seconds: float,
+        account: str = "default",
+        parties: str = "",
     ) -> bool:
         """The fence before the POST. False: do not send (see :meth:`send_mark` for why)."""
         return (
-            self.send_mark(request_id, token, lease_seconds=lease_seconds, account=account)
+            self.send_mark(
+                request_id, token, lease_seconds=lease_seconds, account=account, parties=parties
+            )
             == "sent"
         )
 
     def send_mark(
-        self, request_id: str, token: str, *, lease_seconds: float, account: str = "default"
+        self,
+        request_id: str,
+        token: str,
+        *,
+        lease_seconds: float,
+        account: str = "default",
+        parties: str = "",
     ) -> str:
         """The fence before the POST: 'sent' (go), or 'lost' (the attempt is no longer ours),
-        'paused' or 'cancelled' (the campaign changed since the claim). Only 'sent' sends."""
+        'paused' or 'cancelled' (the campaign changed since the claim). Only 'sent' sends.
+        ``parties`` (callq.parties) puts the call in the unresolved index until its attempt
+        is settled, so reconcile sees every request that could own a call it finds."""
         k = self.keys
         raw = self.scripts.mark_sent(
-            keys=[k.call(request_id), k.deadlines(), k.campaign_meta(campaign_of(request_id))],
-            args=[request_id, token, _ms(lease_seconds), account],
+            keys=[
+                k.call(request_id),
+                k.deadlines(),
+                k.campaign_meta(campaign_of(request_id)),
+                k.unresolved(),
+            ],
+            args=[request_id, token, _ms(lease_seconds), account, parties],
         )
         if raw in ("paused", "cancelled"):
             return str(raw)
@@ -242,7 +263,7 @@ class Ledger:
         campaign = campaign_of(request_id)
         return bool(
             self.scripts.release(
-                keys=self._waiting_keys(request_id, campaign),
+                keys=[*self._waiting_keys(request_id, campaign), self.keys.unresolved()],
                 args=[
                     request_id,
                     token,
@@ -278,6 +299,7 @@ class Ledger:
                 k.sids(),
                 k.attempts(request_id),
                 k.pending_callback(sid or "-"),
+                k.unresolved(),
             ],
             args=[
                 request_id,
@@ -531,6 +553,16 @@ class Ledger:
             for rec in pipe.execute():
                 if rec:
                     yield rec
+
+    def unresolved(self, parties: str) -> list[str]:
+        """Request ids of every call with these parties that is dialling past its sent mark
+        or in doubt (the unresolved index; stale members are possible only for a record
+        deleted by hand, so callers check each record's state)."""
+        members = cast(
+            list[str],
+            self.redis.zrangebylex(self.keys.unresolved(), f"[{parties}|", f"({parties}}}"),
+        )
+        return [m.split("|", 1)[1] for m in members]
 
     def request_for_sid(self, sid: str) -> str | None:
         return cast(str | None, self.redis.hget(self.keys.sids(), sid))

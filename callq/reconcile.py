@@ -6,8 +6,15 @@ It is settled by, in order:
 1. its terminal StatusCallback (matched by our request id in CustomField, see
    :mod:`callq.callback_store`), which moves it to ``originated`` at any time;
 2. a Call Details search (``Calls.json`` by From and a DateCreated window), through the same
-   global limiter as Calls/connect: found -> ``originated`` with that Sid, and a callback kept
-   for that Sid (a flow call's has no CustomField) is applied at once;
+   global limiter as Calls/connect. A candidate is an ``outbound-api`` call with the request's
+   parties (:mod:`callq.parties`) created in its window, whose Sid no attempt has recorded.
+   The decision is joint over the unresolved index (every request with the same parties in
+   doubt or dialling past its sent mark): a candidate another of them could own settles none
+   of them, and keeps them all from being proven unplaced, until one is settled otherwise
+   (its callback, a late reply, a call only it could own); when all are past their proof,
+   they are left ``ambiguous`` for a person. One candidate only this request could own ->
+   ``originated`` with that Sid, and a callback kept for that Sid (a flow call's has no
+   CustomField) is applied at once;
 3. "not found" proves the call unplaced only once it could have ended: sent_at +
    EXOTEL_ORIGINATION_WINDOW_SECONDS + TimeOut + TimeLimit (Exotel lists only ended calls).
    Then the call goes back to ``retrying`` (or ``failed`` when its attempts are used up, or
@@ -19,7 +26,6 @@ from __future__ import annotations
 import contextlib
 import logging
 import time
-from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -31,6 +37,7 @@ from callq.errors import ExotelReplyError, LimiterUnavailable
 from callq.exotel import ExotelClient, ExotelStatusError
 from callq.ledger import Ledger
 from callq.limiter import Limiter
+from callq.parties import parties, record_parties
 from callq.retry import RetryPolicy
 from config import Settings
 
@@ -56,23 +63,6 @@ def proof_seconds(record: dict[str, str], settings: Settings) -> float:
     return settings.exotel_origination_window_seconds + time_out + time_limit
 
 
-def _digits(number: Any) -> str:
-    """The last 10 digits: Exotel may list +919052161119 as 09052161119."""
-    return "".join(ch for ch in str(number or "") if ch.isdigit())[-10:]
-
-
-def parties(frm: Any, to: Any, caller_id: Any) -> str:
-    """``{from}:{to}`` (last 10 digits each) as Call Details shows the call: To is the
-    second number, or for a call connected to a flow (no To) the ExoPhone (CallerId)."""
-    return f"{_digits(frm)}:{_digits(to) if to else _digits(caller_id)}"
-
-
-def record_parties(rec: Mapping[str, str], settings: Settings) -> str:
-    """:func:`parties` of a call record (its CallerId defaulting as the request's did)."""
-    caller_id = rec.get("caller_id") or settings.exotel_caller_id
-    return parties(rec.get("from"), rec.get("to"), caller_id)
-
-
 def exotel_instants(text: Any, zone: str) -> tuple[float, ...]:
     """The epoch seconds an Exotel time (plain ``YYYY-MM-DD HH:MM:SS`` in ``zone``) may
     stand for: one, or two in the hour repeated when daylight saving ends (both folds; also
@@ -88,6 +78,22 @@ def exotel_instants(text: Any, zone: str) -> tuple[float, ...]:
     first = naive.replace(tzinfo=tz, fold=0).timestamp()
     second = naive.replace(tzinfo=tz, fold=1).timestamp()
     return (first,) if first == second else (first, second)
+
+
+@dataclass(frozen=True)
+class _Rival:
+    """Another unresolved request with the same parties: could it own a call found?"""
+
+    request_id: str
+    low: float  # its window of creation times
+    high: float
+    proven_at: float
+    in_doubt: bool  # else dialling past its sent mark, its reply still to come
+    zone: str
+
+    def could_own(self, call: dict[str, Any]) -> bool:
+        created = exotel_instants(call.get("DateCreated"), self.zone)
+        return not created or any(self.low <= t <= self.high for t in created)
 
 
 class Reconciler:
@@ -133,8 +139,16 @@ class Reconciler:
             log.warning("%s: Call Details search failed (%s); will look again", request_id, exc)
             self._look_again(request_id, token, now, sent_at, proven_at, f"search failed: {exc}")
             return Verdict("search_failed")
-        if len(found) == 1:
-            sid = str(found[0].get("Sid"))
+        # The decision is joint: another unresolved request with the same numbers (in doubt,
+        # or dialling past its sent mark) may own a call found here. Only a call no other
+        # one could own settles this request; a call others could own settles none of them,
+        # and while one lies in this window this request is not proven unplaced either.
+        others = self._others(request_id, rec)
+        owners = {id(c): [o.request_id for o in others if o.could_own(c)] for c in found}
+        exclusive = [c for c in found if not owners[id(c)]]
+        shared = [c for c in found if owners[id(c)]]
+        if len(exclusive) == 1:
+            sid = str(exclusive[0].get("Sid"))
             fin = self.ledger.finish(
                 request_id,
                 token,
@@ -153,19 +167,47 @@ class Reconciler:
                 # its call_status, its counters or its redial.
                 self.callbacks.apply_pending(sid)
             return Verdict("found" if fin.ok else f"not_recorded:{fin.state}")
-        if len(found) > 1:
+        if len(exclusive) > 1:
             # Placed, but we cannot tell which Sid is ours: never redial; an operator decides.
-            sids = ",".join(str(c.get("Sid")) for c in found[:5])
+            sids = ",".join(str(c.get("Sid")) for c in exclusive[:5])
             self._look_again(
                 request_id,
                 token,
                 now,
                 sent_at,
                 proven_at,
-                f"ambiguous: {len(found)} candidate calls ({sids})",
+                f"ambiguous: {len(exclusive)} candidate calls ({sids})",
                 at=now + 4 * proof_seconds(rec, self.settings),
             )
             return Verdict("ambiguous")
+        if shared:
+            sids = ",".join(str(c.get("Sid")) for c in shared[:5])
+            rivals = sorted({rid for c in shared for rid in owners[id(c)]})
+            named = ", ".join(rivals[:5])
+            involved = [o for o in others if o.request_id in rivals]
+            if now >= proven_at and all(o.in_doubt and now >= o.proven_at for o in involved):
+                # Every request that could own them is past its proof, and none was settled
+                # otherwise (a callback, a call only it could own): a person must decide.
+                self._look_again(
+                    request_id,
+                    token,
+                    now,
+                    sent_at,
+                    proven_at,
+                    f"ambiguous: {len(shared)} candidate call(s) ({sids}) that request(s) "
+                    f"with the same numbers could own too ({named})",
+                    at=now + 4 * proof_seconds(rec, self.settings),
+                )
+                return Verdict("ambiguous")
+            self._look_again(
+                request_id,
+                token,
+                now,
+                sent_at,
+                proven_at,
+                f"waiting: call(s) {sids} could be another unresolved request's ({named})",
+            )
+            return Verdict("shared")
         if now < proven_at:
             self._look_again(request_id, token, now, sent_at, proven_at, "not found yet")
             return Verdict("not_yet")
@@ -199,17 +241,14 @@ class Reconciler:
 
     def _search(self, rec: dict[str, str], sent_at: float) -> list[dict[str, Any]]:
         s = self.settings
-        start = datetime.fromtimestamp(sent_at - SEARCH_MARGIN, tz=UTC)
-        end = datetime.fromtimestamp(
-            sent_at + s.exotel_origination_window_seconds + SEARCH_MARGIN, tz=UTC
-        )
+        low, high = self._window(sent_at)
         calls = self.client.search_calls(
             from_=[rec["from"]],
-            created_from=start,
-            created_to=end,
+            created_from=datetime.fromtimestamp(low, tz=UTC),
+            created_to=datetime.fromtimestamp(high, tz=UTC),
             before_request=self._permit,
         )
-        want = record_parties(rec, s)
+        want = self._parties(rec)
         known = self._known_sids([str(c.get("Sid")) for c in calls])
         # This request's earlier calls (a redial's first attempt): never the one in doubt.
         earlier = set((rec.get("prev_sids") or "").split())
@@ -225,11 +264,46 @@ class Reconciler:
             if parties(call.get("From"), call.get("To"), None) != want:
                 continue  # for a flow call, To is the ExoPhone it went out from
             created = exotel_instants(call.get("DateCreated"), s.exotel_timezone)
-            low = sent_at - SEARCH_MARGIN
-            high = sent_at + s.exotel_origination_window_seconds + SEARCH_MARGIN
             if created and not any(low <= t <= high for t in created):
                 continue
             out.append(call)
+        return out
+
+    def _window(self, sent_at: float) -> tuple[float, float]:
+        """When a request sent at ``sent_at`` may have been created at Exotel (a margin either
+        side for clock skew)."""
+        low = sent_at - SEARCH_MARGIN
+        return low, sent_at + self.settings.exotel_origination_window_seconds + SEARCH_MARGIN
+
+    def _parties(self, rec: dict[str, str]) -> str:
+        """The parties its request went out with (kept by the sent mark), else the record's."""
+        return rec.get("parties") or record_parties(rec, self.settings.exotel_caller_id)
+
+    def _others(self, request_id: str, rec: dict[str, str]) -> list[_Rival]:
+        """The other unresolved requests with this record's parties, on its account."""
+        s = self.settings
+        rids = [r for r in self.ledger.unresolved(self._parties(rec)) if r != request_id]
+        if not rids:
+            return []
+        fields = ("state", "sent", "claim", "sent_at", "account", "time_out", "time_limit")
+        pipe = self.ledger.redis.pipeline(transaction=False)
+        for rid in rids:
+            pipe.hmget(self.ledger.keys.call(rid), fields)
+        account = rec.get("account") or "default"
+        send_window = s.exotel_connect_timeout + s.exotel_read_timeout + s.lease_grace_seconds
+        out = []
+        for rid, values in zip(rids, pipe.execute(), strict=True):
+            other = dict(zip(fields, (v or "" for v in values), strict=True))
+            in_doubt = other["state"] == "in_doubt"
+            sent = other["state"] == "dialing" and other["sent"] not in ("", "0")
+            if not (in_doubt or (sent and other["sent"] == other["claim"])):
+                continue  # settled since it was indexed (or a stale member)
+            if (other["account"] or "default") != account or not other["sent_at"]:
+                continue
+            other_sent = int(other["sent_at"]) / 1000.0
+            low, high = self._window(other_sent)
+            proven_at = other_sent + send_window + proof_seconds(other, s)
+            out.append(_Rival(rid, low, high, proven_at, in_doubt, s.exotel_timezone))
         return out
 
     def _permit(self) -> None:

@@ -10,11 +10,13 @@ import pytest
 from pydantic import SecretStr
 
 import callq.reconcile as reconcile_module
+from callq.callback_store import CallbackEvent, CallbackStore
 from callq.exotel import ExotelClient, build_connect_params, make_session
 from callq.keys import Keys
 from callq.ledger import Ledger
 from callq.limiter import Limiter
 from callq.outcome import Unknown
+from callq.parties import record_parties, request_parties
 from callq.reconcile import Reconciler, exotel_instants, proof_seconds
 from callq.retry import RetryPolicy
 from config import ConfigError, ExotelAccount, Settings, load_settings
@@ -62,7 +64,9 @@ def in_doubt_call(
     record.update({"url": FLOW_URL} if flow else {"to": to})
     assert ledger.enqueue_many(campaign, [(rid, record)]) == [1]
     c = ledger.claim(rid, lease_seconds=30, early_tolerance=0, worker="t")
-    assert ledger.mark_sent(rid, c.token, lease_seconds=30)
+    # As the dialer does: the request's parties go into the unresolved index.
+    parties = request_parties(build_connect_params(c.record, rid, settings))
+    assert ledger.mark_sent(rid, c.token, lease_seconds=30, parties=parties)
     if fault:
         sim.script(rid, [fault])
         outcome, _ = client.connect(build_connect_params(c.record, rid, settings))
@@ -440,3 +444,85 @@ def test_exotel_instants_reads_both_folds_of_a_repeated_hour_only() -> None:
     )
     assert exotel_instants("26/10/2025 01:30", "Europe/London") == ()
     assert exotel_instants(None, "Europe/London") == ()
+
+
+def shared_numbers_pair(
+    rsettings: Settings, ledger: Ledger, sim: Any, n: int
+) -> tuple[str, str, str]:
+    """Two requests with the same From and To in two campaigns: A reset before origination
+    (not placed), B placed but its reply timed out and its callback was lost. Both in doubt,
+    both past their proof. Returns (A, B, B's Sid)."""
+    sim.configure(slow_seconds=1.5, time_scale=0.01)
+    _, client = make_reconciler(rsettings, ledger)
+    numbers = (mobile("98", n), mobile("97", n))
+    a = in_doubt_call(ledger, client, rsettings, n, "reset_before", sim, numbers=numbers)
+    b = in_doubt_call(
+        ledger, client, rsettings, n, "slow_placed", sim, numbers=numbers, campaign="rc2"
+    )
+    wait_for(lambda: all(c["ended"] for c in sim.truth()["calls"]), timeout=10)
+    (placed,) = sim.truth()["calls"]
+    assert placed["custom_field"] == b
+    backdate(ledger, a, 10)
+    backdate(ledger, b, 10)
+    return a, b, placed["sid"]
+
+
+def test_given_two_in_doubt_calls_with_the_same_numbers_when_one_was_placed_then_neither_guesses(
+    rsettings: Settings, ledger: Ledger, sim: Any
+) -> None:
+    # R1: "exactly one candidate" gave B's call to A when A was reconciled first; B then
+    # skipped it as another request's, was proven unplaced and dialled a second time (and A
+    # stayed originated with no call). Neither may be settled from a call both could own, nor
+    # proven unplaced while the other is unresolved: left for a person, in doubt.
+    a, b, s_b = shared_numbers_pair(rsettings, ledger, sim, 61)
+    rec, _ = make_reconciler(rsettings, ledger)
+    for rid in (a, b):
+        verdict = rec.reconcile(rid)
+        assert (verdict.result, verdict.redial) == ("ambiguous", False), rid
+        record = ledger.get(rid)
+        assert record["state"] == "in_doubt" and "sid" not in record
+        assert record["last_error"].startswith("in doubt: ambiguous")
+        assert s_b in record["last_error"]
+    assert ledger.request_for_sid(s_b) is None
+
+
+def test_given_two_in_doubt_calls_with_the_same_numbers_when_one_is_settled_then_the_other_is_proven(
+    rsettings: Settings, ledger: Ledger, sim: Any, keys: Keys
+) -> None:
+    a, b, s_b = shared_numbers_pair(rsettings, ledger, sim, 62)
+    rec, _ = make_reconciler(rsettings, ledger)
+    assert rec.reconcile(a).result == "ambiguous"
+    # B's callback comes after all (late): B is settled with its Sid ...
+    CallbackStore(ledger.redis, keys).apply(CallbackEvent(s_b, "completed", b))
+    assert (ledger.get(b)["state"], ledger.get(b)["sid"]) == ("originated", s_b)
+    # ... so nothing in A's window can be A's any more: proven unplaced, dialled once.
+    verdict = rec.reconcile(a)
+    assert (verdict.result, verdict.redial) == ("unplaced", True)
+    assert sim.truth()["by_custom_field"] == {b: 1}
+
+
+def test_given_a_same_numbers_request_still_dialling_past_its_mark_when_reconciling_then_not_taken(
+    rsettings: Settings, ledger: Ledger, sim: Any
+) -> None:
+    # R1: B's request is out (past its sent mark, no reply yet) and its call already shows in
+    # Call Details. A, in doubt and past its proof, must neither take B's call nor be proven
+    # unplaced while B is unresolved.
+    sim.configure(time_scale=0.01)
+    rec, client = make_reconciler(rsettings, ledger)
+    numbers = (mobile("98", 63), mobile("97", 63))
+    a = in_doubt_call(ledger, client, rsettings, 63, "reset_before", sim, numbers=numbers)
+    backdate(ledger, a, 10)
+    b = f"rc2:{63:020x}"
+    record = {"from": numbers[0], "to": numbers[1], "caller_id": EXOPHONE}
+    assert ledger.enqueue_many("rc2", [(b, {**record, "time_limit": "2", "time_out": "1"})])
+    c = ledger.claim(b, lease_seconds=30, early_tolerance=0, worker="t")
+    assert ledger.mark_sent(b, c.token, lease_seconds=30, parties=record_parties(record))
+    outcome, _ = client.connect(build_connect_params(c.record, b, rsettings))
+    assert outcome.kind == "originated"  # the reply is on its way to B's worker
+    wait_for(lambda: all(x["ended"] for x in sim.truth()["calls"]), timeout=10)
+    verdict = rec.reconcile(a)
+    assert (verdict.result, verdict.redial) == ("shared", False)
+    assert ledger.get(a)["state"] == "in_doubt" and "sid" not in ledger.get(a)
+    # B's reply is recorded: A's window holds nothing that could be A's.
+    assert ledger.finish(b, c.token, "originated", sid=outcome.sid).ok  # type: ignore[attr-defined]
+    assert rec.reconcile(a).result == "unplaced"
