@@ -19,6 +19,7 @@ from typing import Any, Final, Literal, cast
 import redis
 
 from callq.keys import Keys, campaign_of
+from callq.ledger import CALL_STATUSES
 from callq.scripts import Scripts
 
 __all__ = ["RECORD_FIELDS", "Applied", "CallbackEvent", "CallbackStore", "Result"]
@@ -39,6 +40,8 @@ RECORD_FIELDS: Final[Mapping[str, tuple[str, ...]]] = {
     "Direction": ("direction",),
     "EventType": ("event_type",),
     "legs": ("legs",),
+    # Not an Exotel field (the receiver keeps only known ones): set by the backfill.
+    "StatusSource": ("call_status_source",),
 }
 
 
@@ -208,8 +211,15 @@ class CallbackStore:
                 k.attempts(request_id),
                 k.campaign_parked(campaign),
                 k.unresolved(),
+                k.awaiting_status(),
             ],
-            args=[request_id, ev.sid, ev.status, *ev.record_args()],
+            args=[
+                request_id,
+                ev.sid,
+                ev.status,
+                "1" if ev.status in CALL_STATUSES else "",
+                *ev.record_args(),
+            ],
         )
         code, previous_state, mismatch, previous_status, redialled = raw
         if code == "missing":

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 
 import redis
 
+from callq.backfill import status_due_in
 from callq.breaker import Breaker
 from callq.callback_store import CallbackStore
 from callq.controls import GO, Controls, ControlsCache, Gate
@@ -278,7 +279,14 @@ class Dialer:
         retry_in: float | None = None
         if isinstance(outcome, Originated):
             entry["sid"] = outcome.sid
-            fin = self._finish(request_id, token, "originated", sid=outcome.sid, log=entry)
+            fin = self._finish(
+                request_id,
+                token,
+                "originated",
+                sid=outcome.sid,
+                log=entry,
+                status_due_in=status_due_in(record, s),
+            )
             if fin is not None and fin.pending_callback:
                 # Its callback beat us here (it had no usable CustomField): apply it now.
                 self.callbacks.apply_pending(outcome.sid)

@@ -288,8 +288,11 @@ class Ledger:
         look_again_in: float | None = None,
         log: Mapping[str, Any] | None = None,
         uncount: bool = False,
+        status_due_in: float | None = None,
     ) -> Finish:
-        """Record what a sent attempt came to (see finish.lua)."""
+        """Record what a sent attempt came to (see finish.lua). ``status_due_in``: for an
+        originated call, when its call_status is looked up if no callback has brought it
+        (None: never; see callq.backfill)."""
         k = self.keys
         raw = self.scripts.finish(
             keys=[
@@ -300,6 +303,7 @@ class Ledger:
                 k.attempts(request_id),
                 k.pending_callback(sid or "-"),
                 k.unresolved(),
+                k.awaiting_status(),
             ],
             args=[
                 request_id,
@@ -311,6 +315,7 @@ class Ledger:
                 "" if look_again_in is None else _ms(look_again_in),
                 json.dumps(dict(log), separators=(",", ":"), sort_keys=True) if log else "",
                 "1" if uncount else "",
+                "" if status_due_in is None else _ms(status_due_in),
             ],
         )
         return Finish(ok=bool(int(raw[0])), state=str(raw[1]), pending_callback=bool(int(raw[2])))
@@ -378,6 +383,29 @@ class Ledger:
             (rid, cast(SweepVerdict, v)) for rid, v in zip(judged, verdicts, strict=True)
         ]
         return out + [(rid, "gone") for rid in malformed]
+
+    # The call_status backfill (callq.backfill) --------------------------------------------
+
+    def awaiting_due(self, limit: int) -> list[str]:
+        """Originated calls whose call_status look-up is due (by the Redis clock)."""
+        now_ms = int(self.clock() * 1000)
+        key = self.keys.awaiting_status()
+        return cast(list[str], self.redis.zrangebyscore(key, "-inf", now_ms, 0, limit))
+
+    def take_awaiting(
+        self, request_ids: Sequence[str], *, again_in: float, longest: float
+    ) -> list[tuple[str, str, str]]:
+        """Take due calls for one look-up each (see backfill_take.lua): (request id, sid,
+        account) of each call still without a terminal call_status; it is due again later."""
+        if not request_ids:
+            return []
+        k = self.keys
+        raw = self.scripts.backfill_take(
+            keys=[k.awaiting_status(), *(k.call(rid) for rid in request_ids)],
+            args=[_ms(again_in), _ms(longest), f",{','.join(CALL_STATUSES)},", *request_ids],
+        )
+        items = [str(x) for x in raw]
+        return [(items[i], items[i + 1], items[i + 2]) for i in range(0, len(items), 3)]
 
     # Campaign operations ----------------------------------------------------------------
 

@@ -154,6 +154,10 @@ class Reconciler:
                 token,
                 "originated",
                 sid=sid,
+                # Listed, so it has ended: its callback (or Exotel's retries) gets the margin.
+                status_due_in=(
+                    s.call_status_backfill_margin_seconds if s.call_status_backfill else None
+                ),
                 log={
                     "attempt": attempt,
                     "outcome": "reconciled",

@@ -22,6 +22,7 @@ SCRIPT_NAMES = (
     "limiter_push_back",
     "callback",
     "callback_orphan",
+    "backfill_take",
 )
 
 

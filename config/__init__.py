@@ -123,6 +123,10 @@ class Settings(BaseSettings):
     # Callbacks.
     callback_url: str | None = None
     callback_token: SecretStr = SecretStr("")
+    # call_status from Call Details for originated calls whose callback never came.
+    call_status_backfill: bool = True
+    call_status_backfill_margin_seconds: PositiveFloat = 900.0
+    call_status_backfill_interval_seconds: PositiveFloat = 60.0
 
     # Celery.
     broker_key_prefix: str = ""

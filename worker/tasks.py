@@ -135,6 +135,7 @@ def _start_sweeper(**_: Any) -> None:
         requeue=publish_place_call,
         reconcile=publish_reconcile,
         drain=rt.parking.drain_once,
+        backfill=rt.backfill.run_once,
     )
     _sweeper.start()
     if rt.settings.metrics_port:

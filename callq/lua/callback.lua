@@ -3,8 +3,10 @@
 -- KEYS[4] sid index hash   KEYS[5] deadlines zset   KEYS[6] pending callback for ARGV[2]
 -- KEYS[7] campaign meta hash   KEYS[8] the call's attempts list   KEYS[9] campaign parked zset
 -- KEYS[10] unresolved index zset (a call the callback settles leaves it)
+-- KEYS[11] awaiting-status zset (a terminal status for the record's own sid: no look-up due)
 -- ARGV[1] request id   ARGV[2] CallSid   ARGV[3] Status (completed|busy|no-answer|failed|...)
--- ARGV[4..] record field, value, ... (times, durations, recording url, legs; no phone numbers)
+-- ARGV[4] '1' when the status is terminal, else ''
+-- ARGV[5..] record field, value, ... (times, durations, recording url, legs; no phone numbers)
 -- A callback proves the call was placed: any other state moves to `originated` (counters moved
 -- in the same step, deadline dropped), so a late worker reply or a reconcile finds it settled.
 -- A repeat (same sid and status) changes nothing. A new status replaces the old one and moves
@@ -61,9 +63,10 @@ if mismatch then
 else
   redis.call('HSET', KEYS[1], 'sid', sid, 'call_status', status, 'callback_at', now,
     'callback_sid', sid)
-  if #ARGV > 3 then
-    redis.call('HSET', KEYS[1], unpack(ARGV, 4))
+  if #ARGV > 4 then
+    redis.call('HSET', KEYS[1], unpack(ARGV, 5))
   end
+  if ARGV[4] == '1' then redis.call('ZREM', KEYS[11], ARGV[1]) end
   redis.call('HSET', KEYS[4], sid, ARGV[1])
   if old ~= status then
     if old ~= '' then redis.call('HINCRBY', KEYS[3], old, -1) end

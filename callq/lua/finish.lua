@@ -2,6 +2,7 @@
 -- KEYS[1] call hash   KEYS[2] campaign counts hash   KEYS[3] deadlines zset
 -- KEYS[4] sid index hash   KEYS[5] attempts list   KEYS[6] pending callback for ARGV[4]
 -- KEYS[7] unresolved index zset (the call leaves it unless it stays in doubt)
+-- KEYS[8] awaiting-status zset (the call_status backfill)
 -- ARGV[1] request id   ARGV[2] the claim token of the attempt
 -- ARGV[3] new state: originated | retrying | failed | in_doubt
 -- ARGV[4] sid ('' if none)   ARGV[5] last error ('' if none)
@@ -9,6 +10,8 @@
 -- ARGV[7] ms until the sweeper must look again (retrying: overdue guard; in_doubt: reconcile)
 -- ARGV[8] one JSON line for the attempts log
 -- ARGV[9] '1' to uncount the attempt (an account-level refusal: the breaker's fault, not the call's)
+-- ARGV[10] originated only: ms until its call_status is looked up in Call Details if no
+--          callback has brought it ('' = never: the backfill is off)
 -- Allowed from `dialing` or `in_doubt` of the same claim (a late reply after the lease ran
 -- out still tells the truth). Returns {1, new state, pending} on success, where pending is 1
 -- when a callback for this sid is waiting; {0, current state, 0} when refused.
@@ -30,6 +33,9 @@ if to == 'originated' and ARGV[4] ~= '' then
   redis.call('HSET', KEYS[1], 'sid', ARGV[4], 'originated_at', now)
   redis.call('HSET', KEYS[4], ARGV[4], ARGV[1])
   pending = redis.call('EXISTS', KEYS[6])
+  if ARGV[10] and ARGV[10] ~= '' then
+    redis.call('ZADD', KEYS[8], now + tonumber(ARGV[10]), ARGV[1])
+  end
 elseif to == 'retrying' then
   redis.call('HSET', KEYS[1], 'next_at', now + tonumber(ARGV[6]))
   redis.call('ZADD', KEYS[3], now + tonumber(ARGV[7]), ARGV[1])
