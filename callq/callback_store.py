@@ -89,10 +89,13 @@ class CallbackEvent:
         return cls(sid=sid, status=status, custom_field=custom_field, fields=fields)
 
     def record_args(self) -> list[str]:
-        """``field, value, ...`` for the call record (empty values are not written)."""
+        """``field, value, ...`` for the call record (empty values are not written).
+        ``call_status_source`` says where the status came from: ``callback`` unless the
+        event says otherwise (the backfill's say ``backfill``)."""
         args: list[str] = []
+        fields = {"StatusSource": "callback", **self.fields}
         for name, targets in RECORD_FIELDS.items():
-            value = self.fields.get(name, "")
+            value = fields.get(name, "")
             if value:
                 for target in targets:
                     args.append(target)
