@@ -111,9 +111,7 @@ def max_in_window(times: Sequence[float], period: float) -> int:
     return best
 
 
-def steady_utilisation(
-    times: Sequence[float], limit: int, period: float
-) -> tuple[float, float]:
+def steady_utilisation(times: Sequence[float], limit: int, period: float) -> tuple[float, float]:
     """(arrivals in [first + period, last - period] over what the limit allows in that span,
     the span in seconds). NaN when the run is shorter than three periods."""
     ts = sorted(times)

@@ -19,6 +19,7 @@ from typing import Any, Final, Literal, cast
 import redis
 
 from callq.keys import Keys, campaign_of
+from callq.ledger import CALL_STATUSES
 from callq.scripts import Scripts
 
 __all__ = ["RECORD_FIELDS", "Applied", "CallbackEvent", "CallbackStore", "Result"]
@@ -39,6 +40,8 @@ RECORD_FIELDS: Final[Mapping[str, tuple[str, ...]]] = {
     "Direction": ("direction",),
     "EventType": ("event_type",),
     "legs": ("legs",),
+    # Not an Exotel field (the receiver keeps only known ones): set by the backfill.
+    "StatusSource": ("call_status_source",),
 }
 
 
@@ -86,10 +89,13 @@ class CallbackEvent:
         return cls(sid=sid, status=status, custom_field=custom_field, fields=fields)
 
     def record_args(self) -> list[str]:
-        """``field, value, ...`` for the call record (empty values are not written)."""
+        """``field, value, ...`` for the call record (empty values are not written).
+        ``call_status_source`` says where the status came from: ``callback`` unless the
+        event says otherwise (the backfill's say ``backfill``)."""
         args: list[str] = []
+        fields = {"StatusSource": "callback", **self.fields}
         for name, targets in RECORD_FIELDS.items():
-            value = self.fields.get(name, "")
+            value = fields.get(name, "")
             if value:
                 for target in targets:
                     args.append(target)
@@ -207,8 +213,16 @@ class CallbackStore:
                 k.campaign_meta(campaign),
                 k.attempts(request_id),
                 k.campaign_parked(campaign),
+                k.unresolved(),
+                k.awaiting_status(),
             ],
-            args=[request_id, ev.sid, ev.status, *ev.record_args()],
+            args=[
+                request_id,
+                ev.sid,
+                ev.status,
+                "1" if ev.status in CALL_STATUSES else "",
+                *ev.record_args(),
+            ],
         )
         code, previous_state, mismatch, previous_status, redialled = raw
         if code == "missing":

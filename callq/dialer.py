@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 
 import redis
 
+from callq.backfill import status_due_in
 from callq.breaker import Breaker
 from callq.callback_store import CallbackStore
 from callq.controls import GO, Controls, ControlsCache, Gate
@@ -24,6 +25,7 @@ from callq.ledger import Claim, Finish, Ledger, ReleaseAction
 from callq.limiter import Limiter, Permit, Slot
 from callq.metrics import CALLS, EXOTEL_LATENCY, FED_LATE, LIMITER_WAIT, RATE_LIMITED
 from callq.outcome import NotPlaced, Originated, Outcome, Rejected, Unknown
+from callq.parties import request_parties
 from callq.retry import RetryPolicy
 from config import Settings
 
@@ -202,7 +204,11 @@ class Dialer:
             self._release(request_id, token, action=action, wake_in=late_gate.wait)
             return Step(f"{action}:{late_gate.why}"), None
         marked = self.ledger.send_mark(
-            request_id, token, lease_seconds=self.send_lease, account=acct.name
+            request_id,
+            token,
+            lease_seconds=self.send_lease,
+            account=acct.name,
+            parties=request_parties(params),
         )
         if marked != "sent":
             if marked == "lost":
@@ -290,7 +296,14 @@ class Dialer:
         retry_in: float | None = None
         if isinstance(outcome, Originated):
             entry["sid"] = outcome.sid
-            fin = self._finish(request_id, token, "originated", sid=outcome.sid, log=entry)
+            fin = self._finish(
+                request_id,
+                token,
+                "originated",
+                sid=outcome.sid,
+                log=entry,
+                status_due_in=status_due_in(record, s),
+            )
             if fin is not None and fin.pending_callback:
                 # Its callback beat us here (it had no usable CustomField): apply it now.
                 self.callbacks.apply_pending(outcome.sid)

@@ -42,6 +42,7 @@ from config import Settings
 
 __all__ = [
     "MAX_SEARCH_FILTER",
+    "MAX_SIDS_PER_REQUEST",
     "ExotelClient",
     "ExotelStatusError",
     "build_connect_params",
@@ -56,6 +57,8 @@ log = logging.getLogger(__name__)
 
 MAX_SEARCH_FILTER = 5
 """Call Details accepts at most five numbers in each of To and From."""
+MAX_SIDS_PER_REQUEST = 100
+"""Bulk Call Details accepts at most 100 Sids (20 recommended)."""
 MAX_SEARCH_PAGES = 1000
 _EXOTEL_TIME = "%Y-%m-%d %H:%M:%S"
 _ACCEPT_JSON = {"Accept": "application/json"}
@@ -400,18 +403,43 @@ class ExotelClient:
             f"lte:{_exotel_time(created_to, self._zone)}"
         )
         query += [("DateCreated", window), ("PageSize", "100"), ("SortBy", "DateCreated:asc")]
-        params: list[tuple[str, str]] | None = query
+        return self._list_calls(query, before_request, "Call search")
 
+    def calls_by_sid(
+        self, sids: list[str], *, before_request: Callable[[], None] | None = None
+    ) -> list[dict[str, Any]]:
+        """Bulk Call Details: the calls with these Sids (at most
+        :data:`MAX_SIDS_PER_REQUEST`) that Exotel lists, i.e. that have ended. A Sid it does
+        not list is simply absent. ``before_request()`` runs before every HTTP request."""
+        sids = [s for s in sids if s]
+        if not sids:
+            return []
+        if len(sids) > MAX_SIDS_PER_REQUEST:
+            raise ValueError(f"at most {MAX_SIDS_PER_REQUEST} Sids per request")
+        if any("," in s for s in sids):
+            raise ValueError("a Sid must not contain ','")
+        query = [("Sid", ",".join(sids)), ("PageSize", "100"), ("SortBy", "DateCreated:asc")]
+        return self._list_calls(query, before_request, "Call details by Sid")
+
+    def _list_calls(
+        self,
+        query: list[tuple[str, str]],
+        before_request: Callable[[], None] | None,
+        what: str,
+    ) -> list[dict[str, Any]]:
+        """Every page of ``Calls.json`` for ``query``. A page that cannot be read raises
+        rather than returning a short list."""
         url = f"{self.account_url}/Calls.json"
+        params: list[tuple[str, str]] | None = query
         seen: set[str] = set()
         calls: list[dict[str, Any]] = []
         for _page in range(MAX_SEARCH_PAGES):
-            reply = self._get(url, params, before_request, "Call search")
+            reply = self._get(url, params, before_request, what)
             if reply is None:
-                raise ExotelStatusError("Call search: HTTP 404", status=404)
+                raise ExotelStatusError(f"{what}: HTTP 404", status=404)
             page = reply.get("Calls")
             if not isinstance(page, list) or not all(isinstance(c, dict) for c in page):
-                raise ExotelStatusError("Call search: reply has no Calls list", status=200)
+                raise ExotelStatusError(f"{what}: reply has no Calls list", status=200)
             calls.extend(page)
             metadata = reply.get("Metadata")
             next_uri = metadata.get("NextPageUri") if isinstance(metadata, dict) else None
@@ -421,8 +449,8 @@ class ExotelClient:
             url = self._next_page_url(url, next_uri.strip())
             params = None
             if url in seen:
-                raise ExotelStatusError("Call search: NextPageUri repeats a page", status=200)
-        raise ExotelStatusError(f"Call search: more than {MAX_SEARCH_PAGES} pages", status=200)
+                raise ExotelStatusError(f"{what}: NextPageUri repeats a page", status=200)
+        raise ExotelStatusError(f"{what}: more than {MAX_SEARCH_PAGES} pages", status=200)
 
     def _next_page_url(self, current: str, next_uri: str) -> str:
         """Resolve Metadata.NextPageUri (relative or absolute). An absolute URI must point at

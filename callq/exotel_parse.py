@@ -66,7 +66,10 @@ _MAX_REASON = 500
 # Calls/connect. They usually come from a proxy or load balancer in front of the API, and a
 # gateway can fail *after* handing our POST to the origination service, which dials
 # synchronously (up to 30 s). So for them we cannot know: Unknown, never NotPlaced.
+# 504 is also what such a gateway says when it gives up waiting: only a 504 that carries
+# Exotel's own RestException is Exotel's "not originated"; any other 504 is Unknown.
 _NOT_PLACED_5XX = frozenset({500, 504})
+_NOT_PLACED_ONLY_FROM_EXOTEL = frozenset({504})
 
 # 403 refusals about ONE number (DND register, blacklist, whitelisting): fail that call only.
 _PER_NUMBER_403 = re.compile(
@@ -277,6 +280,11 @@ def _classify_response(status: int, headers: Mapping[str, str], body: bytes) -> 
             retry_after=parse_retry_after(header_value(headers, "Retry-After")),
             rate_limited=True,
         )
+    if status in _NOT_PLACED_ONLY_FROM_EXOTEL and not _is_rest_exception(reply):
+        return Unknown(
+            reason=f"HTTP {status} without Exotel's RestException (a gateway timed out?): "
+            "the call may have been placed"
+        )
     if status in _NOT_PLACED_5XX:
         return NotPlaced(
             reason=message or f"HTTP {status}: Exotel could not originate the call",
@@ -292,6 +300,11 @@ def _classify_response(status: int, headers: Mapping[str, str], body: bytes) -> 
     if status in (502, 503):
         return Unknown(reason=f"HTTP {status} from a gateway: the call may have been placed")
     return Unknown(reason=f"HTTP {status}: not a documented Calls/connect reply")
+
+
+def _is_rest_exception(reply: dict[str, Any] | None) -> bool:
+    """The reply is Exotel's error shape: ``{"RestException": {...}}`` (JSON or XML)."""
+    return reply is not None and isinstance(reply.get("RestException"), dict)
 
 
 def _sid_of(reply: dict[str, Any] | None) -> tuple[str | None, str]:

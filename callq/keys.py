@@ -98,6 +98,22 @@ class Keys:
         """Hash: Exotel CallSid -> request id."""
         return f"{self.prefix}:sids"
 
+    def unresolved(self) -> str:
+        """Sorted set, all scores 0, members ``{parties}|{request_id}``: every call dialling
+        past its sent mark or in doubt, by its two numbers (callq.parties), so reconcile can
+        see every request that could own a call Call Details lists. Range it by lex."""
+        return f"{self.prefix}:unresolved"
+
+    def awaiting_status(self) -> str:
+        """Sorted set: request id -> ms (Redis clock) when an originated call that has no
+        terminal call_status yet is due for a Call Details look-up (the backfill)."""
+        return f"{self.prefix}:awaiting_status"
+
+    def backfill_lock(self) -> str:
+        """String with a TTL: held by the worker running a backfill pass, so one pass runs
+        per interval over all workers."""
+        return f"{self.prefix}:backfill:lock"
+
     def pending_callback(self, sid: str) -> str:
         """String (JSON, with TTL): a callback that arrived before its Sid was recorded."""
         return f"{self.prefix}:pending_cb:{sid}"

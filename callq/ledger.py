@@ -239,23 +239,44 @@ class Ledger:
         ]
 
     def mark_sent(
-        self, request_id: str, token: str, *, lease_seconds: float, account: str = "default"
+        self,
+        request_id: str,
+        token: str,
+        *,
+        lease_seconds: float,
+        account: str = "default",
+        parties: str = "",
     ) -> bool:
         """The fence before the POST. False: do not send (see :meth:`send_mark` for why)."""
         return (
-            self.send_mark(request_id, token, lease_seconds=lease_seconds, account=account)
+            self.send_mark(
+                request_id, token, lease_seconds=lease_seconds, account=account, parties=parties
+            )
             == "sent"
         )
 
     def send_mark(
-        self, request_id: str, token: str, *, lease_seconds: float, account: str = "default"
+        self,
+        request_id: str,
+        token: str,
+        *,
+        lease_seconds: float,
+        account: str = "default",
+        parties: str = "",
     ) -> str:
         """The fence before the POST: 'sent' (go), or 'lost' (the attempt is no longer ours),
-        'paused' or 'cancelled' (the campaign changed since the claim). Only 'sent' sends."""
+        'paused' or 'cancelled' (the campaign changed since the claim). Only 'sent' sends.
+        ``parties`` (callq.parties) puts the call in the unresolved index until its attempt
+        is settled, so reconcile sees every request that could own a call it finds."""
         k = self.keys
         raw = self.scripts.mark_sent(
-            keys=[k.call(request_id), k.deadlines(), k.campaign_meta(campaign_of(request_id))],
-            args=[request_id, token, _ms(lease_seconds), account],
+            keys=[
+                k.call(request_id),
+                k.deadlines(),
+                k.campaign_meta(campaign_of(request_id)),
+                k.unresolved(),
+            ],
+            args=[request_id, token, _ms(lease_seconds), account, parties],
         )
         if raw in ("paused", "cancelled"):
             return str(raw)
@@ -277,7 +298,7 @@ class Ledger:
         campaign = campaign_of(request_id)
         return bool(
             self.scripts.release(
-                keys=self._waiting_keys(request_id, campaign),
+                keys=[*self._waiting_keys(request_id, campaign), self.keys.unresolved()],
                 args=[
                     request_id,
                     token,
@@ -302,8 +323,11 @@ class Ledger:
         look_again_in: float | None = None,
         log: Mapping[str, Any] | None = None,
         uncount: bool = False,
+        status_due_in: float | None = None,
     ) -> Finish:
-        """Record what a sent attempt came to (see finish.lua)."""
+        """Record what a sent attempt came to (see finish.lua). ``status_due_in``: for an
+        originated call, when its call_status is looked up if no callback has brought it
+        (None: never; see callq.backfill)."""
         k = self.keys
         raw = self.scripts.finish(
             keys=[
@@ -313,6 +337,8 @@ class Ledger:
                 k.sids(),
                 k.attempts(request_id),
                 k.pending_callback(sid or "-"),
+                k.unresolved(),
+                k.awaiting_status(),
             ],
             args=[
                 request_id,
@@ -324,11 +350,18 @@ class Ledger:
                 "" if look_again_in is None else _ms(look_again_in),
                 json.dumps(dict(log), separators=(",", ":"), sort_keys=True) if log else "",
                 "1" if uncount else "",
+                "" if status_due_in is None else _ms(status_due_in),
             ],
         )
         return Finish(ok=bool(int(raw[0])), state=str(raw[1]), pending_callback=bool(int(raw[2])))
 
     # Sweeper ----------------------------------------------------------------------------
+
+    def clock(self) -> float:
+        """The Redis server's clock, in epoch seconds: the clock every script stamps with
+        (sent_at, deadlines), so comparisons with them need no worker clock."""
+        sec, usec = self.redis.time()
+        return int(sec) + int(usec) / 1e6
 
     def due(self, limit: int = 200) -> list[str]:
         """Request ids whose deadline has passed (by the Redis clock)."""
@@ -385,6 +418,29 @@ class Ledger:
             (rid, cast(SweepVerdict, v)) for rid, v in zip(judged, verdicts, strict=True)
         ]
         return out + [(rid, "gone") for rid in malformed]
+
+    # The call_status backfill (callq.backfill) --------------------------------------------
+
+    def awaiting_due(self, limit: int) -> list[str]:
+        """Originated calls whose call_status look-up is due (by the Redis clock)."""
+        now_ms = int(self.clock() * 1000)
+        key = self.keys.awaiting_status()
+        return cast(list[str], self.redis.zrangebyscore(key, "-inf", now_ms, 0, limit))
+
+    def take_awaiting(
+        self, request_ids: Sequence[str], *, again_in: float, longest: float
+    ) -> list[tuple[str, str, str]]:
+        """Take due calls for one look-up each (see backfill_take.lua): (request id, sid,
+        account) of each call still without a terminal call_status; it is due again later."""
+        if not request_ids:
+            return []
+        k = self.keys
+        raw = self.scripts.backfill_take(
+            keys=[k.awaiting_status(), *(k.call(rid) for rid in request_ids)],
+            args=[_ms(again_in), _ms(longest), f",{','.join(CALL_STATUSES)},", *request_ids],
+        )
+        items = [str(x) for x in raw]
+        return [(items[i], items[i + 1], items[i + 2]) for i in range(0, len(items), 3)]
 
     # Campaign operations ----------------------------------------------------------------
 
@@ -661,6 +717,16 @@ class Ledger:
             for rec in pipe.execute():
                 if rec:
                     yield rec
+
+    def unresolved(self, parties: str) -> list[str]:
+        """Request ids of every call with these parties that is dialling past its sent mark
+        or in doubt (the unresolved index; stale members are possible only for a record
+        deleted by hand, so callers check each record's state)."""
+        members = cast(
+            list[str],
+            self.redis.zrangebylex(self.keys.unresolved(), f"[{parties}|", f"({parties}}}"),
+        )
+        return [m.split("|", 1)[1] for m in members]
 
     def request_for_sid(self, sid: str) -> str | None:
         return cast(str | None, self.redis.hget(self.keys.sids(), sid))

@@ -38,7 +38,6 @@ from callq.keys import Keys
 from callq.scripts import Scripts
 from config import Settings
 
-
 MAX_LATE_IN_A_ROW = 3
 
 
@@ -252,9 +251,9 @@ class Limiter:
         permit.sleep(stop, self._sleep)
         return Permit(permit.earliest, permit.latest, time.monotonic() - started)
 
-    def free_slots(self, within: float) -> int:
-        """How many permits could still be reserved from now to ``within`` seconds ahead (one
-        round trip, reserves nothing)."""
+    def next_free(self) -> tuple[int, int]:
+        """(the next free slot, the server's now), microseconds on the Redis clock; one round
+        trip, reserves nothing."""
         try:
             pipe = self._client.pipeline(transaction=False)
             pipe.get(self.key)
@@ -263,7 +262,12 @@ class Limiter:
         except redis.RedisError as exc:
             raise LimiterUnavailable(f"limiter unreachable: {exc.__class__.__name__}") from exc
         now = int(sec) * 1_000_000 + int(usec)
-        tat = max(int(float(str(raw).split()[0])) if raw else now, now)
+        return max(int(float(str(raw).split()[0])) if raw else now, now), now
+
+    def free_slots(self, within: float) -> int:
+        """How many permits could still be reserved from now to ``within`` seconds ahead (one
+        round trip, reserves nothing)."""
+        tat, now = self.next_free()
         return max(0, (now + round(within * 1e6) - tat) // self.interval_us)
 
     def push_back(self, seconds: float, now_us: int | None = None) -> None:

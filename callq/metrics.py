@@ -42,6 +42,11 @@ CALLBACKS = Counter(
     ["status", "match"],
 )
 RECONCILED = Counter("callq_reconciled", "Reconcile verdicts", ["verdict"])
+STATUS_BACKFILL = Counter(
+    "callq_status_backfill",
+    "call_status backfill: look-ups made and what came of each call looked up",
+    ["result"],
+)
 
 
 class LedgerCollector(Collector):

@@ -6,7 +6,15 @@ It is settled by, in order:
 1. its terminal StatusCallback (matched by our request id in CustomField, see
    :mod:`callq.callback_store`), which moves it to ``originated`` at any time;
 2. a Call Details search (``Calls.json`` by From and a DateCreated window), through the same
-   global limiter as Calls/connect: found -> ``originated`` with that Sid;
+   global limiter as Calls/connect. A candidate is an ``outbound-api`` call with the request's
+   parties (:mod:`callq.parties`) created in its window, whose Sid no attempt has recorded.
+   The decision is joint over the unresolved index (every request with the same parties in
+   doubt or dialling past its sent mark): a candidate another of them could own settles none
+   of them, and keeps them all from being proven unplaced, until one is settled otherwise
+   (its callback, a late reply, a call only it could own); when all are past their proof,
+   they are left ``ambiguous`` for a person. One candidate only this request could own ->
+   ``originated`` with that Sid, and a callback kept for that Sid (a flow call's has no
+   CustomField) is applied at once;
 3. "not found" proves the call unplaced only once it could have ended: sent_at +
    EXOTEL_ORIGINATION_WINDOW_SECONDS + TimeOut + TimeLimit (Exotel lists only ended calls).
    Then the call goes back to ``retrying`` (or ``failed`` when its attempts are used up, or
@@ -24,10 +32,12 @@ from typing import Any
 
 import redis
 
+from callq.callback_store import CallbackStore
 from callq.errors import ExotelReplyError, LimiterUnavailable
 from callq.exotel import ExotelClient, ExotelStatusError
 from callq.ledger import Ledger
 from callq.limiter import Limiter
+from callq.parties import parties, record_parties
 from callq.retry import RetryPolicy
 from config import Settings
 
@@ -53,19 +63,37 @@ def proof_seconds(record: dict[str, str], settings: Settings) -> float:
     return settings.exotel_origination_window_seconds + time_out + time_limit
 
 
-def _digits(number: Any) -> str:
-    """The last 10 digits: Exotel may list +919052161119 as 09052161119."""
-    return "".join(ch for ch in str(number or "") if ch.isdigit())[-10:]
-
-
-def _parse_exotel_time(text: Any, settings: Settings) -> float | None:
+def exotel_instants(text: Any, zone: str) -> tuple[float, ...]:
+    """The epoch seconds an Exotel time (plain ``YYYY-MM-DD HH:MM:SS`` in ``zone``) may
+    stand for: one, or two in the hour repeated when daylight saving ends (both folds; also
+    a wall time skipped when it starts, read with either offset). A candidate is in its
+    window if either is. Empty when ``text`` is not such a time."""
     from zoneinfo import ZoneInfo
 
     try:
         naive = datetime.strptime(str(text), "%Y-%m-%d %H:%M:%S")
     except ValueError:
-        return None
-    return naive.replace(tzinfo=ZoneInfo(settings.exotel_timezone)).timestamp()
+        return ()
+    tz = ZoneInfo(zone)
+    first = naive.replace(tzinfo=tz, fold=0).timestamp()
+    second = naive.replace(tzinfo=tz, fold=1).timestamp()
+    return (first,) if first == second else (first, second)
+
+
+@dataclass(frozen=True)
+class _Rival:
+    """Another unresolved request with the same parties: could it own a call found?"""
+
+    request_id: str
+    low: float  # its window of creation times
+    high: float
+    proven_at: float
+    in_doubt: bool  # else dialling past its sent mark, its reply still to come
+    zone: str
+
+    def could_own(self, call: dict[str, Any]) -> bool:
+        created = exotel_instants(call.get("DateCreated"), self.zone)
+        return not created or any(self.low <= t <= self.high for t in created)
 
 
 class Reconciler:
@@ -82,6 +110,7 @@ class Reconciler:
         self.limiter = limiter
         self.client = client
         self.policy = policy
+        self.callbacks = CallbackStore(ledger.redis, ledger.keys)
 
     def reconcile(self, request_id: str) -> Verdict:
         rec = self.ledger.get(request_id)
@@ -95,6 +124,11 @@ class Reconciler:
         s = self.settings
         send_window = s.exotel_connect_timeout + s.exotel_read_timeout + s.lease_grace_seconds
         proven_at = sent_at + send_window + proof_seconds(rec, s)
+        # "Now" on the Redis clock (sent_at's), taken before the first page is asked for:
+        # every page shows what had ended when it arrived, so this is the earliest moment the
+        # search can vouch for. A worker clock, or a time taken after a slow search, could
+        # already be past the proof while the search saw the call still ringing.
+        now = self.ledger.clock()
         try:
             found = self._search(rec, sent_at)
         except (ExotelReplyError, LimiterUnavailable, TimeoutError, ValueError) as exc:
@@ -103,15 +137,27 @@ class Reconciler:
                 with contextlib.suppress(LimiterUnavailable):
                     self.limiter.push_back(exc.retry_after or s.rate_limited_pushback_seconds)
             log.warning("%s: Call Details search failed (%s); will look again", request_id, exc)
-            self._look_again(request_id, token, sent_at, proven_at, f"search failed: {exc}")
+            self._look_again(request_id, token, now, sent_at, proven_at, f"search failed: {exc}")
             return Verdict("search_failed")
-        if len(found) == 1:
-            sid = str(found[0].get("Sid"))
+        # The decision is joint: another unresolved request with the same numbers (in doubt,
+        # or dialling past its sent mark) may own a call found here. Only a call no other
+        # one could own settles this request; a call others could own settles none of them,
+        # and while one lies in this window this request is not proven unplaced either.
+        others = self._others(request_id, rec)
+        owners = {id(c): [o.request_id for o in others if o.could_own(c)] for c in found}
+        exclusive = [c for c in found if not owners[id(c)]]
+        shared = [c for c in found if owners[id(c)]]
+        if len(exclusive) == 1:
+            sid = str(exclusive[0].get("Sid"))
             fin = self.ledger.finish(
                 request_id,
                 token,
                 "originated",
                 sid=sid,
+                # Listed, so it has ended: its callback (or Exotel's retries) gets the margin.
+                status_due_in=(
+                    s.call_status_backfill_margin_seconds if s.call_status_backfill else None
+                ),
                 log={
                     "attempt": attempt,
                     "outcome": "reconciled",
@@ -119,25 +165,60 @@ class Reconciler:
                     "at": round(time.time(), 3),
                 },
             )
+            if fin.ok and fin.pending_callback:
+                # Its callback came first and waited for the Sid (a flow call's carries no
+                # CustomField): apply it now, as the dialer does, or the call would never get
+                # its call_status, its counters or its redial.
+                self.callbacks.apply_pending(sid)
             return Verdict("found" if fin.ok else f"not_recorded:{fin.state}")
-        if len(found) > 1:
+        if len(exclusive) > 1:
             # Placed, but we cannot tell which Sid is ours: never redial; an operator decides.
-            sids = ",".join(str(c.get("Sid")) for c in found[:5])
+            sids = ",".join(str(c.get("Sid")) for c in exclusive[:5])
             self._look_again(
                 request_id,
                 token,
+                now,
                 sent_at,
                 proven_at,
-                f"ambiguous: {len(found)} candidate calls ({sids})",
-                at=time.time() + 4 * proof_seconds(rec, self.settings),
+                f"ambiguous: {len(exclusive)} candidate calls ({sids})",
+                at=now + 4 * proof_seconds(rec, self.settings),
             )
             return Verdict("ambiguous")
-        now = time.time()
+        if shared:
+            sids = ",".join(str(c.get("Sid")) for c in shared[:5])
+            rivals = sorted({rid for c in shared for rid in owners[id(c)]})
+            named = ", ".join(rivals[:5])
+            involved = [o for o in others if o.request_id in rivals]
+            if now >= proven_at and all(o.in_doubt and now >= o.proven_at for o in involved):
+                # Every request that could own them is past its proof, and none was settled
+                # otherwise (a callback, a call only it could own): a person must decide.
+                self._look_again(
+                    request_id,
+                    token,
+                    now,
+                    sent_at,
+                    proven_at,
+                    f"ambiguous: {len(shared)} candidate call(s) ({sids}) that request(s) "
+                    f"with the same numbers could own too ({named})",
+                    at=now + 4 * proof_seconds(rec, self.settings),
+                )
+                return Verdict("ambiguous")
+            self._look_again(
+                request_id,
+                token,
+                now,
+                sent_at,
+                proven_at,
+                f"waiting: call(s) {sids} could be another unresolved request's ({named})",
+            )
+            return Verdict("shared")
         if now < proven_at:
-            self._look_again(request_id, token, sent_at, proven_at, "not found yet")
+            self._look_again(request_id, token, now, sent_at, proven_at, "not found yet")
             return Verdict("not_yet")
         reason = f"proven unplaced (not found {now - sent_at:.0f} s after sending)"
-        if self.settings.in_doubt_policy == "fail" or self.policy.exhausted(attempt):
+        # A redial starts a fresh count of attempts, as in the dialer.
+        counted = attempt - int(rec.get("redial_base") or 0)
+        if self.settings.in_doubt_policy == "fail" or self.policy.exhausted(counted):
             why = (
                 "IN_DOUBT_POLICY=fail"
                 if self.settings.in_doubt_policy == "fail"
@@ -164,39 +245,82 @@ class Reconciler:
 
     def _search(self, rec: dict[str, str], sent_at: float) -> list[dict[str, Any]]:
         s = self.settings
-        start = datetime.fromtimestamp(sent_at - SEARCH_MARGIN, tz=UTC)
-        end = datetime.fromtimestamp(
-            sent_at + s.exotel_origination_window_seconds + SEARCH_MARGIN, tz=UTC
-        )
+        low, high = self._window(sent_at)
+        # By From and, for "connect two numbers", by To as well: in a click-to-call campaign
+        # From is the agent on every row, and From alone would list all the agent's calls in
+        # the window, a page of 100 per permit. (A flow call's To is the ExoPhone.)
         calls = self.client.search_calls(
             from_=[rec["from"]],
-            created_from=start,
-            created_to=end,
+            to=[rec["to"]] if rec.get("to") else None,
+            created_from=datetime.fromtimestamp(low, tz=UTC),
+            created_to=datetime.fromtimestamp(high, tz=UTC),
             before_request=self._permit,
         )
-        want_to = _digits(rec.get("to"))
+        want = self._parties(rec)
         known = self._known_sids([str(c.get("Sid")) for c in calls])
+        # This request's earlier calls (a redial's first attempt): never the one in doubt.
+        earlier = set((rec.get("prev_sids") or "").split())
         out = []
         for call in calls:
             sid = str(call.get("Sid") or "")
-            if not sid or (known.get(sid) not in (None, rec["request_id"])):
-                continue  # another request's call to the same number
-            if _digits(call.get("From")) != _digits(rec["from"]):
+            if not sid or known.get(sid) is not None or sid in earlier:
+                # A Sid already recorded belongs to a settled attempt: another request's call
+                # to the same numbers, or this request's own earlier attempt.
                 continue
-            if want_to and _digits(call.get("To")) != want_to:
-                continue
-            created = _parse_exotel_time(call.get("DateCreated"), s)
-            if created is not None and not (
-                sent_at - SEARCH_MARGIN
-                <= created
-                <= sent_at + s.exotel_origination_window_seconds + SEARCH_MARGIN
-            ):
+            if str(call.get("Direction") or "").lower() != "outbound-api":
+                continue  # the customer calling in, or a call another system dialled
+            if parties(call.get("From"), call.get("To"), None) != want:
+                continue  # for a flow call, To is the ExoPhone it went out from
+            created = exotel_instants(call.get("DateCreated"), s.exotel_timezone)
+            if created and not any(low <= t <= high for t in created):
                 continue
             out.append(call)
         return out
 
+    def _window(self, sent_at: float) -> tuple[float, float]:
+        """When a request sent at ``sent_at`` may have been created at Exotel (a margin either
+        side for clock skew)."""
+        low = sent_at - SEARCH_MARGIN
+        return low, sent_at + self.settings.exotel_origination_window_seconds + SEARCH_MARGIN
+
+    def _parties(self, rec: dict[str, str]) -> str:
+        """The parties its request went out with (kept by the sent mark), else the record's."""
+        return rec.get("parties") or record_parties(rec, self.settings.exotel_caller_id)
+
+    def _others(self, request_id: str, rec: dict[str, str]) -> list[_Rival]:
+        """The other unresolved requests with this record's parties, on its account."""
+        s = self.settings
+        rids = [r for r in self.ledger.unresolved(self._parties(rec)) if r != request_id]
+        if not rids:
+            return []
+        fields = ("state", "sent", "claim", "sent_at", "account", "time_out", "time_limit")
+        pipe = self.ledger.redis.pipeline(transaction=False)
+        for rid in rids:
+            pipe.hmget(self.ledger.keys.call(rid), fields)
+        account = rec.get("account") or "default"
+        send_window = s.exotel_connect_timeout + s.exotel_read_timeout + s.lease_grace_seconds
+        out = []
+        for rid, values in zip(rids, pipe.execute(), strict=True):
+            other = dict(zip(fields, (v or "" for v in values), strict=True))
+            in_doubt = other["state"] == "in_doubt"
+            sent = other["state"] == "dialing" and other["sent"] not in ("", "0")
+            if not (in_doubt or (sent and other["sent"] == other["claim"])):
+                continue  # settled since it was indexed (or a stale member)
+            if (other["account"] or "default") != account or not other["sent_at"]:
+                continue
+            other_sent = int(other["sent_at"]) / 1000.0
+            low, high = self._window(other_sent)
+            proven_at = other_sent + send_window + proof_seconds(other, s)
+            out.append(_Rival(rid, low, high, proven_at, in_doubt, s.exotel_timezone))
+        return out
+
     def _permit(self) -> None:
-        self.limiter.acquire(timeout=self.settings.rate_limit_max_wait_seconds)
+        # A look-up spends the account's budget like a call: one permit per page, each
+        # waited for at most a period (then the search fails and is tried again later).
+        s = self.settings
+        self.limiter.acquire(
+            timeout=max(s.rate_limit_max_wait_seconds, s.rate_limit_period_seconds)
+        )
 
     def _known_sids(self, sids: list[str]) -> dict[str, str | None]:
         if not sids:
@@ -210,14 +334,15 @@ class Reconciler:
         self,
         request_id: str,
         token: str,
+        now: float,
         sent_at: float,
         proven_at: float,
         note: str,
         at: float | None = None,
     ) -> None:
         """Stay in doubt; look again after an interval that grows with the time in doubt,
-        and never later than the moment "not found" becomes proof."""
-        now = time.time()
+        and never later than the moment "not found" becomes proof. Times are on the Redis
+        clock."""
         interval = max(self.settings.reconcile_interval_seconds, now - sent_at)
         if at is not None:
             target = at

@@ -26,6 +26,7 @@ SCRIPT_NAMES = (
     "feed_turn",
     "feed_join",
     "feed_done",
+    "backfill_take",
 )
 
 

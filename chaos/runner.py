@@ -13,7 +13,12 @@ What runs:
 
 What happens meanwhile: a worker is killed with SIGKILL every ``kill_every`` seconds and
 replaced; Redis is stopped and started again once (same port, same AOF); the receiver is
-restarted once; a second campaign is enqueued while all this goes on.
+restarted once (longer than the simulator's callback retries: some are given up, and the
+backfill must bring those calls' call_status); a second campaign is enqueued while all this
+goes on, every ``shared_every``-th row calling the same numbers as a row of the first; the
+first campaign redials busy calls once; flow calls' callbacks carry no CustomField (as
+Exotel's); and calls we did not place (customers calling the ExoPhone, another system's
+calls from our numbers) show up in Call Details.
 
 Then the run waits (bounded) for every call to settle, in-doubt ones included once their proof
 is possible, and for the simulator's callbacks to be delivered, and judges the ledger and
@@ -38,6 +43,7 @@ from typing import Any
 import redis
 from pydantic import SecretStr
 
+from callq.controls import CampaignOptions
 from callq.embedded import EmbeddedRedis, free_port
 from callq.keys import Keys
 from callq.ledger import Ledger
@@ -99,6 +105,18 @@ class ChaosConfig:
     time_limit_max: int = 4
     time_out_max: int = 3
     flow_every: int = 9
+    #: Every ``shared_every``-th row of the second campaign has the same From and To (or the
+    #: same From and flow) as a row of the first: two in-doubt calls may share their numbers.
+    shared_every: int = 10
+    #: The first campaign redials a busy call once, after ``redial_interval`` seconds.
+    redial_busy: bool = True
+    redial_interval: float = 2.0
+    #: Calls we did not place, listed by Call Details: a customer calling the ExoPhone back
+    #: (three in four) or another system's call from the same number (one in four).
+    listed_not_ours_per_second: float = 2.0
+    # The call_status backfill (time-scaled: the simulator's callback retries last 6.2 s).
+    status_backfill_margin: float = 8.0
+    status_backfill_interval: float = 1.0
     # Bounds.
     settle_timeout: float = 240.0
     callbacks_timeout: float = 60.0
@@ -202,21 +220,28 @@ def code_version() -> str:
     return head + ("-dirty" if dirty else "")
 
 
-def campaign_rows(n: int, start: int, rng: random.Random, cfg: ChaosConfig) -> bytes:
-    """A campaign CSV of ``n`` rows numbered from ``start``: unique numbers (so a Call Details
-    search never finds two candidates), small TimeLimit/TimeOut (so in-doubt proof comes
-    within the run), and every ``flow_every``-th row connected to a flow instead of a number.
+def campaign_rows(
+    n: int, start: int, rng: random.Random, cfg: ChaosConfig, *, share: int = 0
+) -> bytes:
+    """A campaign CSV of ``n`` rows numbered from ``start``: numbers of their own, small
+    TimeLimit/TimeOut (so in-doubt proof comes within the run), and every ``flow_every``-th
+    row connected to a flow instead of a number. ``share`` (the size of an earlier campaign
+    numbered from 0): every ``shared_every``-th row takes the numbers of one of its rows
+    instead, so two campaigns call the same people (reconcile decides jointly over them).
     """
     lines = ["From,To,CallerId,Url,CustomField,TimeLimit,TimeOut"]
     for i in range(start, start + n):
-        frm = f"+9198{i:08d}"
+        who = i
+        if share and cfg.shared_every and (i - start) % cfg.shared_every == 0:
+            who = (i - start) % share
+        frm = f"+9198{who:08d}"
         limit = rng.randint(2, cfg.time_limit_max)
         timeout = rng.randint(1, cfg.time_out_max)
-        if cfg.flow_every and i % cfg.flow_every == 0:
+        if cfg.flow_every and who % cfg.flow_every == 0:
             url = f"http://my.exotel.com/chaos/exoml/start_voice/{1000 + i}"
             lines.append(f"{frm},,08030752400,{url},order-{i},{limit},{timeout}")
         else:
-            lines.append(f"{frm},+9197{i:08d},08030752400,,order-{i},{limit},{timeout}")
+            lines.append(f"{frm},+9197{who:08d},08030752400,,order-{i},{limit},{timeout}")
     return ("\n".join(lines) + "\n").encode()
 
 
@@ -243,6 +268,7 @@ class _Run:
         self.ledger: Ledger | None = None
         self.settings: Settings | None = None
         self.campaigns: dict[str, list[str]] = {}
+        self.numbers: list[str] = []  # every From enqueued (for calls we did not place)
 
     # --- helpers ---------------------------------------------------------------------------
 
@@ -307,6 +333,8 @@ class _Run:
             # write when its worker is killed.
             queued_overdue_seconds=60.0,
             reconcile_interval_seconds=1.0,
+            call_status_backfill_margin_seconds=cfg.status_backfill_margin,
+            call_status_backfill_interval_seconds=cfg.status_backfill_interval,
             callback_url=f"http://127.0.0.1:{port}{CALLBACK_PATH}",
             callback_token=SecretStr(f"chaos-cb-{self.rng.getrandbits(64):016x}"),
             worker_concurrency=cfg.concurrency,
@@ -326,16 +354,27 @@ class _Run:
             f"{self.sim.url}, receiver :{port}, {cfg.workers} workers x {cfg.concurrency} threads"
         )
 
-    def enqueue(self, campaign: str, n: int, start: int) -> None:
+    def enqueue(
+        self, campaign: str, n: int, start: int, *, share: int = 0, redial: bool = False
+    ) -> None:
         assert self.settings is not None
-        data = campaign_rows(n, start, self.rng, self.cfg)
-        ids = [
-            request_id(campaign, item.row_key())
+        data = campaign_rows(n, start, self.rng, self.cfg, share=share)
+        rows = [
+            item
             for item in read_rows(io.BytesIO(data), default_caller_id="08030752400")
             if isinstance(item, CallRequest)
         ]
+        ids = [request_id(campaign, item.row_key()) for item in rows]
+        self.numbers += [item.from_ for item in rows]
+        options = (
+            CampaignOptions(
+                redial_on=("busy",), redials=1, redial_interval=self.cfg.redial_interval
+            )
+            if redial
+            else None
+        )
         began = time.monotonic()
-        result = Enqueuer(self.settings).enqueue_file(io.BytesIO(data), campaign)
+        result = Enqueuer(self.settings).enqueue_file(io.BytesIO(data), campaign, options=options)
         took = time.monotonic() - began
         self.campaigns[campaign] = ids
         self.event(
@@ -346,6 +385,27 @@ class _Run:
             raise RuntimeError(f"enqueue of {campaign} was refused: {result.as_dict()}")
 
     # --- the chaos ---------------------------------------------------------------------------
+
+    def list_a_call_not_ours(self) -> None:
+        """A call Call Details lists that we did not place, from one of our numbers: the
+        customer calling the ExoPhone (inbound), or another system calling from it."""
+        assert self.sim is not None
+        if not self.numbers:
+            return
+        frm = self.rng.choice(self.numbers)
+        if self.rng.random() < 0.75:
+            self.sim.add_call(from_=frm, to="08030752400", direction="inbound")
+        else:
+            other = f"+9196{self.rng.randrange(10**8):08d}"
+            self.sim.add_call(from_=frm, to=other, direction="outbound-api")
+
+    def awaiting_status(self) -> int | None:
+        """Originated calls still waiting for their call_status (None while Redis is away)."""
+        assert self.ledger is not None
+        try:
+            return int(self.ledger.redis.zcard(self.ledger.keys.awaiting_status()))
+        except (redis.RedisError, OSError):
+            return None
 
     def restart_redis(self) -> None:
         assert self.redis_server is not None
@@ -406,7 +466,7 @@ class _Run:
         cfg = self.cfg
         assert self.pool is not None
         first = round(cfg.calls * (1 - cfg.second_share))
-        self.enqueue("chaos-a", first, 0)
+        self.enqueue("chaos-a", first, 0, redial=cfg.redial_busy)
         began = time.monotonic()
         expected = cfg.expected_dial_seconds
         pending = [
@@ -417,13 +477,14 @@ class _Run:
         pending.sort()
         next_kill = began + max(cfg.kill_every, 4.0)  # let the first workers come up
         next_progress = began
+        next_listed = began
         bound = began + expected * 2 + 45
         while True:
             now = time.monotonic()
             if pending and now - began >= pending[0][0]:
                 _, what = pending.pop(0)
                 if what == "second":
-                    self.enqueue("chaos-b", cfg.calls - first, first)
+                    self.enqueue("chaos-b", cfg.calls - first, first, share=first)
                 elif what == "redis":
                     self.restart_redis()
                 else:
@@ -440,6 +501,9 @@ class _Run:
             if now >= next_progress:
                 self.progress("chaos")
                 next_progress = now + cfg.progress_every
+            if cfg.listed_not_ours_per_second > 0 and now >= next_listed:
+                self.list_a_call_not_ours()
+                next_listed = now + 1.0 / cfg.listed_not_ours_per_second
             if not pending:
                 left = self.busy(in_doubt=False)
                 if left == 0:
@@ -453,31 +517,37 @@ class _Run:
 
     def settle_phase(self) -> None:
         """No more faults of ours: wait (bounded) for every call to settle, in-doubt ones
-        included, then for the simulator's callbacks to be delivered."""
+        included, for the simulator's callbacks to be delivered or given up, and for every
+        originated call to have its call_status (the backfill). A status may redial a call,
+        so this goes round until all three hold at once."""
         cfg = self.cfg
         assert self.pool is not None and self.sim is not None
         began = time.monotonic()
         next_progress = began
-        while time.monotonic() - began < cfg.settle_timeout:
+        settled = drained = 0.0
+        while time.monotonic() - began < cfg.settle_timeout + cfg.callbacks_timeout:
             died = self.pool.ensure(cfg.workers)
             if died:
                 self.event(f"worker(s) exited by themselves (exit codes {died}); replaced")
-            if self.busy(in_doubt=True) == 0:
+            busy = self.busy(in_doubt=True)
+            pending = self.sim.truth()["callbacks"]["pending"]
+            awaiting = self.awaiting_status()
+            if busy == 0 and not settled:
+                settled = time.monotonic() - began
+            if busy == 0 and pending == 0 and not drained:
+                drained = time.monotonic() - began
+            if busy == 0 and pending == 0 and awaiting == 0:
                 break
             if time.monotonic() >= next_progress:
-                self.progress("settle")
+                self.progress(f"settle (callbacks pending {pending}, awaiting status {awaiting})")
                 next_progress = time.monotonic() + cfg.progress_every
             time.sleep(0.25)
         else:
-            self.event(f"settle bound ({cfg.settle_timeout:g} s) reached")
-        self.timings["settle_phase"] = time.monotonic() - began
-        began = time.monotonic()
-        while time.monotonic() - began < cfg.callbacks_timeout:
-            pending = self.sim.truth()["callbacks"]["pending"]
-            if pending == 0:
-                break
-            time.sleep(0.25)
-        self.timings["callbacks_drain"] = time.monotonic() - began
+            self.event("settle bound reached")
+        total = time.monotonic() - began
+        self.timings["settle_phase"] = settled or total
+        self.timings["callbacks_drain"] = max(0.0, (drained or total) - (settled or total))
+        self.timings["status_backfill"] = max(0.0, total - (drained or total))
         self.progress("settled")
 
     # --- verdict -------------------------------------------------------------------------------
@@ -520,6 +590,7 @@ class _Run:
         figures["worker_error_lines"] = self.pool.grep(" ERROR", "Traceback", " CRITICAL")
         figures["redis_restarts"] = 1
         figures["receiver_restarts"] = self.receiver.restarts
+        figures["awaiting_status_left"] = self.awaiting_status()
         figures["pending_callbacks_left"] = sum(
             1 for _ in ledger.redis.scan_iter(match=ledger.keys.pending_callback("*"), count=1000)
         )

@@ -70,7 +70,7 @@ def legitimately_in_doubt(rec: Mapping[str, str], settings: Settings, now_ms: in
     candidate calls): it may rest in doubt."""
     if rec.get("state") != "in_doubt":
         return False
-    if (rec.get("last_error") or "").startswith("ambiguous"):
+    if (rec.get("last_error") or "").startswith(("ambiguous", "in doubt: ambiguous")):
         return True
     sent_ms = int(rec.get("sent_at") or rec.get("in_doubt_since") or 0)
     proven_ms = sent_ms + int(proof_seconds(dict(rec), settings) * 1000)
@@ -88,13 +88,15 @@ def judge(
     account = settings.exotel_account_sid
     by_cf: dict[str, int] = dict(truth.get("by_custom_field", {}))
     sim_calls: list[dict[str, Any]] = list(truth.get("calls", []))
+    # A request's calls in the order they were placed: a redial places it again, so its
+    # record's Sid is its latest call's, and the earlier ones are in its prev_sids.
     sim_sid: dict[str, str] = {}
-    sim_status: dict[str, str] = {}
+    status_of_sid: dict[str, str] = {}
     for call in sim_calls:
         cf = call.get("custom_field")
+        status_of_sid[call["sid"]] = call["final_status"]
         if cf:
-            sim_sid.setdefault(cf, call["sid"])
-            sim_status.setdefault(cf, call["final_status"])
+            sim_sid[cf] = call["sid"]
 
     records: dict[str, dict[str, str]] = {}
     accepted: list[str] = []
@@ -104,8 +106,12 @@ def judge(
             records[rec["request_id"]] = rec
     known = set(records) | set(accepted)
 
-    # 1. placed at most once
-    duplicates = [f"{rid} x{n}" for rid, n in sorted(by_cf.items()) if n > 1]
+    # 1. placed at most once per dial: once, plus once per redial the campaign asked for
+    duplicates = [
+        f"{rid} x{n}"
+        for rid, n in sorted(by_cf.items())
+        if n > 1 + int(records.get(rid, {}).get("redials_done") or 0)
+    ]
     strays = sorted(
         {str(c.get("custom_field")) for c in sim_calls if c.get("custom_field") not in known}
     )
@@ -161,21 +167,50 @@ def judge(
     ]
     still_in_doubt = sum(1 for r in records.values() if r.get("state") == "in_doubt")
 
-    # 7. callbacks: every delivered callback's status is recorded on its call
+    # 7. callbacks: every delivered callback's status is recorded on its call: on the record
+    #    for its latest call, in the attempts log for a call that was redialled
+    attempts: dict[str, list[dict[str, Any]]] = {}
+    for c in data:
+        attempts.update(c.attempts)
+
+    def status_recorded(rid: str, sid: str) -> str | None:
+        """The call_status recorded for call ``sid`` of request ``rid``."""
+        rec = records.get(rid, {})
+        if rec.get("sid") == sid and rec.get("state") == "originated":
+            return rec.get("call_status")
+        logged = [
+            str(e["callback"])
+            for e in attempts.get(rid, [])
+            if e.get("sid") == sid and e.get("callback")
+        ]
+        return logged[-1] if logged else None
+
     deliveries = list(truth.get("callbacks", {}).get("deliveries", []))
-    delivered = {d["custom_field"] for d in deliveries if d.get("state") == "sent"}
+    delivered = {(d["custom_field"], d["call_sid"]) for d in deliveries if d.get("state") == "sent"}
     cb_bad: list[str] = []
-    for rid in sorted(delivered):
-        got = records.get(rid)
-        if got is None:
+    for rid, sid in sorted(delivered):
+        if rid not in records:
             continue  # a stray: counted above
-        want = sim_status.get(rid)
-        if got.get("state") != "originated" or got.get("call_status") != want:
-            cb_bad.append(
-                f"{rid}: {got.get('state')} call_status={got.get('call_status')!r}, sent {want!r}"
-            )
+        want, got = status_of_sid.get(sid), status_recorded(rid, sid)
+        if got != want:
+            state = records[rid].get("state")
+            cb_bad.append(f"{rid}: {state} call {sid[:8]} call_status={got!r}, sent {want!r}")
     mismatch = [rid for rid, r in records.items() if r.get("callback_sid_mismatch")]
     cb_bad += [f"{rid}: a callback for another Sid" for rid in mismatch]
+
+    # 7b. every placed call has its call_status, its callback delivered or not (backfill)
+    no_status: list[str] = []
+    for call in sim_calls:
+        placed_for = str(call.get("custom_field") or "")
+        if placed_for not in records or not call.get("ended", True):
+            continue
+        if legitimately_in_doubt(records[placed_for], settings, now_ms):
+            continue  # left for a person: no Sid is ours yet
+        status = status_recorded(placed_for, call["sid"])
+        if status != call["final_status"]:
+            no_status.append(
+                f"{placed_for}: call {call['sid'][:8]} {status!r}, Exotel {call['final_status']!r}"
+            )
 
     # 8. the O(1) counters equal a recount of the records
     drift: list[str] = []
@@ -220,6 +255,11 @@ def judge(
             cb_bad,
             value=f"{len(cb_bad)} of {len(delivered)} delivered",
         ),
+        _check(
+            "placed calls without their call_status",
+            no_status,
+            value=f"{len(no_status)} of {len(sim_calls)} placed",
+        ),
         _check("counters differ from a recount", drift),
     ]
 
@@ -227,7 +267,7 @@ def judge(
     attempts_hist: Counter[int] = Counter()
     for c in data:
         for rid, log in c.attempts.items():
-            outcomes.update(str(e.get("outcome")) for e in log)
+            outcomes.update(str(e["outcome"]) for e in log if "outcome" in e)
             attempts_hist[int(records.get(rid, {}).get("attempts") or 0)] += 1
     cb = truth.get("callbacks", {})
     figures: dict[str, Any] = {
@@ -262,6 +302,24 @@ def judge(
         "call_status": dict(
             Counter(r["call_status"] for r in records.values() if "call_status" in r)
         ),
+        "call_status_backfilled": sum(
+            1 for r in records.values() if r.get("call_status_source") == "backfill"
+        ),
+        "redials": sum(int(r.get("redials_done") or 0) for r in records.values()),
+        "requests_sharing_numbers": sum(
+            n
+            for n in Counter(
+                r.get("parties") for r in records.values() if r.get("parties")
+            ).values()
+            if n > 1
+        ),
+        "in_doubt_left_for_a_person": sum(
+            1
+            for r in records.values()
+            if r.get("state") == "in_doubt"
+            and (r.get("last_error") or "").startswith("in doubt: ambiguous")
+        ),
+        "calls_listed_not_ours": len(truth.get("injected", [])),
         "failed_reasons": dict(
             Counter(
                 (r.get("last_error") or "").split(":")[0][:40]

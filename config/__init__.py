@@ -34,9 +34,17 @@ class ConfigError(Exception):
     """A setting is missing or refused. The message names the environment variable."""
 
 
+def _known_zone(value: str) -> str:
+    try:
+        ZoneInfo(value)
+    except (ZoneInfoNotFoundError, ValueError) as exc:
+        raise ValueError(f"unknown time zone {value!r}") from exc
+    return value
+
+
 class ExotelAccount(BaseModel):
     """One more Exotel account (``EXOTEL_ACCOUNTS``). Unset fields take the default
-    account's value (subdomain, base URL, caller id, timeouts, rate limit)."""
+    account's value (subdomain, base URL, caller id, timeouts, rate limit, time zone)."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -48,6 +56,13 @@ class ExotelAccount(BaseModel):
     caller_id: str | None = None
     rate_limit_calls: Annotated[int, Field(gt=0)] | None = None
     rate_limit_period_seconds: Annotated[float, Field(gt=0)] | None = None
+    #: Zone of this account's plain timestamps (an account in another region shows its own).
+    timezone: str | None = None
+
+    @field_validator("timezone")
+    @classmethod
+    def _zone(cls, value: str | None) -> str | None:
+        return None if value is None else _known_zone(value)
 
 
 class Settings(BaseSettings):
@@ -111,6 +126,10 @@ class Settings(BaseSettings):
     # Callbacks.
     callback_url: str | None = None
     callback_token: SecretStr = SecretStr("")
+    # call_status from Call Details for originated calls whose callback never came.
+    call_status_backfill: bool = True
+    call_status_backfill_margin_seconds: PositiveFloat = 900.0
+    call_status_backfill_interval_seconds: PositiveFloat = 60.0
 
     # Celery.
     broker_key_prefix: str = ""
@@ -156,11 +175,7 @@ class Settings(BaseSettings):
     @field_validator("exotel_timezone", "calling_timezone")
     @classmethod
     def _zone(cls, value: str) -> str:
-        try:
-            ZoneInfo(value)
-        except (ZoneInfoNotFoundError, ValueError) as exc:
-            raise ValueError(f"unknown time zone {value!r}") from exc
-        return value
+        return _known_zone(value)
 
     @field_validator("key_prefix")
     @classmethod
@@ -250,6 +265,7 @@ class Settings(BaseSettings):
             ("caller_id", "exotel_caller_id"),
             ("rate_limit_calls", "rate_limit_calls"),
             ("rate_limit_period_seconds", "rate_limit_period_seconds"),
+            ("timezone", "exotel_timezone"),
         ):
             value = getattr(acct, src)
             if value is not None:

@@ -25,6 +25,7 @@ FAULTS: tuple[str, ...] = (
     "slow_placed",
     "reset_before",
     "reset_after",
+    "proxy_504",
 )
 
 #: Terminal statuses a simulated call may end with.
@@ -66,6 +67,9 @@ class SimConfig:
     #: The call IS placed, the reply is delayed by ``slow_seconds`` (not scaled).
     p_slow_placed: float = 0.0
     slow_seconds: float = 5.0
+    #: A listing page holds at most this many calls, whatever PageSize asks (1-100), so a
+    #: test can make a search span pages.
+    max_page_size: int = 100
     #: Connection reset, call NOT placed.
     p_reset_before: float = 0.0
     #: Call placed, then connection reset (no reply).
@@ -130,6 +134,8 @@ class SimConfig:
             lo, hi = getattr(self, name)
             if not (0 <= lo <= hi and math.isfinite(hi)):
                 raise ValueError(f"{name} must be (low, high) with 0 <= low <= high")
+        if isinstance(self.max_page_size, bool) or not 1 <= self.max_page_size <= 100:
+            raise ValueError("max_page_size must be an integer within [1, 100]")
         if not self.default_callback_content_type:
             raise ValueError("default_callback_content_type must not be empty")
 
@@ -149,9 +155,10 @@ _FLOAT_FIELDS = {
 _BOOL_FIELDS = {"latency", "callbacks"}
 _STR_FIELDS = {"default_callback_content_type", "timezone"}
 _PAIR_FIELDS = {"ring_seconds", "talk_seconds"}
+_INT_FIELDS = {"max_page_size"}
 #: Besides SimConfig's own fields, ``rate_limit`` and ``period`` set every account's limit.
 CHANGEABLE: frozenset[str] = frozenset(
-    _FLOAT_FIELDS | _BOOL_FIELDS | _STR_FIELDS | _PAIR_FIELDS | {"status_mix", "seed"}
+    _FLOAT_FIELDS | _BOOL_FIELDS | _STR_FIELDS | _PAIR_FIELDS | _INT_FIELDS | {"status_mix", "seed"}
 ) | frozenset({"rate_limit", "period"})
 
 
@@ -177,6 +184,10 @@ def apply_changes(config: SimConfig, changes: dict[str, Any]) -> SimConfig:
     for name, value in changes.items():
         if name in _FLOAT_FIELDS:
             setattr(new, name, _as_float(name, value))
+        elif name in _INT_FIELDS:
+            if isinstance(value, bool) or not isinstance(value, int):
+                raise ValueError(f"{name} must be an integer")
+            setattr(new, name, value)
         elif name in _BOOL_FIELDS:
             if not isinstance(value, bool):
                 raise ValueError(f"{name} must be true or false")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import secrets
 from collections.abc import Iterable, Mapping
 from datetime import datetime, timedelta, timezone, tzinfo
@@ -18,6 +19,7 @@ __all__ = [
     "json_body",
     "parse_time",
     "rest_exception",
+    "wall_time",
     "xml_body",
     "zone",
 ]
@@ -41,6 +43,11 @@ def zone(name: str) -> tzinfo:
 def format_time(epoch: float, tz: tzinfo) -> str:
     """``YYYY-MM-DD HH:MM:SS`` wall-clock time in ``tz``, with no zone, as Exotel shows it."""
     return datetime.fromtimestamp(epoch, tz).strftime(TIME_FORMAT)
+
+
+def wall_time(epoch: float, tz: tzinfo) -> datetime:
+    """The naive wall-clock time in ``tz``, to the second, as Exotel stores and compares it."""
+    return datetime.fromtimestamp(math.floor(epoch), tz).replace(tzinfo=None)
 
 
 def parse_time(text: str, tz: tzinfo) -> float:

@@ -217,6 +217,14 @@ class _Handler(BaseHTTPRequestHandler):
         self.wfile.write(body)
         self.wfile.flush()
 
+    def _reply_raw(self, status: int, body: bytes, content_type: str) -> None:
+        self.send_response(status)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+        self.wfile.flush()
+
     def _abort(self) -> None:
         """Reset the TCP connection: SO_LINGER (1, 0), then close, so the peer sees an RST."""
         self.close_connection = True
@@ -235,6 +243,9 @@ class _Handler(BaseHTTPRequestHandler):
         if decision.reset:
             self._abort()
             return
+        if decision.raw is not None:
+            self._reply_raw(decision.status, *decision.raw)
+            return
         # No Retry-After on a 429: Exotel documents none, so a client must cope without it.
         self._reply(decision.status, decision.payload, as_json=as_json)
 
@@ -250,6 +261,7 @@ class _Handler(BaseHTTPRequestHandler):
             "/_sim/config": ("GET", "POST"),
             "/_sim/script": ("POST",),
             "/_sim/reset": ("POST",),
+            "/_sim/calls": ("POST",),
         }
         if name not in routes:
             self._reply(404, {"error": "not found"}, as_json=True)
@@ -285,6 +297,8 @@ class _Handler(BaseHTTPRequestHandler):
             if name == "/_sim/config":
                 sim.configure(**data)
                 self._reply(200, sim.state.config_view(), as_json=True)
+            elif name == "/_sim/calls":
+                self._reply(200, {"Sid": sim.add_call_from_json(data)}, as_json=True)
             else:
                 key, faults = data.get("key"), data.get("faults")
                 sim.script(cast(str, key), cast(list[str], faults))
@@ -496,3 +510,47 @@ class Simulator:
 
     def reset(self) -> None:
         self.state.reset()
+
+    def add_call(
+        self,
+        *,
+        from_: str,
+        to: str,
+        direction: str,
+        status: str = "completed",
+        created: float | None = None,
+        duration: int = 30,
+        account_sid: str | None = None,
+    ) -> str:
+        """List a call we did not place (see :meth:`SimState.add_call`); returns its Sid.
+        ``account_sid``: the first account when None."""
+        return self.state.add_call(
+            account_sid or self.config.accounts[0].sid,
+            from_,
+            to,
+            direction=direction,
+            status=status,
+            created=created,
+            duration=duration,
+        )
+
+    def add_call_from_json(self, data: dict[str, Any]) -> str:
+        """``POST /_sim/calls``: ``{"From", "To", "Direction", "Status"?, "DateCreated"?
+        (epoch seconds), "Duration"?, "AccountSid"?}``. Raises ValueError naming a field."""
+        for name in ("From", "To", "Direction"):
+            if not isinstance(data.get(name), str):
+                raise ValueError(f"{name} is required (a string)")
+        created = data.get("DateCreated")
+        if created is not None and (
+            isinstance(created, bool) or not isinstance(created, int | float)
+        ):
+            raise ValueError("DateCreated must be epoch seconds")
+        return self.add_call(
+            from_=data["From"],
+            to=data["To"],
+            direction=data["Direction"],
+            status=str(data.get("Status", "completed")),
+            created=created,
+            duration=int(data.get("Duration", 30)),
+            account_sid=data.get("AccountSid"),
+        )

@@ -21,12 +21,19 @@ import urllib.request
 from collections import Counter, deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import tzinfo
+from datetime import datetime, tzinfo
 from typing import Any
 from urllib.parse import urlencode, urlsplit
 
-from simulator.config import FAULTS, Account, SimConfig, apply_changes
-from simulator.formats import encode_callback, format_time, parse_time, rest_exception, zone
+from simulator.config import FAULTS, STATUSES, Account, SimConfig, apply_changes
+from simulator.formats import (
+    TIME_FORMAT,
+    encode_callback,
+    format_time,
+    rest_exception,
+    wall_time,
+    zone,
+)
 from simulator.latency import sample_latency
 from simulator.scheduler import Scheduler
 
@@ -40,10 +47,18 @@ MAX_PAGE_SIZE = 100
 DEFAULT_PAGE_SIZE = 50
 MAX_NUMBERS_PER_FILTER = 5
 MAX_SIDS_PER_FILTER = 100
+#: Directions Call Details shows.
+DIRECTIONS = ("outbound-api", "outbound-dial", "inbound")
 CALLBACK_RETRIES = 5
 CALLBACK_TIMEOUT = 5.0
 CALLBACK_BACKOFF_BASE = 1.0
 CALLBACK_BACKOFF_CAP = 30.0
+
+#: What a proxy or load balancer in front of the API sends when it gives up waiting.
+PROXY_504_PAGE = (
+    b"<html>\r\n<head><title>504 Gateway Time-out</title></head>\r\n<body>\r\n"
+    b"<center><h1>504 Gateway Time-out</h1></center>\r\n</body>\r\n</html>\r\n"
+)
 
 #: Faults counted in truth["faults"] (every name but "ok").
 COUNTED_FAULTS = tuple(f for f in FAULTS if f != "ok")
@@ -59,6 +74,8 @@ class Decision:
     delay: float = 0.0
     #: Abort the connection with an RST instead of replying.
     reset: bool = False
+    #: A reply that is not Exotel's (body, Content-Type): a proxy's error page.
+    raw: tuple[bytes, str] | None = None
 
 
 @dataclass
@@ -85,6 +102,11 @@ class CallRecord:
     record: bool
     fault: str | None
     params: dict[str, str] = field(default_factory=dict)
+    #: ``outbound-api`` for a Calls/connect call; an added call may be ``inbound`` (the
+    #: customer calling an ExoPhone) or another system's.
+    direction: str = "outbound-api"
+    #: Added with :meth:`SimState.add_call`, not placed through Calls/connect.
+    added: bool = False
 
     def ended(self, now: float) -> bool:
         return now >= self.end_mono
@@ -123,7 +145,7 @@ class CallRecord:
             "EndTime": format_time(self.end_wall, tz) if ended else None,
             "Duration": str(self.duration) if ended else None,
             "Price": price,
-            "Direction": "outbound-api",
+            "Direction": self.direction,
             "AnsweredBy": None,
             "ForwardedFrom": None,
             "CallerName": None,
@@ -144,9 +166,14 @@ class CallRecord:
         return call
 
     def callback_payload(self, tz: tzinfo, *, terminal: bool) -> dict[str, Any]:
-        """The StatusCallback body (seed 002): four fields, or the full terminal event."""
+        """The StatusCallback body (seed 002): four fields, or the full terminal event.
+
+        A call connected to a flow (``Url``) gets the four basic fields only, whatever
+        StatusCallbackEvents asked for: that is all Exotel documents for flows (EXOTEL.md), so
+        such a callback carries no CustomField and must be matched by its CallSid.
+        """
         updated = format_time(self.end_wall, tz)
-        if not terminal:
+        if not terminal or self.url:
             return {
                 "CallSid": self.sid,
                 "Status": self.status,
@@ -463,6 +490,8 @@ class SimState:
                 return Decision(200, body, self._config.slow_seconds)
             if fault == "reset_after":
                 return Decision(0, {}, self._latency(), reset=True)
+            if fault == "proxy_504":
+                return Decision(504, {}, self._latency(), raw=(PROXY_504_PAGE, "text/html"))
             return Decision(200, body, self._latency())
 
     def _new_sid(self) -> str:
@@ -540,6 +569,62 @@ class SimState:
         if callback and cfg.callbacks:
             self._schedule_callbacks(record, callback, params)
         return record
+
+    def add_call(
+        self,
+        account_sid: str,
+        from_: str,
+        to: str,
+        *,
+        direction: str,
+        status: str = "completed",
+        created: float | None = None,
+        duration: int = 30,
+    ) -> str:
+        """A call Call Details lists that we did not place (no CustomField, no callback): the
+        customer calling an ExoPhone (``inbound``), or another system's call on the account.
+        It has already ended. Raises ValueError naming a bad field. Returns its Sid."""
+        if direction not in DIRECTIONS:
+            raise ValueError(f"direction must be one of {', '.join(DIRECTIONS)}")
+        if status not in STATUSES:
+            raise ValueError(f"status must be one of {', '.join(STATUSES)}")
+        for name, value in (("from_", from_), ("to", to)):
+            if not isinstance(value, str) or not value.strip():
+                raise ValueError(f"{name} must be a non-empty string")
+        if isinstance(duration, bool) or not isinstance(duration, int) or duration < 0:
+            raise ValueError("duration must be an integer >= 0")
+        with self._lock:
+            if account_sid not in self._accounts:
+                raise ValueError(f"unknown account {account_sid!r}")
+            now_mono = time.monotonic()
+            created_wall = time.time() if created is None else float(created)
+            talk = duration if status == "completed" else 0
+            self._seq += 1
+            record = CallRecord(
+                seq=self._seq,
+                sid=self._new_sid(),
+                account_sid=account_sid,
+                from_=from_,
+                to=to,
+                to_param=to,
+                caller_id=to if direction == "inbound" else "",
+                url=None,
+                custom_field=None,
+                created_wall=created_wall,
+                placed_mono=now_mono,
+                end_mono=now_mono,
+                end_wall=created_wall + duration,
+                status=status,
+                duration=duration if status == "completed" else 0,
+                conversation=talk,
+                legs=[{"Status": status, "OnCallDuration": talk}],
+                record=False,
+                fault=None,
+                direction=direction,
+                added=True,
+            )
+            self._calls[record.sid] = record
+            return record.sid
 
     # --- StatusCallbacks -------------------------------------------------------------------
 
@@ -651,6 +736,7 @@ class SimState:
             raise _BadRequest("PageSize must be an integer") from exc
         if not 1 <= page_size <= MAX_PAGE_SIZE:
             raise _BadRequest(f"PageSize must be between 1 and {MAX_PAGE_SIZE}")
+        page_size = min(page_size, self.config.max_page_size)
         sort_by = _one(query, "SortBy") or "DateCreated:desc"
         if sort_by not in ("DateCreated:asc", "DateCreated:desc"):
             raise _BadRequest("SortBy must be DateCreated:asc or DateCreated:desc")
@@ -676,23 +762,38 @@ class SimState:
                 and (froms is None or r.from_ in froms)
                 and (sids is None or r.sid in sids)
                 and (statuses is None or r.status in statuses)
-                and (directions is None or "outbound-api" in directions)
-                and all(op(math.floor(r.created_wall), bound) for op, bound in bounds)
+                and (directions is None or r.direction in directions)
+                and all(op(wall_time(r.created_wall, tz), bound) for op, bound in bounds)
             ]
-            matched.sort(key=lambda r: r.seq, reverse=not ascending)
+
+            # Sorted by DateCreated (an added call may be older than calls placed before it),
+            # then by the order calls were made; a cursor names a call by its seq.
+            def key(r: CallRecord) -> tuple[float, int]:
+                return (r.created_wall, r.seq)
+
+            matched.sort(key=key, reverse=not ascending)
+            by_seq = {r.seq: r for r in self._calls.values()}
 
             # Position in sort order: "later" means further along the listing.
-            def later(a: int, b: int) -> bool:
+            def later(a: tuple[float, int], b: tuple[float, int]) -> bool:
                 return a > b if ascending else a < b
 
+            def anchor(seq: int) -> tuple[float, int]:
+                call = by_seq.get(seq)
+                if call is None:
+                    raise _BadRequest("Invalid cursor")
+                return key(call)
+
             if after is not None:
+                mark = anchor(after)
                 start = next(
-                    (i for i, r in enumerate(matched) if later(r.seq, after)), len(matched)
+                    (i for i, r in enumerate(matched) if later(key(r), mark)), len(matched)
                 )
                 stop = min(len(matched), start + page_size)
             elif before is not None:
+                mark = anchor(before)
                 stop = next(
-                    (i for i, r in enumerate(matched) if not later(before, r.seq)), len(matched)
+                    (i for i, r in enumerate(matched) if not later(mark, key(r))), len(matched)
                 )
                 start = max(0, stop - page_size)
             else:
@@ -725,17 +826,20 @@ class SimState:
     @staticmethod
     def _date_bounds(
         raw: str | None, tz: tzinfo
-    ) -> list[tuple[Callable[[float, float], bool], float]]:
+    ) -> list[tuple[Callable[[datetime, datetime], bool], datetime]]:
+        """The DateCreated filter as (operator, wall-clock time) pairs. Exotel keeps plain
+        local times and compares them as such: in a zone with daylight saving, "01:30" on the
+        night the clocks go back matches calls of both 01:30s."""
         if not raw:
             return []
-        ops: dict[str, Callable[[float, float], bool]] = {
+        ops: dict[str, Callable[[datetime, datetime], bool]] = {
             "gte": operator.ge,
             "lte": operator.le,
             "gt": operator.gt,
             "lt": operator.lt,
             "eq": operator.eq,
         }
-        bounds: list[tuple[Callable[[float, float], bool], float]] = []
+        bounds: list[tuple[Callable[[datetime, datetime], bool], datetime]] = []
         for raw_part in raw.split(";"):
             part = raw_part.strip()
             if not part:
@@ -746,7 +850,7 @@ class SimState:
                     "DateCreated must look like gte:YYYY-MM-DD HH:mm:ss;lte:YYYY-MM-DD HH:mm:ss"
                 )
             try:
-                bounds.append((ops[name], parse_time(value, tz)))
+                bounds.append((ops[name], datetime.strptime(value.strip(), TIME_FORMAT)))
             except ValueError as exc:
                 raise _BadRequest(f"Invalid DateCreated bound {value!r}") from exc
         return bounds
@@ -768,7 +872,8 @@ class SimState:
     def truth(self) -> dict[str, Any]:
         with self._lock:
             now = time.monotonic()
-            calls = sorted(self._calls.values(), key=lambda r: r.seq)
+            every = sorted(self._calls.values(), key=lambda r: r.seq)
+            calls = [r for r in every if not r.added]
             by_cf: Counter[str] = Counter(r.custom_field for r in calls if r.custom_field)
             by_to: Counter[str] = Counter(r.to for r in calls)
             by_from: Counter[str] = Counter(r.from_ for r in calls)
@@ -797,6 +902,19 @@ class SimState:
                         "date_created": format_time(r.created_wall, self._tz),
                     }
                     for r in calls
+                ],
+                "injected": [
+                    {
+                        "sid": r.sid,
+                        "to": r.to,
+                        "from": r.from_,
+                        "account_sid": r.account_sid,
+                        "direction": r.direction,
+                        "status": r.status,
+                        "date_created": format_time(r.created_wall, self._tz),
+                    }
+                    for r in every
+                    if r.added
                 ],
                 "faults": {f: self._faults.get(f, 0) for f in COUNTED_FAULTS},
                 "scripts": {k: list(v) for k, v in self._scripts.items()},

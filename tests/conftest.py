@@ -10,15 +10,21 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import pytest
 import redis
+import uvicorn
+from pydantic import SecretStr
+from starlette.applications import Starlette
 
 from callq.dialer import Dialer
 from callq.embedded import EmbeddedRedis, answers
@@ -233,3 +239,41 @@ def wait_for(
         time.sleep(interval)
     what = message() if callable(message) else message
     raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+
+
+class ServerThread:
+    """uvicorn serving ``app`` in a thread, on a socket bound before the app is built."""
+
+    def __init__(self, sock: socket.socket, app: Starlette) -> None:
+        config = uvicorn.Config(app, ws="none", lifespan="on", log_level="warning")
+        self.server = uvicorn.Server(config)
+        self.thread = threading.Thread(target=self.server.run, kwargs={"sockets": [sock]})
+
+    def __enter__(self) -> ServerThread:
+        self.thread.start()
+        wait_for(lambda: self.server.started, timeout=15, interval=0.05, message="uvicorn")
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.should_exit = True
+        self.thread.join(15)
+
+
+@contextmanager
+def callback_receiver(settings: Settings) -> Iterator[Settings]:
+    """The real StatusCallback receiver (``callbacks.app``) in a thread; yields ``settings``
+    with CALLBACK_URL and CALLBACK_TOKEN pointing at it, so requests ask Exotel (the
+    simulator) to post their callbacks there."""
+    from callbacks.app import CALLBACK_PATH, create_app
+
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    cb = settings.model_copy(
+        update={
+            "callback_url": f"http://127.0.0.1:{port}{CALLBACK_PATH}",
+            "callback_token": SecretStr(f"cb-{uuid.uuid4().hex}"),
+        }
+    )
+    with ServerThread(sock, create_app(cb)):
+        yield cb

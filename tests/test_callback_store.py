@@ -96,6 +96,7 @@ def test_given_a_callback_with_our_custom_field_when_applied_then_it_is_matched_
     assert rec["date_updated"] == "2019-04-08 03:18:35" and rec["end_time"] == "2019-04-08 03:18:36"
     assert json.loads(rec["legs"]) == [{"Status": "completed", "OnCallDuration": 41}]
     assert int(rec["callback_at"]) > 0
+    assert rec["call_status_source"] == "callback"  # not the backfill's (callq.backfill)
     assert rec["to"] == "+919700000000"  # the callback's numbers never overwrite the record's
     assert ledger.status(CAMPAIGN).call_status == {"no-answer": 1}
     assert_counters_match(ledger)

@@ -13,7 +13,6 @@ import os
 import socket
 import subprocess
 import sys
-import threading
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -22,7 +21,6 @@ from typing import Any
 import httpx
 import pytest
 import schemathesis
-import uvicorn
 from hypothesis import HealthCheck, given
 from hypothesis import settings as hsettings
 from hypothesis import strategies as st
@@ -37,7 +35,7 @@ from config import ConfigError, Settings
 from producer.enqueue import Enqueuer
 from simulator.formats import encode_callback
 from tests.campaigns import as_stream, campaign_csv
-from tests.conftest import Workers, make_settings, wait_for
+from tests.conftest import ServerThread, Workers, make_settings, wait_for
 
 TOKEN = "cb-token-5d1e"
 CAMPAIGN = "cbapi"
@@ -649,24 +647,6 @@ def test_given_the_command_running_when_a_real_callback_is_posted_then_it_is_rec
 
 
 # --- end to end: the simulator posts callbacks to a real receiver --------------------------
-
-
-class ServerThread:
-    """uvicorn serving ``app`` in a thread, on a socket bound before the app is built."""
-
-    def __init__(self, sock: socket.socket, app: Starlette) -> None:
-        config = uvicorn.Config(app, ws="none", lifespan="on", log_level="warning")
-        self.server = uvicorn.Server(config)
-        self.thread = threading.Thread(target=self.server.run, kwargs={"sockets": [sock]})
-
-    def __enter__(self) -> ServerThread:
-        self.thread.start()
-        wait_for(lambda: self.server.started, timeout=15, interval=0.05, message="uvicorn")
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.server.should_exit = True
-        self.thread.join(15)
 
 
 @pytest.fixture

@@ -202,7 +202,7 @@ def test_connect_posts_once_with_auth_form_and_timeouts() -> None:
 
 
 @pytest.mark.parametrize(
-    ("status", "kind"), [(500, NotPlaced), (504, NotPlaced), (502, Unknown), (503, Unknown)]
+    ("status", "kind"), [(500, NotPlaced), (504, Unknown), (502, Unknown), (503, Unknown)]
 )
 @responses.activate
 def test_connect_5xx_is_not_retried(status: int, kind: type) -> None:
@@ -437,6 +437,22 @@ def test_search_calls_argument_checks() -> None:
         client.search_calls(to=[str(n) for n in range(6)], created_from=day, created_to=day)
     with pytest.raises(ValueError, match="after"):
         client.search_calls(to=["1"], created_from=datetime(2024, 1, 2), created_to=day)
+
+
+@responses.activate
+def test_calls_by_sid_asks_for_the_sids_in_one_filter_with_a_permit_per_page() -> None:
+    events: list[str] = []
+    responses.get(f"{ACCOUNT}/Calls.json", body=_page(["s1", "s2"], None))
+    client = ExotelClient(make_settings())
+    found = client.calls_by_sid(["s1", "s2", "s3"], before_request=lambda: events.append("p"))
+    assert [c["Sid"] for c in found] == ["s1", "s2"] and events == ["p"]
+    query = parse_qs(urlsplit(responses.calls[0].request.url or "").query)
+    assert query == {"Sid": ["s1,s2,s3"], "PageSize": ["100"], "SortBy": ["DateCreated:asc"]}
+    assert client.calls_by_sid([]) == [] and len(responses.calls) == 1
+    with pytest.raises(ValueError, match="at most 100"):
+        client.calls_by_sid([f"s{n}" for n in range(101)])
+    with pytest.raises(ValueError, match="','"):
+        client.calls_by_sid(["a,b"])
 
 
 # --------------------------------------------------------------------------------------------

@@ -324,6 +324,24 @@ def test_gateway_errors_are_unknown_not_not_placed(status: int) -> None:
         assert isinstance(classify_response(status, {}, body), Unknown)
 
 
+@pytest.mark.parametrize(
+    "body",
+    [
+        b"<html><head><title>504 Gateway Time-out</title></head><body>nginx</body></html>",
+        b"",
+        b"upstream request timeout",
+        b'{"message": "Endpoint request timed out"}',
+        b"<TwilioResponse><Call><Sid>x</Sid></Call></TwilioResponse>",
+    ],
+)
+def test_a_504_whose_body_is_not_exotels_rest_exception_is_unknown(body: bytes) -> None:
+    # F9: Exotel documents 504 (with its RestException) as "not originated"; any other 504
+    # comes from a proxy or load balancer that may have timed out while Exotel originated.
+    outcome = classify_response(504, {"Content-Type": "text/html"}, body)
+    assert isinstance(outcome, Unknown)
+    assert "504" in outcome.reason
+
+
 @pytest.mark.parametrize("status", [100, 101, 204, 301, 302, 307, 501, 505, 599])
 def test_undocumented_statuses_are_unknown(status: int) -> None:
     assert isinstance(classify_response(status, {}, b""), Unknown)
@@ -347,7 +365,7 @@ def test_200_carrying_a_rest_exception_is_unknown() -> None:
         (404, Rejected),
         (429, NotPlaced),
         (500, NotPlaced),
-        (504, NotPlaced),
+        (504, Unknown),  # not Exotel's RestException: a gateway's (F9)
         (503, Unknown),
     ],
 )

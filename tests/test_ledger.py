@@ -243,3 +243,35 @@ def test_given_a_call_marked_sent_but_held_back_when_released_as_unsent_then_it_
     rec = ledger.get(r)
     assert (rec["state"], rec["attempts"], rec["sent"]) == ("queued", "0", "0")
     assert_counters_match(ledger)
+
+
+def test_given_sent_calls_when_they_settle_then_the_unresolved_index_holds_only_the_open_ones(
+    ledger: Ledger,
+) -> None:
+    # Issue 13 R1: reconcile decides jointly over every unresolved request with the same
+    # numbers, so the index must hold exactly the calls dialling past their sent mark or in
+    # doubt, whichever way each leaves (finish, release as unsent, callback).
+    from callq.callback_store import CallbackEvent, CallbackStore
+
+    parties = "9000000000:9000000001"
+    ids = enqueue(ledger, 6)
+    tokens = {}
+    for r in ids:
+        c = claim(ledger, r, lease=0.2 if r == ids[5] else 30.0)
+        assert ledger.mark_sent(
+            r, c.token, lease_seconds=0.2 if r == ids[5] else 30.0, parties=parties
+        )
+        tokens[r] = c.token
+    assert ledger.unresolved(parties) == sorted(ids)
+    assert ledger.unresolved("9000000000:900000000") == []  # a prefix is not a match
+    assert ledger.finish(ids[0], tokens[ids[0]], "originated", sid="s0").ok
+    assert ledger.finish(ids[1], tokens[ids[1]], "retrying", next_in=1, look_again_in=5).ok
+    assert ledger.finish(ids[2], tokens[ids[2]], "in_doubt", look_again_in=60).ok
+    assert ledger.release(ids[3], tokens[ids[3]], republish_after=5, unsent=True)
+    CallbackStore(ledger.redis, ledger.keys).apply(CallbackEvent("s4", "busy", ids[4]))
+    time.sleep(0.3)
+    assert ledger.expire(ids[5], reconcile_in=60, overdue_in=60) == "in_doubt"
+    assert ledger.unresolved(parties) == sorted([ids[2], ids[5]])
+    assert ledger.finish(ids[2], tokens[ids[2]], "failed", error="x").ok  # a late reply
+    assert ledger.unresolved(parties) == [ids[5]]
+    assert ledger.get(ids[5])["parties"] == parties

@@ -495,6 +495,20 @@ def test_given_reset_after_when_connect_then_connection_error_but_call_placed(
     assert truth["faults"]["reset_after"] == 1
 
 
+def test_given_proxy_504_when_connect_then_an_html_gateway_timeout_but_call_placed(
+    exo: Simulator,
+) -> None:
+    # A proxy or load balancer in front of Exotel gives up while Exotel goes on originating.
+    exo.script("req-p504", ["proxy_504"])
+    reply = connect(exo, CustomField="req-p504")
+    assert reply.status_code == 504
+    assert reply.headers["Content-Type"].startswith("text/html")
+    assert b"RestException" not in reply.content and b"504 Gateway Time-out" in reply.content
+    truth = exo.truth()
+    assert truth["by_custom_field"] == {"req-p504": 1}
+    assert truth["faults"]["proxy_504"] == 1
+
+
 def test_given_reset_fault_when_raw_socket_reads_then_peer_sees_rst_not_fin(
     exo: Simulator,
 ) -> None:
@@ -633,6 +647,97 @@ def test_given_two_accounts_when_each_spends_its_budget_then_windows_are_separat
         assert sim.truth()["max_in_window"] == {SID: 2, "acct-2": 1}
 
 
+def test_given_a_page_size_cap_when_listing_then_pages_are_no_larger_and_cursors_still_work(
+    exo: Simulator,
+) -> None:
+    exo.configure(max_page_size=2)
+    sids = [connect(exo).json()["Call"]["Sid"] for _ in range(3)]
+    wait_for(lambda: all(c["ended"] for c in exo.truth()["calls"]))
+    page = list_calls(exo, PageSize="100", SortBy="DateCreated:asc")
+    assert [c["Sid"] for c in page["Calls"]] == sids[:2]
+    assert page["Metadata"]["PageSize"] == 2
+    rest = get(exo.url + page["Metadata"]["NextPageUri"], auth=AUTH).json()
+    assert [c["Sid"] for c in rest["Calls"]] == sids[2:]
+    with pytest.raises(ValueError, match="max_page_size"):
+        exo.configure(max_page_size=0)
+
+
+def test_given_inbound_and_foreign_calls_when_listing_then_they_show_with_their_direction(
+    exo: Simulator,
+) -> None:
+    # Call Details lists every call of the account: the customer calling the ExoPhone back
+    # (inbound), or another system's outbound call, besides the calls we placed.
+    ours = connect(exo, From="09000000001", To="09000000002").json()["Call"]["Sid"]
+    inbound = exo.add_call(from_="09000000001", to="08030752400", direction="inbound")
+    foreign = exo.add_call(from_="09000000001", to="09000000003", direction="outbound-api")
+    wait_for(lambda: all(c["ended"] for c in exo.truth()["calls"]))
+    calls = list_calls(exo, From="09000000001", SortBy="DateCreated:asc")["Calls"]
+    assert [(c["Sid"], c["Direction"]) for c in calls] == [
+        (ours, "outbound-api"),
+        (inbound, "inbound"),
+        (foreign, "outbound-api"),
+    ]
+    assert calls[1]["To"] == "08030752400" and calls[1]["Status"] == "completed"
+    only_in = list_calls(exo, Direction="inbound")["Calls"]
+    assert [c["Sid"] for c in only_in] == [inbound]
+    truth = exo.truth()
+    assert truth["originated"] == 1 and [c["sid"] for c in truth["calls"]] == [ours]
+    assert [(c["sid"], c["direction"]) for c in truth["injected"]] == [
+        (inbound, "inbound"),
+        (foreign, "outbound-api"),
+    ]
+    with pytest.raises(ValueError, match="direction"):
+        exo.add_call(from_="09000000001", to="08030752400", direction="sideways")
+
+
+def test_given_a_call_added_with_a_past_date_when_listing_then_sorted_by_date_created(
+    exo: Simulator,
+) -> None:
+    newer = connect(exo).json()["Call"]["Sid"]
+    created = time.time() - 600
+    older = exo.add_call(
+        from_="09000000001", to="09000000002", direction="outbound-api", created=created
+    )
+    wait_for(lambda: all(c["ended"] for c in exo.truth()["calls"]))
+    page = list_calls(exo, PageSize="1", SortBy="DateCreated:asc")
+    assert [c["Sid"] for c in page["Calls"]] == [older]
+    shown = datetime.strptime(page["Calls"][0]["DateCreated"], "%Y-%m-%d %H:%M:%S")
+    assert abs(shown.replace(tzinfo=IST).timestamp() - created) < 1.0
+    rest = get(exo.url + page["Metadata"]["NextPageUri"], auth=AUTH).json()
+    assert [c["Sid"] for c in rest["Calls"]] == [newer]
+    window = f"gte:{ist_now(-700)};lte:{ist_now(-500)}"
+    assert [c["Sid"] for c in list_calls(exo, DateCreated=window)["Calls"]] == [older]
+
+
+def test_given_a_dst_zone_when_a_call_is_made_in_the_repeated_hour_then_the_filter_is_wall_clock(
+    start_sim: Callable[..., Simulator],
+) -> None:
+    # Exotel's times are plain wall-clock strings, and so is its DateCreated filter: a call
+    # made at 01:30 GMT on the night London falls back shows, and is filtered, as "01:30".
+    sim = start_sim(timezone="Europe/London")
+    second_0130 = datetime(2025, 10, 26, 1, 30, tzinfo=ZoneInfo("UTC")).timestamp()
+    sid = sim.add_call(
+        from_="09000000001", to="09000000002", direction="outbound-api", created=second_0130
+    )
+    calls = list_calls(sim, DateCreated="gte:2025-10-26 01:29:00;lte:2025-10-26 01:31:00")
+    assert [c["Sid"] for c in calls["Calls"]] == [sid]
+    assert calls["Calls"][0]["DateCreated"] == "2025-10-26 01:30:00"
+
+
+def test_given_the_control_endpoint_when_a_call_is_added_over_http_then_it_is_listed(
+    exo: Simulator,
+) -> None:
+    reply = post(
+        f"{exo.url}/_sim/calls",
+        json={"From": "09000000001", "To": "08030752400", "Direction": "inbound"},
+    )
+    assert reply.status_code == 200
+    sid = reply.json()["Sid"]
+    assert [c["Sid"] for c in list_calls(exo)["Calls"]] == [sid]
+    bad = post(f"{exo.url}/_sim/calls", json={"From": "09000000001"})
+    assert bad.status_code == 400 and "To" in bad.json()["error"]
+
+
 def test_given_unknown_call_sid_when_get_details_then_404_rest_exception(exo: Simulator) -> None:
     reply = get(f"{exo.url}/v1/Accounts/{SID}/Calls/{'0' * 32}.json", auth=AUTH)
     assert reply.status_code == 404
@@ -708,6 +813,29 @@ def test_given_no_events_and_no_content_type_then_four_basic_fields_as_multipart
     form = parse_multipart(got.content_type, got.body)
     assert set(form) == {"CallSid", "Status", "RecordingUrl", "DateUpdated"}
     assert form["CallSid"] == sid
+
+
+def test_given_a_flow_call_with_terminal_events_when_it_ends_then_only_the_four_basic_fields(
+    exo: Simulator, receiver: Receiver
+) -> None:
+    # EXOTEL.md: callbacks of calls connected to a flow carry only CallSid, Status,
+    # RecordingUrl and DateUpdated (no CustomField), whatever StatusCallbackEvents says.
+    url = "http://my.exotel.com/acct/exoml/start_voice/1"
+    sid = connect(
+        exo,
+        To="",
+        Url=url,
+        CustomField="req-flow",
+        StatusCallback=receiver.url,
+        extra={"StatusCallbackEvents[0]": "terminal", "StatusCallbackContentType": JSON_TYPE},
+    ).json()["Call"]["Sid"]
+    wait_for(lambda: len(receiver.got) == 1)
+    payload = json.loads(receiver.got[0].body)
+    assert set(payload) == {"CallSid", "Status", "RecordingUrl", "DateUpdated"}
+    assert payload["CallSid"] == sid
+    wait_for(lambda: exo.truth()["callbacks"]["sent"] == 1)
+    # The ground truth still knows whose call it was.
+    assert exo.truth()["callbacks"]["deliveries"][0]["custom_field"] == "req-flow"
 
 
 def test_given_failing_receiver_when_callback_then_retried_until_2xx(

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 import redis
 
+from callq.backfill import Backfill
 from callq.breaker import Breaker
 from callq.dialer import Account, Dialer
 from callq.exotel import ExotelClient, make_session
@@ -38,6 +39,7 @@ class Runtime:
     reconciler: Reconciler
     reconcilers: dict[str, Reconciler]
     feeder: Feeder
+    backfill: Backfill
 
     @classmethod
     def build(cls, settings: Settings) -> Runtime:
@@ -83,6 +85,7 @@ class Runtime:
         from worker.feed import Feeder
 
         feeder = Feeder(ledger, settings, dialer, app)
+        backfill = Backfill(settings, ledger, {"default": default, **others})
         return cls(
             settings,
             client,
@@ -92,6 +95,7 @@ class Runtime:
             reconcilers["default"],
             reconcilers,
             feeder,
+            backfill,
         )
 
     def reconciler_for(self, request_id: str) -> Reconciler:

@@ -4,7 +4,8 @@ Every few seconds it asks the ledger which calls are past their deadline and let
 ``expire.lua`` judge each one: a `dialing` call whose lease ran out is requeued if nothing was
 sent, or put `in_doubt` if its request went out; an overdue retry is republished; an in-doubt
 call whose check is due gets a reconcile task. It does not wait for the broker's
-visibility_timeout, which is hours. (Parked calls are the feed's: worker.feed.)
+visibility_timeout, which is hours. It also runs the call_status backfill (callq.backfill).
+(Parked calls are the feed's: worker.feed.)
 """
 
 from __future__ import annotations
@@ -30,11 +31,13 @@ class Sweeper:
         *,
         requeue: Callable[[str], None],
         reconcile: Callable[[str], None] | None = None,
+        backfill: Callable[[], dict[str, int]] | None = None,
     ) -> None:
         self.ledger = ledger
         self.settings = settings
         self.requeue = requeue
         self.reconcile = reconcile
+        self.backfill = backfill  # the call_status backfill (callq.backfill), if any
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -59,6 +62,10 @@ class Sweeper:
                 self.reconcile(request_id)
             elif verdict == "in_doubt":
                 log.warning("%s: worker lost after sending; now in doubt", request_id)
+        if self.backfill is not None:
+            for what, n in self.backfill().items():
+                if n and what != "locked":
+                    seen[f"backfill_{what}"] = seen.get(f"backfill_{what}", 0) + n
         return seen
 
     def run(self) -> None:

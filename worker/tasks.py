@@ -136,7 +136,11 @@ def _start_sweeper(**_: Any) -> None:
     global _sweeper, _feed  # noqa: PLW0603 - one sweeper and one feeder per worker
     rt = get_runtime()
     _sweeper = Sweeper(
-        rt.ledger, rt.settings, requeue=publish_place_call, reconcile=publish_reconcile
+        rt.ledger,
+        rt.settings,
+        requeue=publish_place_call,
+        reconcile=publish_reconcile,
+        backfill=rt.backfill.run_once,
     )
     _sweeper.start()
     _feed = FeedLoop(rt.feeder, rt.settings, on_pass=_log_pass)

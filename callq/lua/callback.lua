@@ -2,8 +2,11 @@
 -- KEYS[1] call hash   KEYS[2] campaign counts hash   KEYS[3] campaign call_status hash
 -- KEYS[4] sid index hash   KEYS[5] deadlines zset   KEYS[6] pending callback for ARGV[2]
 -- KEYS[7] campaign meta hash   KEYS[8] the call's attempts list   KEYS[9] campaign parked zset
+-- KEYS[10] unresolved index zset (a call the callback settles leaves it)
+-- KEYS[11] awaiting-status zset (a terminal status for the record's own sid: no look-up due)
 -- ARGV[1] request id   ARGV[2] CallSid   ARGV[3] Status (completed|busy|no-answer|failed|...)
--- ARGV[4..] record field, value, ... (times, durations, recording url, legs; no phone numbers)
+-- ARGV[4] '1' when the status is terminal, else ''
+-- ARGV[5..] record field, value, ... (times, durations, recording url, legs; no phone numbers)
 -- A callback proves the call was placed: any other state moves to `originated` (counters moved
 -- in the same step, deadline dropped), so a late worker reply or a reconcile finds it settled.
 -- A repeat (same sid and status) changes nothing. A new status replaces the old one and moves
@@ -21,7 +24,7 @@
 -- where code is 'matched', 'duplicate', or 'missing' (no such record; nothing written).
 local rec = redis.call('HMGET', KEYS[1], 'state', 'sid', 'call_status',
   'callback_sid_mismatch', 'callback_sid_mismatch_status', 'prev_sids', 'redials_done',
-  'attempts', 'callback_sid')
+  'attempts', 'callback_sid', 'parties')
 local state = rec[1]
 if not state then return {'missing', '', 0, '', 0} end
 local sid, status = ARGV[2], ARGV[3]
@@ -60,9 +63,10 @@ if mismatch then
 else
   redis.call('HSET', KEYS[1], 'sid', sid, 'call_status', status, 'callback_at', now,
     'callback_sid', sid)
-  if #ARGV > 3 then
-    redis.call('HSET', KEYS[1], unpack(ARGV, 4))
+  if #ARGV > 4 then
+    redis.call('HSET', KEYS[1], unpack(ARGV, 5))
   end
+  if ARGV[4] == '1' then redis.call('ZREM', KEYS[11], ARGV[1]) end
   redis.call('HSET', KEYS[4], sid, ARGV[1])
   if old ~= status then
     if old ~= '' then redis.call('HINCRBY', KEYS[3], old, -1) end
@@ -74,6 +78,7 @@ if state ~= 'originated' then
   redis.call('HDEL', KEYS[1], 'lease_until', 'worker', 'next_at', 'parked')
   redis.call('ZREM', KEYS[5], ARGV[1])
   redis.call('ZREM', KEYS[9], ARGV[1])
+  if rec[10] then redis.call('ZREM', KEYS[10], rec[10] .. '|' .. ARGV[1]) end
   redis.call('HINCRBY', KEYS[2], state, -1)
   redis.call('HINCRBY', KEYS[2], 'originated', 1)
 end

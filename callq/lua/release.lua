@@ -2,6 +2,7 @@
 -- the state it was claimed from (`queued` or `retrying`); or park it, cancel it, expire it.
 -- KEYS[1] call hash   KEYS[2] campaign counts hash   KEYS[3] deadlines zset
 -- KEYS[4] campaign meta hash   KEYS[5] campaign parked zset   KEYS[6] wake zset
+-- KEYS[7] unresolved index zset (a released attempt sent nothing: it leaves the index)
 -- ARGV[1] request id  ARGV[2] the claim token  ARGV[3] ms until the sweeper republishes it
 -- ARGV[4] '1' when the caller marked the attempt sent but knows it sent nothing (it found
 --         itself late for its permit and held the request back); otherwise a sent attempt
@@ -14,7 +15,8 @@
 -- A park in a paused campaign sets no wake (resume does); a park in a campaign that is not
 -- paused always sets one, so a call parked just after a resume is not stranded.
 -- Returns 1 when released, 0 when the attempt was not ours or was already marked sent.
-local rec = redis.call('HMGET', KEYS[1], 'state', 'attempts', 'sent', 'claim', 'claimed_from')
+local rec = redis.call('HMGET', KEYS[1], 'state', 'attempts', 'sent', 'claim', 'claimed_from',
+  'parties')
 if rec[1] ~= 'dialing' or rec[4] ~= ARGV[2] then return 0 end
 if rec[3] == ARGV[2] and ARGV[4] ~= '1' then return 0 end
 local t = redis.call('TIME')
@@ -30,6 +32,7 @@ if action == 'cancelled' or action == 'expired' then to = action end
 redis.call('HSET', KEYS[1], 'state', to, 'attempts', tonumber(rec[2]) - 1, 'updated_at', now,
   'sent', 0)
 redis.call('HDEL', KEYS[1], 'lease_until', 'worker', 'claimed_from')
+if rec[6] then redis.call('ZREM', KEYS[7], rec[6] .. '|' .. ARGV[1]) end
 if to == 'retrying' then redis.call('HSET', KEYS[1], 'next_at', now) end
 redis.call('HINCRBY', KEYS[2], 'dialing', -1)
 redis.call('HINCRBY', KEYS[2], to, 1)
