@@ -9,7 +9,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from bench import limiter_cost, memory, priority, receiver, strictness, throughput
+from bench import limiter_cost, memory, pipeline, priority, receiver, strictness, throughput
 from bench.env import Machine, bench_redis, load_now
 from bench.report import Everything, intro_of, render
 
@@ -63,6 +63,45 @@ def main(argv: list[str] | None = None) -> int:
         machine = Machine.describe(target)
         log(f"bench: Redis {machine.redis_server} ({target.origin}) at {target.url}")
         log(f"bench: {machine.nproc} CPUs, {machine.cpu_model}, load {machine.load_before}")
+
+        log("0. the limit through the pipeline (producer, feed, workers, simulator) ...")
+        pipe_loads = (
+            [
+                pipeline.PipeLoad("100 per 5 s, 12x, 3 workers", 300, 100, 60.0, 12.0, 3),
+                pipeline.PipeLoad(
+                    "100 per 5 s, 12x, 2 workers, fair share",
+                    400,
+                    100,
+                    60.0,
+                    12.0,
+                    2,
+                    share_probes=4,
+                ),
+            ]
+            if quick
+            else [
+                pipeline.PipeLoad("200 per 60 s, real time, 3 workers", 800, 200, 60.0, 1.0, 3),
+                *(
+                    pipeline.PipeLoad(
+                        f"100 per 5 s, 12x, {n} worker{'s' * (n > 1)}", 600, 100, 60.0, 12.0, n
+                    )
+                    for n in (1, 3, 8)
+                ),
+                pipeline.PipeLoad(
+                    "100 per 5 s, 12x, 3 workers, faults", 600, 100, 60.0, 12.0, 3, faults=True
+                ),
+                pipeline.PipeLoad(
+                    "100 per 5 s, 12x, 3 workers, fair share",
+                    1500,
+                    100,
+                    60.0,
+                    12.0,
+                    3,
+                    share_probes=20,
+                ),
+            ]
+        )
+        pipe = [pipeline.run(target, load, log) for load in pipe_loads]
 
         log("1. producer throughput ...")
         producer = throughput.run(
@@ -175,6 +214,7 @@ def main(argv: list[str] | None = None) -> int:
         recv_plot_path=recv_rel,
         recv_plot_note=recv_note,
         priority=prio,
+        pipeline=pipe,
     )
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(render(report, intro_of(out)), encoding="utf-8")
