@@ -259,8 +259,21 @@ def line(r: PipeResult) -> str:
 
 
 #: The same loads before the feed (issue 12), parked calls drained every sweep: measured with
-#: this module on commit 6ab0375 (the simulator's arrival log added, nothing else changed).
-BEFORE: list[tuple[str, str, str, str]] = []  # (run, utilisation, most in any window, first)
+#: this module on commit 6ab0375 on 2026-12-01 (the simulator's arrival log added, and unique
+#: From numbers: that code kept one row of an agent's file), on this machine.
+BEFORE: list[tuple[str, str, str, str]] = [
+    ("200 per 60 s, real time, 3 workers", "60.0 %", "120 / 200", "1.77 s"),
+    ("100 per 5 s, 12x, 1 worker", "57.0 %", "60 / 100", "0.34 s"),
+    ("100 per 5 s, 12x, 3 workers", "69.4 %", "88 / 100", "0.21 s"),
+    ("100 per 5 s, 12x, 8 workers", "91.5 %", "100 / 100", "0.12 s"),
+    ("100 per 5 s, 12x, 3 workers, faults", "89.5 %", "98 / 100", "0.14 s"),
+    (
+        "100 per 5 s, 12x, 3 workers, fair share (one-call p50 0.75 s, p99 5.51 s)",
+        "73.0 %",
+        "83 / 100",
+        "0.25 s",
+    ),
+]  # (run, utilisation at steady state, most in any window, first request)
 
 
 def render(results: Sequence[PipeResult]) -> list[str]:
