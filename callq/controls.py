@@ -196,6 +196,7 @@ class Controls:
     redial_interval: float = 600.0
     redial_backoff: Literal["linear", "exponential"] = "linear"
     weight: float = 1.0  # its share of the account's permits against the account's others
+    version: str = ""  # the meta's `v`: bumped by every pause, resume, set and cancel
 
     @classmethod
     def from_meta(
@@ -226,6 +227,7 @@ class Controls:
             redial_interval=float(meta.get("redial_interval") or 600),
             redial_backoff="exponential" if backoff == "exponential" else "linear",
             weight=float(meta.get("weight") or 1.0),
+            version=meta.get("v", ""),
         )
 
     def gate(self, now: float) -> Gate:

@@ -249,10 +249,17 @@ class Dialer:
         (a retry, a requeue), reserves a slot of its own within the horizon."""
         if slot is not None and slot.account == acct.name:
             permit = Permit.of_slot(slot.at_us, claim.now_us, claim.sent, claim.received)
-            if acct.limiter.on_time(permit):
+            # No fed slot lies further ahead than the feed's lead (plus the margin for the
+            # round trips); one that does came from before a backward step of the Redis
+            # clock, and would hold this thread for the whole step.
+            far = acct.settings.feed_lead_seconds + acct.limiter.margin
+            if permit.latest - time.monotonic() > far:
+                log.warning("a fed slot more than %.1f s ahead: the Redis clock stepped back?", far)
+            elif acct.limiter.on_time(permit):
                 permit.sleep(self.stopping, time.sleep)
                 return Permit(permit.earliest, permit.latest, time.monotonic() - claim.sent)
-            FED_LATE.inc()
+            else:
+                FED_LATE.inc()
         return acct.limiter.permit_or_wait(self.stopping, priority=priority)
 
     def _release(

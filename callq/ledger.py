@@ -466,6 +466,7 @@ class Ledger:
         # A judge now settles any call parked after its batch above (a claimed call released
         # as cancelled never parks, but a judge costs nothing when the set is empty).
         pipe = self.redis.pipeline(transaction=False)
+        pipe.hincrby(k.campaign_meta(campaign), "v", 1)
         pipe.zadd(k.wake(), {campaign: 0})
         self.nudge(campaign, pipe)
         pipe.execute()
@@ -478,6 +479,7 @@ class Ledger:
         end_at, when its parked calls expire."""
         pipe = self.redis.pipeline(transaction=True)
         pipe.hset(self.keys.campaign_meta(campaign), "paused", "1")
+        pipe.hincrby(self.keys.campaign_meta(campaign), "v", 1)
         pipe.zadd(self.keys.wake(), {campaign: 0})  # a judge sets the end_at wake, if any
         self.nudge(campaign, pipe)
         pipe.execute()
@@ -490,6 +492,7 @@ class Ledger:
         pipe.hset(k.campaign_meta(campaign), "paused", "0")
         pipe.zadd(k.wake(), {campaign: 0})
         pipe.zcard(k.campaign_parked(campaign))
+        pipe.hincrby(k.campaign_meta(campaign), "v", 1)
         self.nudge(campaign, pipe)
         return int(pipe.execute()[2])
 
@@ -507,6 +510,7 @@ class Ledger:
         if fields:
             pipe = self.redis.pipeline(transaction=True)
             pipe.hset(self.keys.campaign_meta(campaign), mapping=dict(fields))  # type: ignore[arg-type]
+            pipe.hincrby(self.keys.campaign_meta(campaign), "v", 1)
             pipe.zadd(self.keys.wake(), {campaign: 0})
             self.nudge(campaign, pipe)
             pipe.execute()
@@ -598,13 +602,19 @@ class Ledger:
             self._unpark(b, overdue=overdue, rewake_in=None, client=pipe)
         return [(int(m), int(left)) for m, left in pipe.execute()]
 
-    def rewake(self, campaign: str, seconds: float, *, now_ms: int | None = None) -> None:
-        """Judge the campaign again in ``seconds`` (only if it has a wake entry). ``now_ms``:
-        the Redis clock, when the caller has just read it."""
-        if now_ms is None:
+    def rewake(self, campaign: str, seconds: float, *, version: str | None = None) -> None:
+        """Judge the campaign again in ``seconds`` (only if it has a wake entry). A judge
+        passes the controls' ``version`` it read (``Controls.version``): if they changed
+        since, their writer asked for a look now, and this later one is dropped."""
+        k = self.keys
+        if version is None:
             sec, usec = self.redis.time()
-            now_ms = sec * 1000 + usec // 1000
-        self.redis.zadd(self.keys.wake(), {campaign: now_ms + _ms(seconds)}, xx=True)
+            at = sec * 1000 + usec // 1000 + _ms(seconds)
+            self.redis.zadd(k.wake(), {campaign: at}, xx=True)
+            return
+        self.scripts.rewake(
+            keys=[k.wake(), k.campaign_meta(campaign)], args=[campaign, _ms(seconds), version]
+        )
 
     def parked(self, campaign: str, count: int) -> list[str]:
         """The first ``count`` parked request ids, oldest first."""
@@ -717,6 +727,37 @@ class Ledger:
             for rec in pipe.execute():
                 if rec:
                     yield rec
+
+    def index_unresolved(self, default_caller_id: str = "", *, batch: int = 500) -> int:
+        """Index every unresolved call that is not yet (one sent before the index existed:
+        an upgrade), from the deadlines set, where every such call is. Returns how many."""
+        from callq.parties import record_parties
+
+        k = self.keys
+        indexed = 0
+        scan = (str(m) for m, _ in self.redis.zscan_iter(k.deadlines(), count=batch))
+        for ids in self._chunks(scan, batch):
+            pipe = self.redis.pipeline(transaction=False)
+            for rid in ids:
+                pipe.hmget(k.call(rid), "from", "to", "caller_id", "parties")
+            pipe2 = self.redis.pipeline(transaction=False)
+            for rid, (frm, to, caller, parties) in zip(ids, pipe.execute(), strict=True):
+                if frm and not parties:
+                    rec = {"from": frm, "to": to or "", "caller_id": caller or ""}
+                    self.index_one(rid, record_parties(rec, default_caller_id), pipe=pipe2)
+            indexed += sum(int(x) for x in pipe2.execute())
+        return indexed
+
+    def index_one(self, request_id: str, parties: str, *, pipe: Any = None) -> bool:
+        """Index one unresolved call sent before the index existed (see index_unresolved.lua)."""
+        k = self.keys
+        return bool(
+            self.scripts.index_unresolved(
+                keys=[k.call(request_id), k.unresolved()],
+                args=[request_id, parties],
+                client=pipe,
+            )
+        )
 
     def unresolved(self, parties: str) -> list[str]:
         """Request ids of every call with these parties that is dialling past its sent mark

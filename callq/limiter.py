@@ -186,7 +186,7 @@ class Limiter:
                     ahead_us,
                     "" if now_us is None else now_us,
                     max(count, 1),
-                    self.max_ahead_us,
+                    self.max_ahead_us + self.interval_us,  # the clock-step bound
                 ],
             )
         except redis.RedisError as exc:

@@ -130,7 +130,7 @@ class Reconciler:
         # already be past the proof while the search saw the call still ringing.
         now = self.ledger.clock()
         try:
-            found = self._search(rec, sent_at)
+            listed = self._search(rec, sent_at)
         except (ExotelReplyError, LimiterUnavailable, TimeoutError, ValueError) as exc:
             if isinstance(exc, ExotelStatusError) and exc.status == 429:
                 # A look-up spends the same budget: a 429 pushes everyone back, as a call's does.
@@ -139,11 +139,19 @@ class Reconciler:
             log.warning("%s: Call Details search failed (%s); will look again", request_id, exc)
             self._look_again(request_id, token, now, sent_at, proven_at, f"search failed: {exc}")
             return Verdict("search_failed")
+        if not rec.get("parties"):
+            # Sent before the unresolved index existed (an upgrade): index it now, so the
+            # reconciles of requests with the same numbers see it as a rival.
+            self.ledger.index_one(request_id, self._parties(rec))
         # The decision is joint: another unresolved request with the same numbers (in doubt,
         # or dialling past its sent mark) may own a call found here. Only a call no other
         # one could own settles this request; a call others could own settles none of them,
         # and while one lies in this window this request is not proven unplaced either.
+        # The rivals are read before the Sid index: a rival settled in between (its callback
+        # or late reply) is then in the index, which one script writes as it leaves the
+        # rivals; read the other way round, its call would look like nobody else's.
         others = self._others(request_id, rec)
+        found = self._candidates(rec, sent_at, listed)
         owners = {id(c): [o.request_id for o in others if o.could_own(c)] for c in found}
         exclusive = [c for c in found if not owners[id(c)]]
         shared = [c for c in found if owners[id(c)]]
@@ -244,18 +252,26 @@ class Reconciler:
         return Verdict("unplaced", redial=fin.ok)
 
     def _search(self, rec: dict[str, str], sent_at: float) -> list[dict[str, Any]]:
-        s = self.settings
+        """Every call Call Details lists for the request's numbers in its window."""
         low, high = self._window(sent_at)
         # By From and, for "connect two numbers", by To as well: in a click-to-call campaign
         # From is the agent on every row, and From alone would list all the agent's calls in
         # the window, a page of 100 per permit. (A flow call's To is the ExoPhone.)
-        calls = self.client.search_calls(
+        return self.client.search_calls(
             from_=[rec["from"]],
             to=[rec["to"]] if rec.get("to") else None,
             created_from=datetime.fromtimestamp(low, tz=UTC),
             created_to=datetime.fromtimestamp(high, tz=UTC),
             before_request=self._permit,
         )
+
+    def _candidates(
+        self, rec: dict[str, str], sent_at: float, calls: list[dict[str, Any]]
+    ) -> list[dict[str, Any]]:
+        """The listed calls that could be this request's: not recorded for any attempt,
+        outbound-api, its parties, created in its window."""
+        s = self.settings
+        low, high = self._window(sent_at)
         want = self._parties(rec)
         known = self._known_sids([str(c.get("Sid")) for c in calls])
         # This request's earlier calls (a redial's first attempt): never the one in doubt.

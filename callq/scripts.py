@@ -27,6 +27,8 @@ SCRIPT_NAMES = (
     "feed_join",
     "feed_done",
     "backfill_take",
+    "index_unresolved",
+    "rewake",
 )
 
 

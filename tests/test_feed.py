@@ -14,7 +14,9 @@ import io
 import itertools
 import json
 import time
+from datetime import UTC, datetime, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
 
@@ -209,3 +211,103 @@ class TestTheLimitIsUsed:
         # 20/s: 10) and its turn, not for the big campaign's backlog (hundreds of calls).
         assert ahead <= 15, f"{ahead} of the big campaign's calls went out ahead of it"
         assert ledger.status("big").states["queued"] > 100  # the big one was still going
+
+
+def test_given_a_pause_racing_a_feed_pass_when_end_at_passes_then_the_paused_calls_expire(
+    settings: Settings, ledger: Ledger, sim: Any
+) -> None:
+    # Found in review: a feed pass whose controls predate a pause found the campaign paused
+    # in unpark.lua and dropped the wake the judge had just set to end_at: its calls never
+    # expired while it stayed paused.
+    end_at = datetime.now(UTC) + timedelta(seconds=3)
+    Enqueuer(settings).enqueue_file(
+        as_stream(agent_csv(50)), "pe", options=CampaignOptions(end_at=end_at)
+    )
+    a = feeder_for(settings, ledger)
+    b = feeder_for(settings, Ledger(ledger.redis, ledger.keys))  # another worker's feeder
+    assert a.judge("pe") == "open"
+    real_parked_many = b.ledger.parked_many
+
+    def parked_many_then_pause(campaigns: list[str], count: int) -> dict[str, list[str]]:
+        out = real_parked_many(campaigns, count)  # B has read the feed, not paused ...
+        pause_campaign("pe", settings=settings)  # ... the operator pauses ...
+        assert a.judge("pe") == "paused"  # ... and A's judge sets the wake at end_at
+        return out
+
+    b.ledger.parked_many = parked_many_then_pause  # type: ignore[method-assign]
+    ledger.redis.zadd(ledger.keys.feeds(), {"default": 0})  # B's feed pass is due
+    b.feed("default")
+    assert ledger.redis.zscore(ledger.keys.wake(), "pe") is not None
+    time.sleep(max(0.0, end_at.timestamp() - time.time()) + 0.5)
+    for _ in range(3):
+        a.run_once()
+    assert ledger.status("pe").states["expired"] == 50
+
+
+def test_given_a_fed_slot_far_ahead_when_dialled_then_the_thread_does_not_sleep_on_it(
+    settings: Settings, ledger: Ledger, sim: Any
+) -> None:
+    # Found in review: after a backward step of the Redis clock, fed messages already queued
+    # carry slots the whole step ahead; a thread slept on each, with no bound.
+    Enqueuer(settings).enqueue_file(as_stream(agent_csv(1)), "far")
+    (rid,) = ledger.iter_request_ids("far")
+    sec, usec = ledger.redis.time()
+    ahead = Slot(sec * 1_000_000 + usec + 30_000_000, "default")  # 30 s ahead
+    began = time.monotonic()
+    assert make_dialer(settings, ledger).place(rid, slot=ahead).result == "originated"
+    assert time.monotonic() - began < 5.0  # a permit of its own, not a 30 s sleep
+    assert sim.truth()["by_custom_field"] == {rid: 1}
+
+
+def test_given_a_judge_with_old_controls_when_it_reschedules_then_a_newer_set_still_wins(
+    settings: Settings, ledger: Ledger
+) -> None:
+    # Found in review: a judge that read the controls just before an operator's `set` put
+    # the campaign's next look off to its old window's opening (hours), over the set's
+    # "look now".
+    night = datetime(2026, 11, 23, 23, 0, tzinfo=ZoneInfo("Asia/Kolkata")).timestamp()
+    enq = Enqueuer(settings)
+    enq.enqueue_file(as_stream(agent_csv(2)), "ov", options=CampaignOptions(window="09:00-21:00"))
+    feeder = Feeder(
+        ledger, settings, make_dialer(settings, ledger, clock=lambda: night), make_app(settings)
+    )
+    stale = feeder.dialer.controls_of("ov", fresh=True)  # the judge reads the controls ...
+    enq.set_options("ov", CampaignOptions(window="always"))  # ... the operator opens it ...
+    feeder.dialer.controls_of = lambda campaign, fresh=False: stale  # type: ignore[method-assign]
+    assert feeder.judge("ov") == "waiting"  # ... and the judge, on what it read, says wait
+    wake = ledger.redis.zscore(ledger.keys.wake(), "ov")
+    assert wake == 0  # the set's look-now stands
+
+
+class TestALowRateAccount:
+    """20 calls per 30 s: one permit every 1.55 s, longer than the horizon plus the lead."""
+
+    @pytest.fixture
+    def sim_limit(self) -> tuple[int, float]:
+        return (20, 30.0)
+
+    def test_given_an_idle_gap_when_the_next_campaign_comes_then_it_is_fed(
+        self, settings: Settings, ledger: Ledger, sim: Any
+    ) -> None:
+        # Found in review: after one idle gap such an account was never fed again.
+        s = settings.model_copy(update={"rate_limit_margin_seconds": 1.0})
+        enq = Enqueuer(s)
+        feeder = feeder_for(s, ledger)
+
+        def run_feed(campaign: str, seconds: float) -> int:
+            deadline = time.monotonic() + seconds
+            while time.monotonic() < deadline:
+                feeder.run_once()
+                for rid, kw in queued(ledger, s):
+                    ledger.redis.rpop(f"{s.broker_key_prefix}calls")
+                    feeder.dialer.place(rid, slot=Slot(kw["slot"], kw["account"]))
+                if ledger.status(campaign).states["originated"]:
+                    break
+                time.sleep(0.05)
+            return ledger.status(campaign).states["originated"]
+
+        enq.enqueue_file(as_stream(agent_csv(1)), "first")
+        assert run_feed("first", 5.0) == 1
+        time.sleep(2.0)  # idle: more than one interval passes
+        enq.enqueue_file(as_stream(agent_csv(1, start=50)), "second")
+        assert run_feed("second", 5.0) == 1

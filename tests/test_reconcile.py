@@ -551,3 +551,62 @@ def test_given_an_agent_campaign_when_a_call_is_in_doubt_then_one_look_up_finds_
     assert sim.truth()["details_requests"] - before == 1
     sim_sid = {c["custom_field"]: c["sid"] for c in sim.truth()["calls"]}[rid]
     assert ledger.get(rid)["sid"] == sim_sid
+
+
+def test_given_a_rival_settled_while_a_search_is_judged_when_it_lands_then_its_call_is_not_taken(
+    rsettings: Settings, ledger: Ledger, sim: Any, keys: Keys
+) -> None:
+    # Found in review: the Sid index was read before the rivals. B, settled in between (its
+    # callback writes sids[S_B] = B and drops B from the unresolved index in one step), was
+    # in neither view: S_B looked like nobody's, and A, never placed, took it. The hook
+    # widens a real window of one round trip (B's callback comes as its call ends, when Call
+    # Details starts listing it).
+    a, b, s_b = shared_numbers_pair(rsettings, ledger, sim, 71)  # A unplaced, B placed (S_B)
+    rec, _ = make_reconciler(rsettings, ledger)
+    real_known = rec._known_sids
+
+    def known_then_b_callback(sids: list[str]) -> dict[str, str | None]:
+        out = real_known(sids)
+        CallbackStore(ledger.redis, keys).apply(CallbackEvent(s_b, "completed", b))
+        return out
+
+    rec._known_sids = known_then_b_callback  # type: ignore[method-assign]
+    rec.reconcile(a)
+    record = ledger.get(a)
+    assert sim.truth()["by_custom_field"].get(a, 0) == 0  # A was never placed
+    assert not (record["state"] == "originated" and record.get("sid") == s_b)
+    assert ledger.request_for_sid(s_b) == b
+
+
+def test_given_an_in_doubt_call_sent_before_the_index_when_workers_start_then_it_is_a_rival(
+    rsettings: Settings, ledger: Ledger, sim: Any
+) -> None:
+    # Found in review: a call sent by a release without the unresolved index (R0) was
+    # nobody's rival. R1, with the same numbers and never placed, took R0's call as its own;
+    # R0 then skipped that Sid as known and was proven unplaced: dialled twice.
+    sim.configure(slow_seconds=1.5, time_scale=0.01)
+    _, client = make_reconciler(rsettings, ledger)
+    numbers = (mobile("98", 81), mobile("97", 81))
+    r0 = f"old:{81:020x}"
+    record = {"from": numbers[0], "to": numbers[1], "caller_id": EXOPHONE}
+    record |= {"time_limit": "2", "time_out": "1"}
+    assert ledger.enqueue_many("old", [(r0, record)]) == [1]
+    c = ledger.claim(r0, lease_seconds=30, early_tolerance=0, worker="old-release")
+    assert ledger.mark_sent(r0, c.token, lease_seconds=30, parties="")  # as before the index
+    sim.script(r0, ["slow_placed"])
+    outcome, _ = client.connect(build_connect_params(c.record, r0, rsettings))
+    assert isinstance(outcome, Unknown)
+    assert ledger.finish(r0, c.token, "in_doubt", error="in doubt", look_again_in=60).ok
+    assert ledger.index_unresolved(rsettings.exotel_caller_id) == 1  # the worker's start
+    assert ledger.index_unresolved(rsettings.exotel_caller_id) == 0  # once
+    r1 = in_doubt_call(
+        ledger, client, rsettings, 81, "reset_before", sim, numbers=numbers, campaign="new"
+    )
+    wait_for(lambda: all(x["ended"] for x in sim.truth()["calls"]), timeout=10)
+    backdate(ledger, r0, 10)
+    backdate(ledger, r1, 10)
+    rec, _ = make_reconciler(rsettings, ledger)
+    v1, v0 = rec.reconcile(r1), rec.reconcile(r0)
+    assert sim.truth()["by_custom_field"] == {r0: 1}
+    assert not v0.redial and not v1.redial  # neither is dialled on the other's call
+    assert ledger.get(r1)["state"] == "in_doubt"

@@ -90,12 +90,12 @@ class Feeder:
         self._joined = []
         for campaign in due.campaigns:
             try:
-                result.count(self.judge(campaign, now_ms=due.now_ms))
+                result.count(self.judge(campaign))
             except (ValueError, KeyError) as exc:
                 # Unreadable controls (meta edited by hand?): this campaign waits and says
                 # why; the others go on.
                 log.error("campaign %s: cannot judge it: %s", campaign, exc)
-                self.ledger.rewake(campaign, 60.0, now_ms=due.now_ms)
+                self.ledger.rewake(campaign, 60.0)
                 result.count("error")
         # The accounts due, and those a campaign just joined: fed in this pass, not the next.
         for account in dict.fromkeys([*due.accounts, *self._joined]):
@@ -111,7 +111,7 @@ class Feeder:
 
     # Judging a campaign ---------------------------------------------------------------------
 
-    def judge(self, campaign: str, *, now_ms: int | None = None) -> str:
+    def judge(self, campaign: str) -> str:
         ledger = self.ledger
         ctl = self.dialer.controls_of(campaign, fresh=True)
         acct_name = ctl.account or "default"
@@ -123,26 +123,26 @@ class Feeder:
             ledger.leave_feed(acct_name, [campaign])
             return self._settle(campaign, "expired")
         if ctl.paused:
-            # Atomic with the paused flag: the wake entry goes (or waits for end_at), and a
-            # resume that raced this puts it back.
+            # Atomic with the paused flag: the wake entry goes (or waits for end_at); if a
+            # resume raced this, the campaign is judged again at once.
             ledger.leave_feed(acct_name, [campaign])
             ledger.unpark(
                 campaign,
                 [],
                 queue_key=self.normal.queue_key,
                 overdue=self.settings.retry_overdue_seconds,
-                rewake_in=self.recheck,
+                rewake_in=0.0,
                 end_at=ctl.end_at,
             )
             return "paused"
         if gate.kind == "wait":
             ledger.leave_feed(acct_name, [campaign])
-            ledger.rewake(campaign, gate.wait, now_ms=now_ms)
+            ledger.rewake(campaign, gate.wait, version=ctl.version)
             return "waiting"
         acct = self.dialer.account(ctl.account)
         if acct is None:
             ledger.leave_feed(acct_name, [campaign])
-            ledger.rewake(campaign, 60.0, now_ms=now_ms)
+            ledger.rewake(campaign, 60.0, version=ctl.version)
             return "unknown_account"
         if ctl.priority:
             return self._push_priority(campaign, ctl, acct)

@@ -69,6 +69,7 @@ class Sweeper:
         return seen
 
     def run(self) -> None:
+        self._upgrade()
         while not self._stop.wait(self.settings.sweep_interval_seconds):
             try:
                 seen = self.sweep_once()
@@ -79,6 +80,17 @@ class Sweeper:
                 log.warning("sweep failed: %s", exc.__class__.__name__)
             except Exception:
                 log.exception("sweep failed")
+
+    def _upgrade(self) -> None:
+        """Once at start: index the unresolved calls that a release before the unresolved
+        index sent (reconcile must see them as rivals). Idempotent; every worker may run it."""
+        try:
+            n = self.ledger.index_unresolved(self.settings.exotel_caller_id)
+        except redis.RedisError as exc:
+            log.warning("could not index unresolved calls: %s", exc.__class__.__name__)
+            return
+        if n:
+            log.warning("indexed %d unresolved calls sent before the unresolved index", n)
 
     def _heartbeat(self) -> None:
         """Touch WORKER_HEARTBEAT_FILE after a sweep that reached Redis (liveness probe)."""

@@ -8,13 +8,18 @@
 --         judge's own time (the feed's passes), or sets now when the campaign has none
 -- ARGV[4] the campaign's end_at in epoch ms, or ''
 -- ARGV[5..] request id, task message; repeated
--- Nothing moves while the campaign is paused: its wake entry is dropped (resume adds it back),
--- or set to end_at when it has one (its parked calls then expire, paused or not).
+-- Nothing moves while the campaign is paused. A judge (ARGV[3] given) drops its wake entry
+-- (resume adds it back), or sets it to end_at when it has one (its parked calls then expire,
+-- paused or not). A feed pass (ARGV[3] '') leaves the wake to the judge, and makes sure there
+-- is one (its controls may be older than the pause).
 -- A call is pushed only if this script removed it from the parked set and it still waits
 -- (`queued` or `retrying`): many sweepers may drain at once and none pushes a call twice.
 -- Returns {moved, left}: calls pushed, and calls still parked (-1, -1 when paused).
 if redis.call('HGET', KEYS[3], 'paused') == '1' then
-  if ARGV[4] ~= '' then
+  if ARGV[3] == '' then
+    local t = redis.call('TIME')
+    redis.call('ZADD', KEYS[2], 'NX', tonumber(t[1]) * 1000, ARGV[1])
+  elseif ARGV[4] ~= '' then
     redis.call('ZADD', KEYS[2], tonumber(ARGV[4]), ARGV[1])
   else
     redis.call('ZREM', KEYS[2], ARGV[1])
