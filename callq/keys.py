@@ -104,6 +104,11 @@ class Keys:
         see every request that could own a call Call Details lists. Range it by lex."""
         return f"{self.prefix}:unresolved"
 
+    def unresolved_indexed(self) -> str:
+        """String: set once every call sent before the unresolved index existed is in it
+        (a worker's start-up scan); until then reconcile runs the scan itself first."""
+        return f"{self.prefix}:unresolved:indexed"
+
     def awaiting_status(self) -> str:
         """Sorted set: request id -> ms (Redis clock) when an originated call that has no
         terminal call_status yet is due for a Call Details look-up (the backfill)."""

@@ -629,22 +629,32 @@ class Ledger:
         overdue: float,
         rewake_in: float,
         end_at: float | None = None,
+        version: str = "",
     ) -> tuple[int, int]:
         """Push parked calls onto ``queue_key``: (request id, message) each. Returns (moved,
         left); (-1, -1) when the campaign is paused (see unpark.lua); a paused campaign is
         then looked at again at ``end_at`` (epoch seconds), if it has one."""
         moved, left = self._unpark(
-            Unpark(campaign, calls, queue_key, end_at), overdue=overdue, rewake_in=rewake_in
+            Unpark(campaign, calls, queue_key, end_at),
+            overdue=overdue,
+            rewake_in=rewake_in,
+            version=version,
         )
         return int(moved), int(left)
 
     def _unpark(
-        self, b: Unpark, *, overdue: float, rewake_in: float | None, client: Any = None
+        self,
+        b: Unpark,
+        *,
+        overdue: float,
+        rewake_in: float | None,
+        version: str = "",
+        client: Any = None,
     ) -> Any:
         k = self.keys
         end_ms = "" if b.end_at is None else str(int(b.end_at * 1000))
         rewake = "" if rewake_in is None else _ms(rewake_in)
-        args: list[str | int] = [b.campaign, _ms(overdue), rewake, end_ms]
+        args: list[str | int] = [b.campaign, _ms(overdue), rewake, end_ms, version]
         for rid, message in b.calls:
             args += [rid, message]
         return self.scripts.unpark(
@@ -728,9 +738,11 @@ class Ledger:
                 if rec:
                     yield rec
 
-    def index_unresolved(self, default_caller_id: str = "", *, batch: int = 500) -> int:
+    def index_unresolved(self, caller_ids: Mapping[str, str], *, batch: int = 500) -> int:
         """Index every unresolved call that is not yet (one sent before the index existed:
-        an upgrade), from the deadlines set, where every such call is. Returns how many."""
+        an upgrade), from the deadlines set, where every such call is; then mark the index
+        complete (:meth:`unresolved_complete`). ``caller_ids``: each account's default
+        CallerId (a flow call's To, when its row gave none). Returns how many were indexed."""
         from callq.parties import record_parties
 
         k = self.keys
@@ -739,14 +751,21 @@ class Ledger:
         for ids in self._chunks(scan, batch):
             pipe = self.redis.pipeline(transaction=False)
             for rid in ids:
-                pipe.hmget(k.call(rid), "from", "to", "caller_id", "parties")
+                pipe.hmget(k.call(rid), "from", "to", "caller_id", "parties", "account")
             pipe2 = self.redis.pipeline(transaction=False)
-            for rid, (frm, to, caller, parties) in zip(ids, pipe.execute(), strict=True):
+            rows = zip(ids, pipe.execute(), strict=True)
+            for rid, (frm, to, caller, parties, account) in rows:
                 if frm and not parties:
                     rec = {"from": frm, "to": to or "", "caller_id": caller or ""}
-                    self.index_one(rid, record_parties(rec, default_caller_id), pipe=pipe2)
+                    default = caller_ids.get(account or "default", "")
+                    self.index_one(rid, record_parties(rec, default), pipe=pipe2)
             indexed += sum(int(x) for x in pipe2.execute())
+        self.redis.set(k.unresolved_indexed(), "1")
         return indexed
+
+    def unresolved_complete(self) -> bool:
+        """True once a worker has indexed the calls sent before the unresolved index."""
+        return bool(self.redis.exists(self.keys.unresolved_indexed()))
 
     def index_one(self, request_id: str, parties: str, *, pipe: Any = None) -> bool:
         """Index one unresolved call sent before the index existed (see index_unresolved.lua)."""

@@ -26,6 +26,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -104,6 +105,7 @@ class Reconciler:
         limiter: Limiter,
         client: ExotelClient,
         policy: RetryPolicy,
+        caller_ids: Mapping[str, str] | None = None,
     ) -> None:
         self.settings = settings
         self.ledger = ledger
@@ -111,6 +113,9 @@ class Reconciler:
         self.client = client
         self.policy = policy
         self.callbacks = CallbackStore(ledger.redis, ledger.keys)
+        # Every account's default CallerId, for indexing calls sent before the unresolved
+        # index (settings here are one account's: EXOTEL_ACCOUNTS is not in them).
+        self.caller_ids = dict(caller_ids or {"default": settings.exotel_caller_id})
 
     def reconcile(self, request_id: str) -> Verdict:
         rec = self.ledger.get(request_id)
@@ -139,8 +144,12 @@ class Reconciler:
             log.warning("%s: Call Details search failed (%s); will look again", request_id, exc)
             self._look_again(request_id, token, now, sent_at, proven_at, f"search failed: {exc}")
             return Verdict("search_failed")
+        if not self.ledger.unresolved_complete():
+            # A release before the unresolved index may have left calls out of it (an
+            # upgrade): index them before deciding, or one could take another's call.
+            self.ledger.index_unresolved(self.caller_ids)
         if not rec.get("parties"):
-            # Sent before the unresolved index existed (an upgrade): index it now, so the
+            # Sent before the index by an old worker still running: index it now, so the
             # reconciles of requests with the same numbers see it as a rival.
             self.ledger.index_one(request_id, self._parties(rec))
         # The decision is joint: another unresolved request with the same numbers (in doubt,

@@ -24,7 +24,7 @@ from pydantic import (
 )
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-__all__ = ["ConfigError", "Settings", "load_settings", "time_scaled"]
+__all__ = ["ConfigError", "Settings", "caller_ids", "load_settings", "time_scaled"]
 
 PositiveFloat = Annotated[float, Field(gt=0)]
 _PREFIX_RE = re.compile(r"^[A-Za-z0-9_.-]{1,32}$")
@@ -344,6 +344,11 @@ def _describe(exc: ValidationError) -> str:
         else:
             lines.append(f"{name}: {msg}")
     return "invalid settings:\n  " + "\n  ".join(lines)
+
+
+def caller_ids(settings: Settings) -> dict[str, str]:
+    """Each account's default CallerId (EXOTEL_CALLER_ID, or its own in EXOTEL_ACCOUNTS)."""
+    return {n: settings.for_account(n).exotel_caller_id for n in settings.account_names()}
 
 
 #: Floors of the time-scaled durations that are about this machine, not about Exotel.

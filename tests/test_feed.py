@@ -311,3 +311,53 @@ class TestALowRateAccount:
         time.sleep(2.0)  # idle: more than one interval passes
         enq.enqueue_file(as_stream(agent_csv(1, start=50)), "second")
         assert run_feed("second", 5.0) == 1
+
+
+def judge_with(feeder: Feeder, campaign: str, stale: Any) -> str:
+    """The judge's verdict on controls it read before an operator's change (``stale``)."""
+    real = feeder.dialer.controls_of
+    feeder.dialer.controls_of = lambda c, fresh=False: stale  # type: ignore[method-assign]
+    try:
+        return feeder.judge(campaign)
+    finally:
+        feeder.dialer.controls_of = real  # type: ignore[method-assign]
+
+
+@pytest.mark.parametrize("before", [None, 3600.0])
+def test_given_a_paused_campaign_when_a_set_gives_an_end_at_under_a_stale_judge_then_it_expires(
+    settings: Settings, ledger: Ledger, before: float | None
+) -> None:
+    # Found in the second review: the judge's paused branch set (or dropped) the wake on the
+    # end_at it had read, over a `set` that gave the campaign a new end_at.
+    enq = Enqueuer(settings)
+    old = None if before is None else datetime.now(UTC) + timedelta(seconds=before)
+    enq.enqueue_file(as_stream(agent_csv(5)), "pz", options=CampaignOptions(end_at=old))
+    pause_campaign("pz", settings=settings)
+    feeder = feeder_for(settings, ledger)
+    assert feeder.judge("pz") == "paused"
+    stale = feeder.dialer.controls_of("pz", fresh=True)
+    end_at = datetime.now(UTC) + timedelta(seconds=2)
+    enq.set_options("pz", CampaignOptions(end_at=end_at))
+    assert judge_with(feeder, "pz", stale) == "paused"
+    time.sleep(max(0.0, end_at.timestamp() - time.time()) + 0.5)
+    for _ in range(3):
+        feeder.run_once()
+    assert ledger.status("pz").states["expired"] == 5
+
+
+def test_given_an_open_judge_with_old_controls_when_a_set_closes_the_window_then_it_waits(
+    settings: Settings, ledger: Ledger
+) -> None:
+    # Found in the second review: the open branch put the set's look-now off by a recheck and
+    # kept the campaign in its account's feed, whose calls then parked at their claims.
+    enq = Enqueuer(settings)
+    enq.enqueue_file(as_stream(agent_csv(5)), "ow")
+    feeder = feeder_for(settings, ledger)
+    stale = feeder.dialer.controls_of("ow", fresh=True)
+    closed = "00:00-00:01" if datetime.now(UTC).minute != 0 else "12:00-12:01"
+    enq.set_options("ow", CampaignOptions(window=closed, timezone="UTC"))
+    judge_with(feeder, "ow", stale)
+    assert ledger.redis.zscore(ledger.keys.wake(), "ow") == 0  # the set's look-now stands
+    feeder.dialer.controls_of("ow", fresh=True)
+    assert feeder.run_once().judged == {"waiting": 1}
+    assert ledger.redis.zscore(ledger.keys.feed("default"), "ow") is None

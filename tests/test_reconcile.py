@@ -12,14 +12,14 @@ from pydantic import SecretStr
 import callq.reconcile as reconcile_module
 from callq.callback_store import CallbackEvent, CallbackStore
 from callq.exotel import ExotelClient, build_connect_params, make_session
-from callq.keys import Keys
+from callq.keys import Keys, campaign_of
 from callq.ledger import Ledger
 from callq.limiter import Limiter
 from callq.outcome import Unknown
 from callq.parties import record_parties, request_parties
 from callq.reconcile import Reconciler, exotel_instants, proof_seconds
 from callq.retry import RetryPolicy
-from config import ConfigError, ExotelAccount, Settings, load_settings
+from config import ConfigError, ExotelAccount, Settings, caller_ids, load_settings
 from tests.campaigns import mobile
 from tests.conftest import SIM_SID, callback_receiver, make_dialer, wait_for
 
@@ -597,8 +597,8 @@ def test_given_an_in_doubt_call_sent_before_the_index_when_workers_start_then_it
     outcome, _ = client.connect(build_connect_params(c.record, r0, rsettings))
     assert isinstance(outcome, Unknown)
     assert ledger.finish(r0, c.token, "in_doubt", error="in doubt", look_again_in=60).ok
-    assert ledger.index_unresolved(rsettings.exotel_caller_id) == 1  # the worker's start
-    assert ledger.index_unresolved(rsettings.exotel_caller_id) == 0  # once
+    assert ledger.index_unresolved(caller_ids(rsettings)) == 1  # the worker's start
+    assert ledger.index_unresolved(caller_ids(rsettings)) == 0  # once
     r1 = in_doubt_call(
         ledger, client, rsettings, 81, "reset_before", sim, numbers=numbers, campaign="new"
     )
@@ -610,3 +610,76 @@ def test_given_an_in_doubt_call_sent_before_the_index_when_workers_start_then_it
     assert sim.truth()["by_custom_field"] == {r0: 1}
     assert not v0.redial and not v1.redial  # neither is dialled on the other's call
     assert ledger.get(r1)["state"] == "in_doubt"
+
+
+def old_in_doubt(
+    ledger: Ledger,
+    client: ExotelClient,
+    settings: Settings,
+    rid: str,
+    record: dict[str, str],
+    fault: str,
+    sim: Any,
+    account: str = "default",
+) -> None:
+    """A call sent by a release before the unresolved index (no parties), now in doubt."""
+    assert ledger.enqueue_many(campaign_of(rid), [(rid, record)]) == [1]
+    c = ledger.claim(rid, lease_seconds=30, early_tolerance=0, worker="old-release")
+    assert ledger.mark_sent(rid, c.token, lease_seconds=30, account=account, parties="")
+    sim.script(rid, [fault])
+    outcome, _ = client.connect(build_connect_params(c.record, rid, settings))
+    assert isinstance(outcome, Unknown)
+    assert ledger.finish(rid, c.token, "in_doubt", error="in doubt", look_again_in=60).ok
+
+
+def test_given_an_old_flow_call_on_another_account_when_indexed_then_it_is_found_not_redialled(
+    rsettings: Settings, ledger: Ledger, sim: Any
+) -> None:
+    # Found in the second review: the start-up index gave every old call the default
+    # account's ExoPhone; a flow call of account b (its own caller id) then no longer matched
+    # its own call in Call Details, and was proven unplaced: dialled twice.
+    sim.configure(slow_seconds=1.5, time_scale=0.01)
+    b_account = ExotelAccount(
+        account_sid=SIM_SID,
+        api_key=SecretStr("sim-key-3f9a1c"),
+        api_token=SecretStr("sim-token-7b2e4d"),
+        base_url=sim.url,
+        caller_id="08030759999",
+    )
+    settings = rsettings.model_copy(update={"exotel_accounts": {"b": b_account}})
+    b = settings.for_account("b")
+    rec_b, client_b = make_reconciler(b, ledger)
+    rid = f"old:{91:020x}"
+    record = {"from": mobile("98", 91), "url": FLOW_URL, "time_limit": "2", "time_out": "1"}
+    old_in_doubt(ledger, client_b, b, rid, record, "slow_placed", sim, account="b")
+    assert ledger.index_unresolved(caller_ids(settings)) == 1  # a new worker starts
+    wait_for(lambda: all(x["ended"] for x in sim.truth()["calls"]), timeout=10)
+    backdate(ledger, rid, 10)
+    verdict = rec_b.reconcile(rid)
+    assert sim.truth()["by_custom_field"] == {rid: 1}
+    assert (verdict.result, verdict.redial) == ("found", False)
+
+
+def test_given_two_old_calls_when_one_is_reconciled_before_the_start_index_then_neither_is_misread(
+    rsettings: Settings, ledger: Ledger, sim: Any
+) -> None:
+    # Found in the second review: a new worker's pool takes queued reconcile tasks as soon as
+    # it starts, while its sweeper indexes the old calls. R1 (never placed) reconciled before
+    # R0 (placed) was indexed took R0's call; R0 was then proven unplaced: dialled twice.
+    sim.configure(slow_seconds=1.5, time_scale=0.01)
+    _, client = make_reconciler(rsettings, ledger)
+    numbers = {"from": mobile("98", 93), "to": mobile("97", 93), "caller_id": EXOPHONE}
+    record = numbers | {"time_limit": "2", "time_out": "1"}
+    r0, r1 = f"old:{93:020x}", f"old2:{93:020x}"
+    old_in_doubt(ledger, client, rsettings, r0, record, "slow_placed", sim)
+    old_in_doubt(ledger, client, rsettings, r1, record, "reset_before", sim)
+    wait_for(lambda: all(x["ended"] for x in sim.truth()["calls"]), timeout=10)
+    backdate(ledger, r0, 10)
+    backdate(ledger, r1, 10)
+    assert not ledger.unresolved_complete()  # no worker has indexed yet
+    rec, _ = make_reconciler(rsettings, ledger)
+    v1, v0 = rec.reconcile(r1), rec.reconcile(r0)
+    assert ledger.unresolved_complete()
+    assert sim.truth()["by_custom_field"] == {r0: 1}
+    assert not v0.redial and not v1.redial
+    assert ledger.get(r1).get("sid") is None

@@ -133,6 +133,7 @@ class Feeder:
                 overdue=self.settings.retry_overdue_seconds,
                 rewake_in=0.0,
                 end_at=ctl.end_at,
+                version=ctl.version,
             )
             return "paused"
         if gate.kind == "wait":
@@ -156,6 +157,7 @@ class Feeder:
             overdue=self.settings.retry_overdue_seconds,
             rewake_in=rewake_in,
             end_at=ctl.end_at,
+            version=ctl.version,
         )
         if moved < 0:
             return "paused"  # paused since the controls were read
@@ -183,6 +185,7 @@ class Feeder:
             overdue=self.settings.retry_overdue_seconds,
             rewake_in=self.settings.sweep_interval_seconds,
             end_at=ctl.end_at,
+            version=ctl.version,
         )
         return "paused" if moved < 0 else "priority"
 

@@ -23,7 +23,7 @@ from callq.limiter import Limiter
 from callq.reconcile import Reconciler
 from callq.redis_conn import make_redis
 from callq.retry import RetryPolicy
-from config import ConfigError, Settings, load_settings
+from config import ConfigError, Settings, caller_ids, load_settings
 
 if TYPE_CHECKING:
     from worker.feed import Feeder
@@ -78,7 +78,9 @@ class Runtime:
             accounts=others,
         )
         reconcilers = {
-            a.name: Reconciler(a.settings, ledger, a.limiter, a.client, policy)
+            a.name: Reconciler(
+                a.settings, ledger, a.limiter, a.client, policy, caller_ids(settings)
+            )
             for a in (default, *others.values())
         }
         from worker.app import app

@@ -18,7 +18,7 @@ from pathlib import Path
 import redis
 
 from callq.ledger import Ledger
-from config import Settings
+from config import Settings, caller_ids
 
 log = logging.getLogger("callq.sweeper")
 
@@ -69,8 +69,10 @@ class Sweeper:
         return seen
 
     def run(self) -> None:
-        self._upgrade()
+        upgraded = self._upgrade()
         while not self._stop.wait(self.settings.sweep_interval_seconds):
+            if not upgraded:
+                upgraded = self._upgrade()
             try:
                 seen = self.sweep_once()
                 self._heartbeat()
@@ -81,16 +83,19 @@ class Sweeper:
             except Exception:
                 log.exception("sweep failed")
 
-    def _upgrade(self) -> None:
-        """Once at start: index the unresolved calls that a release before the unresolved
-        index sent (reconcile must see them as rivals). Idempotent; every worker may run it."""
+    def _upgrade(self) -> bool:
+        """At start (and each tick until it succeeds): index the unresolved calls that a
+        release before the unresolved index sent, so reconcile sees them as rivals.
+        Idempotent; every worker may run it. True when done."""
+        s = self.settings
         try:
-            n = self.ledger.index_unresolved(self.settings.exotel_caller_id)
+            n = self.ledger.index_unresolved(caller_ids(s))
         except redis.RedisError as exc:
-            log.warning("could not index unresolved calls: %s", exc.__class__.__name__)
-            return
+            log.warning("could not index unresolved calls yet: %s", exc.__class__.__name__)
+            return False
         if n:
             log.warning("indexed %d unresolved calls sent before the unresolved index", n)
+        return True
 
     def _heartbeat(self) -> None:
         """Touch WORKER_HEARTBEAT_FILE after a sweep that reached Redis (liveness probe)."""

@@ -7,16 +7,23 @@
 -- ARGV[3] ms until the campaign is next judged while calls remain parked; '' leaves the
 --         judge's own time (the feed's passes), or sets now when the campaign has none
 -- ARGV[4] the campaign's end_at in epoch ms, or ''
--- ARGV[5..] request id, task message; repeated
+-- ARGV[5] a judge's: the controls' version it read (the meta's `v`); a feed pass: ''
+-- ARGV[6..] request id, task message; repeated
 -- Nothing moves while the campaign is paused. A judge (ARGV[3] given) drops its wake entry
 -- (resume adds it back), or sets it to end_at when it has one (its parked calls then expire,
 -- paused or not). A feed pass (ARGV[3] '') leaves the wake to the judge, and makes sure there
--- is one (its controls may be older than the pause).
+-- is one (its controls may be older than the pause). A judge whose controls are older than
+-- the meta's (a pause, resume, set or cancel since) leaves the wake alone: their writer set
+-- it to now, for a judge that reads them.
 -- A call is pushed only if this script removed it from the parked set and it still waits
 -- (`queued` or `retrying`): many sweepers may drain at once and none pushes a call twice.
 -- Returns {moved, left}: calls pushed, and calls still parked (-1, -1 when paused).
-if redis.call('HGET', KEYS[3], 'paused') == '1' then
-  if ARGV[3] == '' then
+local meta = redis.call('HMGET', KEYS[3], 'paused', 'v')
+local stale = ARGV[3] ~= '' and (meta[2] or '') ~= ARGV[5]
+if meta[1] == '1' then
+  if stale then
+    return {-1, -1}
+  elseif ARGV[3] == '' then
     local t = redis.call('TIME')
     redis.call('ZADD', KEYS[2], 'NX', tonumber(t[1]) * 1000, ARGV[1])
   elseif ARGV[4] ~= '' then
@@ -30,7 +37,7 @@ local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local moved = 0
 local k = 6
-for i = 5, #ARGV, 2 do
+for i = 6, #ARGV, 2 do
   local rid = ARGV[i]
   if redis.call('ZREM', KEYS[1], rid) == 1 then
     local state = redis.call('HGET', KEYS[k], 'state')
@@ -46,6 +53,8 @@ end
 local left = redis.call('ZCARD', KEYS[1])
 if left == 0 then
   redis.call('ZREM', KEYS[2], ARGV[1])
+elseif stale then
+  redis.call('ZADD', KEYS[2], 'NX', now, ARGV[1])
 elseif ARGV[3] ~= '' then
   redis.call('ZADD', KEYS[2], now + tonumber(ARGV[3]), ARGV[1])
 else
