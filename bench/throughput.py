@@ -29,12 +29,13 @@ from dataclasses import dataclass, field
 from typing import Any, cast
 
 from bench.env import BenchRedis
+from bench.parse import bench_parse
 from bench.trips import RoundTrips
 from callq.keys import Keys
 from callq.ledger import Ledger
 from callq.redis_conn import make_redis
 from producer.enqueue import Enqueuer
-from producer.rows import CallRequest, bench_parse, read_rows, request_id
+from producer.rows import CallRequest, read_rows, request_id
 from worker.app import CALLS_QUEUE, PLACE_CALL, make_app
 
 CAMPAIGN = "bench"

@@ -37,7 +37,6 @@ import hashlib
 import json
 import os
 import re
-import time
 from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -56,7 +55,6 @@ __all__ = [
     "CallRequest",
     "FileIssue",
     "RowError",
-    "bench_parse",
     "check_url",
     "read_rows",
     "request_id",
@@ -814,59 +812,3 @@ def _read(
         yield error
     if data_rows == 0:
         yield FileIssue("the file has no data rows")
-
-
-# --------------------------------------------------------------------------------------------
-# Speed check (not a test): python -m producer.rows --bench [N]
-
-
-def bench_csv(n: int, seed: int = 7) -> bytes:
-    """A campaign file of ``n`` good rows: fresh From and To in mixed formats, few CallerIds."""
-    import random
-
-    rng = random.Random(seed)
-    formats = ("+91{}", "{}", "0{}", "+91 {} ", "91{}")
-    callers = [f"0803075240{d}" for d in range(5)]
-    out = ["From,To,CallerId,CustomField,TimeLimit,TimeOut"]
-    for i in range(n):
-        a = f"9{rng.randrange(10**9):09d}"
-        b = f"9{rng.randrange(10**9):09d}"
-        out.append(
-            f"{formats[i % 5].format(a)},{formats[(i + 2) % 5].format(b)},"
-            f"{callers[i % 5]},order-{i},600,30"
-        )
-    return ("\r\n".join(out) + "\r\n").encode()
-
-
-def bench_parse(n: int = 50_000) -> float:
-    """Rows per second for ``read_rows`` over ``n`` generated rows (two fresh numbers each)."""
-    import io
-
-    data = bench_csv(n)
-    start = time.perf_counter()
-    good = sum(isinstance(item, CallRequest) for item in read_rows(io.BytesIO(data)))
-    elapsed = time.perf_counter() - start
-    if good != n:
-        raise RuntimeError(f"bench: only {good} of {n} rows were accepted")
-    return n / elapsed
-
-
-def _main(argv: list[str] | None = None) -> int:
-    import argparse
-
-    parser = argparse.ArgumentParser(prog="python -m producer.rows")
-    parser.add_argument("--bench", type=int, nargs="?", const=50_000, metavar="N")
-    args = parser.parse_args(argv)
-    if args.bench is None:
-        parser.print_help()
-        return 2
-    # Use the package's module, not this __main__ copy.
-    from producer.rows import bench_parse as bench
-
-    rate = bench(args.bench)
-    print(f"read_rows: {rate:,.0f} rows/s ({args.bench} rows, two fresh numbers each)")
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(_main())

@@ -11,12 +11,12 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from bench.parse import bench_csv
 from producer.csvsafe import neutralise
 from producer.rows import (
     CallRequest,
     FileIssue,
     RowError,
-    bench_csv,
     read_rows,
     request_id,
 )
