@@ -10,7 +10,8 @@ import io
 import random
 import time
 
-from producer.rows import CallRequest, read_rows
+from producer.csvread import read_rows
+from producer.request import CallRequest
 
 
 def bench_csv(n: int, seed: int = 7) -> bytes:

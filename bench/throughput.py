@@ -34,8 +34,9 @@ from bench.trips import RoundTrips
 from callq.keys import Keys
 from callq.ledger import Ledger
 from callq.redis_conn import make_redis
+from producer.csvread import read_rows
 from producer.enqueue import Enqueuer
-from producer.rows import CallRequest, read_rows, request_id
+from producer.request import CallRequest, request_id
 from worker.app import CALLS_QUEUE, PLACE_CALL, make_app
 
 CAMPAIGN = "bench"
