@@ -35,8 +35,8 @@ import csv
 import difflib
 import os
 from collections import deque
-from collections.abc import Iterator
-from typing import Any, BinaryIO, NamedTuple
+from collections.abc import Callable, Iterator
+from typing import Any, BinaryIO, NamedTuple, ParamSpec, TypeVar
 
 from callq.errors import InvalidRow
 from producer.phone import normalise_number, show
@@ -55,6 +55,9 @@ from producer.request import (
 )
 
 __all__ = ["LINE_MAX_BYTES", "RECORD_MAX_CHARS", "RECORD_MAX_LINES", "read_rows"]
+
+_P = ParamSpec("_P")
+_T = TypeVar("_T")
 
 LINE_MAX_BYTES = 64 * 1024
 RECORD_MAX_CHARS = 64 * 1024
@@ -304,19 +307,49 @@ def _row(
 ) -> CallRequest | list[tuple[str, str]]:
     """A CallRequest, or the (field, message) problems of the row in column order."""
     errors: list[tuple[str, str]] = []
-    from_ = to = url = caller = custom = key = None
-    time_limit = time_out = None
-    extra: dict[str, str] = {}
+    from_ = _from(cells[ix.from_], errors)
+    to, url = _to_or_url(cells, ix, errors)
+    caller = _caller(cells, ix, default_caller, errors)
+    opts = _options(cells, ix, errors)
+    if errors or from_ is None:
+        return errors
+    # Every field has been checked above with the model's own checks: skip re-validation.
+    return CallRequest.model_construct(
+        line=line,
+        from_=from_,
+        to=to,
+        url=url,
+        caller_id=caller,
+        custom_field=opts.custom,
+        time_limit=opts.time_limit,
+        time_out=opts.time_out,
+        extra=opts.extra,
+        request_key=opts.key,
+    )
 
-    raw = cells[ix.from_]
+
+def _checked(
+    errors: list[tuple[str, str]], check: Callable[_P, _T], *args: _P.args, **kwargs: _P.kwargs
+) -> _T | None:
+    """``check(*args, **kwargs)``, or None with its InvalidRow added to ``errors``."""
+    try:
+        return check(*args, **kwargs)
+    except InvalidRow as exc:
+        errors.append((exc.field, exc.message))
+        return None
+
+
+def _from(raw: str, errors: list[tuple[str, str]]) -> str | None:
     if not raw.strip():
         errors.append(("From", "is empty; every row needs From, the number called first"))
-    else:
-        try:
-            from_ = normalise_number(raw, field="From")
-        except InvalidRow as exc:
-            errors.append((exc.field, exc.message))
+        return None
+    return _checked(errors, normalise_number, raw, field="From")
 
+
+def _to_or_url(
+    cells: list[str], ix: _Index, errors: list[tuple[str, str]]
+) -> tuple[str | None, str | None]:
+    """(To, Url) of the row: exactly one of them must be given."""
     raw_to = "" if ix.to is None else cells[ix.to].strip()
     raw_url = "" if ix.url is None else cells[ix.url].strip()
     if raw_to and raw_url:
@@ -330,71 +363,53 @@ def _row(
             errors.append(("Url", "is empty; every row needs Url, the call flow to connect to"))
         else:
             errors.append(("To", "is empty, and so is Url: give a number to connect or a flow"))
-    if raw_to:
-        try:
-            to = normalise_number(raw_to, field="To")
-        except InvalidRow as exc:
-            errors.append((exc.field, exc.message))
-    if raw_url:
-        try:
-            url = check_url("Url", raw_url)
-        except InvalidRow as exc:
-            errors.append((exc.field, exc.message))
+    to = _checked(errors, normalise_number, raw_to, field="To") if raw_to else None
+    url = _checked(errors, check_url, "Url", raw_url) if raw_url else None
+    return to, url
 
+
+def _caller(
+    cells: list[str], ix: _Index, default_caller: str | None, errors: list[tuple[str, str]]
+) -> str | None:
     raw = "" if ix.caller is None else cells[ix.caller]
     if raw.strip():
-        try:
-            caller = normalise_number(raw, field="CallerId")
-        except InvalidRow as exc:
-            errors.append((exc.field, exc.message))
-    elif default_caller is not None:
-        caller = default_caller
-    else:
+        return _checked(errors, normalise_number, raw, field="CallerId")
+    if default_caller is None:
         errors.append(("CallerId", "is empty and no default caller id is set"))
+    return default_caller
 
-    try:
-        if ix.custom is not None and cells[ix.custom].strip():
-            custom = check_custom_field(cells[ix.custom])
-    except InvalidRow as exc:
-        errors.append((exc.field, exc.message))
-    try:
-        if ix.time_limit is not None:
-            time_limit = parse_seconds("TimeLimit", cells[ix.time_limit], TIME_LIMIT_MAX)
-    except InvalidRow as exc:
-        errors.append((exc.field, exc.message))
-    try:
-        if ix.time_out is not None:
-            time_out = parse_seconds("TimeOut", cells[ix.time_out], TIME_OUT_MAX)
-    except InvalidRow as exc:
-        errors.append((exc.field, exc.message))
+
+class _Options(NamedTuple):
+    custom: str | None
+    time_limit: int | None
+    time_out: int | None
+    extra: dict[str, str]
+    key: str | None
+
+
+def _options(cells: list[str], ix: _Index, errors: list[tuple[str, str]]) -> _Options:
+    """The optional fields, in column order: CustomField, TimeLimit, TimeOut, the Exotel
+    parameters, RequestKey. An empty cell is not given."""
+    custom = key = None
+    time_limit = time_out = None
+    if ix.custom is not None and cells[ix.custom].strip():
+        custom = _checked(errors, check_custom_field, cells[ix.custom])
+    if ix.time_limit is not None:
+        time_limit = _checked(
+            errors, parse_seconds, "TimeLimit", cells[ix.time_limit], TIME_LIMIT_MAX
+        )
+    if ix.time_out is not None:
+        time_out = _checked(errors, parse_seconds, "TimeOut", cells[ix.time_out], TIME_OUT_MAX)
+    extra: dict[str, str] = {}
     for name, i in ix.extras:
         value = cells[i]
         if value.strip():
-            try:
-                extra[name] = check_extra(name, value)
-            except InvalidRow as exc:
-                errors.append((exc.field, exc.message))
-    try:
-        if ix.key is not None and cells[ix.key].strip():
-            key = check_request_key(cells[ix.key])
-    except InvalidRow as exc:
-        errors.append((exc.field, exc.message))
-
-    if errors or from_ is None:
-        return errors
-    # Every field has been checked above with the model's own checks: skip re-validation.
-    return CallRequest.model_construct(
-        line=line,
-        from_=from_,
-        to=to,
-        url=url,
-        caller_id=caller,
-        custom_field=custom,
-        time_limit=time_limit,
-        time_out=time_out,
-        extra=extra,
-        request_key=key,
-    )
+            checked = _checked(errors, check_extra, name, value)
+            if checked is not None:
+                extra[name] = checked
+    if ix.key is not None and cells[ix.key].strip():
+        key = _checked(errors, check_request_key, cells[ix.key])
+    return _Options(custom, time_limit, time_out, extra, key)
 
 
 def _row_error(line: int, errors: list[tuple[str, str]]) -> RowError:
@@ -418,24 +433,12 @@ def read_rows(
 def _read(
     stream: Any, default_caller_id: str | None
 ) -> Iterator[CallRequest | RowError | FileIssue]:
-    default: str | None = None
-    if default_caller_id is not None and default_caller_id.strip():
-        try:
-            default = normalise_number(default_caller_id, field="CallerId")
-        except InvalidRow as exc:
-            yield FileIssue(
-                f"the default caller id is not usable ({exc.message}); "
-                "rows without a CallerId are refused"
-            )
-
+    default, unusable = _default_caller(default_caller_id)
+    if unusable is not None:
+        yield unusable
     feed = _Feed(stream)
     records = _records(feed)
-    header: _Record | None = None
-    for rec in records:
-        if rec.problem is None and _is_blank(rec.cells):
-            continue
-        header = rec
-        break
+    header = _first_record(records)
     if feed.utf16:
         yield FileIssue("the file is UTF-16 text, not UTF-8: save it as 'CSV UTF-8'")
         return
@@ -454,55 +457,115 @@ def _read(
     yield from issues
     if index is None:
         return
-    width = len(header.cells)
-    names = [c.strip() or f"column {i + 1}" for i, c in enumerate(header.cells)]
-    canon = [_KNOWN.get(n.lower(), n) for n in names]
-    unnamed_reported = False
+    body = _DataRows(feed, header.cells, index, unnamed, default)
     data_rows = 0
-
     for rec in records:
-        lines = rec.lines
-        no = lines[0].no
-        if rec.problem is not None:
-            data_rows += 1
-            yield RowError(no, "row", rec.problem)
-            continue
-        cells = rec.cells
-        if _is_blank(cells):
+        if rec.problem is None and _is_blank(rec.cells):
             continue
         data_rows += 1
-        if len(cells) != width:
-            if len(lines) > 1:
-                msg = _quote_problem(lines, feed, f"{len(cells)} cells long, not {width}")
-            else:
-                msg = f"has {len(cells)} cells but the header has {width}"
-            yield RowError(no, "row", msg)
+        yield from body.items(rec)
+    if data_rows == 0:
+        yield FileIssue("the file has no data rows")
+
+
+def _default_caller(raw: str | None) -> tuple[str | None, FileIssue | None]:
+    """(the default caller id normalised, or None; why it is not usable, or None)."""
+    if raw is None or not raw.strip():
+        return None, None
+    try:
+        return normalise_number(raw, field="CallerId"), None
+    except InvalidRow as exc:
+        return None, FileIssue(
+            f"the default caller id is not usable ({exc.message}); "
+            "rows without a CallerId are refused"
+        )
+
+
+def _first_record(records: Iterator[_Record]) -> _Record | None:
+    """The header: the first record that is not blank (or that is broken)."""
+    for rec in records:
+        if rec.problem is None and _is_blank(rec.cells):
             continue
+        return rec
+    return None
+
+
+class _DataRows:
+    """The records after a good header, each turned into a CallRequest or a RowError (and,
+    once, a FileIssue for values in columns the header does not name)."""
+
+    def __init__(
+        self,
+        feed: _Feed,
+        header: list[str],
+        index: _Index,
+        unnamed: list[int],
+        default: str | None,
+    ) -> None:
+        self.feed = feed
+        self.index = index
+        self.unnamed = unnamed
+        self.default = default
+        self.width = len(header)
+        names = [c.strip() or f"column {i + 1}" for i, c in enumerate(header)]
+        self.canon = [_KNOWN.get(n.lower(), n) for n in names]
+        self.unnamed_reported = False
+
+    def items(self, rec: _Record) -> Iterator[CallRequest | RowError | FileIssue]:
+        """What one record (not blank) yields."""
+        no = rec.lines[0].no
+        if rec.problem is not None:
+            yield RowError(no, "row", rec.problem)
+            return
+        malformed = self._malformed(rec)
+        if malformed is not None:
+            yield malformed
+            return
+        issue = self._unnamed_cells(no, rec.cells)
+        if issue is not None:
+            yield issue
+        result = _row(rec.cells, self.index, self.default, no)
+        yield result if isinstance(result, CallRequest) else self._refused(rec, result)
+
+    def _malformed(self, rec: _Record) -> RowError | None:
+        """The wrong number of cells, or bytes that are not UTF-8."""
+        lines, cells, no = rec.lines, rec.cells, rec.lines[0].no
+        if len(cells) != self.width:
+            if len(lines) > 1:
+                msg = _quote_problem(lines, self.feed, f"{len(cells)} cells long, not {self.width}")
+            else:
+                msg = f"has {len(cells)} cells but the header has {self.width}"
+            return RowError(no, "row", msg)
         if rec.bad_at >= 0:
-            field = next((canon[i] for i, c in enumerate(cells) if "\ufffd" in c), "row")
+            field = next((self.canon[i] for i, c in enumerate(cells) if "\ufffd" in c), "row")
             if not field.isprintable():  # an unknown column's raw header: never echo controls
                 field = ascii(field)
-            yield RowError(no, field, f"not UTF-8 text (byte offset {rec.bad_at})")
-            continue
-        if unnamed and not unnamed_reported and any(cells[i].strip() for i in unnamed):
-            unnamed_reported = True
-            cols = ", ".join(str(i + 1) for i in unnamed)
-            yield FileIssue(
-                f"line {no} has a value in column(s) {cols}, which have no name in the header; "
-                "such cells are ignored"
-            )
-        result = _row(cells, index, default, no)
-        if isinstance(result, CallRequest):
-            yield result
-            continue
-        error = _row_error(no, result)
+            return RowError(no, field, f"not UTF-8 text (byte offset {rec.bad_at})")
+        return None
+
+    def _unnamed_cells(self, no: int, cells: list[str]) -> FileIssue | None:
+        if not self.unnamed or self.unnamed_reported:
+            return None
+        if not any(cells[i].strip() for i in self.unnamed):
+            return None
+        self.unnamed_reported = True
+        cols = ", ".join(str(i + 1) for i in self.unnamed)
+        return FileIssue(
+            f"line {no} has a value in column(s) {cols}, which have no name in the header; "
+            "such cells are ignored"
+        )
+
+    def _refused(self, rec: _Record, errors: list[tuple[str, str]]) -> RowError:
+        lines, no = rec.lines, rec.lines[0].no
+        error = _row_error(no, errors)
         if len(lines) > 1:
             # A multi-line record whose failing cell holds the line breaks is a quote left
             # open (e.g. `"abc` ... `x",y`) that swallowed good lines: give them back.
-            failing = {field for field, _ in result}
-            if any(canon[i] in failing and ("\n" in c or "\r" in c) for i, c in enumerate(cells)):
+            failing = {field for field, _ in errors}
+            if any(
+                self.canon[i] in failing and ("\n" in c or "\r" in c)
+                for i, c in enumerate(rec.cells)
+            ):
                 what = f"not a valid row ({error.field}: {error.message[:60]}...)"
-                error = RowError(no, "row", _quote_problem(lines, feed, what))
-        yield error
-    if data_rows == 0:
-        yield FileIssue("the file has no data rows")
+                error = RowError(no, "row", _quote_problem(lines, self.feed, what))
+        return error
