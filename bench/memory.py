@@ -31,6 +31,7 @@ from typing import Any
 
 from bench import plots
 from bench.env import BenchRedis
+from bench.markdown import MIB, figure, mib, table, verdict
 from bench.procs import TreeMemory, spawn, stop, tail, tree_memory
 from bench.throughput import campaign_csv
 from callq.keys import Keys
@@ -264,10 +265,6 @@ def run(target: BenchRedis, load: MemLoad, log: Callable[[str], None]) -> list[M
     return results
 
 
-def mib(n: float) -> str:
-    return f"{n / (1 << 20):,.1f} MiB"
-
-
 def line(r: MemResult) -> str:
     if not r.ok and not r.busy:
         return f"  {r.layout.label}: FAILED: {r.error.splitlines()[0]}"
@@ -298,3 +295,180 @@ def plot(results: list[MemResult], path: Path) -> str:
         goal_label="goal: 150 MB (143 MiB)",
         log_scale=True,
     )
+
+
+# ------------------------------------------------------------------------------------------
+# The report section (docs/benchmarks.md)
+
+
+def render(load: MemLoad, results: list[MemResult], plot_path: str, plot_note: str) -> list[str]:
+    """Section 4 of docs/benchmarks.md: worker memory (markdown lines)."""
+    goal_mib = GOAL_BYTES / MIB
+    out = [
+        f"## 4. Worker memory: {load.calls} calls in flight",
+        "",
+        f"The simulator answers every `Calls/connect` after {load.slow_seconds:g} s "
+        "(`slow_placed` on every request: placed, answered late) and allows 1,000,000 per "
+        "second, and our limiter 1,000,000 per 60 s, so nothing holds a call back. Our real "
+        "worker (`celery -A worker worker -Q calls`, `callq.stack.worker_argv` with only "
+        f"`--pool` changed) takes {load.calls} queued calls, one per slot. Once the simulator "
+        "has received every POST, and before the first can be answered, the memory of each "
+        "pod's whole process tree (the Celery parent and any pool children) is read from "
+        "/proc five times, 0.3 s apart; the largest total is kept. Each run then waits for "
+        f"all {load.calls} calls to come back `originated`, so the figure is of a worker "
+        "that did its job. The simulator listens with a backlog of 1,024 here "
+        "(socketserver's default of 5 overflowed when 100 greenlets connected at once: "
+        "connections reset, calls in doubt instead of in flight).",
+        "",
+        "One worker process tree is one pod. **RSS** is the sum of VmRSS over the processes "
+        "(a page shared by a prefork parent and its children counts once per process); "
+        "**PSS** divides each shared page among the processes mapping it (about what the "
+        "pod's cgroup is charged); **USS** is private memory only. Idle is the same pods, "
+        "ready, before the calls.",
+        "",
+    ]
+    rows = []
+    for r in results:
+        lay = r.layout
+        if not r.busy:
+            rows.append(
+                [
+                    lay.pool,
+                    f"{lay.pods} x {lay.concurrency}",
+                    str(r.in_flight),
+                    "-",
+                    "-" if not r.idle else mib(r.total("rss", "idle")),
+                    f"**failed**: {r.error.splitlines()[0] if r.error else '?'}",
+                    "-",
+                    "-",
+                    "-",
+                    "-",
+                    "-",
+                ]
+            )
+            continue
+        rss = r.total("rss")
+        rows.append(
+            [
+                lay.pool,
+                f"{lay.pods} x {lay.concurrency}",
+                str(r.in_flight),
+                str(r.processes()),
+                mib(r.total("rss", "idle")),
+                f"**{mib(rss)}**",
+                mib(rss / lay.pods),
+                f"{rss / lay.slots / 1024:,.0f} KiB",
+                mib(r.total("pss")),
+                mib(r.total("uss")),
+                verdict(rss <= GOAL_BYTES, f"{rss / GOAL_BYTES:.1f}x")
+                + ("" if r.ok else f"; {r.error}"),
+            ]
+        )
+    out += table(
+        [
+            "pool",
+            "pods x slots",
+            "in flight",
+            "processes",
+            "idle RSS",
+            "RSS total",
+            "RSS per pod",
+            "RSS per slot",
+            "PSS total",
+            "USS total",
+            f"goal: <= 150 MB ({goal_mib:.0f} MiB) RSS",
+        ],
+        rows,
+    )
+    out.append("")
+    out += _notes(load, results)
+    out += figure("Worker memory per pool", plot_path, plot_note)
+    return out
+
+
+def _notes(load: MemLoad, results: list[MemResult]) -> list[str]:
+    by = {(r.layout.pool, r.layout.pods): r for r in results}
+    done = [r for r in results if r.busy]
+    out: list[str] = []
+    if done:
+        spread = max(r.spread_s for r in done)
+        at = max(r.sampled_at_s for r in done)
+        out.append(
+            f"Every sample was taken with all calls in flight: the last POST reached the "
+            f"simulator at most {spread:.1f} s after the first, and the last sample "
+            f"{at:.1f} s after the first POST, before any reply ({load.slow_seconds:g} s)."
+        )
+        out.append("")
+    goal_mib = GOAL_BYTES / MIB
+    out.append(f"**Goal: {load.calls} in-flight calls in <= 150 MB** ({goal_mib:.0f} MiB):")
+    out.append("")
+    for r in results:
+        lay = r.layout
+        if not r.busy:
+            out.append(f"- {lay.label}: **failed**, {r.error.splitlines()[0]}")
+            continue
+        rss, pss = r.total("rss"), r.total("pss")
+        per_slot = (rss - r.total("rss", "idle")) / lay.slots
+        text = (
+            f"- {lay.label}: {mib(rss)} RSS is {verdict(rss <= GOAL_BYTES)}"
+            + ("" if rss <= GOAL_BYTES else f" by {mib(rss - GOAL_BYTES)}")
+            + f" (PSS {mib(pss)}, {verdict(pss <= GOAL_BYTES)}); a slot in flight adds "
+            f"{per_slot / 1024:,.0f} KiB over the idle pod"
+        )
+        out.append(text + ".")
+    out.append("")
+    threads = by.get(("threads", 1))
+    if threads is not None and threads.busy:
+        out.append(
+            "- **threads**: one process; a call in flight is a thread blocked on its socket "
+            "(a stack that is mostly untouched virtual memory, one pooled HTTP connection, "
+            "a Redis connection when it needs one), so the pod's memory is mostly the "
+            "interpreter with Celery, kombu, redis-py, requests and pydantic imported."
+        )
+    scaled = next((r for r in results if r.layout.pool == "threads" and r.layout.pods > 1), None)
+    if scaled is not None and scaled.busy and threads is not None and threads.busy:
+        out.append(
+            f"- **{scaled.layout.pods} pods of {scaled.layout.concurrency}** (threads) hold the "
+            f"same {load.calls} calls in {mib(scaled.total('rss'))} "
+            f"({scaled.total('rss') / threads.total('rss'):.1f}x one pod of "
+            f"{threads.layout.concurrency}): every pod pays the interpreter and its imports "
+            f"again ({mib(scaled.total('rss', 'idle') / scaled.layout.pods)} idle each)."
+        )
+    prefork = by.get(("prefork", 1))
+    if prefork is not None:
+        if prefork.busy:
+            kids = max(prefork.processes() - 1, 1)
+            out.append(
+                f"- **prefork**: {prefork.processes()} processes (the parent and "
+                f"{kids} children, one per slot). The children are forked after the imports, "
+                "but each one's own start-up (its Redis client, HTTP session, the ledger's "
+                "scripts) and CPython's reference counts and GC dirty the shared pages: "
+                f"{mib(prefork.total('uss') / kids)} private per child. The RSS sum counts "
+                "the shared rest once per child; PSS is the fair total. (This bench found "
+                "that `celery worker --pool prefork` silently ran the threads pool: Celery "
+                "takes `prefork` for 'no pool given' and let the shipped `worker_pool` win. "
+                "The worker's config now leaves the pool alone when `--pool` is given.)"
+            )
+        else:
+            out.append(f"- **prefork** failed: {prefork.error}")
+    gevent = by.get(("gevent", 1))
+    if gevent is not None:
+        if gevent.busy and gevent.ok:
+            out.append(
+                "- **gevent** works: `--pool gevent` monkey-patches sockets, threads and "
+                "sleeps before the worker imports anything, and every call came back "
+                "originated (with the shipped 1 s limiter margin: the dialer holds back a "
+                "request more than half the margin late for its permit, and a greenlet can "
+                f"be scheduled late). Its pod was {mib(gevent.total('rss'))} against "
+                + (
+                    f"{mib(threads.total('rss'))} for threads"
+                    if threads is not None and threads.busy
+                    else "threads"
+                )
+                + ": gevent's own modules and hub cost more than 100 parked threads."
+            )
+        else:
+            why = gevent.error.splitlines()[0] if gevent.error else "?"
+            out.append(f"- **gevent did not work**: {why}")
+    out.append("")
+    return out
