@@ -38,6 +38,7 @@ from callq.keys import Keys
 from callq.ledger import Ledger
 from callq.redis_conn import make_redis
 from callq.stack import child_env, worker_argv
+from config import Settings
 from producer.enqueue import Enqueuer
 from simulator import Account, SimConfig, Simulator
 
@@ -114,74 +115,26 @@ def measure(
 ) -> MemResult:
     result = MemResult(layout, load.calls, load.slow_seconds)
     prefix = target.new_prefix("m")
-    account = Account(SID, KEY, TOKEN, rate_limit=1_000_000, period=1.0)
-    config = SimConfig(
-        accounts=[account],
-        latency=False,
-        p_slow_placed=1.0,
-        slow_seconds=load.slow_seconds,
-        callbacks=False,
-        seed=5,
-    )
+    config = _sim_config(load)
     workdir = Path(tempfile.mkdtemp(prefix="callq-bench-mem-"))
     procs: list[Any] = []
     try:
         with Simulator(config) as sim:
-            settings = target.settings(
-                prefix,
-                exotel_account_sid=SID,
-                exotel_api_key=KEY,
-                exotel_api_token=TOKEN,
-                exotel_base_url=sim.url,
-                exotel_caller_id="08030752400",
-                exotel_connect_timeout=10.0,
-                exotel_read_timeout=load.slow_seconds + 30.0,
-                # 1,000,000 per 60 s: permits 61 us apart, the shipped 1 s margin (a request
-                # more than half of it late for its permit is held back).
-                rate_limit_calls=1_000_000,
-                rate_limit_period_seconds=60.0,
-                retry_backoff_base_seconds=0.2,
-                retry_backoff_max_seconds=1.0,
-                worker_concurrency=layout.concurrency,
-            )
+            settings = _settings(target, prefix, sim.url, load, layout)
             env = child_env(settings)
             began = time.monotonic()
-            logs = []
-            for i in range(layout.pods):
-                log_file = workdir / f"pod{i}.log"
-                name = f"mem{i}-{uuid.uuid4().hex[:6]}@%h"
-                procs.append(
-                    spawn(
-                        worker_argv(name, layout.concurrency, pool=layout.pool),
-                        env,
-                        log_file,
-                        cwd=ROOT,
-                    )
-                )
-                logs.append(log_file)
-
-            def why() -> str:
-                return "\n".join(f"--- pod {i}\n{tail(f, 1500)}" for i, f in enumerate(logs))
-
-            ready_by = began + 120
-            while not all("ready." in f.read_text(errors="replace") for f in logs):
-                if any(p.poll() is not None for p in procs):
-                    result.error = "a worker exited before it was ready"
-                    log(f"  {layout.label}: {result.error}:\n{why()}")
-                    return result
-                if time.monotonic() > ready_by:
-                    result.error = "the workers were not ready in 120 s"
-                    log(f"  {layout.label}: {result.error}:\n{why()}")
-                    return result
-                time.sleep(0.1)
+            logs = _spawn_pods(layout, env, workdir, procs)
+            error = _wait_ready(procs, logs, began)
+            if error is not None:
+                result.error = error
+                log(f"  {layout.label}: {result.error}:\n{_why(logs)}")
+                return result
             result.ready_s = time.monotonic() - began
-            for f in logs:
-                banner = _pool_in_log(f.read_text(errors="replace"))
-                want = (layout.concurrency, _KIND.get(layout.pool, layout.pool))
-                if banner != want:
-                    result.error = f"the worker ran {banner}, not {want}"
-                    log(f"  {layout.label}: {result.error}")
-                    return result
+            error = _check_pool(logs, layout)
+            if error is not None:
+                result.error = error
+                log(f"  {layout.label}: {result.error}")
+                return result
             time.sleep(1.0)
             pids = [p.pid for p in procs]
             result.idle = _sample(pids)
@@ -189,64 +142,24 @@ def measure(
             enq = Enqueuer(settings).enqueue_file(io.BytesIO(campaign_csv(load.calls)), CAMPAIGN)
             if enq.accepted != load.calls:
                 raise RuntimeError(f"memory bench: enqueue refused rows: {enq.as_dict()}")
-            first: float | None = None
-            last_seen = 0
-            last_at = 0.0
-            give_up = time.monotonic() + 120
-            while True:
-                n = int(sim.truth()["requests"])
-                now = time.monotonic()
-                if n and first is None:
-                    first = now
-                if n > last_seen:
-                    last_seen, last_at = n, now
-                if n >= load.calls:
-                    break
-                late = first is not None and now - first > load.slow_seconds - 1.0
-                if late or now > give_up or any(p.poll() is not None for p in procs):
-                    result.in_flight = n
-                    result.error = (
-                        f"only {n} of {load.calls} calls were in flight at once "
-                        f"(the first reply was due {load.slow_seconds:g} s after the first POST)"
-                    )
-                    log(f"  {layout.label}: {result.error}:\n{why()}")
-                    return result
-                time.sleep(0.05)
-            assert first is not None
-            result.in_flight = last_seen
-            result.spread_s = last_at - first
+            first = _all_in_flight(sim, load, procs, result)
+            if first is None:
+                log(f"  {layout.label}: {result.error}:\n{_why(logs)}")
+                return result
             time.sleep(min(1.0, max(load.slow_seconds / 4, 0.2)))
-            best: list[TreeMemory] = []
-            for _ in range(5):
-                if time.monotonic() - first > load.slow_seconds - 0.5:
-                    break
-                sample = _sample(pids)
-                if sum(m.rss for m in sample) > sum(m.rss for m in best):
-                    best = sample
-                result.sampled_at_s = time.monotonic() - first
-                time.sleep(0.3)
-            result.busy = best
-            if not best:
+            _sample_busy(pids, load, first, result)
+            if not result.busy:
                 result.error = "no sample could be taken while every call was in flight"
                 return result
 
             # Let the calls finish: every one must come back originated, or the figure above
             # was not of a working worker.
-            ledger = Ledger(make_redis(target.url), Keys(prefix))
-            try:
-                done_by = time.monotonic() + load.slow_seconds + 60
-                while time.monotonic() < done_by:
-                    result.originated = ledger.status(CAMPAIGN).states.get("originated", 0)
-                    if result.originated >= load.calls:
-                        break
-                    time.sleep(0.2)
-            finally:
-                ledger.redis.close()
+            result.originated = _originated(target, prefix, load)
             if result.originated < load.calls:
                 result.error = (
                     f"only {result.originated} of {load.calls} calls came back originated"
                 )
-                log(f"  {layout.label}: {result.error}:\n{why()}")
+                log(f"  {layout.label}: {result.error}:\n{_why(logs)}")
     finally:
         for note in stop(procs, timeout=30):
             log(f"  {layout.label}: {note}")
@@ -254,6 +167,147 @@ def measure(
             target.drop(prefix)
         shutil.rmtree(workdir, ignore_errors=True)
     return result
+
+
+def _sim_config(load: MemLoad) -> SimConfig:
+    account = Account(SID, KEY, TOKEN, rate_limit=1_000_000, period=1.0)
+    return SimConfig(
+        accounts=[account],
+        latency=False,
+        p_slow_placed=1.0,
+        slow_seconds=load.slow_seconds,
+        callbacks=False,
+        seed=5,
+    )
+
+
+def _settings(
+    target: BenchRedis, prefix: str, sim_url: str, load: MemLoad, layout: Layout
+) -> Settings:
+    return target.settings(
+        prefix,
+        exotel_account_sid=SID,
+        exotel_api_key=KEY,
+        exotel_api_token=TOKEN,
+        exotel_base_url=sim_url,
+        exotel_caller_id="08030752400",
+        exotel_connect_timeout=10.0,
+        exotel_read_timeout=load.slow_seconds + 30.0,
+        # 1,000,000 per 60 s: permits 61 us apart, the shipped 1 s margin (a request
+        # more than half of it late for its permit is held back).
+        rate_limit_calls=1_000_000,
+        rate_limit_period_seconds=60.0,
+        retry_backoff_base_seconds=0.2,
+        retry_backoff_max_seconds=1.0,
+        worker_concurrency=layout.concurrency,
+    )
+
+
+def _spawn_pods(layout: Layout, env: dict[str, str], workdir: Path, procs: list[Any]) -> list[Path]:
+    """Start the pods, each added to ``procs`` as it starts; their log files."""
+    logs = []
+    for i in range(layout.pods):
+        log_file = workdir / f"pod{i}.log"
+        name = f"mem{i}-{uuid.uuid4().hex[:6]}@%h"
+        procs.append(
+            spawn(
+                worker_argv(name, layout.concurrency, pool=layout.pool),
+                env,
+                log_file,
+                cwd=ROOT,
+            )
+        )
+        logs.append(log_file)
+    return logs
+
+
+def _why(logs: list[Path]) -> str:
+    return "\n".join(f"--- pod {i}\n{tail(f, 1500)}" for i, f in enumerate(logs))
+
+
+def _wait_ready(procs: list[Any], logs: list[Path], began: float) -> str | None:
+    """None once every pod has logged "ready.", else why not (within 120 s of ``began``)."""
+    ready_by = began + 120
+    while not all("ready." in f.read_text(errors="replace") for f in logs):
+        if any(p.poll() is not None for p in procs):
+            return "a worker exited before it was ready"
+        if time.monotonic() > ready_by:
+            return "the workers were not ready in 120 s"
+        time.sleep(0.1)
+    return None
+
+
+def _check_pool(logs: list[Path], layout: Layout) -> str | None:
+    """None if every pod's banner shows the pool and concurrency asked for, else why not."""
+    for f in logs:
+        banner = _pool_in_log(f.read_text(errors="replace"))
+        want = (layout.concurrency, _KIND.get(layout.pool, layout.pool))
+        if banner != want:
+            return f"the worker ran {banner}, not {want}"
+    return None
+
+
+def _all_in_flight(
+    sim: Simulator, load: MemLoad, procs: list[Any], result: MemResult
+) -> float | None:
+    """Wait until the simulator has every POST; the time of the first, or None (with
+    ``result.in_flight`` and ``result.error`` set) if they did not all arrive in time."""
+    first: float | None = None
+    last_seen = 0
+    last_at = 0.0
+    give_up = time.monotonic() + 120
+    while True:
+        n = int(sim.truth()["requests"])
+        now = time.monotonic()
+        if n and first is None:
+            first = now
+        if n > last_seen:
+            last_seen, last_at = n, now
+        if n >= load.calls:
+            break
+        late = first is not None and now - first > load.slow_seconds - 1.0
+        if late or now > give_up or any(p.poll() is not None for p in procs):
+            result.in_flight = n
+            result.error = (
+                f"only {n} of {load.calls} calls were in flight at once "
+                f"(the first reply was due {load.slow_seconds:g} s after the first POST)"
+            )
+            return None
+        time.sleep(0.05)
+    assert first is not None
+    result.in_flight = last_seen
+    result.spread_s = last_at - first
+    return first
+
+
+def _sample_busy(pids: list[int], load: MemLoad, first: float, result: MemResult) -> None:
+    """Up to five samples 0.3 s apart before the first reply is due; keep the largest."""
+    best: list[TreeMemory] = []
+    for _ in range(5):
+        if time.monotonic() - first > load.slow_seconds - 0.5:
+            break
+        sample = _sample(pids)
+        if sum(m.rss for m in sample) > sum(m.rss for m in best):
+            best = sample
+        result.sampled_at_s = time.monotonic() - first
+        time.sleep(0.3)
+    result.busy = best
+
+
+def _originated(target: BenchRedis, prefix: str, load: MemLoad) -> int:
+    """The campaign's calls in state originated, once all are or the replies are overdue."""
+    ledger = Ledger(make_redis(target.url), Keys(prefix))
+    try:
+        done_by = time.monotonic() + load.slow_seconds + 60
+        originated = 0
+        while time.monotonic() < done_by:
+            originated = ledger.status(CAMPAIGN).states.get("originated", 0)
+            if originated >= load.calls:
+                break
+            time.sleep(0.2)
+    finally:
+        ledger.redis.close()
+    return originated
 
 
 def run(target: BenchRedis, load: MemLoad, log: Callable[[str], None]) -> list[MemResult]:
