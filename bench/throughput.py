@@ -518,7 +518,7 @@ def render(p: ProducerReport) -> list[str]:
     if p.dropped:
         out += [f"Size reduced to keep the run short: {p.dropped}.", ""]
     out += [
-        f"Parse only (`producer.rows.bench_parse`, {thousands(p.parse_rows)} generated rows, two "
+        f"Parse only (`bench.parse.bench_parse`, {thousands(p.parse_rows)} generated rows, two "
         f"fresh numbers each in mixed formats): **{thousands(p.parse_rate)} rows/s**.",
         "",
         f"### Goal: >= {thousands(GOAL_RATE)} calls/s and >= {GOAL_RATIO:g}x the loop",

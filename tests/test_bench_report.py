@@ -69,7 +69,7 @@ def _tree(mib: float, processes: int = 1, shared: float = 0.0) -> TreeMemory:
 
 def _profile() -> tuple[list[ProfileLine], list[ProfileLine]]:
     own = [
-        ProfileLine("producer/rows.py:610(_row)", "1000", 0.0123, 0.0456),
+        ProfileLine("producer/csvread.py:302(_row)", "1000", 0.0123, 0.0456),
         ProfileLine("phonenumbers/phonenumberutil.py:3001(parse)", "2000", 0.0100, 0.0200),
     ]
     cum = [
