@@ -16,6 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from bench.env import BenchRedis
+from bench.markdown import table, thousands
 from bench.trips import RoundTrips
 from callq.keys import Keys
 from callq.limiter import Limiter
@@ -132,4 +133,81 @@ def run(
             f"(PING {res.ping_rate:,.0f}/s)"
         )
         out.append(res)
+    return out
+
+
+# ------------------------------------------------------------------------------------------
+# The report section (docs/benchmarks.md)
+
+
+def render(results: list[CostResult], seconds: float, nproc: int) -> list[str]:
+    """Section 2 of docs/benchmarks.md: the limiter's cost (markdown lines)."""
+    rows = [
+        [
+            str(r.threads),
+            thousands(r.rate),
+            f"{r.trips_per_permit:.3f}",
+            f"{r.p50_ms:.2f}",
+            f"{r.p99_ms:.2f}",
+            thousands(r.ping_rate),
+            f"{r.rate / r.ping_rate:.2f}",
+        ]
+        for r in results
+    ]
+    out = [
+        "## 2. Limiter cost",
+        "",
+        "`Limiter.reserve()` with `calls=10**9, period=1` (every reservation granted at once, "
+        "so the cost is measured, not the limit), from 1, 8 and 64 threads sharing one client, "
+        f"{seconds:g} s each. Round trips are counted on the client side (commands "
+        "sent on the pool's connections). `PING/s` is a bare `PING` from the same threads, "
+        "run in slices alternating with the reservations: the floor for one round trip from "
+        "Python on this machine.",
+        "",
+        *table(
+            [
+                "threads",
+                "permits/s",
+                "round trips / permit",
+                "p50 ms",
+                "p99 ms",
+                "PING/s",
+                "permits / PING",
+            ],
+            rows,
+        ),
+        "",
+    ]
+    if results:
+        best = max(results, key=lambda r: r.rate)
+        one = results[0]
+        last = results[-1]
+        trip_text = (
+            "Every permit took one round trip (one EVALSHA of `limiter_acquire.lua`; any "
+            "excess over 1.000 is new connections' handshakes)"
+            if all(round(r.trips_per_permit, 1) == 1.0 for r in results)
+            else "Round trips per permit varied with the thread count (see the table)"
+        )
+        exotel = 200 / 60
+        if best is one:
+            scaling = (
+                f"Permits/s do not grow with threads: {thousands(one.rate)} from one thread, "
+                f"{thousands(last.rate)} from {last.threads}"
+            )
+        else:
+            scaling = (
+                f"Permits/s peak at {thousands(best.rate)} with {best.threads} threads "
+                f"({best.rate / one.rate:.1f}x one thread)"
+            )
+        out += [
+            f"{trip_text}. From one thread a permit costs {one.ping_rate / one.rate:.1f}x a "
+            f"bare PING (the EVALSHA's arguments, the script's TIME/GET/SET and the reply make "
+            f"the difference). {scaling}, while p50 latency goes from {one.p50_ms:.2f} ms to "
+            f"{last.p50_ms:.2f} ms at {last.threads} threads: past a few threads they mostly "
+            f"queue (this machine has {nproc} CPUs, shared by the Python client and "
+            f"redis-server, and all threads reserve on one key). The cost is negligible "
+            f"against any Exotel limit: the default 200 per 60 s is {exotel:.1f} permits/s, "
+            f"{one.rate / exotel:,.0f} times less than one thread can take.",
+            "",
+        ]
     return out

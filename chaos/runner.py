@@ -51,9 +51,10 @@ from callq.redis_conn import make_redis
 from chaos.procs import Receiver, WorkerPool
 from chaos.verdict import CampaignData, Check, judge
 from config import Settings, time_scaled
+from producer.csvread import read_rows
 from producer.enqueue import Enqueuer
 from producer.report import write_report
-from producer.rows import CallRequest, read_rows, request_id
+from producer.request import CallRequest, request_id
 from simulator import Account, SimConfig, Simulator
 
 __all__ = ["ChaosConfig", "ChaosReport", "campaign_rows", "run_chaos"]

@@ -25,7 +25,7 @@ from callq.redis_conn import make_redis
 from config import ConfigError, Settings, load_settings
 from producer.enqueue import Dedupe, Enqueuer, EnqueueResult, Progress, check_campaign
 from producer.report import report_rows, write_report
-from producer.rows import CallRequest
+from producer.request import CallRequest
 
 __all__ = [
     "CallRequest",

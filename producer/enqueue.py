@@ -23,7 +23,8 @@ from callq.keys import CAMPAIGN_RE, Keys
 from callq.ledger import Ledger
 from callq.redis_conn import make_redis
 from config import ConfigError, Settings
-from producer.rows import CallRequest, FileIssue, RowError, read_rows, request_id
+from producer.csvread import read_rows
+from producer.request import CallRequest, FileIssue, RowError, request_id
 from worker.app import PRIORITY_QUEUE, make_app
 from worker.messages import TaskMessages
 

@@ -30,15 +30,10 @@ from hypothesis import strategies as st
 from callq.callback_store import CallbackEvent, CallbackStore
 from callq.ledger import Ledger
 from config import Settings
+from producer.csvread import LINE_MAX_BYTES, read_rows
 from producer.enqueue import Enqueuer
 from producer.report import REPORT_COLUMNS, write_report
-from producer.rows import (
-    LINE_MAX_BYTES,
-    CallRequest,
-    FileIssue,
-    RowError,
-    read_rows,
-)
+from producer.request import CallRequest, FileIssue, RowError
 
 Item = CallRequest | RowError | FileIssue
 

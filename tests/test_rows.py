@@ -11,15 +11,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from bench.parse import bench_csv
+from producer.csvread import read_rows
 from producer.csvsafe import neutralise
-from producer.rows import (
-    CallRequest,
-    FileIssue,
-    RowError,
-    bench_csv,
-    read_rows,
-    request_id,
-)
+from producer.request import CallRequest, FileIssue, RowError, request_id
 
 Item = CallRequest | RowError | FileIssue
 HEAD = "From,To,CallerId"
