@@ -20,6 +20,7 @@ COPY worker ./worker
 COPY producer ./producer
 COPY simulator ./simulator
 COPY callbacks ./callbacks
+COPY devstack ./devstack
 RUN pip install .
 
 # --- run: the virtualenv, the example campaign, a user without privileges -------------------

@@ -23,7 +23,7 @@ install: $(STAMP) ## create .venv and install the project with its test tools
 
 .PHONY: run
 run: $(STAMP) ## the whole stack + a 300-call demo campaign, live progress, summary (ARGS="--speed 30")
-	$(BIN)/python -m callq.demo $(ARGS)
+	$(BIN)/python -m devstack.demo $(ARGS)
 
 .PHONY: up
 up: $(STAMP) ## the local stack (Redis, simulator, receiver, workers, Flower) until Ctrl-C
@@ -31,21 +31,29 @@ up: $(STAMP) ## the local stack (Redis, simulator, receiver, workers, Flower) un
 
 .PHONY: demo-fast
 demo-fast: $(STAMP) ## the demo campaign at 60x speed, without Flower
-	$(BIN)/python -m callq.demo --speed 60 --no-flower $(ARGS)
+	$(BIN)/python -m devstack.demo --speed 60 --no-flower $(ARGS)
 
 .PHONY: test
 test: $(STAMP) ## run the whole test suite (real Redis, simulator, Celery workers)
 	$(BIN)/pytest
 
 .PHONY: test-fast
-test-fast: $(STAMP) ## the tests that start no worker process
-	$(BIN)/pytest -m "not slow"
+test-fast: $(STAMP) ## the tests that start no worker process (tests/unit, tests/integration)
+	$(BIN)/pytest tests/unit tests/integration
+
+.PHONY: test-unit
+test-unit: $(STAMP) ## the tests that need no Redis (tests/unit), a few seconds
+	$(BIN)/pytest tests/unit
 
 .PHONY: lint
-lint: $(STAMP) ## ruff and mypy --strict
+lint: $(STAMP) ## ruff, mypy --strict and the layering (import-linter)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
+	$(BIN)/lint-imports
+
+.PHONY: check
+check: lint test ## lint, then the whole test suite
 
 .PHONY: fmt
 fmt: $(STAMP) ## format the code with ruff
@@ -74,5 +82,5 @@ chaos: $(STAMP) ## chaos run: 2,000 calls, workers SIGKILLed, Redis + receiver r
 	$(BIN)/python -m chaos $(ARGS)
 
 .PHONY: chaos-short
-chaos-short: $(STAMP) ## the same chaos with 300 calls (about a minute), as tests/test_chaos.py runs it
+chaos-short: $(STAMP) ## the same chaos with 300 calls (about a minute), as tests/system/test_chaos.py runs it
 	$(BIN)/python -m chaos --short $(ARGS)

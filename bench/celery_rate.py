@@ -29,9 +29,9 @@ import redis
 from celery import Celery, Task
 from celery.signals import worker_ready
 
-from callq.exotel import ExotelClient, make_session
-from callq.outcome import NotPlaced, Originated
-from config import Settings
+from callq.exotel.client import ExotelClient, make_session
+from callq.exotel.outcome import NotPlaced, Originated
+from callq.settings import Settings
 
 TASK = "bench.celery_place"
 QUEUE = "bench-celery"

@@ -1,7 +1,7 @@
 """Where the bench runs: the Redis it uses (and cleans up after), and the machine it runs on.
 
 Redis: ``--redis-url`` if given; else the server on 127.0.0.1:6379 if it answers; else an
-embedded one (``callq.embedded``). The bench uses database 14 and key prefixes of its own
+embedded one (``devstack.embedded``). The bench uses database 14 and key prefixes of its own
 (``bench-<run>-<n>`` for the ledger, ``bench-<run>-<n>.`` for kombu's keys), and deletes only
 keys under those prefixes. Never FLUSHDB or FLUSHALL: the server may be shared.
 """
@@ -21,8 +21,8 @@ from typing import Any, cast
 
 import redis
 
-from callq.embedded import EmbeddedRedis, answers
-from config import Settings, time_scaled
+from callq.settings import Settings, time_scaled
+from devstack.embedded import EmbeddedRedis, answers
 
 BENCH_DB = 14
 DEFAULT_URL = f"redis://127.0.0.1:6379/{BENCH_DB}"

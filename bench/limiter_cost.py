@@ -18,9 +18,9 @@ from dataclasses import dataclass
 from bench.env import BenchRedis
 from bench.markdown import table, thousands
 from bench.trips import RoundTrips
-from callq.keys import Keys
-from callq.limiter import Limiter
-from callq.redis_conn import make_redis
+from callq.dialing.limiter import Limiter
+from callq.store.connect import make_redis
+from callq.store.keys import Keys
 
 ROUNDS = 4
 

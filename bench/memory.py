@@ -3,7 +3,7 @@
 The simulator answers every ``Calls/connect`` after ``slow_seconds`` (its ``slow_placed``
 fault on every request: the call is placed, the reply comes late), with a limit so high that
 neither it nor our limiter holds anything back. Our real worker (``celery -A worker worker
--Q calls``, :func:`callq.stack.worker_argv` with only ``--pool`` changed) takes ``calls``
+-Q calls``, :func:`devstack.stack.worker_argv` with only ``--pool`` changed) takes ``calls``
 queued calls, one per slot. Once the simulator has received every POST, and before the
 first could have been answered, the memory of each worker's whole process tree (the
 Celery parent and, for prefork, its children) is read from /proc a few times; the largest
@@ -32,14 +32,14 @@ from typing import Any
 from bench import plots
 from bench.env import BenchRedis
 from bench.markdown import MIB, figure, mib, table, verdict
-from bench.procs import TreeMemory, spawn, stop, tail, tree_memory
 from bench.throughput import campaign_csv
-from callq.keys import Keys
-from callq.ledger import Ledger
-from callq.redis_conn import make_redis
-from callq.stack import child_env, worker_argv
-from config import Settings
-from producer.enqueue import Enqueuer
+from callq.intake.enqueue import Enqueuer
+from callq.settings import Settings
+from callq.store.connect import make_redis
+from callq.store.keys import Keys
+from callq.store.ledger import Ledger
+from devstack.procs import TreeMemory, spawn, stop, tail, tree_memory
+from devstack.stack import child_env, worker_argv
 from simulator import Account, SimConfig, Simulator
 
 SID, KEY, TOKEN = "bench-mem-account", "bench-mem-key", "bench-mem-token"
@@ -364,7 +364,7 @@ def render(load: MemLoad, results: list[MemResult], plot_path: str, plot_note: s
         f"The simulator answers every `Calls/connect` after {load.slow_seconds:g} s "
         "(`slow_placed` on every request: placed, answered late) and allows 1,000,000 per "
         "second, and our limiter 1,000,000 per 60 s, so nothing holds a call back. Our real "
-        "worker (`celery -A worker worker -Q calls`, `callq.stack.worker_argv` with only "
+        "worker (`celery -A worker worker -Q calls`, `devstack.stack.worker_argv` with only "
         f"`--pool` changed) takes {load.calls} queued calls, one per slot. Once the simulator "
         "has received every POST, and before the first can be answered, the memory of each "
         "pod's whole process tree (the Celery parent and any pool children) is read from "

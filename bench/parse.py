@@ -10,8 +10,8 @@ import io
 import random
 import time
 
-from producer.csvread import read_rows
-from producer.request import CallRequest
+from callq.intake.csvread import read_rows
+from callq.intake.request import CallRequest
 
 
 def bench_csv(n: int, seed: int = 7) -> bytes:

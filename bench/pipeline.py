@@ -34,11 +34,11 @@ from typing import Any
 from pydantic import SecretStr
 
 from bench.env import BenchRedis
-from callq.keys import Keys
-from callq.ledger import Ledger
-from callq.redis_conn import make_redis
-from chaos.procs import WorkerPool
-from producer.enqueue import Enqueuer
+from callq.intake.enqueue import Enqueuer
+from callq.store.connect import make_redis
+from callq.store.keys import Keys
+from callq.store.ledger import Ledger
+from devstack.workers import WorkerPool
 from simulator import Account, SimConfig, Simulator
 
 SID, KEY, TOKEN = "bench-pipe", "bench-pipe-key", "bench-pipe-token"

@@ -23,12 +23,12 @@ from pydantic import SecretStr
 
 from bench.env import BenchRedis
 from bench.throughput import campaign_csv
-from callq.controls import CampaignOptions
-from callq.keys import Keys
-from callq.ledger import Ledger
-from callq.redis_conn import make_redis
-from chaos.procs import WorkerPool
-from producer.enqueue import Enqueuer
+from callq.campaign.controls import CampaignOptions
+from callq.intake.enqueue import Enqueuer
+from callq.store.connect import make_redis
+from callq.store.keys import Keys
+from callq.store.ledger import Ledger
+from devstack.workers import WorkerPool
 from simulator import Account, SimConfig, Simulator
 
 SID, KEY, TOKEN = "bench-prio", "bench-prio-key", "bench-prio-token"

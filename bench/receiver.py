@@ -2,7 +2,7 @@
 
 The ledger holds ``records`` queued calls (``Enqueuer.enqueue_file``, a key prefix of the
 run's own). Each callback is a terminal JSON StatusCallback for one of them, built as
-``chaos.load`` builds them (its request id in CustomField, a Sid of its own, a status), each
+``devstack.callbacks`` builds them (its request id in CustomField, a Sid of its own, a status), each
 call getting one callback: the receiver matches it by CustomField and moves the call to
 ``originated`` (one EVALSHA of ``callback.lua``).
 
@@ -35,7 +35,15 @@ from typing import Any
 from bench import plots
 from bench.env import BenchRedis
 from bench.markdown import figure, mib, table, verdict
-from bench.procs import (
+from bench.throughput import campaign_csv
+from callq.intake.enqueue import Enqueuer
+from callq.receiver.openapi import CALLBACK_PATH
+from callq.store.connect import make_redis
+from callq.store.keys import Keys
+from callq.store.ledger import Ledger
+from devstack.callbacks import STATUSES, callback_body
+from devstack.embedded import free_port
+from devstack.procs import (
     cpu_seconds,
     machine_busy_seconds,
     spawn,
@@ -44,15 +52,7 @@ from bench.procs import (
     tree_cpu_seconds,
     tree_memory,
 )
-from bench.throughput import campaign_csv
-from callbacks.openapi import CALLBACK_PATH
-from callq.embedded import free_port
-from callq.keys import Keys
-from callq.ledger import Ledger
-from callq.redis_conn import make_redis
-from callq.stack import child_env, http_status, python_module_argv
-from chaos.load import STATUSES, callback_body
-from producer.enqueue import Enqueuer
+from devstack.stack import child_env, http_status, python_module_argv
 
 CAMPAIGN = "bench-callbacks"
 TOKEN = "bench-callback-token"  # noqa: S105 - made up, for a receiver of the bench's own
@@ -415,7 +415,8 @@ def render(
         f"`python -m callbacks --workers N` (uvicorn; the shipped log level `info`, so an "
         "access-log line and a callback line per request) against a ledger holding "
         f"{load.records:,} queued calls (a fresh key prefix per row). Each callback is a "
-        "terminal JSON StatusCallback for one of them (built by `chaos.load.callback_body`: "
+        "terminal JSON StatusCallback for one of them (built by "
+        "`devstack.callbacks.callback_body`: "
         "its request id in CustomField, a Sid, a status), each call getting one, so each is "
         "matched and moves its call to `originated` (one EVALSHA of `callback.lua`). The "
         "load generator is one process running an asyncio loop over "

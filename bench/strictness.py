@@ -42,14 +42,14 @@ import redis
 from bench import celery_rate, plots
 from bench.env import BenchRedis
 from bench.markdown import figure, ms_or_dash, table, verdict
-from bench.procs import spawn, stop, tail
-from callq.exotel import ExotelClient, make_session
-from callq.keys import Keys
-from callq.limiter import Limiter
-from callq.outcome import NotPlaced, Originated
-from callq.redis_conn import make_redis
-from callq.stack import child_env, python_module_argv
-from config import Settings
+from callq.dialing.limiter import Limiter
+from callq.exotel.client import ExotelClient, make_session
+from callq.exotel.outcome import NotPlaced, Originated
+from callq.settings import Settings
+from callq.store.connect import make_redis
+from callq.store.keys import Keys
+from devstack.procs import spawn, stop, tail
+from devstack.stack import child_env, python_module_argv
 from simulator import Account, SimConfig, Simulator
 
 SID, KEY, TOKEN = "bench-account", "bench-key", "bench-token"

@@ -32,13 +32,14 @@ from bench.env import BenchRedis
 from bench.markdown import nbytes, table, thousands, us_per
 from bench.parse import bench_parse
 from bench.trips import RoundTrips
-from callq.keys import Keys
-from callq.ledger import Ledger
-from callq.redis_conn import make_redis
-from producer.csvread import read_rows
-from producer.enqueue import Enqueuer
-from producer.request import CallRequest, request_id
-from worker.app import CALLS_QUEUE, PLACE_CALL, make_app
+from callq.intake.csvread import read_rows
+from callq.intake.enqueue import Enqueuer
+from callq.intake.request import CallRequest, request_id
+from callq.store.connect import make_redis
+from callq.store.keys import Keys
+from callq.store.ledger import Ledger
+from callq.transport.config import make_app
+from callq.transport.queues import CALLS_QUEUE, PLACE_CALL
 
 CAMPAIGN = "bench"
 BATCH = 1000  # Enqueuer's default batch size

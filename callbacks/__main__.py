@@ -9,9 +9,9 @@ from typing import Any
 
 import uvicorn
 
-from callbacks.app import DEFAULT_MAX_BODY_BYTES, create_app
-from callbacks.openapi import CALLBACK_PATH
-from config import ConfigError, load_settings
+from callq.receiver.app import DEFAULT_MAX_BODY_BYTES, create_app
+from callq.receiver.openapi import CALLBACK_PATH
+from callq.settings import ConfigError, load_settings
 
 
 def _log_config(level: str) -> dict[str, Any]:
@@ -105,7 +105,7 @@ def main(argv: list[str] | None = None) -> int:
     else:
         # Each worker process imports the app and loads the same settings when it starts.
         _restore_tcp_nodelay()
-        uvicorn.run("callbacks.app:app", workers=args.workers, **common)
+        uvicorn.run("callq.receiver.app:app", workers=args.workers, **common)
     return 0
 
 

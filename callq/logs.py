@@ -15,7 +15,7 @@ import re
 from contextvars import ContextVar
 from datetime import UTC, datetime
 
-from callq.keys import campaign_of
+from callq.ids import campaign_of
 
 current_request: ContextVar[str] = ContextVar("current_request", default="")
 

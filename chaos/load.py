@@ -17,7 +17,6 @@
 from __future__ import annotations
 
 import argparse
-import hashlib
 import io
 import json
 import multiprocessing as mp
@@ -36,19 +35,19 @@ from typing import Any
 import requests
 from pydantic import SecretStr
 
-from bench.procs import cpu_seconds
-from callq.embedded import EmbeddedRedis, free_port
-from callq.keys import Keys
-from callq.ledger import Ledger
-from callq.redis_conn import make_redis
-from chaos.procs import Receiver
+from callq.intake.enqueue import Enqueuer
+from callq.settings import Settings
+from callq.store.connect import make_redis
+from callq.store.keys import Keys
+from callq.store.ledger import Ledger
 from chaos.runner import ChaosConfig, campaign_rows
 from chaos.table import table
-from config import Settings
-from producer.enqueue import Enqueuer
+from devstack.callbacks import STATUSES, callback_body
+from devstack.embedded import EmbeddedRedis, free_port
+from devstack.procs import cpu_seconds
+from devstack.workers import Receiver
 
 CAMPAIGN = "load"
-STATUSES = ("completed", "busy", "no-answer", "failed")
 
 
 def rss_bytes(pid: int) -> int:
@@ -62,32 +61,6 @@ def rss_bytes(pid: int) -> int:
             if line.startswith("VmRSS:"):
                 return int(line.split()[1]) * 1024
     return 0
-
-
-def sid_of(request_id: str) -> str:
-    return hashlib.sha256(request_id.encode()).hexdigest()[:32]
-
-
-def callback_body(request_id: str, status: str) -> bytes:
-    talk = 42 if status == "completed" else 0
-    payload = {
-        "CallSid": sid_of(request_id),
-        "EventType": "terminal",
-        "DateCreated": "2026-11-23 11:23:40",
-        "DateUpdated": "2026-11-23 11:24:40",
-        "Status": status,
-        "StartTime": "2026-11-23 11:23:40",
-        "EndTime": "2026-11-23 11:24:40",
-        "Direction": "outbound-api",
-        "RecordingUrl": None,
-        "ConversationDuration": talk,
-        "CustomField": request_id,
-        "Legs": [
-            {"Status": status, "OnCallDuration": talk},
-            {"Status": "completed" if talk else None, "OnCallDuration": talk},
-        ],
-    }
-    return json.dumps(payload).encode()
 
 
 @dataclass

@@ -3,7 +3,7 @@ faults everywhere at once.
 
 What runs:
 
-* an :class:`~callq.embedded.EmbeddedRedis` (AOF on) in a temporary directory, never the
+* an :class:`~devstack.embedded.EmbeddedRedis` (AOF on) in a temporary directory, never the
   machine's 6379;
 * the Exotel simulator (in this process, over real HTTP) with random 500s, 504s, slow replies
   that were placed, resets before and after origination, duplicate and late callbacks, and a
@@ -43,18 +43,18 @@ from typing import Any
 import redis
 from pydantic import SecretStr
 
-from callq.controls import CampaignOptions
-from callq.embedded import EmbeddedRedis, free_port
-from callq.keys import Keys
-from callq.ledger import Ledger
-from callq.redis_conn import make_redis
-from chaos.procs import Receiver, WorkerPool
+from callq.campaign.controls import CampaignOptions
+from callq.intake.csvread import read_rows
+from callq.intake.enqueue import Enqueuer
+from callq.intake.report import write_report
+from callq.intake.request import CallRequest, request_id
+from callq.settings import Settings, time_scaled
+from callq.store.connect import make_redis
+from callq.store.keys import Keys
+from callq.store.ledger import Ledger
 from chaos.verdict import CampaignData, Check, judge
-from config import Settings, time_scaled
-from producer.csvread import read_rows
-from producer.enqueue import Enqueuer
-from producer.report import write_report
-from producer.request import CallRequest, request_id
+from devstack.embedded import EmbeddedRedis, free_port
+from devstack.workers import Receiver, WorkerPool
 from simulator import Account, SimConfig, Simulator
 
 __all__ = ["ChaosConfig", "ChaosReport", "campaign_rows", "run_chaos"]
@@ -558,12 +558,12 @@ class _Run:
         truth = self.sim.truth()
         data = []
         for campaign, ids in self.campaigns.items():
-            records = list(ledger.iter_records(campaign))
+            records = list(ledger.call_records(campaign))
             buf = io.StringIO()
             write_report(ledger, campaign, buf, "csv")
             report = list(csv.DictReader(io.StringIO(buf.getvalue())))
             pipe = ledger.redis.pipeline(transaction=False)
-            rids = [r["request_id"] for r in records]
+            rids = [r.request_id for r in records]
             for rid in rids:
                 pipe.lrange(ledger.keys.attempts(rid), 0, -1)
             logs = {

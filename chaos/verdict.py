@@ -14,13 +14,14 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from callq.reconcile import proof_seconds
-from config import Settings
+from callq.dialing.reconcile import proof_seconds
+from callq.settings import Settings
+from callq.store.records import CallRecord, State
 
 __all__ = ["CampaignData", "Check", "judge"]
 
 #: States a call may legitimately rest in at the end of a run.
-FINAL = ("originated", "failed")
+FINAL = (State.ORIGINATED, State.FAILED)
 
 
 @dataclass
@@ -29,7 +30,7 @@ class CampaignData:
 
     campaign: str
     accepted: list[str]  # request ids the producer accepted
-    records: list[dict[str, str]]  # ledger.iter_records
+    records: list[CallRecord]  # ledger.call_records
     status: dict[str, Any]  # ledger.status(...).as_dict()
     report: list[dict[str, str]]  # the report CSV (write_report), parsed
     attempts: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
@@ -65,19 +66,22 @@ def _check(name: str, bad: list[str], expected: str = "0", value: str | None = N
     )
 
 
-def legitimately_in_doubt(rec: Mapping[str, str], settings: Settings, now_ms: int) -> bool:
+def legitimately_in_doubt(rec: CallRecord, settings: Settings, now_ms: int) -> bool:
     """An in-doubt call whose proof is not possible yet, or one left for a person (two
     candidate calls): it may rest in doubt."""
-    if rec.get("state") != "in_doubt":
+    if rec.state is not State.IN_DOUBT:
         return False
-    if (rec.get("last_error") or "").startswith(("ambiguous", "in doubt: ambiguous")):
+    if rec.last_error.startswith(("ambiguous", "in doubt: ambiguous")):
         return True
-    sent_ms = int(rec.get("sent_at") or rec.get("in_doubt_since") or 0)
-    proven_ms = sent_ms + int(proof_seconds(dict(rec), settings) * 1000)
+    sent_ms = rec.sent_at or rec.in_doubt_since or 0
+    proven_ms = sent_ms + int(proof_seconds(rec, settings) * 1000)
     return now_ms < proven_ms
 
 
-def judge(
+# One function on purpose (ruff's C901 is silenced here): the verdict is one pass over the
+# same indexes of the run (records, the simulator's calls, deliveries), each numbered check
+# a few lines that read them; split, every check would take the whole set as arguments.
+def judge(  # noqa: C901
     campaigns: Iterable[CampaignData],
     truth: Mapping[str, Any],
     settings: Settings,
@@ -98,20 +102,20 @@ def judge(
         if cf:
             sim_sid[cf] = call["sid"]
 
-    records: dict[str, dict[str, str]] = {}
+    records: dict[str, CallRecord] = {}
     accepted: list[str] = []
     for c in data:
         accepted.extend(c.accepted)
         for rec in c.records:
-            records[rec["request_id"]] = rec
+            records[rec.request_id] = rec
     known = set(records) | set(accepted)
 
+    def redials(rid: str) -> int:
+        rec = records.get(rid)
+        return rec.redials_done if rec else 0
+
     # 1. placed at most once per dial: once, plus once per redial the campaign asked for
-    duplicates = [
-        f"{rid} x{n}"
-        for rid, n in sorted(by_cf.items())
-        if n > 1 + int(records.get(rid, {}).get("redials_done") or 0)
-    ]
+    duplicates = [f"{rid} x{n}" for rid, n in sorted(by_cf.items()) if n > 1 + redials(rid)]
     strays = sorted(
         {str(c.get("custom_field")) for c in sim_calls if c.get("custom_field") not in known}
     )
@@ -124,20 +128,20 @@ def judge(
         if found is None:
             lost.append(f"{rid}: no record")
             continue
-        end = found.get("state", "")
-        if end == "failed" and not found.get("last_error"):
+        end = found.state
+        if end is State.FAILED and not found.last_error:
             lost.append(f"{rid}: failed without a reason")
         elif end not in FINAL and not legitimately_in_doubt(found, settings, now_ms):
-            lost.append(f"{rid}: {end} ({found.get('last_error', '')[:60]})")
+            lost.append(f"{rid}: {end} ({found.last_error[:60]})")
 
     # 3. the ledger's state agrees with what really happened
     disagree: list[str] = []
     for rid, rec in records.items():
         placed = by_cf.get(rid, 0) > 0
-        now_state = rec.get("state", "")
-        if now_state == "originated" and not placed:
+        now_state = rec.state
+        if now_state is State.ORIGINATED and not placed:
             disagree.append(f"{rid}: originated in the ledger, never placed")
-        elif now_state in ("failed", "cancelled", "queued") and placed:
+        elif now_state in (State.FAILED, State.CANCELLED, State.QUEUED) and placed:
             disagree.append(f"{rid}: {now_state} in the ledger, but placed")
 
     # 4. every Sid in the report is the simulator's
@@ -159,13 +163,13 @@ def judge(
     rate_limited = int(truth.get("rate_limited", 0))
 
     # 6. in-doubt calls settled once proof was possible
-    ever_in_doubt = [rid for rid, r in records.items() if r.get("in_doubt_since")]
+    ever_in_doubt = [rid for rid, r in records.items() if r.in_doubt_since]
     unsettled = [
-        f"{rid}: {r.get('last_error', '')[:60]}"
+        f"{rid}: {r.last_error[:60]}"
         for rid, r in records.items()
-        if r.get("state") == "in_doubt" and not legitimately_in_doubt(r, settings, now_ms)
+        if r.state is State.IN_DOUBT and not legitimately_in_doubt(r, settings, now_ms)
     ]
-    still_in_doubt = sum(1 for r in records.values() if r.get("state") == "in_doubt")
+    still_in_doubt = sum(1 for r in records.values() if r.state is State.IN_DOUBT)
 
     # 7. callbacks: every delivered callback's status is recorded on its call: on the record
     #    for its latest call, in the attempts log for a call that was redialled
@@ -175,9 +179,9 @@ def judge(
 
     def status_recorded(rid: str, sid: str) -> str | None:
         """The call_status recorded for call ``sid`` of request ``rid``."""
-        rec = records.get(rid, {})
-        if rec.get("sid") == sid and rec.get("state") == "originated":
-            return rec.get("call_status")
+        rec = records.get(rid)
+        if rec and rec.sid == sid and rec.state is State.ORIGINATED:
+            return rec.call_status or None
         logged = [
             str(e["callback"])
             for e in attempts.get(rid, [])
@@ -193,9 +197,9 @@ def judge(
             continue  # a stray: counted above
         want, got = status_of_sid.get(sid), status_recorded(rid, sid)
         if got != want:
-            state = records[rid].get("state")
+            state = records[rid].state
             cb_bad.append(f"{rid}: {state} call {sid[:8]} call_status={got!r}, sent {want!r}")
-    mismatch = [rid for rid, r in records.items() if r.get("callback_sid_mismatch")]
+    mismatch = [rid for rid, r in records.items() if r.callback_sid_mismatch]
     cb_bad += [f"{rid}: a callback for another Sid" for rid in mismatch]
 
     # 7b. every placed call has its call_status, its callback delivered or not (backfill)
@@ -215,8 +219,8 @@ def judge(
     # 8. the O(1) counters equal a recount of the records
     drift: list[str] = []
     for c in data:
-        states = Counter(r.get("state", "") for r in c.records)
-        statuses = Counter(r["call_status"] for r in c.records if r.get("call_status"))
+        states = Counter(str(r.state) for r in c.records)
+        statuses = Counter(r.call_status for r in c.records if r.call_status)
         counted = {s: int(v) for s, v in c.status["states"].items() if int(v)}
         if counted != dict(states):
             drift.append(f"{c.campaign}: states {counted} != recount {dict(states)}")
@@ -226,8 +230,8 @@ def judge(
         if cs != dict(statuses):
             drift.append(f"{c.campaign}: call_status {cs} != recount {dict(statuses)}")
 
-    originated = sum(1 for r in records.values() if r.get("state") == "originated")
-    failed = sum(1 for r in records.values() if r.get("state") == "failed")
+    originated = sum(1 for r in records.values() if r.state is State.ORIGINATED)
+    failed = sum(1 for r in records.values() if r.state is State.FAILED)
     checks = [
         _check("duplicates (one request placed twice)", duplicates),
         _check("unknown originations (not our request)", strays),
@@ -268,7 +272,8 @@ def judge(
     for c in data:
         for rid, log in c.attempts.items():
             outcomes.update(str(e["outcome"]) for e in log if "outcome" in e)
-            attempts_hist[int(records.get(rid, {}).get("attempts") or 0)] += 1
+            known_rec = records.get(rid)
+            attempts_hist[known_rec.attempts if known_rec else 0] += 1
     cb = truth.get("callbacks", {})
     figures: dict[str, Any] = {
         "calls_accepted": len(accepted),
@@ -281,14 +286,15 @@ def judge(
             1
             for c in data
             for rid in c.attempts
-            if records.get(rid, {}).get("in_doubt_since")
-            and records[rid].get("state") == "originated"
+            if (r := records.get(rid)) is not None
+            and r.in_doubt_since
+            and r.state is State.ORIGINATED
             and not any(e.get("outcome") in ("reconciled", "unplaced") for e in c.attempts[rid])
         ),
         "proven_unplaced": outcomes.get("unplaced", 0),
         "attempt_outcomes": dict(sorted(outcomes.items())),
         "attempts_per_call": {str(k): v for k, v in sorted(attempts_hist.items())},
-        "states": dict(Counter(r.get("state", "") for r in records.values())),
+        "states": dict(Counter(str(r.state) for r in records.values())),
         "sim_requests": truth.get("requests", 0),
         "sim_details_requests": truth.get("details_requests", 0),
         "sim_originated": truth.get("originated", 0),
@@ -299,32 +305,23 @@ def judge(
         "callbacks": {
             k: cb.get(k, 0) for k in ("sent", "failed", "pending", "duplicates", "late", "retries")
         },
-        "call_status": dict(
-            Counter(r["call_status"] for r in records.values() if "call_status" in r)
-        ),
+        "call_status": dict(Counter(r.call_status for r in records.values() if r.call_status)),
         "call_status_backfilled": sum(
-            1 for r in records.values() if r.get("call_status_source") == "backfill"
+            1 for r in records.values() if r.call_status_source == "backfill"
         ),
-        "redials": sum(int(r.get("redials_done") or 0) for r in records.values()),
+        "redials": sum(r.redials_done for r in records.values()),
         "requests_sharing_numbers": sum(
-            n
-            for n in Counter(
-                r.get("parties") for r in records.values() if r.get("parties")
-            ).values()
-            if n > 1
+            n for n in Counter(r.parties for r in records.values() if r.parties).values() if n > 1
         ),
         "in_doubt_left_for_a_person": sum(
             1
             for r in records.values()
-            if r.get("state") == "in_doubt"
-            and (r.get("last_error") or "").startswith("in doubt: ambiguous")
+            if r.state is State.IN_DOUBT and r.last_error.startswith("in doubt: ambiguous")
         ),
         "calls_listed_not_ours": len(truth.get("injected", [])),
         "failed_reasons": dict(
             Counter(
-                (r.get("last_error") or "").split(":")[0][:40]
-                for r in records.values()
-                if r.get("state") == "failed"
+                r.last_error.split(":")[0][:40] for r in records.values() if r.state is State.FAILED
             )
         ),
     }

@@ -1,5 +1,5 @@
 """``python -m producer``: enqueue, status, report, cancel."""
 
-from producer.cli import main
+from callq.intake.cli import main
 
 raise SystemExit(main())

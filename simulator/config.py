@@ -93,16 +93,7 @@ class SimConfig:
 
     def validate(self) -> None:
         """Raise ValueError when a value makes no sense."""
-        if not self.accounts:
-            raise ValueError("at least one account is needed")
-        sids = [a.sid for a in self.accounts]
-        if len(set(sids)) != len(sids):
-            raise ValueError("account sids must be unique")
-        for acc in self.accounts:
-            if not acc.sid or "/" in acc.sid:
-                raise ValueError(f"bad account sid {acc.sid!r}")
-            if acc.rate_limit < 1 or not (acc.period > 0 and math.isfinite(acc.period)):
-                raise ValueError(f"bad rate limit for account {acc.sid!r}")
+        _validate_accounts(self.accounts)
         if not (self.time_scale >= 0 and math.isfinite(self.time_scale)):
             raise ValueError("time_scale must be a finite number >= 0")
         probs = {
@@ -168,6 +159,48 @@ def _as_float(name: str, value: Any) -> float:
     return float(value)
 
 
+def _validate_accounts(accounts: list[Account]) -> None:
+    if not accounts:
+        raise ValueError("at least one account is needed")
+    sids = [a.sid for a in accounts]
+    if len(set(sids)) != len(sids):
+        raise ValueError("account sids must be unique")
+    for acc in accounts:
+        if not acc.sid or "/" in acc.sid:
+            raise ValueError(f"bad account sid {acc.sid!r}")
+        if acc.rate_limit < 1 or not (acc.period > 0 and math.isfinite(acc.period)):
+            raise ValueError(f"bad rate limit for account {acc.sid!r}")
+
+
+def _coerce(name: str, value: Any) -> Any:
+    """``value`` checked for field ``name``'s type (the simple fields)."""
+    if name in _FLOAT_FIELDS:
+        return _as_float(name, value)
+    if name in _INT_FIELDS:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ValueError(f"{name} must be an integer")
+        return value
+    if name in _BOOL_FIELDS:
+        if not isinstance(value, bool):
+            raise ValueError(f"{name} must be true or false")
+        return value
+    if name in _STR_FIELDS:
+        if not isinstance(value, str):
+            raise ValueError(f"{name} must be a string")
+        return value
+    if name in _PAIR_FIELDS:
+        if not isinstance(value, list | tuple) or len(value) != 2:
+            raise ValueError(f"{name} must be a pair [low, high]")
+        return (_as_float(name, value[0]), _as_float(name, value[1]))
+    if name == "status_mix":
+        if not isinstance(value, dict):
+            raise ValueError("status_mix must be an object")
+        return {str(k): _as_float(name, v) for k, v in value.items()}
+    if value is not None and (isinstance(value, bool) or not isinstance(value, int)):  # seed
+        raise ValueError("seed must be an integer or null")
+    return value
+
+
 def apply_changes(config: SimConfig, changes: dict[str, Any]) -> SimConfig:
     """Return a copy of ``config`` with ``changes`` applied and validated.
 
@@ -182,33 +215,7 @@ def apply_changes(config: SimConfig, changes: dict[str, Any]) -> SimConfig:
         status_mix=dict(config.status_mix),
     )
     for name, value in changes.items():
-        if name in _FLOAT_FIELDS:
-            setattr(new, name, _as_float(name, value))
-        elif name in _INT_FIELDS:
-            if isinstance(value, bool) or not isinstance(value, int):
-                raise ValueError(f"{name} must be an integer")
-            setattr(new, name, value)
-        elif name in _BOOL_FIELDS:
-            if not isinstance(value, bool):
-                raise ValueError(f"{name} must be true or false")
-            setattr(new, name, value)
-        elif name in _STR_FIELDS:
-            if not isinstance(value, str):
-                raise ValueError(f"{name} must be a string")
-            setattr(new, name, value)
-        elif name in _PAIR_FIELDS:
-            if not isinstance(value, list | tuple) or len(value) != 2:
-                raise ValueError(f"{name} must be a pair [low, high]")
-            setattr(new, name, (_as_float(name, value[0]), _as_float(name, value[1])))
-        elif name == "status_mix":
-            if not isinstance(value, dict):
-                raise ValueError("status_mix must be an object")
-            new.status_mix = {str(k): _as_float(name, v) for k, v in value.items()}
-        elif name == "seed":
-            if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
-                raise ValueError("seed must be an integer or null")
-            new.seed = value
-        elif name == "rate_limit":
+        if name == "rate_limit":
             if isinstance(value, bool) or not isinstance(value, int):
                 raise ValueError("rate_limit must be an integer")
             for acc in new.accounts:
@@ -217,5 +224,7 @@ def apply_changes(config: SimConfig, changes: dict[str, Any]) -> SimConfig:
             period = _as_float(name, value)
             for acc in new.accounts:
                 acc.period = period
+        else:
+            setattr(new, name, _coerce(name, value))
     new.validate()
     return new

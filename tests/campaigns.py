@@ -5,7 +5,7 @@ from __future__ import annotations
 import io
 from typing import Any
 
-from callq.ledger import Ledger
+from callq.store.ledger import Ledger
 
 
 def mobile(prefix: str, n: int) -> str:
@@ -35,6 +35,16 @@ def campaign_csv(
             )
     lines.extend(extra_rows or [])
     return ("\n".join(lines) + "\n").encode()
+
+
+AGENT = "+918030752499"
+
+
+def agent_csv(n: int, start: int = 0) -> bytes:
+    """A click-to-call file as operators have it: the agent in From on every row."""
+    rows = ["From,To,CallerId,CustomField"]
+    rows += [f"{AGENT},{mobile('97', i)},08030752400,order-{i}" for i in range(start, start + n)]
+    return ("\n".join(rows) + "\n").encode()
 
 
 def as_stream(data: bytes) -> io.BytesIO:

@@ -26,16 +26,17 @@ import uvicorn
 from pydantic import SecretStr
 from starlette.applications import Starlette
 
-from callq.dialer import Dialer
-from callq.embedded import EmbeddedRedis, answers
-from callq.exotel import ExotelClient, make_session
-from callq.keys import Keys
-from callq.ledger import Ledger
-from callq.limiter import Limiter
-from callq.redis_conn import make_redis
-from callq.retry import RetryPolicy
-from callq.stack import worker_argv
-from config import Settings, time_scaled
+from callq.dialing.dialer import Dialer
+from callq.dialing.limiter import Limiter
+from callq.dialing.retry import RetryPolicy
+from callq.exotel.client import ExotelClient, make_session
+from callq.settings import Settings, time_scaled
+from callq.store.connect import make_redis
+from callq.store.keys import Keys
+from callq.store.ledger import Ledger
+from devstack import procs
+from devstack.embedded import EmbeddedRedis, answers
+from devstack.stack import worker_argv
 
 TEST_DB = 13
 SIM_SID, SIM_KEY, SIM_TOKEN = "sim-account", "sim-key-3f9a1c", "sim-token-7b2e4d"
@@ -190,10 +191,7 @@ class Workers:
             argv = worker_argv(
                 f"w{i}-{uuid.uuid4().hex[:6]}@%h", concurrency or self.settings.worker_concurrency
             )
-            with open(log, "wb") as fh:
-                proc = subprocess.Popen(
-                    argv, cwd=self.cwd, env=self.env(**extra), stdout=fh, stderr=subprocess.STDOUT
-                )
+            proc = procs.spawn(argv, self.env(**extra), log, cwd=self.cwd, append=False)
             self.procs.append(proc)
             self.logs.append(log)
             started.append(proc)
@@ -204,16 +202,7 @@ class Workers:
         proc.wait(timeout=30)
 
     def stop(self) -> None:
-        for proc in self.procs:
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)
-        deadline = time.monotonic() + 20
-        for proc in self.procs:
-            try:
-                proc.wait(timeout=max(deadline - time.monotonic(), 0.1))
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+        procs.stop(self.procs, 20.0)
 
     def output(self) -> str:
         return "\n".join(p.read_text(errors="replace") for p in self.logs if p.exists())
@@ -264,7 +253,7 @@ def callback_receiver(settings: Settings) -> Iterator[Settings]:
     """The real StatusCallback receiver (``callbacks.app``) in a thread; yields ``settings``
     with CALLBACK_URL and CALLBACK_TOKEN pointing at it, so requests ask Exotel (the
     simulator) to post their callbacks there."""
-    from callbacks.app import CALLBACK_PATH, create_app
+    from callq.receiver.app import CALLBACK_PATH, create_app
 
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))

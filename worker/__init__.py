@@ -1,9 +1,9 @@
 """The Celery worker: ``celery -A worker worker -Q calls``.
 
-Kept thin: the app lives in :mod:`worker.app`, tasks in :mod:`worker.tasks`, and the work
-itself in :mod:`callq.dialer`.
+Kept thin: the app lives in :mod:`callq.worker.app`, the tasks in :mod:`callq.worker.tasks`,
+and the work itself in :mod:`callq.dialing.dialer`.
 """
 
-from worker.app import app
+from callq.worker.app import app
 
 __all__ = ["app"]

@@ -1,0 +1,342 @@
+"""Campaign controls: pause, cancel, priority, account, calling window, end time, redials,
+and the campaign's weight in its account's share of permits.
+
+They live in the campaign's meta hash (``Keys.campaign_meta``), written by the producer
+(``enqueue`` options, ``pause``, ``resume``, ``cancel``) and read by the workers. The
+``paused`` and ``cancelled`` flags are also read by the Lua scripts themselves, in the same
+step as a claim or a sent mark, so neither is ever missed. The calling window needs a time
+zone database, so it is judged here, in Python, with an injectable clock (tests run it on a
+fake one); the verdict goes to ``claim.lua`` as a gate.
+
+Times stored in the meta hash are epoch milliseconds; windows are ``HH:MM-HH:MM`` in the
+campaign's time zone (``always`` for none; a window may cross midnight, e.g. ``20:00-08:00``).
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from callq.campaign.window import ALWAYS, Window
+
+REDIAL_STATUSES = ("busy", "no-answer", "failed")
+MIN_WEIGHT, MAX_WEIGHT = 0.01, 100.0
+
+
+@dataclass(frozen=True)
+class Gate:
+    """The controls' verdict for a call now: dial, wait ``wait`` seconds, or expire."""
+
+    kind: Literal["go", "wait", "expire"]
+    wait: float = 0.0
+    why: str = ""
+
+
+GO = Gate("go")
+
+HeldReason = Literal["paused", "send_at", "window", "breaker", "unknown_account"]
+
+
+def _duration(seconds: float) -> str:
+    """``10 h 05 min``, ``4 min 10 s``, ``45 s``."""
+    s = max(0, round(seconds))
+    if s >= 3600:
+        return f"{s // 3600} h {s % 3600 // 60:02d} min"
+    if s >= 60:
+        return f"{s // 60} min {s % 60:02d} s"
+    return f"{s} s"
+
+
+@dataclass(frozen=True)
+class Held:
+    """Why a campaign's waiting calls are held back, and until when (``until`` None: until an
+    operator acts). ``status --json`` shows it as ``held``; ``enqueue`` and ``status`` say it."""
+
+    reason: HeldReason
+    count: int
+    until: float | None = None  # epoch seconds
+    timezone: str = "Asia/Kolkata"
+    detail: str = ""  # the window, the breaker's reason ...
+    expires: bool = False  # ``until`` is the campaign's end_at: the calls expire then
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "reason": self.reason,
+            "until": None if self.until is None else self.local(self.until).isoformat(),
+            "count": self.count,
+            "detail": self.detail,
+            "expires": self.expires,
+        }
+
+    def local(self, epoch: float) -> datetime:
+        return datetime.fromtimestamp(epoch, ZoneInfo(self.timezone))
+
+    def _when(self, now: float) -> str:
+        assert self.until is not None
+        at = self.local(self.until)
+        day = "" if at.date() == self.local(now).date() else at.strftime("%Y-%m-%d ")
+        return f"{day}{at.strftime('%H:%M')} {at.strftime('%Z')} (in {_duration(self.until - now)})"
+
+    def message(self, now: float) -> str:
+        """One line for an operator, e.g. ``300 calls wait for the calling window 09:00-21:00
+        Asia/Kolkata: it opens at 09:00 IST (in 10 h 05 min)``."""
+        calls = f"{self.count} call{'' if self.count == 1 else 's'}"
+        if self.reason == "window" and self.expires:
+            return (
+                f"{calls} wait for the calling window {self.detail}, which does not open "
+                f"before the campaign's end_at: they expire at {self._when(now)}"
+            )
+        if self.reason == "window":
+            return (
+                f"{calls} wait for the calling window {self.detail}: it opens at {self._when(now)}"
+            )
+        if self.reason == "send_at":
+            return f"{calls} wait for the campaign's send_at: {self._when(now)}"
+        if self.reason == "breaker":
+            return (
+                f"{calls} wait: Exotel refused the account ({self.detail}); dialling resumes "
+                f"with one probe call at {self._when(now)}"
+            )
+        if self.reason == "unknown_account":
+            return f"{calls} wait: {self.detail}"
+        return f"{calls} wait: the campaign is paused (`python -m producer resume` dials them)"
+
+
+@dataclass(frozen=True)
+class Controls:
+    campaign: str
+    paused: bool = False
+    cancelled: bool = False
+    priority: bool = False
+    account: str = ""  # '' = the default account (EXOTEL_ACCOUNT_SID ...)
+    window: Window = field(default_factory=Window)
+    timezone: str = "Asia/Kolkata"
+    send_at: float | None = None  # epoch seconds
+    end_at: float | None = None
+    redial_on: tuple[str, ...] = ()
+    redials: int = 0
+    redial_interval: float = 600.0
+    redial_backoff: Literal["linear", "exponential"] = "linear"
+    weight: float = 1.0  # its share of the account's permits against the account's others
+    version: str = ""  # the meta's `v`: bumped by every pause, resume, set and cancel
+
+    @classmethod
+    def from_meta(
+        cls,
+        campaign: str,
+        meta: Mapping[str, str],
+        *,
+        default_window: str = ALWAYS,
+        default_timezone: str = "Asia/Kolkata",
+    ) -> Controls:
+        def ms(name: str) -> float | None:
+            raw = meta.get(name, "")
+            return int(raw) / 1000 if raw else None
+
+        backoff = meta.get("redial_backoff", "linear")
+        return cls(
+            campaign=campaign,
+            paused=meta.get("paused") == "1",
+            cancelled=meta.get("cancelled") == "1",
+            priority=meta.get("priority") == "1",
+            account=meta.get("account", ""),
+            window=Window.parse(meta.get("window") or default_window),
+            timezone=meta.get("timezone") or default_timezone,
+            send_at=ms("send_at"),
+            end_at=ms("end_at"),
+            redial_on=tuple(x for x in meta.get("redial_on", "").split(",") if x),
+            redials=int(meta.get("redials") or 0),
+            redial_interval=float(meta.get("redial_interval") or 600),
+            redial_backoff="exponential" if backoff == "exponential" else "linear",
+            weight=float(meta.get("weight") or 1.0),
+            version=meta.get("v", ""),
+        )
+
+    def gate(self, now: float) -> Gate:
+        """Whether a call of this campaign may be dialled at epoch second ``now``."""
+        if self.end_at is not None and now >= self.end_at:
+            return Gate("expire", why="past end_at")
+        if self.send_at is not None and now < self.send_at:
+            return Gate("wait", self.send_at - now, "before send_at")
+        if self.window.always:
+            return GO
+        local = datetime.fromtimestamp(now, ZoneInfo(self.timezone))
+        if self.window.is_open(local.hour * 60 + local.minute + local.second / 60):
+            return GO
+        # Timestamps, not aware datetimes: datetimes sharing a tzinfo subtract as wall clocks,
+        # an hour off across a DST change.
+        wait = self.window.next_open(local).timestamp() - now
+        if self.end_at is not None:
+            wait = min(wait, self.end_at - now)  # wake at end_at to expire what waits
+        return Gate("wait", max(wait, 1.0), f"outside the calling window {self.window}")
+
+    def held(self, now: float, count: int) -> Held | None:
+        """Why ``count`` waiting calls are held back at epoch second ``now`` by the campaign's
+        own controls (pause, send_at, window), or None when they may be dialled (or are
+        about to expire: past end_at)."""
+        if self.cancelled or count <= 0:
+            return None
+        if self.paused:
+            return Held("paused", count, None, self.timezone)
+        gate = self.gate(now)
+        if gate.kind != "wait":
+            return None
+        if self.send_at is not None and now < self.send_at:
+            return Held("send_at", count, self.send_at, self.timezone)
+        local = datetime.fromtimestamp(now, ZoneInfo(self.timezone))
+        opens = self.window.next_open(local).timestamp()
+        window = f"{self.window} {self.timezone}"
+        if self.end_at is not None and opens >= self.end_at:
+            return Held("window", count, self.end_at, self.timezone, window, expires=True)
+        return Held("window", count, opens, self.timezone, window)
+
+    def open_for(self, now: float) -> float | None:
+        """Seconds until a campaign open at epoch second ``now`` closes (its window's end or
+        its end_at), or None when nothing will close it."""
+        ends: list[float] = []
+        if self.end_at is not None:
+            ends.append(self.end_at - now)
+        if not self.window.always:
+            local = datetime.fromtimestamp(now, ZoneInfo(self.timezone))
+            ends.append(self.window.next_close(local).timestamp() - now)
+        return max(min(ends), 0.0) if ends else None
+
+    def describe(self) -> dict[str, object]:
+        """For ``status``: the controls in force."""
+        out: dict[str, object] = {
+            "paused": self.paused,
+            "cancelled": self.cancelled,
+            "priority": self.priority,
+            "account": self.account or "default",
+            "window": str(self.window),
+            "timezone": self.timezone,
+        }
+        for name in ("send_at", "end_at"):
+            value = getattr(self, name)
+            if value is not None:
+                out[name] = datetime.fromtimestamp(value, ZoneInfo(self.timezone)).isoformat()
+        if self.weight != 1.0:
+            out["weight"] = self.weight
+        if self.redials:
+            out["redial"] = {
+                "on": list(self.redial_on),
+                "redials": self.redials,
+                "interval_seconds": self.redial_interval,
+                "backoff": self.redial_backoff,
+            }
+        return out
+
+
+@dataclass(frozen=True)
+class CampaignOptions:
+    """What an operator sets for a campaign (``None`` = leave as it is). Validated here, so
+    the CLI, the Python API and the worker agree on every rule."""
+
+    priority: bool | None = None
+    account: str | None = None
+    window: str | None = None
+    timezone: str | None = None
+    send_at: datetime | None = None
+    end_at: datetime | None = None
+    redial_on: tuple[str, ...] | None = None
+    redials: int | None = None
+    redial_interval: float | None = None
+    redial_backoff: str | None = None
+    weight: float | None = None
+
+    def to_meta(self) -> dict[str, str]:
+        """The meta fields to write; raises ValueError naming the option at fault."""
+        out: dict[str, str] = {}
+        for name, encode in _ENCODERS.items():
+            value = getattr(self, name)
+            if value is not None:
+                out[name] = encode(value)
+        if self.send_at and self.end_at and self.end_at <= self.send_at:
+            raise ValueError("end_at: must be after send_at")
+        return out
+
+
+def _account(value: str) -> str:
+    if value and not re.fullmatch(r"[A-Za-z0-9_.-]{1,64}", value):
+        raise ValueError(f"account: {value!r} is not an account name")
+    return "" if value == "default" else value
+
+
+def _timezone(value: str) -> str:
+    try:
+        ZoneInfo(value)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValueError(f"timezone: unknown time zone {value!r}") from None
+    return value
+
+
+def _instant(name: str) -> Callable[[datetime], str]:
+    def encode(value: datetime) -> str:
+        if value.tzinfo is None:
+            raise ValueError(f"{name}: give a time zone offset, e.g. +05:30")
+        return str(math.floor(value.timestamp() * 1000))
+
+    return encode
+
+
+def _redial_on(value: tuple[str, ...]) -> str:
+    bad = [s for s in value if s not in REDIAL_STATUSES]
+    if bad:
+        raise ValueError(f"redial_on: {', '.join(bad)} is not one of {', '.join(REDIAL_STATUSES)}")
+    return ",".join(value)
+
+
+def _redials(value: int) -> str:
+    if not 0 <= value <= 10:
+        raise ValueError("redials: must be between 0 and 10")
+    return str(value)
+
+
+def _redial_interval(value: float) -> str:
+    if not value > 0:
+        raise ValueError("redial_interval: must be a positive number of seconds")
+    return repr(float(value))
+
+
+def _redial_backoff(value: str) -> str:
+    if value not in ("linear", "exponential"):
+        raise ValueError("redial_backoff: 'linear' or 'exponential'")
+    return value
+
+
+def _weight(value: float) -> str:
+    if not (math.isfinite(value) and MIN_WEIGHT <= value <= MAX_WEIGHT):
+        raise ValueError(f"weight: a number from {MIN_WEIGHT:g} to {MAX_WEIGHT:g}")
+    return repr(float(value))
+
+
+#: Each option of CampaignOptions: how it is checked and written to the meta hash.
+_ENCODERS: dict[str, Callable[[Any], str]] = {
+    "priority": lambda value: "1" if value else "0",
+    "account": _account,
+    "window": lambda value: str(Window.parse(value)),
+    "timezone": _timezone,
+    "send_at": _instant("send_at"),
+    "end_at": _instant("end_at"),
+    "redial_on": _redial_on,
+    "redials": _redials,
+    "redial_interval": _redial_interval,
+    "redial_backoff": _redial_backoff,
+    "weight": _weight,
+}
+
+
+def parse_time(text: str, what: str) -> datetime:
+    """An ISO 8601 time with an offset (``2026-11-24T09:30:00+05:30``)."""
+    try:
+        value = datetime.fromisoformat(text.strip())
+    except ValueError:
+        raise ValueError(f"{what}: {text!r} is not an ISO 8601 time") from None
+    if value.tzinfo is None:
+        raise ValueError(f"{what}: {text!r} has no offset; add one, e.g. +05:30")
+    return value

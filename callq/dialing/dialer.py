@@ -1,0 +1,414 @@
+"""One attempt at one call: claim -> limiter -> mark sent -> POST -> classify -> record.
+
+This is the plain function behind the ``place_call`` task. It knows nothing of Celery: it
+returns a :class:`Step` that the task maps (retry later, or nothing more to do).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import redis
+
+from callq.campaign.controls import GO, Controls, Gate
+from callq.dialing.backfill import status_due_in
+from callq.dialing.breaker import Breaker
+from callq.dialing.limiter import Limiter, Permit, Slot
+from callq.dialing.retry import RetryPolicy
+from callq.errors import InvalidRow, LimiterUnavailable, Stopping
+from callq.exotel.client import ExotelClient
+from callq.exotel.outcome import NotPlaced, Originated, Outcome, Rejected, Unknown
+from callq.exotel.params import build_connect_params
+from callq.exotel.parties import request_parties
+from callq.ids import campaign_of
+from callq.metrics import CALLS, EXOTEL_LATENCY, FED_LATE, LIMITER_WAIT, RATE_LIMITED
+from callq.settings import Settings
+from callq.store.callbacks import CallbackStore
+from callq.store.controls_cache import ControlsCache
+from callq.store.ledger import Claim, Finish, Ledger, ReleaseAction
+from callq.store.records import CallRecord, SendMark, State
+
+log = logging.getLogger("callq.dialer")
+
+
+@dataclass(frozen=True)
+class Step:
+    """What one attempt came to (``kind``, with a detail for some) and what the task does
+    next: ``retry_in`` set, publish the call again after that long."""
+
+    kind: str
+    detail: str = ""
+    retry_in: float | None = None
+
+    @property
+    def result(self) -> str:
+        """``kind`` or ``kind:detail``: the task's result, as Flower shows it."""
+        return f"{self.kind}:{self.detail}" if self.detail else self.kind
+
+
+@dataclass(frozen=True)
+class Account:
+    """One Exotel account's parts: its settings (credentials, endpoint, rate limit), its
+    client, its limiter and its breaker. Nothing is shared between two accounts."""
+
+    name: str
+    settings: Settings
+    client: ExotelClient
+    limiter: Limiter
+    breaker: Breaker | None = None
+
+
+@dataclass
+class Dialer:
+    settings: Settings
+    ledger: Ledger
+    limiter: Limiter
+    client: ExotelClient
+    policy: RetryPolicy
+    worker: str = "worker"
+    breaker: Breaker | None = None
+    stopping: threading.Event = field(default_factory=threading.Event)
+    accounts: dict[str, Account] = field(default_factory=dict)  # besides the default one
+    controls: ControlsCache | None = None
+    clock: Callable[[], float] = time.time  # wall clock for calling windows (tests fake it)
+
+    def __post_init__(self) -> None:
+        self.callbacks = CallbackStore(self.ledger.redis, self.ledger.keys)
+        self.default_account = Account(
+            "default", self.settings, self.client, self.limiter, self.breaker
+        )
+        if self.controls is None:
+            self.controls = ControlsCache(
+                self.ledger.redis,
+                self.ledger.keys,
+                default_window=self.settings.calling_window,
+                default_timezone=self.settings.calling_timezone,
+            )
+
+    def account(self, name: str) -> Account | None:
+        if name in ("", "default"):
+            return self.default_account
+        return self.accounts.get(name)
+
+    def controls_of(self, campaign: str, *, fresh: bool = False) -> Controls:
+        assert self.controls is not None
+        return self.controls.get(campaign, fresh=fresh)
+
+    @property
+    def claim_lease(self) -> float:
+        """A claimed call may wait this long for a permit before it is given back."""
+        return self.settings.rate_limit_max_wait_seconds + self.settings.lease_grace_seconds
+
+    @property
+    def send_lease(self) -> float:
+        """A sent request holds the call this long before the sweeper judges it."""
+        s = self.settings
+        return s.exotel_connect_timeout + s.exotel_read_timeout + s.lease_grace_seconds
+
+    def place(self, request_id: str, *, priority: bool = False, slot: Slot | None = None) -> Step:
+        """One attempt at one call. ``priority``: the call came on the priority queue; it
+        may reserve past the limiter's horizon, so it goes out at the next free slot.
+        ``slot``: the permit the feed reserved for this call (its message carries it)."""
+        ctl = self.controls_of(campaign_of(request_id))
+        acct = self.account(ctl.account)
+        gate = ctl.gate(self.clock())
+        probe = False
+        if acct is None:
+            log.error(
+                "%s: campaign %s names account %r, unknown to this worker (EXOTEL_ACCOUNTS); "
+                "parked",
+                request_id,
+                ctl.campaign,
+                ctl.account,
+            )
+            gate = Gate("wait", 60.0, "unknown account")
+        elif gate.kind == "go" and acct.breaker is not None:
+            check = acct.breaker.check(probe_ttl=self.claim_lease + self.send_lease)
+            if check.mode == "open":
+                # The account is refused: the call is parked until the cooldown ends, so no
+                # thread waits on it and other accounts' calls go on.
+                gate = Gate("wait", max(check.wait, 1.0), "account breaker open")
+            probe = check.mode == "probe"
+        try:
+            step, outcome = self._attempt(request_id, ctl, acct, gate, priority=priority, slot=slot)
+        except BaseException:
+            if probe:
+                self._drop_probe(acct)
+            raise
+        if probe and acct is not None and acct.breaker is not None:
+            if outcome is None or isinstance(outcome, Unknown):
+                # Nothing was sent, or the answer proves nothing: another call probes.
+                self._drop_probe(acct)
+            elif step.result != "breaker_tripped":
+                acct.breaker.close()
+        return step
+
+    @staticmethod
+    def _drop_probe(acct: Account | None) -> None:
+        if acct is not None and acct.breaker is not None:
+            acct.breaker.redis.delete(acct.breaker.probe_key)
+
+    def _attempt(
+        self,
+        request_id: str,
+        ctl: Controls,
+        acct: Account | None,
+        gate: Gate,
+        *,
+        priority: bool,
+        slot: Slot | None = None,
+    ) -> tuple[Step, Outcome | None]:
+        """Claim, permit, sent mark, POST, record. The outcome is None when nothing was sent."""
+        claimed = self.ledger.claim(
+            request_id,
+            lease_seconds=self.claim_lease,
+            early_tolerance=1.0,
+            worker=self.worker,
+            gate=_gate_arg(gate),
+        )
+        if not claimed.claimed:
+            log.info("%s: %s (%s) %s", request_id, claimed.code, claimed.state, gate.why)
+            return Step(claimed.code, claimed.state), None
+        assert acct is not None and claimed.record is not None
+        record = claimed.record
+        s = acct.settings
+        attempt = claimed.attempts
+        claim = claimed.claim
+        try:
+            params = build_connect_params(record.request(), request_id, s)
+        except InvalidRow as exc:
+            # Built before anything is sent: a record we cannot turn into a request fails
+            # here, with its reason, instead of going in doubt.
+            self._finish(request_id, claim, State.FAILED, error=f"invalid record: {exc}")
+            return Step("invalid"), None
+        try:
+            got = self._permit(acct, claimed, slot, priority=priority)
+        except Stopping:
+            # Warm shutdown: nothing was sent. Give the call back, uncounted, for another
+            # worker; the in-flight requests of this worker finish and are recorded.
+            self._release(request_id, claim)
+            log.info("%s released: worker stopping, nothing was sent", request_id)
+            return Step("released", retry_in=0.0), None
+        except LimiterUnavailable as exc:
+            # Nothing was sent: give the attempt back. If Redis is down this fails too, and
+            # the sweeper requeues the call when the lease runs out.
+            log.warning("no permit for %s: %s", request_id, exc)
+            self._release(request_id, claim)
+            return Step("no_permit", retry_in=1.0), None
+        if not isinstance(got, Permit):
+            if priority:
+                self._release(request_id, claim)
+                return Step("no_permit", retry_in=1.0), None
+            # No slot within the horizon: park the call (no thread waits, no ETA task); the
+            # feed hands it a permit of its own when its turn comes.
+            self._release(request_id, claim, action="park", wake_in=got)
+            return Step("parked", "rate"), None
+        permit = got
+        late_gate = ctl.gate(self.clock())
+        if late_gate.kind != "go":
+            # The window closed (or end_at passed) while this call waited for its slot.
+            action: ReleaseAction = "expired" if late_gate.kind == "expire" else "park"
+            self._release(request_id, claim, action=action, wake_in=late_gate.wait)
+            return Step(action, late_gate.why), None
+        marked = self.ledger.mark_sent(
+            request_id,
+            claim,
+            lease_seconds=self.send_lease,
+            account=acct.name,
+            parties=request_parties(params),
+        )
+        if not marked:
+            if marked is SendMark.LOST:
+                log.warning("lease lost for %s attempt %d; not sending", request_id, attempt)
+                return Step("lease_lost"), None
+            # Paused or cancelled since the claim: stopped at its sent mark, nothing sent.
+            paused = marked is SendMark.PAUSED
+            self._release(request_id, claim, action="park" if paused else "cancelled")
+            log.info("%s not sent: campaign %s", request_id, marked)
+            return Step(marked, "stopped"), None
+        if not acct.limiter.on_time(permit):
+            late = permit.lateness()
+            # The limit holds only if every request leaves within the margin of its slot
+            # (two requests N slots apart are then more than a period apart). This one is
+            # late (a stall, a slow Redis): hold it back, unsent, and requeue it.
+            self.ledger.release(
+                request_id, claim, republish_after=s.retry_overdue_seconds, unsent=True
+            )
+            log.warning("%s held back: %.3f s late for its permit; requeued", request_id, late)
+            return Step("late", retry_in=0.0), None
+        waited = permit.waited
+        LIMITER_WAIT.observe(waited)
+        outcome, elapsed = acct.client.connect(params)
+        CALLS.labels(outcome.kind).inc()
+        EXOTEL_LATENCY.observe(elapsed)
+        step = self._record(request_id, claim, attempt, outcome, elapsed, waited, acct, record)
+        return step, outcome
+
+    def _permit(
+        self, acct: Account, claimed: Claim, slot: Slot | None, *, priority: bool
+    ) -> Permit | float:
+        """The call's permit, after sleeping until its slot; or the seconds until one could be
+        had (no permit within the horizon: the caller parks the call).
+
+        A call the feed handed over carries its slot: it sleeps until then, at most the feed's
+        lead. One that missed its slot (it waited in the queue, a stall), or came without one
+        (a retry, a requeue), reserves a slot of its own within the horizon."""
+        if slot is not None and slot.account == acct.name:
+            permit = Permit.of_slot(slot.at_us, claimed.now_us, claimed.sent, claimed.received)
+            # No fed slot lies further ahead than the feed's lead (plus the margin for the
+            # round trips); one that does came from before a backward step of the Redis
+            # clock, and would hold this thread for the whole step.
+            far = acct.settings.feed_lead_seconds + acct.limiter.margin
+            if permit.latest - time.monotonic() > far:
+                log.warning("a fed slot more than %.1f s ahead: the Redis clock stepped back?", far)
+            elif acct.limiter.on_time(permit):
+                permit.sleep(self.stopping, time.sleep)
+                return Permit(permit.earliest, permit.latest, time.monotonic() - claimed.sent)
+            else:
+                FED_LATE.inc()
+        return acct.limiter.try_acquire(self.stopping, priority=priority)
+
+    def _release(
+        self,
+        request_id: str,
+        claim: str,
+        *,
+        action: ReleaseAction = "",
+        wake_in: float | None = None,
+    ) -> None:
+        try:
+            self.ledger.release(
+                request_id,
+                claim,
+                republish_after=self.settings.retry_overdue_seconds,
+                action=action,
+                wake_in=wake_in,
+            )
+        except redis.RedisError:
+            log.warning("could not release %s; the sweeper will requeue it", request_id)
+
+    def _record(
+        self,
+        request_id: str,
+        claim: str,
+        attempt: int,
+        outcome: Outcome,
+        elapsed: float,
+        waited: float,
+        acct: Account,
+        record: CallRecord,
+    ) -> Step:
+        s = acct.settings
+        entry: dict[str, object] = {
+            "attempt": attempt,
+            "outcome": outcome.kind,
+            "elapsed": round(elapsed, 3),
+            "waited": round(waited, 3),
+            "at": round(time.time(), 3),
+        }
+        retry_in: float | None = None
+        if isinstance(outcome, Originated):
+            entry["sid"] = outcome.sid
+            fin = self._finish(
+                request_id,
+                claim,
+                State.ORIGINATED,
+                sid=outcome.sid,
+                log=entry,
+                status_due_in=status_due_in(record, s),
+            )
+            if fin is not None and fin.pending_callback:
+                # Its callback beat us here (it had no usable CustomField): apply it now.
+                self.callbacks.apply_pending(outcome.sid)
+        elif isinstance(outcome, NotPlaced):
+            entry["error"] = outcome.reason
+            if outcome.rate_limited:
+                RATE_LIMITED.inc()
+                try:
+                    acct.limiter.push_back(outcome.retry_after or s.rate_limited_pushback_seconds)
+                except LimiterUnavailable:
+                    log.warning("could not push the limiter back after a 429")
+            # A redial starts a fresh count of retries (attempts before it do not count).
+            if self.policy.exhausted(attempt - record.redial_base):
+                fin = self._finish(
+                    request_id,
+                    claim,
+                    State.FAILED,
+                    error=f"not placed after {attempt} attempts: {outcome.reason}",
+                    log=entry,
+                )
+            else:
+                retry_in = self.policy.delay(attempt, outcome.retry_after)
+                fin = self._finish(
+                    request_id,
+                    claim,
+                    State.RETRYING,
+                    error=outcome.reason,
+                    next_in=retry_in,
+                    look_again_in=retry_in + s.retry_overdue_seconds,
+                    log=entry,
+                )
+        elif isinstance(outcome, Rejected) and outcome.account_level and acct.breaker:
+            entry["error"] = outcome.reason
+            cooldown = acct.breaker.trip(f"HTTP {outcome.http_status}: {outcome.reason}")
+            fin = self._finish(
+                request_id,
+                claim,
+                State.RETRYING,
+                error=f"account refused ({outcome.http_status}): {outcome.reason}; dialling paused",
+                next_in=cooldown,
+                look_again_in=cooldown + s.retry_overdue_seconds,
+                log=entry,
+                uncount=True,
+            )
+            return Step("breaker_tripped", retry_in=cooldown) if fin else Step("not_recorded")
+        elif isinstance(outcome, Rejected):
+            entry["error"] = outcome.reason
+            fin = self._finish(
+                request_id,
+                claim,
+                State.FAILED,
+                error=f"rejected ({outcome.http_status}): {outcome.reason}",
+                log=entry,
+            )
+        else:
+            assert isinstance(outcome, Unknown)
+            entry["error"] = outcome.reason
+            fin = self._finish(
+                request_id,
+                claim,
+                State.IN_DOUBT,
+                error=f"in doubt: {outcome.reason}",
+                look_again_in=s.reconcile_interval_seconds,
+                log=entry,
+            )
+        if not fin:
+            return Step("not_recorded", outcome.kind)
+        log.info("%s attempt %d: %s", request_id, attempt, outcome.kind)
+        return Step(outcome.kind, retry_in=retry_in)
+
+    def _finish(self, request_id: str, claim: str, state: State, **kw: object) -> Finish | None:
+        """Record the outcome, retrying briefly on a Redis error. If it still fails, the lease
+        runs out and the sweeper judges the call by its sent mark (in doubt): never redialled."""
+        for delay in (0.1, 0.5, 1.0, 2.0, 0.0):
+            try:
+                fin = self.ledger.finish(request_id, claim, state, **kw)  # type: ignore[arg-type]
+                return fin if fin.ok else None
+            except redis.RedisError:
+                if not delay:
+                    break
+                time.sleep(delay)
+        log.error("could not record the outcome of %s; it will be judged in doubt", request_id)
+        return None
+
+
+def _gate_arg(gate: Gate) -> str | float:
+    if gate is GO or gate.kind == "go":
+        return ""
+    if gate.kind == "expire":
+        return "expire"
+    return gate.wait

@@ -1,0 +1,245 @@
+"""StatusCallbacks into the ledger: matched by CustomField or by Sid, applied once.
+
+A callback proves that its call was placed, so it also settles the call's state (see
+``lua/callback.lua``). The common case, a callback that carries our request id as CustomField,
+is one round trip. Without one, the Sid index is consulted; a callback whose call is still
+unknown (it beat the worker's own record of the Sid) is kept for a while under
+``pending_callback(sid)``, and the worker applies it with :meth:`CallbackStore.apply_pending`
+as soon as it records that Sid.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Final, Literal, cast
+
+import redis
+
+from callq.ids import campaign_of
+from callq.store.keys import Keys
+from callq.store.records import CALL_STATUSES
+from callq.store.scripts import Scripts
+
+__all__ = ["RECORD_FIELDS", "Applied", "CallbackEvent", "CallbackStore", "Result"]
+
+log = logging.getLogger("callq.callbacks")
+
+Result = Literal["matched", "duplicate", "pending"]
+
+#: Event field -> the record fields it is stored under. Phone numbers (To, From) are not
+#: stored from a callback: the record already holds them.
+RECORD_FIELDS: Final[Mapping[str, tuple[str, ...]]] = {
+    "DateCreated": ("date_created",),
+    "DateUpdated": ("date_updated",),
+    "StartTime": ("start_time",),
+    "EndTime": ("end_time",),
+    "ConversationDuration": ("conversation_duration", "duration"),
+    "RecordingUrl": ("recording_url",),
+    "Direction": ("direction",),
+    "EventType": ("event_type",),
+    "legs": ("legs",),
+    # Not an Exotel field (the receiver keeps only known ones): set by the backfill.
+    "StatusSource": ("call_status_source",),
+}
+
+
+@dataclass(frozen=True)
+class CallbackEvent:
+    """One StatusCallback, already parsed. ``fields`` holds flat strings (``legs`` is JSON)."""
+
+    sid: str
+    status: str
+    custom_field: str | None = None
+    fields: dict[str, str] = field(default_factory=dict)
+
+    def to_json(self) -> str:
+        return json.dumps(
+            {
+                "sid": self.sid,
+                "status": self.status,
+                "custom_field": self.custom_field,
+                "fields": self.fields,
+            },
+            separators=(",", ":"),
+            sort_keys=True,
+        )
+
+    @classmethod
+    def from_json(cls, text: str) -> CallbackEvent:
+        """Raises ValueError when ``text`` is not what :meth:`to_json` writes."""
+        data: Any = json.loads(text)
+        if not isinstance(data, dict):
+            raise ValueError("not an object")
+        sid, status, custom_field, fields = (
+            data.get("sid"),
+            data.get("status"),
+            data.get("custom_field"),
+            data.get("fields", {}),
+        )
+        if not isinstance(sid, str) or not isinstance(status, str):
+            raise ValueError("sid and status must be strings")
+        if custom_field is not None and not isinstance(custom_field, str):
+            raise ValueError("custom_field must be a string or null")
+        if not isinstance(fields, dict) or not all(
+            isinstance(k, str) and isinstance(v, str) for k, v in fields.items()
+        ):
+            raise ValueError("fields must map strings to strings")
+        return cls(sid=sid, status=status, custom_field=custom_field, fields=fields)
+
+    def record_args(self) -> list[str]:
+        """``field, value, ...`` for the call record (empty values are not written).
+        ``call_status_source`` says where the status came from: ``callback`` unless the
+        event says otherwise (the backfill's say ``backfill``)."""
+        args: list[str] = []
+        fields = {"StatusSource": "callback", **self.fields}
+        for name, targets in RECORD_FIELDS.items():
+            value = fields.get(name, "")
+            if value:
+                for target in targets:
+                    args.append(target)
+                    args.append(value)
+        return args
+
+
+@dataclass(frozen=True)
+class Applied:
+    """What :meth:`CallbackStore.apply_event` did. ``request_id`` is None when pending."""
+
+    result: Result
+    request_id: str | None = None
+    previous_state: str = ""
+    previous_status: str = ""
+    sid_mismatch: bool = False
+    redialled: bool = False  # the campaign redials on this outcome: the call is `retrying`
+
+
+def _request_id(custom_field: str | None) -> str | None:
+    if not custom_field:
+        return None
+    try:
+        campaign_of(custom_field)
+    except ValueError:
+        return None
+    return custom_field
+
+
+class CallbackStore:
+    """Applies StatusCallbacks to the ledger. Safe to share between threads."""
+
+    def __init__(self, client: redis.Redis, keys: Keys, pending_ttl: float = 86400) -> None:
+        if not pending_ttl > 0:
+            raise ValueError("pending_ttl must be > 0 seconds")
+        self.redis = client
+        self.keys = keys
+        self.pending_ttl = pending_ttl
+        self.scripts = Scripts(client)
+
+    @property
+    def _ttl_ms(self) -> int:
+        return max(1, int(self.pending_ttl * 1000))
+
+    def apply(self, ev: CallbackEvent) -> Result:
+        """Record ``ev``: "matched", "duplicate" (nothing changed) or "pending" (kept)."""
+        return self.apply_event(ev).result
+
+    def apply_event(self, ev: CallbackEvent) -> Applied:
+        """:meth:`apply`, telling also which call it matched and what it was before.
+
+        One round trip when the CustomField names an existing call; otherwise a look-up by
+        Sid (which also stores the callback when the Sid is unknown), then the update.
+        """
+        rid = _request_id(ev.custom_field)
+        if rid is not None:
+            applied = self._run(rid, ev)
+            if applied is not None:
+                return applied
+        k = self.keys
+        found = cast(
+            str,
+            self.scripts.callback_orphan(
+                keys=[k.sids(), k.pending_callback(ev.sid)],
+                args=[ev.sid, ev.to_json(), self._ttl_ms],
+            ),
+        )
+        if found:
+            applied = self._run(found, ev) if found != rid else None
+            if applied is not None:
+                return applied
+            # The index names a record that is gone: keep the callback like an unknown one.
+            self.redis.set(k.pending_callback(ev.sid), ev.to_json(), px=self._ttl_ms)
+        return Applied("pending")
+
+    def apply_pending(self, sid: str) -> str | None:
+        """Apply the callback kept for ``sid``, now that the Sid is recorded, and delete it.
+
+        Returns the call status it recorded, or None when nothing was pending (or the Sid is
+        still unknown, in which case the callback stays).
+        """
+        k = self.keys
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.get(k.pending_callback(sid))
+        pipe.hget(k.sids(), sid)
+        raw, rid = cast(list[str | None], pipe.execute())
+        if raw is None or rid is None:
+            return None
+        try:
+            ev = CallbackEvent.from_json(raw)
+        except ValueError:
+            log.warning("dropping an unreadable pending callback for sid %s", sid)
+            self.redis.delete(k.pending_callback(sid))
+            return None
+        if ev.sid != sid:
+            ev = CallbackEvent(sid, ev.status, ev.custom_field, ev.fields)
+        applied = self._run(rid, ev)
+        return None if applied is None else ev.status
+
+    def _run(self, request_id: str, ev: CallbackEvent) -> Applied | None:
+        """Run callback.lua for one call; None when there is no such record."""
+        try:
+            campaign = campaign_of(request_id)
+        except ValueError:
+            return None
+        k = self.keys
+        raw = self.scripts.callback(
+            keys=[
+                k.call(request_id),
+                k.campaign_counts(campaign),
+                k.campaign_call_status(campaign),
+                k.sids(),
+                k.deadlines(),
+                k.pending_callback(ev.sid),
+                k.campaign_meta(campaign),
+                k.attempts(request_id),
+                k.campaign_parked(campaign),
+                k.unresolved(),
+                k.awaiting_status(),
+            ],
+            args=[
+                request_id,
+                ev.sid,
+                ev.status,
+                "1" if ev.status in CALL_STATUSES else "",
+                *ev.record_args(),
+            ],
+        )
+        code, previous_state, mismatch, previous_status, redialled = raw
+        if code == "missing":
+            return None
+        if int(mismatch):
+            log.warning(
+                "callback sid %s for %s differs from the recorded sid; kept as "
+                "callback_sid_mismatch (was the call placed twice?)",
+                ev.sid,
+                request_id,
+            )
+        return Applied(
+            result=cast(Result, code),
+            request_id=request_id,
+            previous_state=str(previous_state),
+            previous_status=str(previous_status),
+            sid_mismatch=bool(int(mismatch)),
+            redialled=bool(int(redialled)),
+        )

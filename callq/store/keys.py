@@ -1,0 +1,123 @@
+"""Every Redis key name of the project, and nothing else builds one.
+
+All keys share one prefix (``KEY_PREFIX``, default ``callq``) so that a deployment, or a test,
+owns a namespace of its own. Lua scripts never build key names: they get them in KEYS.
+The Celery broker's own keys (the ``calls`` list, ``unacked`` …) are kombu's, in the same database.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Keys:
+    prefix: str = "callq"
+
+    # One call ---------------------------------------------------------------------------
+    def call(self, request_id: str) -> str:
+        """Hash: the call record (see ledger.CallRecord)."""
+        return f"{self.prefix}:call:{request_id}"
+
+    def attempts(self, request_id: str) -> str:
+        """List: one JSON line per attempt (outcome, sid, error, times)."""
+        return f"{self.prefix}:attempts:{request_id}"
+
+    # One campaign -----------------------------------------------------------------------
+    def campaign_counts(self, campaign: str) -> str:
+        """Hash: state -> count, plus ``total``. Moved in the same step as each transition."""
+        return f"{self.prefix}:campaign:{campaign}:counts"
+
+    def campaign_call_status(self, campaign: str) -> str:
+        """Hash: call_status (completed, busy, ...) -> count."""
+        return f"{self.prefix}:campaign:{campaign}:call_status"
+
+    def campaign_calls(self, campaign: str) -> str:
+        """List: request ids in the order they were enqueued (for report and cancel)."""
+        return f"{self.prefix}:campaign:{campaign}:calls"
+
+    def campaign_meta(self, campaign: str) -> str:
+        """Hash: campaign-level facts (created_at, paused, account, ...)."""
+        return f"{self.prefix}:campaign:{campaign}:meta"
+
+    def campaign_parked(self, campaign: str) -> str:
+        """Sorted set: request id -> created_at ms. Calls held back (paused, outside the
+        calling window, the account's breaker open, or no permit within the horizon). Their
+        messages were consumed: this set is their only pointer until the sweeper drains it."""
+        return f"{self.prefix}:campaign:{campaign}:parked"
+
+    def wake(self) -> str:
+        """Sorted set: campaign -> ms (Redis clock) when a feeder next judges the campaign
+        (its controls, window, end_at: see worker.feed). Every script that parks a call sets
+        it, so a parked call always has a way back. A paused campaign without end_at has no
+        entry; resume adds one."""
+        return f"{self.prefix}:wake"
+
+    # One account's feed -----------------------------------------------------------------
+    def feed(self, account: str) -> str:
+        """Sorted set: campaign -> virtual time. The account's open campaigns with parked
+        calls; the feed hands the account's permits to the lowest virtual time first, and
+        a campaign's time grows by 1/weight per call fed (weighted round-robin)."""
+        return f"{self.prefix}:feed:{account}"
+
+    def feeds(self) -> str:
+        """Sorted set: account -> ms (Redis clock) when its feed is next due. Taking a turn
+        moves the score ahead by a short lease, so one feeder at a time feeds an account."""
+        return f"{self.prefix}:feeds"
+
+    def nudge(self) -> str:
+        """List: a wake-up for the feeders (enqueue, pause, resume, set, cancel). A feeder
+        blocks on it between passes, so a new campaign is judged at once, not one tick later."""
+        return f"{self.prefix}:nudge"
+
+    def campaigns(self) -> str:
+        """Set: every campaign id known."""
+        return f"{self.prefix}:campaigns"
+
+    # Global indexes ---------------------------------------------------------------------
+    def deadlines(self) -> str:
+        """Sorted set: request id -> ms (Redis clock) when the sweeper must look at it.
+
+        dialing: the lease end; retrying: when an overdue retry is republished;
+        in_doubt: when reconcile is next due.
+        """
+        return f"{self.prefix}:deadlines"
+
+    def sids(self) -> str:
+        """Hash: Exotel CallSid -> request id."""
+        return f"{self.prefix}:sids"
+
+    def unresolved(self) -> str:
+        """Sorted set, all scores 0, members ``{parties}|{request_id}``: every call dialling
+        past its sent mark or in doubt, by its two numbers (callq.parties), so reconcile can
+        see every request that could own a call Call Details lists. Range it by lex."""
+        return f"{self.prefix}:unresolved"
+
+    def unresolved_indexed(self) -> str:
+        """String: set once every call sent before the unresolved index existed is in it
+        (a worker's start-up scan); until then reconcile runs the scan itself first."""
+        return f"{self.prefix}:unresolved:indexed"
+
+    def awaiting_status(self) -> str:
+        """Sorted set: request id -> ms (Redis clock) when an originated call that has no
+        terminal call_status yet is due for a Call Details look-up (the backfill)."""
+        return f"{self.prefix}:awaiting_status"
+
+    def backfill_lock(self) -> str:
+        """String with a TTL: held by the worker running a backfill pass, so one pass runs
+        per interval over all workers."""
+        return f"{self.prefix}:backfill:lock"
+
+    def pending_callback(self, sid: str) -> str:
+        """String (JSON, with TTL): a callback that arrived before its Sid was recorded."""
+        return f"{self.prefix}:pending_cb:{sid}"
+
+    def limiter(self, account: str) -> str:
+        """String ``"<tat> <at> <ahead>"``: the limiter's theoretical arrival time, the time of
+        its last grant and how far ahead that grant reached (microseconds, Redis clock); see
+        lua/limiter_acquire.lua."""
+        return f"{self.prefix}:limiter:{account}"
+
+    def breaker(self, account: str) -> str:
+        """Hash: per-account breaker (state, reason, until)."""
+        return f"{self.prefix}:breaker:{account}"

@@ -1,0 +1,781 @@
+"""The ledger: typed access to the call records in Redis, and their state machine.
+
+Every transition is one Lua script (``callq/store/lua``): a state check and a write in one
+step, with the campaign's counters moved in the same step, so ``status`` is O(1) at any size.
+What a call is (its states, its record, what each script answers) is in
+:mod:`callq.store.records`.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal, cast
+
+import redis
+
+from callq.campaign.controls import Held
+from callq.ids import campaign_of
+from callq.store.keys import Keys
+from callq.store.records import (
+    CALL_STATUSES,
+    STATES,
+    UNSETTLED,
+    CallRecord,
+    ClaimCode,
+    Enqueued,
+    SendMark,
+    State,
+    SweepVerdict,
+    Unparked,
+)
+from callq.store.scripts import Scripts
+
+ReleaseAction = Literal["", "park", "cancelled", "expired"]
+
+
+@dataclass(frozen=True)
+class Claim:
+    """What :meth:`Ledger.claim` did. ``record`` and ``claim`` are set only when claimed."""
+
+    code: ClaimCode
+    attempts: int
+    state: str  # the call's state now ('' when missing)
+    record: CallRecord | None = None
+    claim: str = ""  # the claim token: mark_sent, release and finish must present it
+    now_us: int = 0  # the server's clock when the claim ran (a fed call's slot is on it)
+    sent: float = 0.0  # time.monotonic() before the round trip
+    received: float = 0.0  # and after it
+
+    @property
+    def claimed(self) -> bool:
+        return self.code is ClaimCode.CLAIMED
+
+
+@dataclass(frozen=True)
+class Finish:
+    ok: bool
+    state: str  # the new state, or the state that refused the outcome
+    pending_callback: bool = False
+
+
+@dataclass(frozen=True)
+class CampaignStatus:
+    campaign: str
+    total: int
+    states: dict[str, int]
+    call_status: dict[str, int]
+    parked: int = 0  # waiting calls held in the campaign's parked set (see Ledger)
+    redials: int = 0  # redials scheduled on a call's outcome
+    controls: dict[str, Any] = field(default_factory=dict)
+    held: Held | None = None  # why waiting calls are held back, and until when
+
+    def as_dict(self, *, details: bool = False) -> dict[str, Any]:
+        """The contract's four keys, then ``held`` (None when nothing is held back);
+        ``details`` adds parked, redials and controls."""
+        out: dict[str, Any] = {
+            "campaign": self.campaign,
+            "total": self.total,
+            "states": self.states,
+            "call_status": self.call_status,
+            "held": None if self.held is None else self.held.as_dict(),
+        }
+        if details:
+            out.update(parked=self.parked, redials=self.redials, controls=self.controls)
+        return out
+
+    @property
+    def settled(self) -> bool:
+        """True when no call is waiting, dialing or in doubt."""
+        return all(self.states.get(s, 0) == 0 for s in UNSETTLED)
+
+
+@dataclass(frozen=True)
+class DueWork:
+    """What the feeders must do now (see :meth:`Ledger.due_work`)."""
+
+    now_ms: int  # the Redis clock
+    campaigns: list[str]  # campaigns to judge (their wake time came)
+    accounts: list[str]  # accounts whose feed is due
+    next_in: float | None  # seconds until the next thing falls due; None: nothing scheduled
+
+
+@dataclass(frozen=True)
+class Unpark:
+    """One campaign's share of a feed pass: its calls and their task messages."""
+
+    campaign: str
+    calls: Sequence[tuple[str, str]]  # (request id, message)
+    queue_key: str
+    end_at: float | None = None
+
+
+def _ms(seconds: float) -> int:
+    return max(0, int(seconds * 1000))
+
+
+class Ledger:
+    """Typed access to the call records. Every method is one round trip unless it says so."""
+
+    def __init__(self, client: redis.Redis, keys: Keys) -> None:
+        self.redis = client
+        self.keys = keys
+        self.scripts = Scripts(client)
+
+    # Producer side ----------------------------------------------------------------------
+
+    def enqueue_many(
+        self,
+        campaign: str,
+        records: Sequence[tuple[str, Mapping[str, str]]],
+        *,
+        queue_key: str = "",
+        messages: Sequence[str] | None = None,
+        queued_overdue: float = 21600.0,
+    ) -> list[Enqueued]:
+        """Write many records in one pipelined round trip, each with its task message (a
+        priority call) or, without ``messages``, parked: the sweepers feed the campaign's calls
+        to the queue at its account's pace, so no campaign's backlog sits in the shared list
+        ahead of another campaign's or another account's calls.
+
+        Returns, per record, what happened to it (:class:`Enqueued`).
+        """
+        k = self.keys
+        common = [k.campaign_counts(campaign), k.campaign_calls(campaign), k.campaigns()]
+        queue = queue_key or k.campaigns()
+        meta = k.campaign_meta(campaign)
+        parking = [k.campaign_parked(campaign), k.wake()]
+        pipe = self.redis.pipeline(transaction=False)
+        for i, (request_id, fields) in enumerate(records):
+            args: list[str] = [
+                request_id,
+                campaign,
+                messages[i] if messages else "",
+                str(_ms(queued_overdue)),
+            ]
+            for name, value in fields.items():
+                args.append(name)
+                args.append(value)
+            self.scripts.enqueue(
+                keys=[k.call(request_id), *common, queue, k.deadlines(), meta, *parking],
+                args=args,
+                client=pipe,
+            )
+        if records and not messages:
+            self.nudge(campaign, pipe)  # a feeder judges the campaign now, not a tick later
+        return [Enqueued(int(x)) for x in pipe.execute()[: len(records)]]
+
+    # Worker side ------------------------------------------------------------------------
+
+    def claim(
+        self,
+        request_id: str,
+        *,
+        lease_seconds: float,
+        early_tolerance: float,
+        worker: str,
+        gate: str | float = "",
+    ) -> Claim:
+        """Claim a waiting call. ``gate``: '' to dial, 'expire', or seconds to wait (parked)."""
+        campaign = campaign_of(request_id)
+        claim = uuid.uuid4().hex
+        sent = time.monotonic()
+        raw = self.scripts.claim(
+            keys=self._waiting_keys(request_id, campaign),
+            args=[
+                request_id,
+                _ms(lease_seconds),
+                _ms(early_tolerance),
+                worker,
+                claim,
+                gate if isinstance(gate, str) else _ms(gate),
+                campaign,
+            ],
+        )
+        received = time.monotonic()
+        code, attempts, state, now_us, *rest = raw
+        claimed = ClaimCode(code) is ClaimCode.CLAIMED
+        return Claim(
+            code=ClaimCode(code),
+            attempts=int(attempts),
+            state=state,
+            record=CallRecord.from_hash(dict(zip(rest[::2], rest[1::2], strict=True)))
+            if claimed
+            else None,
+            claim=claim if claimed else "",
+            now_us=int(now_us),
+            sent=sent,
+            received=received,
+        )
+
+    def _waiting_keys(self, request_id: str, campaign: str) -> list[str]:
+        """KEYS of claim.lua and release.lua: the call, its campaign's counters, the
+        deadlines, and the campaign's meta, parked set and the wake set."""
+        k = self.keys
+        return [
+            k.call(request_id),
+            k.campaign_counts(campaign),
+            k.deadlines(),
+            k.campaign_meta(campaign),
+            k.campaign_parked(campaign),
+            k.wake(),
+        ]
+
+    def mark_sent(
+        self,
+        request_id: str,
+        claim: str,
+        *,
+        lease_seconds: float,
+        account: str = "default",
+        parties: str = "",
+    ) -> SendMark:
+        """The sent mark, right before the POST: ``SENT`` (go; the only true answer), or
+        ``LOST`` (the attempt is no longer ours), ``PAUSED`` or ``CANCELLED`` (the campaign
+        changed since the claim). ``parties`` (callq.exotel.parties) puts the call in the
+        unresolved index until its attempt is settled, so reconcile sees every request that
+        could own a call it finds."""
+        k = self.keys
+        raw = self.scripts.mark_sent(
+            keys=[
+                k.call(request_id),
+                k.deadlines(),
+                k.campaign_meta(campaign_of(request_id)),
+                k.unresolved(),
+            ],
+            args=[request_id, claim, _ms(lease_seconds), account, parties],
+        )
+        return SendMark(raw)
+
+    def release(
+        self,
+        request_id: str,
+        claim: str,
+        *,
+        republish_after: float,
+        unsent: bool = False,
+        action: ReleaseAction = "",
+        wake_in: float | None = None,
+    ) -> bool:
+        """Give back an attempt that sent nothing; it does not count. ``action``: '' back to
+        the queue (the caller republishes), 'park' (the sweeper drains it after ``wake_in``),
+        or a final 'cancelled' / 'expired'."""
+        campaign = campaign_of(request_id)
+        return bool(
+            self.scripts.release(
+                keys=[*self._waiting_keys(request_id, campaign), self.keys.unresolved()],
+                args=[
+                    request_id,
+                    claim,
+                    _ms(republish_after),
+                    "1" if unsent else "",
+                    action,
+                    "" if wake_in is None else _ms(wake_in),
+                    campaign,
+                ],
+            )
+        )
+
+    def finish(
+        self,
+        request_id: str,
+        claim: str,
+        state: State,
+        *,
+        sid: str = "",
+        error: str = "",
+        next_in: float | None = None,
+        look_again_in: float | None = None,
+        log: Mapping[str, Any] | None = None,
+        uncount: bool = False,
+        status_due_in: float | None = None,
+    ) -> Finish:
+        """Record what a sent attempt came to (see finish.lua). ``status_due_in``: for an
+        originated call, when its call_status is looked up if no callback has brought it
+        (None: never; see callq.dialing.backfill)."""
+        k = self.keys
+        raw = self.scripts.finish(
+            keys=[
+                k.call(request_id),
+                k.campaign_counts(campaign_of(request_id)),
+                k.deadlines(),
+                k.sids(),
+                k.attempts(request_id),
+                k.pending_callback(sid or "-"),
+                k.unresolved(),
+                k.awaiting_status(),
+            ],
+            args=[
+                request_id,
+                claim,
+                str(state),
+                sid,
+                error,
+                "" if next_in is None else _ms(next_in),
+                "" if look_again_in is None else _ms(look_again_in),
+                json.dumps(dict(log), separators=(",", ":"), sort_keys=True) if log else "",
+                "1" if uncount else "",
+                "" if status_due_in is None else _ms(status_due_in),
+            ],
+        )
+        return Finish(ok=bool(int(raw[0])), state=str(raw[1]), pending_callback=bool(int(raw[2])))
+
+    # Sweeper ----------------------------------------------------------------------------
+
+    def clock(self) -> float:
+        """The Redis server's clock, in epoch seconds: the clock every script stamps with
+        (sent_at, deadlines), so comparisons with them need no worker clock."""
+        sec, usec = self.redis.time()
+        return int(sec) + int(usec) / 1e6
+
+    def due(self, limit: int = 200) -> list[str]:
+        """Request ids whose deadline has passed (by the Redis clock)."""
+        sec, usec = self.redis.time()
+        now_ms = sec * 1000 + usec // 1000
+        due = self.redis.zrangebyscore(self.keys.deadlines(), "-inf", now_ms, 0, limit)
+        return cast(list[str], due)
+
+    def sweep(
+        self,
+        request_id: str,
+        *,
+        reconcile_in: float,
+        overdue_in: float,
+        queued_overdue_in: float = 21600.0,
+    ) -> SweepVerdict:
+        """The sweeper's verdict on one call (see sweep.lua)."""
+        ((_, verdict),) = self.sweep_many(
+            [request_id],
+            reconcile_in=reconcile_in,
+            overdue_in=overdue_in,
+            queued_overdue_in=queued_overdue_in,
+        )
+        return verdict
+
+    def sweep_many(
+        self,
+        request_ids: Sequence[str],
+        *,
+        reconcile_in: float,
+        overdue_in: float,
+        queued_overdue_in: float = 21600.0,
+    ) -> list[tuple[str, SweepVerdict]]:
+        """Verdicts on many due calls in one pipelined round trip."""
+        k = self.keys
+        args = [_ms(reconcile_in), _ms(overdue_in), _ms(queued_overdue_in)]
+        pipe = self.redis.pipeline(transaction=False)
+        judged: list[str] = []
+        malformed: list[str] = []
+        for rid in request_ids:
+            try:
+                counts = k.campaign_counts(campaign_of(rid))
+            except ValueError:
+                malformed.append(rid)
+                continue
+            self.scripts.sweep(
+                keys=[k.call(rid), counts, k.deadlines()], args=[rid, *args], client=pipe
+            )
+            judged.append(rid)
+        if malformed:
+            pipe.zrem(k.deadlines(), *malformed)
+        verdicts = pipe.execute()[: len(judged)]
+        out = [(rid, SweepVerdict(v)) for rid, v in zip(judged, verdicts, strict=True)]
+        return out + [(rid, SweepVerdict.GONE) for rid in malformed]
+
+    # The call_status backfill (callq.dialing.backfill) --------------------------------------------
+
+    def awaiting_due(self, limit: int) -> list[str]:
+        """Originated calls whose call_status look-up is due (by the Redis clock)."""
+        now_ms = int(self.clock() * 1000)
+        key = self.keys.awaiting_status()
+        return cast(list[str], self.redis.zrangebyscore(key, "-inf", now_ms, 0, limit))
+
+    def take_awaiting(
+        self, request_ids: Sequence[str], *, again_in: float, longest: float
+    ) -> list[tuple[str, str, str]]:
+        """Take due calls for one look-up each (see backfill_take.lua): (request id, sid,
+        account) of each call still without a terminal call_status; it is due again later."""
+        if not request_ids:
+            return []
+        k = self.keys
+        raw = self.scripts.backfill_take(
+            keys=[k.awaiting_status(), *(k.call(rid) for rid in request_ids)],
+            args=[_ms(again_in), _ms(longest), f",{','.join(CALL_STATUSES)},", *request_ids],
+        )
+        items = [str(x) for x in raw]
+        return [(items[i], items[i + 1], items[i + 2]) for i in range(0, len(items), 3)]
+
+    # Campaign operations ----------------------------------------------------------------
+
+    def cancel(self, campaign: str, *, batch: int = 1000) -> int:
+        """Cancel every call not yet dialled. Pipelined in batches. Returns how many.
+
+        The campaign's `cancelled` flag is set first: from then on no claim takes a call and
+        no claimed call passes its sent mark, so a call in flight between two batches here is
+        stopped by the flag. Calls already sent are untouched. Later enqueues are refused.
+        """
+        k = self.keys
+        counts = k.campaign_counts(campaign)
+        parked = k.campaign_parked(campaign)
+        self.redis.hset(k.campaign_meta(campaign), "cancelled", "1")
+        cancelled = 0
+        for chunk in self._chunks(self.iter_request_ids(campaign, batch=batch), batch):
+            pipe = self.redis.pipeline(transaction=False)
+            for rid in chunk:
+                self.scripts.cancel(
+                    keys=[k.call(rid), counts, k.deadlines(), parked], args=[rid], client=pipe
+                )
+            cancelled += sum(int(x) for x in pipe.execute())
+        # A judge now settles any call parked after its batch above (a claimed call released
+        # as cancelled never parks, but a judge costs nothing when the set is empty).
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.hincrby(k.campaign_meta(campaign), "v", 1)
+        pipe.zadd(k.wake(), {campaign: 0})
+        self.nudge(campaign, pipe)
+        pipe.execute()
+        return cancelled
+
+    def pause(self, campaign: str) -> None:
+        """No call of the campaign is dialled from now on: claims park their call, and a call
+        already claimed is stopped at its sent mark (at most the requests already past it, one
+        reservation's worth, still go out). A paused campaign keeps a wake entry only for its
+        end_at, when its parked calls expire."""
+        pipe = self.redis.pipeline(transaction=True)
+        pipe.hset(self.keys.campaign_meta(campaign), "paused", "1")
+        pipe.hincrby(self.keys.campaign_meta(campaign), "v", 1)
+        pipe.zadd(self.keys.wake(), {campaign: 0})  # a judge sets the end_at wake, if any
+        self.nudge(campaign, pipe)
+        pipe.execute()
+
+    def resume(self, campaign: str) -> int:
+        """Dial again: the sweepers drain the parked calls at the account's pace. Returns how
+        many calls were parked."""
+        k = self.keys
+        pipe = self.redis.pipeline(transaction=True)
+        pipe.hset(k.campaign_meta(campaign), "paused", "0")
+        pipe.zadd(k.wake(), {campaign: 0})
+        pipe.zcard(k.campaign_parked(campaign))
+        pipe.hincrby(k.campaign_meta(campaign), "v", 1)
+        self.nudge(campaign, pipe)
+        return int(pipe.execute()[2])
+
+    def nudge(self, campaign: str, pipe: Any = None) -> None:
+        """Wake a feeder now (a campaign was enqueued, paused, resumed or changed)."""
+        target = pipe if pipe is not None else self.redis.pipeline(transaction=False)
+        target.lpush(self.keys.nudge(), campaign)
+        target.ltrim(self.keys.nudge(), 0, 63)
+        if pipe is None:
+            target.execute()
+
+    def set_controls(self, campaign: str, fields: Mapping[str, str]) -> None:
+        """Store controls; parked calls are judged again at once (a new window, send_at or
+        end_at must not wait for the wake time set under the old one)."""
+        if fields:
+            pipe = self.redis.pipeline(transaction=True)
+            pipe.hset(self.keys.campaign_meta(campaign), mapping=dict(fields))  # type: ignore[arg-type]
+            pipe.hincrby(self.keys.campaign_meta(campaign), "v", 1)
+            pipe.zadd(self.keys.wake(), {campaign: 0})
+            self.nudge(campaign, pipe)
+            pipe.execute()
+
+    def meta(self, campaign: str) -> dict[str, str]:
+        return cast(dict[str, str], self.redis.hgetall(self.keys.campaign_meta(campaign)))
+
+    # Parked calls and the feed (worker.feed) -------------------------------------------------
+
+    def due_work(self, limit: int = 50) -> DueWork:
+        """Campaigns to judge and accounts to feed now, and when the next falls due."""
+        k = self.keys
+        now_ms, campaigns, accounts, next_ms = self.scripts.due(
+            keys=[k.wake(), k.feeds()], args=[limit]
+        )
+        now, nxt = int(now_ms), int(next_ms)
+        return DueWork(
+            now_ms=now,
+            campaigns=[str(c) for c in campaigns],
+            accounts=[str(a) for a in accounts],
+            next_in=None if nxt < 0 else max(0.0, (nxt - now) / 1000),
+        )
+
+    def wait_for_nudge(self, timeout: float) -> bool:
+        """Block until a nudge comes or ``timeout`` seconds pass; True when nudged."""
+        return self.redis.blpop([self.keys.nudge()], timeout=max(timeout, 0.001)) is not None
+
+    def take_feed_turn(self, account: str, lease: float) -> bool:
+        """Hold the turn to feed ``account`` for at most ``lease`` seconds, if it is due."""
+        return bool(self.scripts.feed_turn(keys=[self.keys.feeds()], args=[account, _ms(lease)]))
+
+    def join_feed(self, account: str, campaign: str) -> bool:
+        """The campaign (open, with parked calls) joins the account's feed; the feed is due."""
+        k = self.keys
+        return bool(
+            self.scripts.feed_join(keys=[k.feed(account), k.feeds()], args=[campaign, account])
+        )
+
+    def leave_feed(self, account: str, campaigns: Iterable[str]) -> None:
+        names = list(campaigns)
+        if names:
+            self.redis.zrem(self.keys.feed(account), *names)
+
+    def feed_members(self, account: str, limit: int) -> list[tuple[str, float]]:
+        """The ``limit`` campaigns of the account's feed with the lowest virtual times."""
+        got = cast(
+            list[tuple[str, float]],
+            self.redis.zrange(self.keys.feed(account), 0, limit - 1, withscores=True),
+        )
+        return [(str(c), float(v)) for c, v in got]
+
+    def advance_feed(self, account: str, by: Mapping[str, float]) -> None:
+        """Add to campaigns' virtual times (each call fed adds 1/weight)."""
+        if by:
+            pipe = self.redis.pipeline(transaction=False)
+            for campaign, delta in by.items():
+                pipe.zadd(self.keys.feed(account), {campaign: delta}, xx=True, incr=True)
+            pipe.execute()
+
+    def feed_done(self, account: str, next_at_ms: int) -> bool:
+        """End a feed pass: the next one at ``next_at_ms`` (Redis clock), or none when the
+        account's feed is empty. Returns False in that case."""
+        k = self.keys
+        return bool(
+            self.scripts.feed_done(
+                keys=[k.feed(account), k.feeds()], args=[account, int(next_at_ms)]
+            )
+        )
+
+    def parked_many(self, campaigns: Sequence[str], count: int) -> dict[str, list[str]]:
+        """The first ``count`` parked request ids of each campaign (one round trip)."""
+        pipe = self.redis.pipeline(transaction=False)
+        for campaign in campaigns:
+            pipe.zrange(self.keys.campaign_parked(campaign), 0, count - 1)
+        return {c: cast(list[str], ids) for c, ids in zip(campaigns, pipe.execute(), strict=True)}
+
+    def parked_counts(self, campaigns: Sequence[str]) -> list[int]:
+        """How many calls each campaign has parked (one round trip)."""
+        pipe = self.redis.pipeline(transaction=False)
+        for campaign in campaigns:
+            pipe.zcard(self.keys.campaign_parked(campaign))
+        return [int(n) for n in pipe.execute()]
+
+    def unpark_many(self, batches: Sequence[Unpark], *, overdue: float) -> list[Unparked]:
+        """:meth:`unpark` for several campaigns in one round trip; each keeps its judge's
+        wake time. Returns what each batch did, in order."""
+        pipe = self.redis.pipeline(transaction=False)
+        for b in batches:
+            self._unpark(b, overdue=overdue, rewake_in=None, client=pipe)
+        return [Unparked.from_reply(int(m), int(left)) for m, left in pipe.execute()]
+
+    def rewake(self, campaign: str, seconds: float, *, version: str | None = None) -> None:
+        """Judge the campaign again in ``seconds`` (only if it has a wake entry). A judge
+        passes the controls' ``version`` it read (``Controls.version``): if they changed
+        since, their writer asked for a look now, and this later one is dropped."""
+        k = self.keys
+        if version is None:
+            sec, usec = self.redis.time()
+            at = sec * 1000 + usec // 1000 + _ms(seconds)
+            self.redis.zadd(k.wake(), {campaign: at}, xx=True)
+            return
+        self.scripts.rewake(
+            keys=[k.wake(), k.campaign_meta(campaign)], args=[campaign, _ms(seconds), version]
+        )
+
+    def parked(self, campaign: str, count: int) -> list[str]:
+        """The first ``count`` parked request ids, oldest first."""
+        return cast(list[str], self.redis.zrange(self.keys.campaign_parked(campaign), 0, count - 1))
+
+    def unpark(
+        self,
+        campaign: str,
+        calls: Sequence[tuple[str, str]],
+        *,
+        queue_key: str,
+        overdue: float,
+        rewake_in: float,
+        end_at: float | None = None,
+        version: str = "",
+    ) -> Unparked:
+        """Hand parked calls to ``queue_key``: (request id, message) each. Nothing moves
+        while the campaign is paused (see unpark.lua); a paused campaign is then judged
+        again at ``end_at`` (epoch seconds), if it has one."""
+        moved, left = self._unpark(
+            Unpark(campaign, calls, queue_key, end_at),
+            overdue=overdue,
+            rewake_in=rewake_in,
+            version=version,
+        )
+        return Unparked.from_reply(int(moved), int(left))
+
+    def _unpark(
+        self,
+        b: Unpark,
+        *,
+        overdue: float,
+        rewake_in: float | None,
+        version: str = "",
+        client: Any = None,
+    ) -> Any:
+        k = self.keys
+        end_ms = "" if b.end_at is None else str(int(b.end_at * 1000))
+        rewake = "" if rewake_in is None else _ms(rewake_in)
+        args: list[str | int] = [b.campaign, _ms(overdue), rewake, end_ms, version]
+        for rid, message in b.calls:
+            args += [rid, message]
+        return self.scripts.unpark(
+            keys=[
+                k.campaign_parked(b.campaign),
+                k.wake(),
+                k.campaign_meta(b.campaign),
+                k.deadlines(),
+                b.queue_key,
+                *(k.call(rid) for rid, _ in b.calls),
+            ],
+            args=args,
+            client=client,
+        )
+
+    def settle_parked(self, campaign: str, to: Literal["cancelled", "expired"], count: int) -> int:
+        """End up to ``count`` parked calls as ``to``. Returns how many were settled."""
+        k = self.keys
+        ids = self.parked(campaign, count)
+        settled, _ = self.scripts.settle_parked(
+            keys=[
+                k.campaign_parked(campaign),
+                k.wake(),
+                k.campaign_counts(campaign),
+                k.deadlines(),
+                *(k.call(rid) for rid in ids),
+            ],
+            args=[campaign, to, *ids],
+        )
+        return int(settled)
+
+    def status(
+        self, campaign: str, *, controls: Callable[[dict[str, str]], dict[str, Any]] | None = None
+    ) -> CampaignStatus:
+        """O(1): two hashes of counters, the parked count and the meta hash.
+        ``controls`` turns the meta hash into the controls shown (see callq.campaign.controls)."""
+        k = self.keys
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.hgetall(k.campaign_counts(campaign))
+        pipe.hgetall(k.campaign_call_status(campaign))
+        pipe.zcard(k.campaign_parked(campaign))
+        pipe.hgetall(k.campaign_meta(campaign))
+        counts, call_status, parked, meta = pipe.execute()
+        states = {str(s): int(counts.get(s, 0)) for s in STATES}
+        for name, value in counts.items():
+            if name not in states and name not in ("total", "redials"):
+                states[name] = int(value)
+        return CampaignStatus(
+            campaign=campaign,
+            total=int(counts.get("total", 0)),
+            states=states,
+            call_status={name: int(v) for name, v in sorted(call_status.items())},
+            parked=int(parked),
+            redials=int(counts.get("redials", 0)),
+            controls=controls(meta) if controls is not None else {},
+        )
+
+    def get(self, request_id: str) -> dict[str, str]:
+        """The call's hash as it is (for diagnostics and tests; the code reads :meth:`record`)."""
+        return cast(dict[str, str], self.redis.hgetall(self.keys.call(request_id)))
+
+    def record(self, request_id: str) -> CallRecord | None:
+        """The call's record, or None when there is none."""
+        raw = self.get(request_id)
+        return CallRecord.from_hash(raw) if raw else None
+
+    def attempts_log(self, request_id: str) -> list[dict[str, Any]]:
+        return [json.loads(x) for x in self.redis.lrange(self.keys.attempts(request_id), 0, -1)]
+
+    def iter_request_ids(self, campaign: str, *, batch: int = 1000) -> Iterator[str]:
+        key = self.keys.campaign_calls(campaign)
+        start = 0
+        while True:
+            chunk = cast(list[str], self.redis.lrange(key, start, start + batch - 1))
+            if not chunk:
+                return
+            yield from chunk
+            start += len(chunk)
+
+    def iter_records(self, campaign: str, *, batch: int = 500) -> Iterator[dict[str, str]]:
+        """Every record of a campaign, in enqueue order; one pipelined round trip per batch."""
+        for chunk in self._chunks(self.iter_request_ids(campaign, batch=batch), batch):
+            pipe = self.redis.pipeline(transaction=False)
+            for rid in chunk:
+                pipe.hgetall(self.keys.call(rid))
+            for rec in pipe.execute():
+                if rec:
+                    yield rec
+
+    def index_unresolved(self, caller_ids: Mapping[str, str], *, batch: int = 500) -> int:
+        """Index every unresolved call that is not yet (one sent before the index existed:
+        an upgrade), from the deadlines set, where every such call is; then mark the index
+        complete (:meth:`unresolved_complete`). ``caller_ids``: each account's default
+        CallerId (a flow call's To, when its row gave none). Returns how many were indexed."""
+        from callq.exotel.parties import record_parties
+
+        k = self.keys
+        indexed = 0
+        scan = (str(m) for m, _ in self.redis.zscan_iter(k.deadlines(), count=batch))
+        for ids in self._chunks(scan, batch):
+            pipe = self.redis.pipeline(transaction=False)
+            for rid in ids:
+                pipe.hmget(k.call(rid), "from", "to", "caller_id", "parties", "account")
+            pipe2 = self.redis.pipeline(transaction=False)
+            rows = zip(ids, pipe.execute(), strict=True)
+            for rid, (frm, to, caller, parties, account) in rows:
+                if frm and not parties:
+                    rec = {"from": frm, "to": to or "", "caller_id": caller or ""}
+                    default = caller_ids.get(account or "default", "")
+                    self.index_one(rid, record_parties(rec, default), pipe=pipe2)
+            indexed += sum(int(x) for x in pipe2.execute())
+        self.redis.set(k.unresolved_indexed(), "1")
+        return indexed
+
+    def unresolved_complete(self) -> bool:
+        """True once a worker has indexed the calls sent before the unresolved index."""
+        return bool(self.redis.exists(self.keys.unresolved_indexed()))
+
+    def index_one(self, request_id: str, parties: str, *, pipe: Any = None) -> bool:
+        """Index one unresolved call sent before the index existed (see index_unresolved.lua)."""
+        k = self.keys
+        return bool(
+            self.scripts.index_unresolved(
+                keys=[k.call(request_id), k.unresolved()],
+                args=[request_id, parties],
+                client=pipe,
+            )
+        )
+
+    def unresolved(self, parties: str) -> list[str]:
+        """Request ids of every call with these parties that is dialling past its sent mark
+        or in doubt (the unresolved index; stale members are possible only for a record
+        deleted by hand, so callers check each record's state)."""
+        members = cast(
+            list[str],
+            self.redis.zrangebylex(self.keys.unresolved(), f"[{parties}|", f"({parties}}}"),
+        )
+        return [m.split("|", 1)[1] for m in members]
+
+    def call_records(self, campaign: str, *, batch: int = 500) -> Iterator[CallRecord]:
+        """:meth:`iter_records` as call records."""
+        for raw in self.iter_records(campaign, batch=batch):
+            if raw.get("state"):
+                yield CallRecord.from_hash(raw)
+
+    def request_for_sid(self, sid: str) -> str | None:
+        return cast(str | None, self.redis.hget(self.keys.sids(), sid))
+
+    @staticmethod
+    def _chunks(items: Iterable[str], size: int) -> Iterator[list[str]]:
+        chunk: list[str] = []
+        for item in items:
+            chunk.append(item)
+            if len(chunk) >= size:
+                yield chunk
+                chunk = []
+        if chunk:
+            yield chunk

@@ -1,0 +1,113 @@
+-- callback.lua: apply one StatusCallback to its call record, once.
+-- KEYS[1] call hash   KEYS[2] campaign counts hash   KEYS[3] campaign call_status hash
+-- KEYS[4] sid index hash   KEYS[5] deadlines zset   KEYS[6] pending callback for ARGV[2]
+-- KEYS[7] campaign meta hash   KEYS[8] the call's attempts list   KEYS[9] campaign parked zset
+-- KEYS[10] unresolved index zset (a call the callback settles leaves it)
+-- KEYS[11] awaiting-status zset (a terminal status for the record's own sid: no look-up due)
+-- ARGV[1] request id   ARGV[2] CallSid   ARGV[3] Status (completed|busy|no-answer|failed|...)
+-- ARGV[4] '1' when the status is terminal, else ''
+-- ARGV[5..] record field, value, ... (times, durations, recording url, legs; no phone numbers)
+-- A callback proves the call was placed: any other state moves to `originated` (counters moved
+-- in the same step, deadline dropped), so a late worker reply or a reconcile finds it settled.
+-- A repeat (same sid and status) changes nothing. A new status replaces the old one and moves
+-- the call_status counters. A sid other than the record's own is kept apart under
+-- `callback_sid_mismatch` (the record's sid and call_status stay). Any stored pending copy of
+-- this sid's callback is deleted: this one supersedes it.
+-- Redial on outcome: when the campaign's meta asks for it (`redial_on` holds this status,
+-- fewer than `redials` done, not cancelled, the redial due before `end_at`), the call moves on
+-- to `retrying` with next_at = now + the interval (linear: interval * n; exponential:
+-- interval * 2^(n-1)) and a deadline at next_at, where the sweeper publishes it: no ETA task.
+-- The sid joins `prev_sids`; any later callback for a sid in `prev_sids` is a duplicate, so a
+-- terminal callback causes one redial however many times it arrives. Every matched callback
+-- is logged in the attempts list (sid, call_status), which the per-attempt report reads.
+-- Returns {code, previous state, mismatch (0|1), previous call_status, redialled (0|1)},
+-- where code is 'matched', 'duplicate', or 'missing' (no such record; nothing written).
+local rec = redis.call('HMGET', KEYS[1], 'state', 'sid', 'call_status',
+  'callback_sid_mismatch', 'callback_sid_mismatch_status', 'prev_sids', 'redials_done',
+  'attempts', 'callback_sid', 'parties')
+local state = rec[1]
+if not state then return {'missing', '', 0, '', 0} end
+local sid, status = ARGV[2], ARGV[3]
+if string.find(' ' .. (rec[6] or '') .. ' ', ' ' .. sid .. ' ', 1, true) then
+  redis.call('DEL', KEYS[6])
+  return {'duplicate', state, 0, rec[3] or '', 0}
+end
+local own = rec[2] or ''
+-- After a redial the record still holds the previous attempt's sid: it is not this attempt's.
+if own ~= '' and string.find(' ' .. (rec[6] or '') .. ' ', ' ' .. own .. ' ', 1, true) then
+  own = ''
+end
+local old = rec[3] or ''
+local mismatch = own ~= '' and own ~= sid
+local flag = mismatch and 1 or 0
+if state == 'originated' then
+  local same
+  if mismatch then
+    same = rec[4] == sid and rec[5] == status
+  else
+    -- callback_sid: the sid whose callback set call_status (after a redial, the record's
+    -- call_status is still the previous attempt's until this attempt's callback comes).
+    same = own == sid and (rec[9] or own) == sid and old == status
+  end
+  if same then
+    redis.call('DEL', KEYS[6])
+    return {'duplicate', state, flag, old, 0}
+  end
+end
+local now = now_ms()
+if mismatch then
+  redis.call('HSET', KEYS[1], 'callback_sid_mismatch', sid,
+    'callback_sid_mismatch_status', status, 'callback_at', now)
+  redis.call('HSETNX', KEYS[4], sid, ARGV[1])
+else
+  redis.call('HSET', KEYS[1], 'sid', sid, 'call_status', status, 'callback_at', now,
+    'callback_sid', sid)
+  if #ARGV > 4 then
+    redis.call('HSET', KEYS[1], unpack(ARGV, 5))
+  end
+  if ARGV[4] == '1' then redis.call('ZREM', KEYS[11], ARGV[1]) end
+  redis.call('HSET', KEYS[4], sid, ARGV[1])
+  if old ~= status then
+    if old ~= '' then redis.call('HINCRBY', KEYS[3], old, -1) end
+    redis.call('HINCRBY', KEYS[3], status, 1)
+  end
+end
+if state ~= 'originated' then
+  move(KEYS[1], KEYS[2], state, 'originated', now)
+  redis.call('HSET', KEYS[1], 'originated_at', now)
+  redis.call('HDEL', KEYS[1], 'lease_until', 'worker', 'next_at', 'parked')
+  redis.call('ZREM', KEYS[5], ARGV[1])
+  redis.call('ZREM', KEYS[9], ARGV[1])
+  if rec[10] then redis.call('ZREM', KEYS[10], rec[10] .. '|' .. ARGV[1]) end
+end
+redis.call('DEL', KEYS[6])
+local redialled = 0
+if not mismatch then
+  local attempts = tonumber(rec[8]) or 0
+  redis.call('RPUSH', KEYS[8], cjson.encode({callback = status, sid = sid, at = now,
+    attempt = attempts}))
+  local m = redis.call('HMGET', KEYS[7], 'redial_on', 'redials', 'redial_interval',
+    'redial_backoff', 'cancelled', 'end_at')
+  local max = tonumber(m[2]) or 0
+  local done = tonumber(rec[7]) or 0
+  if done < max and m[5] ~= '1' and m[1]
+      and string.find(',' .. m[1] .. ',', ',' .. status .. ',', 1, true) then
+    local interval = (tonumber(m[3]) or 600) * 1000  -- the default of callq.controls
+    local delay = interval * (done + 1)
+    if m[4] == 'exponential' then delay = interval * (2 ^ done) end
+    local at = now + math.floor(delay)
+    if not m[6] or m[6] == '' or at < tonumber(m[6]) then
+      local prev = rec[6] or ''
+      if prev ~= '' then prev = prev .. ' ' end
+      move(KEYS[1], KEYS[2], 'originated', 'retrying', now)
+      redis.call('HSET', KEYS[1], 'next_at', at,
+        'redials_done', done + 1, 'redial_base', attempts, 'prev_sids', prev .. sid)
+      redis.call('HINCRBY', KEYS[2], 'redials', 1)
+      redis.call('ZADD', KEYS[5], at, ARGV[1])
+      redis.call('RPUSH', KEYS[8], cjson.encode({redial = done + 1, after = status, sid = sid,
+        at = now, next_at = at}))
+      redialled = 1
+    end
+  end
+end
+return {'matched', state, flag, old, redialled}

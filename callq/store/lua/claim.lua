@@ -1,0 +1,64 @@
+-- claim.lua: take a call for one attempt: `queued`/`retrying` -> `dialing`, with a lease; or,
+-- when the campaign says so, hold it instead (park), cancel it, or let it expire.
+-- KEYS[1] call hash   KEYS[2] campaign counts hash   KEYS[3] deadlines zset
+-- KEYS[4] campaign meta hash   KEYS[5] campaign parked zset   KEYS[6] wake zset
+-- ARGV[1] request id  ARGV[2] lease in ms  ARGV[3] early tolerance in ms  ARGV[4] worker name
+-- ARGV[5] a fresh claim token (never reused): the fence for mark_sent, release and finish
+-- ARGV[6] the caller's gate: '' dial, 'expire' (past the campaign's end_at), or a number of
+--         ms to wait (outside the calling window, account breaker open): park until then
+-- ARGV[7] campaign id
+-- The campaign's `cancelled` and `paused` flags are read here, in the same step as the claim,
+-- so a pause or cancel is never missed by a claim that raced it.
+-- Returns {code, attempts, state, now_us, field, value, ...}, where now_us is the server's
+-- time in microseconds (a fed call's slot is reckoned from it):
+--   {'claimed', n, 'dialing', now_us, <the whole record as field/value pairs>} - attempt n
+--                              is ours;
+--   {'parked', n, state, now_us}     - held in the campaign's parked set (paused or waiting);
+--   {'cancelled'|'expired', n, state, now_us} - the call ended here (state is the new state);
+--   {'early', n, 'retrying', now_us} - a retry message came before the call's next_at (a
+--                              stray copy);
+--   {'skip', n, state, now_us}       - nothing to do: already dialing, in doubt, or final;
+--   {'missing', 0, '', now_us}       - no such record.
+local now_us = now_us()
+local now = math.floor(now_us / 1000)
+local rec = redis.call('HMGET', KEYS[1], 'state', 'attempts', 'next_at', 'created_at')
+local state = rec[1]
+if not state then return {'missing', 0, '', now_us} end
+local attempts = tonumber(rec[2]) or 0
+if state ~= 'queued' and state ~= 'retrying' then return {'skip', attempts, state, now_us} end
+local meta = redis.call('HMGET', KEYS[4], 'cancelled', 'paused')
+local gate = ARGV[6]
+local function settle(to)
+  move(KEYS[1], KEYS[2], state, to, now)
+  redis.call('HDEL', KEYS[1], 'next_at', 'parked')
+  redis.call('ZREM', KEYS[3], ARGV[1])
+  redis.call('ZREM', KEYS[5], ARGV[1])
+  return {to, attempts, to, now_us}
+end
+if meta[1] == '1' then return settle('cancelled') end
+if gate == 'expire' then return settle('expired') end
+if meta[2] == '1' or gate ~= '' then
+  redis.call('ZREM', KEYS[3], ARGV[1])
+  if meta[2] == '1' then
+    park(KEYS[1], KEYS[5], KEYS[6], ARGV[1], ARGV[7], tonumber(rec[4]) or now, 'paused', nil)
+  else
+    park(KEYS[1], KEYS[5], KEYS[6], ARGV[1], ARGV[7], tonumber(rec[4]) or now, 'waiting',
+      now + tonumber(gate))
+  end
+  return {'parked', attempts, state, now_us}
+end
+if state == 'retrying' and rec[3] and (tonumber(rec[3]) or 0) - tonumber(ARGV[3]) > now then
+  return {'early', attempts, state, now_us}
+end
+attempts = attempts + 1
+local lease = now + tonumber(ARGV[2])
+move(KEYS[1], KEYS[2], state, 'dialing', now)
+redis.call('HSET', KEYS[1], 'attempts', attempts, 'sent', 0, 'lease_until', lease,
+  'worker', ARGV[4], 'claim', ARGV[5], 'claimed_from', state)
+redis.call('HDEL', KEYS[1], 'next_at', 'parked')
+redis.call('ZREM', KEYS[5], ARGV[1])
+redis.call('ZADD', KEYS[3], lease, ARGV[1])
+local out = {'claimed', attempts, 'dialing', now_us}
+local all = redis.call('HGETALL', KEYS[1])
+for i = 1, #all do out[#out + 1] = all[i] end
+return out

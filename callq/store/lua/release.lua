@@ -1,0 +1,50 @@
+-- release.lua: give back an attempt that never sent anything, attempt uncounted: `dialing` ->
+-- the state it was claimed from (`queued` or `retrying`); or park it, cancel it, expire it.
+-- KEYS[1] call hash   KEYS[2] campaign counts hash   KEYS[3] deadlines zset
+-- KEYS[4] campaign meta hash   KEYS[5] campaign parked zset   KEYS[6] wake zset
+-- KEYS[7] unresolved index zset (a released attempt sent nothing: it leaves the index)
+-- ARGV[1] request id  ARGV[2] the claim token  ARGV[3] ms until the sweeper republishes it
+-- ARGV[4] '1' when the caller marked the attempt sent but knows it sent nothing (it found
+--         itself late for its permit and held the request back); otherwise a sent attempt
+--         is never released.
+-- ARGV[5] what becomes of the call: '' back to the queue (the caller republishes it);
+--         'park' held in the campaign's parked set; 'cancelled' or 'expired' (final). In a
+--         campaign cancelled since the claim, '' and 'park' become 'cancelled'.
+-- ARGV[6] for 'park': ms until the sweeper drains the parked set ('' = now)
+-- ARGV[7] campaign id
+-- A park in a paused campaign sets no wake (resume does); a park in a campaign that is not
+-- paused always sets one, so a call parked just after a resume is not stranded.
+-- Returns 1 when released, 0 when the attempt was not ours or was already marked sent.
+local rec = redis.call('HMGET', KEYS[1], 'state', 'attempts', 'sent', 'claim', 'claimed_from',
+  'parties')
+if rec[1] ~= 'dialing' or rec[4] ~= ARGV[2] then return 0 end
+if rec[3] == ARGV[2] and ARGV[4] ~= '1' then return 0 end
+local now = now_ms()
+local action = ARGV[5]
+-- A campaign cancelled since the claim: whatever the caller asked, the call is cancelled
+-- (a cancel that ran while this call was dialing skipped it).
+if (action == '' or action == 'park') and redis.call('HGET', KEYS[4], 'cancelled') == '1' then
+  action = 'cancelled'
+end
+local to = rec[5] or 'retrying'
+if action == 'cancelled' or action == 'expired' then to = action end
+move(KEYS[1], KEYS[2], 'dialing', to, now)
+redis.call('HSET', KEYS[1], 'attempts', tonumber(rec[2]) - 1, 'sent', 0)
+redis.call('HDEL', KEYS[1], 'lease_until', 'worker', 'claimed_from')
+if rec[6] then redis.call('ZREM', KEYS[7], rec[6] .. '|' .. ARGV[1]) end
+if to == 'retrying' then redis.call('HSET', KEYS[1], 'next_at', now) end
+if action == 'cancelled' or action == 'expired' then
+  redis.call('ZREM', KEYS[3], ARGV[1])
+elseif action == 'park' then
+  redis.call('ZREM', KEYS[3], ARGV[1])
+  local score = tonumber(redis.call('HGET', KEYS[1], 'created_at')) or now
+  if redis.call('HGET', KEYS[4], 'paused') == '1' then
+    park(KEYS[1], KEYS[5], KEYS[6], ARGV[1], ARGV[7], score, 'paused', nil)
+  else
+    park(KEYS[1], KEYS[5], KEYS[6], ARGV[1], ARGV[7], score, 'waiting',
+      now + (tonumber(ARGV[6]) or 0))
+  end
+else
+  redis.call('ZADD', KEYS[3], now + tonumber(ARGV[3]), ARGV[1])
+end
+return 1

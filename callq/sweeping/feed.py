@@ -1,0 +1,342 @@
+"""The feed: parked calls go to the queue with their permits, per account, in fair shares.
+
+A waiting call is *parked*: its request id sits in its campaign's parked set and no message
+or thread holds it (see ``claim.lua`` and ``release.lua``). A feeder thread in every worker
+finds, with one poll of Redis (``due.lua``), two kinds of work:
+
+* **Judge a campaign**, when its wake time comes (it was enqueued, paused, resumed, changed,
+  cancelled, or its window opens or closes). Cancelled: its parked calls end `cancelled`;
+  past ``end_at``: `expired`; paused, outside its calling window or before ``send_at``: it
+  leaves its account's feed and waits for its time; open: it joins its account's feed (a
+  priority campaign's calls go straight to `calls.priority` instead, where each reserves the
+  next free permit itself).
+* **Feed an account**, when its next pass is due. One feeder at a time holds the account's
+  turn. It reserves every permit free within the lead (``FEED_LEAD_SECONDS``) in one round
+  trip, gives them to the feed's campaigns by weighted round-robin
+  (:mod:`callq.campaign.share`), and
+  pushes each chosen call's task message with its slot. The worker that takes the message
+  sleeps until the slot (at most the lead) and sends. The next pass falls due when the next
+  permit can be reserved, so every permit the limit allows goes to a call, and the queue holds
+  only about lead / interval messages per account.
+
+Between passes a feeder blocks on the nudge list (``Keys.nudge``) until the next thing falls
+due, so an enqueue is judged at once, and an idle feeder costs one round trip per sweep tick.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import redis
+from celery import Celery
+
+from callq.campaign.controls import Controls
+from callq.campaign.share import Member, advances, allocate
+from callq.dialing.dialer import Account, Dialer
+from callq.dialing.limiter import Slot
+from callq.metrics import FED
+from callq.settings import Settings
+from callq.store.ledger import Ledger, Unpark
+from callq.transport.messages import TaskMessages
+from callq.transport.queues import CALLS_QUEUE, PRIORITY_QUEUE
+
+log = logging.getLogger("callq.feed")
+
+SETTLE_BATCH = 500
+MAX_PRIORITY_PUSH = 1000
+MAX_FEED_BATCH = 100  # permits handed out in one pass, at most
+MIN_PASS_GAP = 0.05  # seconds: no account is fed more often than this
+DUE_LIMIT = 50  # campaigns and accounts taken from one poll
+RECHECK_TICKS = 10  # an open campaign is judged again after this many sweep intervals
+
+
+@dataclass
+class PassResult:
+    """What one pass did (for logs and tests)."""
+
+    judged: dict[str, int] = field(default_factory=dict)
+    fed: int = 0
+    next_in: float | None = None
+
+    def count(self, what: str, n: int = 1) -> None:
+        self.judged[what] = self.judged.get(what, 0) + n
+
+
+class Feeder:
+    def __init__(self, ledger: Ledger, settings: Settings, dialer: Dialer, app: Celery) -> None:
+        self.ledger = ledger
+        self.settings = settings
+        self.dialer = dialer
+        self.normal = TaskMessages(app, queue=CALLS_QUEUE)
+        self.priority = TaskMessages(app, queue=PRIORITY_QUEUE)
+        self._joined: list[str] = []  # accounts a campaign joined in this pass
+
+    @property
+    def recheck(self) -> float:
+        return self.settings.sweep_interval_seconds * RECHECK_TICKS
+
+    @property
+    def turn_lease(self) -> float:
+        return max(self.settings.sweep_interval_seconds, 1.0)
+
+    # One pass -----------------------------------------------------------------------------
+
+    def run_once(self) -> PassResult:
+        """Judge the campaigns due and feed the accounts due; say when the next is due."""
+        due = self.ledger.due_work(DUE_LIMIT)
+        result = PassResult(next_in=due.next_in)
+        self._joined = []
+        for campaign in due.campaigns:
+            try:
+                result.count(self.judge(campaign))
+            except (ValueError, KeyError) as exc:
+                # Unreadable controls (meta edited by hand?): this campaign waits and says
+                # why; the others go on.
+                log.error("campaign %s: cannot judge it: %s", campaign, exc)
+                self.ledger.rewake(campaign, 60.0)
+                result.count("error")
+        # The accounts due, and those a campaign just joined: fed in this pass, not the next.
+        for account in dict.fromkeys([*due.accounts, *self._joined]):
+            result.fed += self.feed(account)
+        if due.campaigns or due.accounts:
+            result.next_in = 0.0  # what was done set new due times: look again at once
+        return result
+
+    def drain_once(self) -> dict[str, int]:
+        """One pass, as counts by what happened (``fed`` among them)."""
+        r = self.run_once()
+        return {**r.judged, **({"fed": r.fed} if r.fed else {})}
+
+    # Judging a campaign ---------------------------------------------------------------------
+
+    def judge(self, campaign: str) -> str:
+        ledger = self.ledger
+        ctl = self.dialer.controls_of(campaign, fresh=True)
+        acct_name = ctl.account or "default"
+        if ctl.cancelled:
+            ledger.leave_feed(acct_name, [campaign])
+            return self._settle(campaign, "cancelled")
+        gate = ctl.gate(self.dialer.clock())
+        if gate.kind == "expire":
+            ledger.leave_feed(acct_name, [campaign])
+            return self._settle(campaign, "expired")
+        if ctl.paused:
+            # Atomic with the paused flag: the wake entry goes (or waits for end_at); if a
+            # resume raced this, the campaign is judged again at once.
+            ledger.leave_feed(acct_name, [campaign])
+            ledger.unpark(
+                campaign,
+                [],
+                queue_key=self.normal.queue_key,
+                overdue=self.settings.retry_overdue_seconds,
+                rewake_in=0.0,
+                end_at=ctl.end_at,
+                version=ctl.version,
+            )
+            return "paused"
+        if gate.kind == "wait":
+            ledger.leave_feed(acct_name, [campaign])
+            ledger.rewake(campaign, gate.wait, version=ctl.version)
+            return "waiting"
+        acct = self.dialer.account(ctl.account)
+        if acct is None:
+            ledger.leave_feed(acct_name, [campaign])
+            ledger.rewake(campaign, 60.0, version=ctl.version)
+            return "unknown_account"
+        if ctl.priority:
+            return self._push_priority(campaign, ctl, acct)
+        # Open: stay judged until the window closes or end_at, then look again.
+        closes_in = ctl.open_for(self.dialer.clock())
+        rewake_in = self.recheck if closes_in is None else min(self.recheck, closes_in + 0.001)
+        done = ledger.unpark(
+            campaign,
+            [],
+            queue_key=self.normal.queue_key,
+            overdue=self.settings.retry_overdue_seconds,
+            rewake_in=rewake_in,
+            end_at=ctl.end_at,
+            version=ctl.version,
+        )
+        if done.paused:
+            return "paused"  # paused since the controls were read
+        if done.left == 0:
+            return "empty"  # its wake entry went with its last parked call
+        ledger.join_feed(acct.name, campaign)
+        self._joined.append(acct.name)
+        return "open"
+
+    def _settle(self, campaign: str, to: str) -> str:
+        n = self.ledger.settle_parked(campaign, to, SETTLE_BATCH)  # type: ignore[arg-type]
+        return to if n else f"{to}_none"
+
+    def _push_priority(self, campaign: str, ctl: Controls, acct: Account) -> str:
+        """A priority campaign's parked calls (it was paused, or outside its window) go to
+        `calls.priority`, about as many as the account can dial before the next look."""
+        s = acct.settings
+        within = self.settings.sweep_interval_seconds + s.rate_limit_max_ahead_seconds
+        count = min(MAX_PRIORITY_PUSH, acct.limiter.free_slots(within) + 1)
+        ids = self.ledger.parked(campaign, count)
+        done = self.ledger.unpark(
+            campaign,
+            [(rid, self.priority.encode(rid)) for rid in ids],
+            queue_key=self.priority.queue_key,
+            overdue=self.settings.retry_overdue_seconds,
+            rewake_in=self.settings.sweep_interval_seconds,
+            end_at=ctl.end_at,
+            version=ctl.version,
+        )
+        return "paused" if done.paused else "priority"
+
+    # Feeding an account ---------------------------------------------------------------------
+
+    def feed(self, account: str) -> int:
+        """One pass over one account's feed, if it is due and this feeder takes the turn.
+        Returns how many calls were handed to the queue."""
+        ledger = self.ledger
+        if not ledger.take_feed_turn(account, self.turn_lease):
+            return 0
+        try:
+            return self._feed(account)
+        except redis.RedisError:
+            raise
+        except Exception:
+            log.exception("feeding account %s failed; it is fed again after the turn's lease")
+            return 0
+
+    def _feed(self, account: str) -> int:
+        ledger = self.ledger
+        acct = self.dialer.account(account)
+        if acct is None:
+            log.error("account %r is fed but unknown to this worker (EXOTEL_ACCOUNTS)", account)
+            return 0  # the turn's lease runs out; a worker that knows it feeds it
+        lim = acct.limiter
+        lead = acct.settings.feed_lead_seconds
+        if acct.breaker is not None:
+            closed_in = acct.breaker.open_for()
+            if closed_in > 0:
+                self._done(account, closed_in)
+                return 0
+        most = min(MAX_FEED_BATCH, int(lead / lim.interval) + 1)
+        members = ledger.feed_members(account, most)
+        shares, strays = self._shares(account, members)
+        if strays:
+            ledger.leave_feed(account, strays)
+            for campaign in strays:  # judged again where they belong
+                ledger.rewake(campaign, 0.0)
+        ids = ledger.parked_many([m.campaign for m in shares], most)
+        ready = [
+            Member(m.campaign, m.vtime, m.weight, len(ids[m.campaign]))
+            for m in shares
+            if ids[m.campaign]
+        ]
+        empty = [m.campaign for m in shares if not ids[m.campaign]]
+        if empty:
+            self._leave(account, empty)
+        if not ready:
+            self._done(account, self.settings.sweep_interval_seconds)
+            return 0
+        grant = lim.reserve(ahead=lead, count=min(most, sum(m.available for m in ready)))
+        if not grant.granted:
+            self._done(account, max(grant.wait, MIN_PASS_GAP))
+            return 0
+        order = allocate(grant.count, ready)
+        calls: dict[str, list[tuple[str, str]]] = {m.campaign: [] for m in ready}
+        taken = dict.fromkeys(calls, 0)
+        for i, campaign in enumerate(order):
+            rid = ids[campaign][taken[campaign]]
+            taken[campaign] += 1
+            calls[campaign].append((rid, self.normal.encode(rid, Slot(grant.slot_us(i), account))))
+        batches = [Unpark(c, calls[c], self.normal.queue_key) for c in calls if calls[c]]
+        results = ledger.unpark_many(batches, overdue=self.settings.retry_overdue_seconds)
+        moved = 0
+        fed: list[str] = []
+        gone: list[str] = []
+        for b, done in zip(batches, results, strict=True):
+            moved += done.moved
+            fed.extend([b.campaign] * done.moved)
+            if not done.paused and done.left == 0:
+                gone.append(b.campaign)
+        ledger.advance_feed(account, advances(fed, {m.campaign: m.weight for m in ready}))
+        if gone:
+            self._leave(account, gone)
+        FED.inc(moved)
+        # The next pass: when the next permit can be reserved within the lead.
+        next_free = grant.wait + grant.count * grant.interval_us / 1e6
+        self._done(account, max(next_free - lead, MIN_PASS_GAP), now_ms=grant.now_us // 1000)
+        return moved
+
+    def _shares(
+        self, account: str, members: list[tuple[str, float]]
+    ) -> tuple[list[Member], list[str]]:
+        """The members this account may feed now, and those that no longer belong here
+        (paused, cancelled or moved to another account since they were judged)."""
+        shares: list[Member] = []
+        strays: list[str] = []
+        for campaign, vtime in members:
+            ctl = self.dialer.controls_of(campaign)
+            if ctl.paused or ctl.cancelled or ctl.priority or (ctl.account or "default") != account:
+                strays.append(campaign)
+            else:
+                shares.append(Member(campaign, vtime, ctl.weight))
+        return shares, strays
+
+    def _leave(self, account: str, campaigns: list[str]) -> None:
+        """Campaigns whose parked set ran empty leave the feed; one that got a call parked
+        meanwhile is judged again (its park also set its wake: belt and braces)."""
+        ledger = self.ledger
+        ledger.leave_feed(account, campaigns)
+        for campaign, count in zip(campaigns, ledger.parked_counts(campaigns), strict=True):
+            if count:
+                ledger.rewake(campaign, 0.0)
+
+    def _done(self, account: str, next_in: float, *, now_ms: int | None = None) -> None:
+        if now_ms is None:
+            sec, usec = self.ledger.redis.time()
+            now_ms = int(sec) * 1000 + int(usec) // 1000
+        self.ledger.feed_done(account, now_ms + max(1, int(next_in * 1000)))
+
+
+class FeedLoop:
+    """The feeder thread of one worker: a pass, then a wait for the next due time or a nudge."""
+
+    def __init__(
+        self,
+        feeder: Feeder,
+        settings: Settings,
+        *,
+        on_pass: Callable[[PassResult], None] | None = None,
+    ) -> None:
+        self.feeder = feeder
+        self.settings = settings
+        self.on_pass = on_pass
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def run(self) -> None:
+        tick = self.settings.sweep_interval_seconds
+        while not self._stop.is_set():
+            try:
+                result = self.feeder.run_once()
+                if self.on_pass is not None:
+                    self.on_pass(result)
+                wait = tick if result.next_in is None else min(result.next_in, tick)
+                if wait > 0:
+                    self.feeder.ledger.wait_for_nudge(wait)
+            except redis.RedisError as exc:
+                log.warning("feed pass failed: %s", exc.__class__.__name__)
+                self._stop.wait(tick)
+            except Exception:
+                log.exception("feed pass failed")
+                self._stop.wait(tick)
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self.run, name="callq-feed", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=self.settings.sweep_interval_seconds + 5)

@@ -1,0 +1,301 @@
+"""StatusCallbacks into the ledger on a real Redis: matched once, counters exact."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import pytest
+import redis
+
+from callq.store.callbacks import CallbackEvent, CallbackStore
+from callq.store.keys import Keys
+from callq.store.ledger import Ledger
+
+CAMPAIGN = "cb1"
+
+
+def rid(n: int) -> str:
+    return f"{CAMPAIGN}:{n:020x}"
+
+
+@pytest.fixture
+def store(rclient: redis.Redis, keys: Keys) -> CallbackStore:
+    return CallbackStore(rclient, keys, pending_ttl=60)
+
+
+def enqueue(ledger: Ledger, n: int) -> list[str]:
+    ids = [rid(i) for i in range(n)]
+    records = [(r, {"from": "+919800000000", "to": f"+91970000000{i}"}) for i, r in enumerate(ids)]
+    assert ledger.enqueue_many(CAMPAIGN, records) == [1] * n
+    return ids
+
+
+def originate(ledger: Ledger, r: str, sid: str) -> None:
+    c = ledger.claim(r, lease_seconds=30, early_tolerance=0.5, worker="t")
+    assert c.claimed and ledger.mark_sent(r, c.claim, lease_seconds=30)
+    assert ledger.finish(r, c.claim, "originated", sid=sid).ok
+
+
+def in_doubt(ledger: Ledger, r: str) -> None:
+    c = ledger.claim(r, lease_seconds=0.05, early_tolerance=0.5, worker="t")
+    assert ledger.mark_sent(r, c.claim, lease_seconds=0.05)
+    time.sleep(0.1)
+    assert ledger.sweep(r, reconcile_in=60, overdue_in=60) == "in_doubt"
+
+
+def event(sid: str, status: str = "completed", custom_field: str | None = None) -> CallbackEvent:
+    return CallbackEvent(
+        sid=sid,
+        status=status,
+        custom_field=custom_field,
+        fields={
+            "DateCreated": "2019-04-08 03:17:59",
+            "DateUpdated": "2019-04-08 03:18:35",
+            "StartTime": "2019-04-08 03:17:59",
+            "EndTime": "2019-04-08 03:18:36",
+            "ConversationDuration": "32",
+            "RecordingUrl": f"https://recordings.example/{sid}.mp3",
+            "To": "+919886799000",
+            "From": "+919941374000",
+            "Direction": "outbound-api",
+            "EventType": "terminal",
+            "legs": json.dumps([{"Status": "completed", "OnCallDuration": 41}]),
+        },
+    )
+
+
+def recount(ledger: Ledger) -> tuple[dict[str, int], dict[str, int]]:
+    states: dict[str, int] = {}
+    statuses: dict[str, int] = {}
+    for rec in ledger.iter_records(CAMPAIGN):
+        states[rec["state"]] = states.get(rec["state"], 0) + 1
+        if rec.get("call_status"):
+            statuses[rec["call_status"]] = statuses.get(rec["call_status"], 0) + 1
+    return states, statuses
+
+
+def assert_counters_match(ledger: Ledger) -> None:
+    status = ledger.status(CAMPAIGN)
+    states, statuses = recount(ledger)
+    assert {k: v for k, v in status.states.items() if v} == states
+    assert {k: v for k, v in status.call_status.items() if v} == statuses
+    assert status.total == sum(states.values())
+
+
+def test_given_a_callback_with_our_custom_field_when_applied_then_it_is_matched_and_recorded(
+    ledger: Ledger, store: CallbackStore
+) -> None:
+    (r,) = enqueue(ledger, 1)
+    originate(ledger, r, "sid-a")
+    assert store.apply(event("sid-a", "no-answer", custom_field=r)) == "matched"
+    rec = ledger.get(r)
+    assert rec["call_status"] == "no-answer"
+    assert rec["duration"] == rec["conversation_duration"] == "32"
+    assert rec["recording_url"] == "https://recordings.example/sid-a.mp3"
+    assert rec["date_updated"] == "2019-04-08 03:18:35" and rec["end_time"] == "2019-04-08 03:18:36"
+    assert json.loads(rec["legs"]) == [{"Status": "completed", "OnCallDuration": 41}]
+    assert int(rec["callback_at"]) > 0
+    assert rec["call_status_source"] == "callback"  # not the backfill's (callq.dialing.backfill)
+    assert rec["to"] == "+919700000000"  # the callback's numbers never overwrite the record's
+    assert ledger.status(CAMPAIGN).call_status == {"no-answer": 1}
+    assert_counters_match(ledger)
+
+
+def test_given_a_callback_with_only_a_sid_when_applied_then_it_is_matched_through_the_sid_index(
+    ledger: Ledger, store: CallbackStore
+) -> None:
+    a, b = enqueue(ledger, 2)
+    originate(ledger, a, "sid-a")
+    originate(ledger, b, "sid-b")
+    flow = CallbackEvent(sid="sid-b", status="busy", custom_field=None, fields={})
+    assert store.apply(flow) == "matched"
+    assert ledger.get(b)["call_status"] == "busy"
+    assert "call_status" not in ledger.get(a)
+    # A CustomField that is not one of our request ids falls back to the Sid too.
+    assert store.apply(event("sid-a", custom_field="order-17")) == "matched"
+    assert ledger.get(a)["call_status"] == "completed"
+    assert_counters_match(ledger)
+
+
+def test_given_a_callback_before_the_sid_is_recorded_when_the_worker_records_it_then_it_is_applied(
+    ledger: Ledger, store: CallbackStore, keys: Keys
+) -> None:
+    (r,) = enqueue(ledger, 1)
+    c = ledger.claim(r, lease_seconds=30, early_tolerance=0.5, worker="t")
+    ledger.mark_sent(r, c.claim, lease_seconds=30)
+    early = CallbackEvent(sid="sid-early", status="failed", custom_field=None, fields={})
+    assert store.apply(early) == "pending"
+    assert store.apply(early) == "pending"  # a repeat just replaces the stored copy
+    assert ledger.redis.pttl(keys.pending_callback("sid-early")) > 0
+    assert ledger.get(r)["state"] == "dialing"
+    assert store.apply_pending("sid-early") is None  # the Sid is still unknown: kept
+    fin = ledger.finish(r, c.claim, "originated", sid="sid-early")
+    assert fin.ok and fin.pending_callback
+    assert store.apply_pending("sid-early") == "failed"
+    assert ledger.get(r)["call_status"] == "failed"
+    assert not ledger.redis.exists(keys.pending_callback("sid-early"))
+    assert store.apply_pending("sid-early") is None  # applied once, then gone
+    assert ledger.status(CAMPAIGN).call_status == {"failed": 1}
+    assert_counters_match(ledger)
+
+
+def test_given_a_callback_for_an_unknown_call_when_applied_then_it_is_kept_and_nothing_is_created(
+    ledger: Ledger, store: CallbackStore, keys: Keys
+) -> None:
+    ghost = rid(99)
+    assert store.apply(event("sid-ghost", custom_field=ghost)) == "pending"
+    assert not ledger.redis.exists(keys.call(ghost))
+    assert ledger.status(CAMPAIGN).total == 0
+    kept = CallbackEvent.from_json(str(ledger.redis.get(keys.pending_callback("sid-ghost"))))
+    assert kept == event("sid-ghost", custom_field=ghost)
+
+
+def test_given_a_repeated_callback_when_applied_then_nothing_changes(
+    ledger: Ledger, store: CallbackStore
+) -> None:
+    (r,) = enqueue(ledger, 1)
+    originate(ledger, r, "sid-a")
+    assert store.apply(event("sid-a", custom_field=r)) == "matched"
+    before = (ledger.get(r), ledger.status(CAMPAIGN), ledger.redis.hgetall(ledger.keys.sids()))
+    time.sleep(0.01)
+    for ev in (event("sid-a", custom_field=r), event("sid-a")):
+        assert store.apply(ev) == "duplicate"
+    after = (ledger.get(r), ledger.status(CAMPAIGN), ledger.redis.hgetall(ledger.keys.sids()))
+    assert after == before
+    assert ledger.status(CAMPAIGN).call_status == {"completed": 1}
+    assert_counters_match(ledger)
+
+
+def test_given_an_in_doubt_call_when_its_callback_arrives_then_it_is_settled_as_originated(
+    ledger: Ledger, store: CallbackStore, keys: Keys
+) -> None:
+    doubtful, other = enqueue(ledger, 2)
+    in_doubt(ledger, doubtful)
+    assert ledger.redis.zscore(keys.deadlines(), doubtful) is not None
+    assert store.apply(event("sid-x", "busy", custom_field=doubtful)) == "matched"
+    rec = ledger.get(doubtful)
+    assert rec["state"] == "originated" and rec["sid"] == "sid-x" and rec["call_status"] == "busy"
+    assert int(rec["originated_at"]) > 0
+    assert ledger.redis.zscore(keys.deadlines(), doubtful) is None
+    assert ledger.request_for_sid("sid-x") == doubtful
+    # The worker's late reply (or reconcile) finds the call settled and changes nothing.
+    assert not ledger.finish(doubtful, 1, "retrying", error="late", next_in=1, look_again_in=1).ok
+    status = ledger.status(CAMPAIGN)
+    assert status.states["originated"] == 1 and status.states["in_doubt"] == 0
+    assert status.states["queued"] == 1 and status.call_status == {"busy": 1}
+    assert ledger.get(other)["state"] == "queued"
+    assert_counters_match(ledger)
+
+
+def test_given_a_callback_that_beats_the_worker_when_the_worker_finishes_then_it_is_refused(
+    ledger: Ledger, store: CallbackStore
+) -> None:
+    (r,) = enqueue(ledger, 1)
+    c = ledger.claim(r, lease_seconds=30, early_tolerance=0.5, worker="t")
+    ledger.mark_sent(r, c.claim, lease_seconds=30)
+    assert store.apply(event("sid-fast", custom_field=r)) == "matched"
+    assert ledger.get(r)["state"] == "originated"
+    fin = ledger.finish(r, c.claim, "originated", sid="sid-fast")
+    assert not fin.ok and fin.state == "originated"
+    assert ledger.get(r)["sid"] == "sid-fast"
+    assert_counters_match(ledger)
+
+
+def test_given_a_new_status_for_a_call_when_applied_then_the_call_status_counters_move(
+    ledger: Ledger, store: CallbackStore
+) -> None:
+    a, b = enqueue(ledger, 2)
+    originate(ledger, a, "sid-a")
+    originate(ledger, b, "sid-b")
+    assert store.apply(event("sid-a", "no-answer", custom_field=a)) == "matched"
+    assert store.apply(event("sid-b", "no-answer", custom_field=b)) == "matched"
+    assert ledger.status(CAMPAIGN).call_status == {"no-answer": 2}
+    assert store.apply(event("sid-a", "completed", custom_field=a)) == "matched"
+    assert ledger.get(a)["call_status"] == "completed"
+    assert ledger.status(CAMPAIGN).call_status == {"completed": 1, "no-answer": 1}
+    assert store.apply(event("sid-a", "in-progress", custom_field=a)) == "matched"  # kept as sent
+    assert ledger.status(CAMPAIGN).call_status == {
+        "completed": 0,
+        "in-progress": 1,
+        "no-answer": 1,
+    }
+    assert_counters_match(ledger)
+
+
+def test_given_a_callback_with_another_sid_for_a_call_when_applied_then_the_record_keeps_its_own(
+    ledger: Ledger, store: CallbackStore, caplog: pytest.LogCaptureFixture
+) -> None:
+    (r,) = enqueue(ledger, 1)
+    originate(ledger, r, "sid-own")
+    assert store.apply(event("sid-own", "completed", custom_field=r)) == "matched"
+    with caplog.at_level("WARNING", logger="callq.callbacks"):
+        assert store.apply(event("sid-other", "busy", custom_field=r)) == "matched"
+    assert "sid-other" in caplog.text
+    rec = ledger.get(r)
+    assert rec["sid"] == "sid-own" and rec["call_status"] == "completed"
+    assert rec["callback_sid_mismatch"] == "sid-other"
+    assert rec["callback_sid_mismatch_status"] == "busy"
+    assert store.apply(event("sid-other", "busy", custom_field=r)) == "duplicate"
+    assert ledger.status(CAMPAIGN).call_status == {"completed": 1}
+    assert_counters_match(ledger)
+
+
+def test_given_calls_in_every_state_when_callbacks_arrive_then_each_becomes_originated_exactly(
+    ledger: Ledger, store: CallbackStore
+) -> None:
+    queued, dialing, retrying, doubtful, failed, cancelled, done = enqueue(ledger, 7)
+    ledger.claim(dialing, lease_seconds=30, early_tolerance=0.5, worker="t")
+    for r, state, extra in (
+        (retrying, "retrying", {"next_in": 60.0, "look_again_in": 60.0}),
+        (failed, "failed", {}),
+    ):
+        c = ledger.claim(r, lease_seconds=30, early_tolerance=0.5, worker="t")
+        ledger.mark_sent(r, c.claim, lease_seconds=30)
+        assert ledger.finish(r, c.claim, state, error="x", **extra).ok  # type: ignore[arg-type]
+    k = ledger.keys
+    assert ledger.scripts.cancel(
+        keys=[
+            k.call(cancelled),
+            k.campaign_counts(CAMPAIGN),
+            k.deadlines(),
+            k.campaign_parked(CAMPAIGN),
+        ],
+        args=[cancelled],
+    )
+    in_doubt(ledger, doubtful)
+    originate(ledger, done, "sid-done")
+    assert {k: v for k, v in ledger.status(CAMPAIGN).states.items() if v} == {
+        "queued": 1,
+        "dialing": 1,
+        "retrying": 1,
+        "in_doubt": 1,
+        "failed": 1,
+        "cancelled": 1,
+        "originated": 1,
+    }
+    for i, r in enumerate((queued, dialing, retrying, doubtful, failed, cancelled, done)):
+        sid = "sid-done" if r == done else f"sid-{i}"
+        assert store.apply(event(sid, custom_field=r)) == "matched"
+    status = ledger.status(CAMPAIGN)
+    assert {k: v for k, v in status.states.items() if v} == {"originated": 7}
+    assert status.call_status == {"completed": 7}
+    assert ledger.redis.zcard(ledger.keys.deadlines()) == 0
+    assert_counters_match(ledger)
+
+
+def test_given_a_stored_pending_callback_that_is_corrupt_when_applied_then_it_is_dropped(
+    ledger: Ledger, store: CallbackStore, keys: Keys
+) -> None:
+    (r,) = enqueue(ledger, 1)
+    originate(ledger, r, "sid-a")
+    ledger.redis.set(keys.pending_callback("sid-a"), "{not json")
+    assert store.apply_pending("sid-a") is None
+    assert not ledger.redis.exists(keys.pending_callback("sid-a"))
+
+
+def test_given_a_zero_ttl_when_building_a_store_then_it_is_refused(
+    rclient: redis.Redis, keys: Keys
+) -> None:
+    with pytest.raises(ValueError, match="pending_ttl"):
+        CallbackStore(rclient, keys, pending_ttl=0)

@@ -1,0 +1,78 @@
+"""The dialer as a plain function: real Redis, the simulator over HTTP, no Celery."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from callq.dialing.limiter import Limiter, Permit
+from callq.settings import Settings
+from callq.store.ledger import Ledger
+from tests.campaigns import mobile
+from tests.conftest import make_dialer
+
+
+class LateLimiter(Limiter):
+    """Grants a permit whose slot is long past, as after a stall between permit and send."""
+
+    def try_acquire(self, stop: Any = None, *, priority: bool = False) -> Permit:
+        past = time.monotonic() - 5.0
+        return Permit(earliest=past, latest=past)
+
+
+def enqueue_one(ledger: Ledger, n: int = 1) -> str:
+    rid = f"d:{n:020x}"
+    ledger.enqueue_many(
+        "d", [(rid, {"from": mobile("98", n), "to": mobile("97", n), "caller_id": "+918030752400"})]
+    )
+    return rid
+
+
+def test_given_a_permit_when_on_time_then_the_call_is_placed_once(
+    settings: Settings, ledger: Ledger, sim: Any
+) -> None:
+    rid = enqueue_one(ledger)
+    step = make_dialer(settings, ledger).place(rid)
+    assert step.result == "originated"
+    assert sim.truth()["by_custom_field"] == {rid: 1}
+    assert make_dialer(settings, ledger).place(rid).result == "skip:originated"
+
+
+def test_given_a_send_late_for_its_permit_when_dialling_then_it_is_held_back_unsent(
+    settings: Settings, ledger: Ledger, sim: Any
+) -> None:
+    rid = enqueue_one(ledger, 2)
+    step = make_dialer(settings, ledger, LateLimiter).place(rid)
+    assert (step.result, step.retry_in) == ("late", 0.0)
+    assert sim.truth()["requests"] == 0  # nothing reached Exotel
+    rec = ledger.get(rid)
+    assert (rec["state"], rec["attempts"], rec["sent"]) == ("queued", "0", "0")
+    assert make_dialer(settings, ledger).place(rid).result == "originated"
+    assert sim.truth()["by_custom_field"] == {rid: 1}
+
+
+def test_given_a_proxy_504_while_exotel_placed_the_call_when_dialling_then_in_doubt_not_redialled(
+    settings: Settings, ledger: Ledger, sim: Any
+) -> None:
+    # F9: a 504 whose body is not Exotel's RestException comes from something in front of
+    # Exotel (a proxy, a load balancer), which may time out while Exotel still originates.
+    rid = enqueue_one(ledger, 3)
+    sim.script(rid, ["proxy_504"])
+    dialer = make_dialer(settings, ledger)
+    step = dialer.place(rid)
+    assert (step.result, step.retry_in) == ("unknown", None)
+    rec = ledger.get(rid)
+    assert rec["state"] == "in_doubt" and "504" in rec["last_error"]
+    assert dialer.place(rid).result == "skip:in_doubt"  # never dialled again while in doubt
+    assert sim.truth()["by_custom_field"] == {rid: 1}
+
+
+def test_given_exotels_own_504_when_dialling_then_not_placed_and_retried(
+    settings: Settings, ledger: Ledger, sim: Any
+) -> None:
+    rid = enqueue_one(ledger, 4)
+    sim.script(rid, ["504"])  # Exotel's RestException: the call was not placed
+    step = make_dialer(settings, ledger).place(rid)
+    assert step.result == "not_placed" and step.retry_in is not None
+    assert ledger.get(rid)["state"] == "retrying"
+    assert sim.truth()["originated"] == 0

@@ -1,0 +1,281 @@
+"""The feed: parked calls handed to the queue with their permits, in fair shares.
+
+In-process feeders on a real Redis (their passes, their turns, the messages they push) and
+the races found in review. Whole campaigns through real Celery workers at the shipped
+defaults are in tests/system/test_feed_campaigns.py.
+"""
+
+from __future__ import annotations
+
+import base64
+import itertools
+import json
+import time
+from datetime import UTC, datetime, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import pytest
+
+from callq.campaign.controls import CampaignOptions
+from callq.dialing.limiter import Slot
+from callq.intake.enqueue import Enqueuer
+from callq.settings import Settings
+from callq.store.ledger import Ledger
+from callq.sweeping.feed import Feeder
+from callq.transport.config import make_app
+from producer import pause_campaign, resume_campaign
+from tests.campaigns import agent_csv, as_stream
+from tests.conftest import make_dialer
+
+
+def queued(ledger: Ledger, settings: Settings) -> list[tuple[str, dict[str, Any]]]:
+    """The `calls` queue's messages, oldest first: (request id, kwargs)."""
+    raw = ledger.redis.lrange(f"{settings.broker_key_prefix}calls", 0, -1)
+    out = []
+    for item in reversed(raw):  # LPUSHed: the oldest is last
+        args, kwargs, _ = json.loads(base64.b64decode(json.loads(item)["body"]))
+        out.append((args[0], kwargs))
+    return out
+
+
+def feeder_for(settings: Settings, ledger: Ledger) -> Feeder:
+    return Feeder(ledger, settings, make_dialer(settings, ledger), make_app(settings))
+
+
+# --- one feeder, one pass ---------------------------------------------------------------------
+
+
+def test_given_a_parked_campaign_when_fed_then_each_call_gets_one_permit_within_the_lead(
+    settings: Settings, ledger: Ledger
+) -> None:
+    Enqueuer(settings).enqueue_file(as_stream(agent_csv(100)), "feed")
+    feeder = feeder_for(settings, ledger)
+    assert feeder.drain_once() == {"open": 1, "fed": 20}  # 0.5 s of permits at 40/s
+    msgs = queued(ledger, settings)
+    assert len({rid for rid, _ in msgs}) == 20
+    slots = [kw["slot"] for _, kw in msgs]
+    assert {kw["account"] for _, kw in msgs} == {"default"}
+    interval_us = (5.0 + settings.rate_limit_margin_seconds) * 1e6 / 200
+    gaps = {round(b - a) for a, b in itertools.pairwise(slots)}
+    assert gaps == {round(interval_us)}  # one permit apart, in queue order
+    sec, usec = ledger.redis.time()
+    now_us = sec * 1_000_000 + usec
+    assert slots[-1] - now_us <= settings.feed_lead_seconds * 1e6  # all within the lead
+    assert ledger.status("feed").parked == 80
+    # The next pass is due when the next permit can be handed out, not a tick later.
+    due = ledger.redis.zscore(ledger.keys.feeds(), "default")
+    assert due is not None and due / 1000 - now_us / 1e6 <= 0.1
+
+
+def test_given_two_feeders_at_once_when_an_account_is_due_then_one_takes_the_turn(
+    settings: Settings, ledger: Ledger
+) -> None:
+    Enqueuer(settings).enqueue_file(as_stream(agent_csv(100)), "turns")
+    a, b = feeder_for(settings, ledger), feeder_for(settings, ledger)
+    assert a.judge("turns") == "open"
+    assert ledger.take_feed_turn("default", 2.0)  # a holds the turn ...
+    assert b.feed("default") == 0  # ... so b feeds nothing
+    assert queued(ledger, settings) == []
+
+
+def test_given_two_campaigns_on_one_account_when_fed_then_they_take_turns_by_weight(
+    settings: Settings, ledger: Ledger
+) -> None:
+    enq = Enqueuer(settings)
+    enq.enqueue_file(as_stream(agent_csv(300)), "heavy", options=CampaignOptions(weight=2.0))
+    enq.enqueue_file(as_stream(agent_csv(300, start=1000)), "light")
+    feeder = feeder_for(settings, ledger)
+    feeder.drain_once()
+    for _ in range(6):  # passes as the lead moves on
+        time.sleep(0.12)
+        ledger.redis.zadd(ledger.keys.feeds(), {"default": 0})
+        feeder.feed("default")
+    got: dict[str, int] = {}
+    for rid, _ in queued(ledger, settings):
+        got[rid.split(":")[0]] = got.get(rid.split(":")[0], 0) + 1
+    assert got["heavy"] + got["light"] >= 40
+    assert abs(got["heavy"] - 2 * got["light"]) <= 3
+
+
+def test_given_a_campaign_paused_in_the_feed_when_fed_then_it_is_skipped_and_fed_after_resume(
+    settings: Settings, ledger: Ledger
+) -> None:
+    Enqueuer(settings).enqueue_file(as_stream(agent_csv(5)), "pz")
+    feeder = feeder_for(settings, ledger)
+    assert feeder.judge("pz") == "open"
+    ledger.redis.hset(ledger.keys.campaign_meta("pz"), "paused", "1")  # as if set just now
+    feeder.dialer.controls_of("pz", fresh=True)
+    assert feeder.feed("default") == 0
+    assert ledger.redis.zscore(ledger.keys.feed("default"), "pz") is None  # left the feed
+    assert queued(ledger, settings) == [] and ledger.status("pz").parked == 5
+    pause_campaign("pz", settings=settings)
+    assert feeder.drain_once() == {"paused": 1}
+    resume_campaign("pz", settings=settings)
+    feeder.dialer.controls_of("pz", fresh=True)
+    assert feeder.drain_once() == {"open": 1, "fed": 5}
+
+
+def test_given_a_fed_call_that_missed_its_slot_when_dialled_then_it_reserves_another(
+    settings: Settings, ledger: Ledger, sim: Any
+) -> None:
+    Enqueuer(settings).enqueue_file(as_stream(agent_csv(1)), "miss")
+    (rid,) = ledger.iter_request_ids("miss")
+    sec, usec = ledger.redis.time()
+    stale = Slot(sec * 1_000_000 + usec - 5_000_000, "default")  # 5 s ago: it sat in a queue
+    step = make_dialer(settings, ledger).place(rid, slot=stale)
+    assert step.result == "originated"
+    assert sim.truth()["by_custom_field"] == {rid: 1}
+
+
+# --- races found in review -----------------------------------------------------------------
+
+
+def test_given_a_pause_racing_a_feed_pass_when_end_at_passes_then_the_paused_calls_expire(
+    settings: Settings, ledger: Ledger, sim: Any
+) -> None:
+    # Found in review: a feed pass whose controls predate a pause found the campaign paused
+    # in unpark.lua and dropped the wake the judge had just set to end_at: its calls never
+    # expired while it stayed paused.
+    end_at = datetime.now(UTC) + timedelta(seconds=3)
+    Enqueuer(settings).enqueue_file(
+        as_stream(agent_csv(50)), "pe", options=CampaignOptions(end_at=end_at)
+    )
+    a = feeder_for(settings, ledger)
+    b = feeder_for(settings, Ledger(ledger.redis, ledger.keys))  # another worker's feeder
+    assert a.judge("pe") == "open"
+    real_parked_many = b.ledger.parked_many
+
+    def parked_many_then_pause(campaigns: list[str], count: int) -> dict[str, list[str]]:
+        out = real_parked_many(campaigns, count)  # B has read the feed, not paused ...
+        pause_campaign("pe", settings=settings)  # ... the operator pauses ...
+        assert a.judge("pe") == "paused"  # ... and A's judge sets the wake at end_at
+        return out
+
+    b.ledger.parked_many = parked_many_then_pause  # type: ignore[method-assign]
+    ledger.redis.zadd(ledger.keys.feeds(), {"default": 0})  # B's feed pass is due
+    b.feed("default")
+    assert ledger.redis.zscore(ledger.keys.wake(), "pe") is not None
+    time.sleep(max(0.0, end_at.timestamp() - time.time()) + 0.5)
+    for _ in range(3):
+        a.run_once()
+    assert ledger.status("pe").states["expired"] == 50
+
+
+def test_given_a_fed_slot_far_ahead_when_dialled_then_the_thread_does_not_sleep_on_it(
+    settings: Settings, ledger: Ledger, sim: Any
+) -> None:
+    # Found in review: after a backward step of the Redis clock, fed messages already queued
+    # carry slots the whole step ahead; a thread slept on each, with no bound.
+    Enqueuer(settings).enqueue_file(as_stream(agent_csv(1)), "far")
+    (rid,) = ledger.iter_request_ids("far")
+    sec, usec = ledger.redis.time()
+    ahead = Slot(sec * 1_000_000 + usec + 30_000_000, "default")  # 30 s ahead
+    began = time.monotonic()
+    assert make_dialer(settings, ledger).place(rid, slot=ahead).result == "originated"
+    assert time.monotonic() - began < 5.0  # a permit of its own, not a 30 s sleep
+    assert sim.truth()["by_custom_field"] == {rid: 1}
+
+
+def test_given_a_judge_with_old_controls_when_it_reschedules_then_a_newer_set_still_wins(
+    settings: Settings, ledger: Ledger
+) -> None:
+    # Found in review: a judge that read the controls just before an operator's `set` put
+    # the campaign's next look off to its old window's opening (hours), over the set's
+    # "look now".
+    night = datetime(2026, 11, 23, 23, 0, tzinfo=ZoneInfo("Asia/Kolkata")).timestamp()
+    enq = Enqueuer(settings)
+    enq.enqueue_file(as_stream(agent_csv(2)), "ov", options=CampaignOptions(window="09:00-21:00"))
+    feeder = Feeder(
+        ledger, settings, make_dialer(settings, ledger, clock=lambda: night), make_app(settings)
+    )
+    stale = feeder.dialer.controls_of("ov", fresh=True)  # the judge reads the controls ...
+    enq.set_options("ov", CampaignOptions(window="always"))  # ... the operator opens it ...
+    feeder.dialer.controls_of = lambda campaign, fresh=False: stale  # type: ignore[method-assign]
+    assert feeder.judge("ov") == "waiting"  # ... and the judge, on what it read, says wait
+    wake = ledger.redis.zscore(ledger.keys.wake(), "ov")
+    assert wake == 0  # the set's look-now stands
+
+
+class TestALowRateAccount:
+    """20 calls per 30 s: one permit every 1.55 s, longer than the horizon plus the lead."""
+
+    @pytest.fixture
+    def sim_limit(self) -> tuple[int, float]:
+        return (20, 30.0)
+
+    def test_given_an_idle_gap_when_the_next_campaign_comes_then_it_is_fed(
+        self, settings: Settings, ledger: Ledger, sim: Any
+    ) -> None:
+        # Found in review: after one idle gap such an account was never fed again.
+        s = settings.model_copy(update={"rate_limit_margin_seconds": 1.0})
+        enq = Enqueuer(s)
+        feeder = feeder_for(s, ledger)
+
+        def run_feed(campaign: str, seconds: float) -> int:
+            deadline = time.monotonic() + seconds
+            while time.monotonic() < deadline:
+                feeder.run_once()
+                for rid, kw in queued(ledger, s):
+                    ledger.redis.rpop(f"{s.broker_key_prefix}calls")
+                    feeder.dialer.place(rid, slot=Slot(kw["slot"], kw["account"]))
+                if ledger.status(campaign).states["originated"]:
+                    break
+                time.sleep(0.05)
+            return ledger.status(campaign).states["originated"]
+
+        enq.enqueue_file(as_stream(agent_csv(1)), "first")
+        assert run_feed("first", 5.0) == 1
+        time.sleep(2.0)  # idle: more than one interval passes
+        enq.enqueue_file(as_stream(agent_csv(1, start=50)), "second")
+        assert run_feed("second", 5.0) == 1
+
+
+def judge_with(feeder: Feeder, campaign: str, stale: Any) -> str:
+    """The judge's verdict on controls it read before an operator's change (``stale``)."""
+    real = feeder.dialer.controls_of
+    feeder.dialer.controls_of = lambda c, fresh=False: stale  # type: ignore[method-assign]
+    try:
+        return feeder.judge(campaign)
+    finally:
+        feeder.dialer.controls_of = real  # type: ignore[method-assign]
+
+
+@pytest.mark.parametrize("before", [None, 3600.0])
+def test_given_a_paused_campaign_when_a_set_gives_an_end_at_under_a_stale_judge_then_it_expires(
+    settings: Settings, ledger: Ledger, before: float | None
+) -> None:
+    # Found in the second review: the judge's paused branch set (or dropped) the wake on the
+    # end_at it had read, over a `set` that gave the campaign a new end_at.
+    enq = Enqueuer(settings)
+    old = None if before is None else datetime.now(UTC) + timedelta(seconds=before)
+    enq.enqueue_file(as_stream(agent_csv(5)), "pz", options=CampaignOptions(end_at=old))
+    pause_campaign("pz", settings=settings)
+    feeder = feeder_for(settings, ledger)
+    assert feeder.judge("pz") == "paused"
+    stale = feeder.dialer.controls_of("pz", fresh=True)
+    end_at = datetime.now(UTC) + timedelta(seconds=2)
+    enq.set_options("pz", CampaignOptions(end_at=end_at))
+    assert judge_with(feeder, "pz", stale) == "paused"
+    time.sleep(max(0.0, end_at.timestamp() - time.time()) + 0.5)
+    for _ in range(3):
+        feeder.run_once()
+    assert ledger.status("pz").states["expired"] == 5
+
+
+def test_given_an_open_judge_with_old_controls_when_a_set_closes_the_window_then_it_waits(
+    settings: Settings, ledger: Ledger
+) -> None:
+    # Found in the second review: the open branch put the set's look-now off by a recheck and
+    # kept the campaign in its account's feed, whose calls then parked at their claims.
+    enq = Enqueuer(settings)
+    enq.enqueue_file(as_stream(agent_csv(5)), "ow")
+    feeder = feeder_for(settings, ledger)
+    stale = feeder.dialer.controls_of("ow", fresh=True)
+    closed = "00:00-00:01" if datetime.now(UTC).minute != 0 else "12:00-12:01"
+    enq.set_options("ow", CampaignOptions(window=closed, timezone="UTC"))
+    judge_with(feeder, "ow", stale)
+    assert ledger.redis.zscore(ledger.keys.wake(), "ow") == 0  # the set's look-now stands
+    feeder.dialer.controls_of("ow", fresh=True)
+    assert feeder.run_once().judged == {"waiting": 1}
+    assert ledger.redis.zscore(ledger.keys.feed("default"), "ow") is None
