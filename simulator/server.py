@@ -20,10 +20,11 @@ from types import TracebackType
 from typing import Any, cast
 from urllib.parse import parse_qs, parse_qsl, urlsplit
 
+from simulator.calls import Decision
 from simulator.config import Account, SimConfig
 from simulator.formats import json_body, rest_exception, xml_body
 from simulator.scheduler import Scheduler
-from simulator.state import Decision, SimState
+from simulator.state import SimState
 
 __all__ = ["Simulator"]
 

@@ -1,17 +1,15 @@
 """The simulator's memory and rules, independent of HTTP.
 
 Everything here is guarded by one lock. The HTTP layer (``server.py``) asks this module for
-a decision, then waits, replies or resets the connection as told.
+a decision, then waits, replies or resets the connection as told. A call's record and its
+views are in ``calls.py``; reading a Call Details query in ``query.py``.
 """
 
 from __future__ import annotations
 
-import base64
-import binascii
 import dataclasses
 import functools
 import logging
-import math
 import operator
 import random
 import threading
@@ -20,11 +18,11 @@ import urllib.error
 import urllib.request
 from collections import Counter, deque
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
 from datetime import datetime, tzinfo
 from typing import Any
 from urllib.parse import urlencode, urlsplit
 
+from simulator.calls import CallRecord, Decision, Delivery
 from simulator.config import FAULTS, STATUSES, Account, SimConfig, apply_changes
 from simulator.formats import (
     TIME_FORMAT,
@@ -35,9 +33,10 @@ from simulator.formats import (
     zone,
 )
 from simulator.latency import sample_latency
+from simulator.query import BadQuery, cursor, last_value, split_list, uncursor
 from simulator.scheduler import Scheduler
 
-__all__ = ["CallRecord", "Decision", "Delivery", "SimState"]
+__all__ = ["SimState"]
 
 log = logging.getLogger(__name__)
 
@@ -64,222 +63,12 @@ PROXY_504_PAGE = (
 COUNTED_FAULTS = tuple(f for f in FAULTS if f != "ok")
 
 
-@dataclass
-class Decision:
-    """What the HTTP layer must do with one request."""
-
-    status: int
-    payload: dict[str, Any]
-    #: Seconds to wait before replying (or before resetting).
-    delay: float = 0.0
-    #: Abort the connection with an RST instead of replying.
-    reset: bool = False
-    #: A reply that is not Exotel's (body, Content-Type): a proxy's error page.
-    raw: tuple[bytes, str] | None = None
-
-
-@dataclass
-class CallRecord:
-    """One placed call."""
-
-    seq: int
-    sid: str
-    account_sid: str
-    from_: str
-    to: str  # as shown by Exotel: the ExoPhone for a call connected to a flow
-    to_param: str | None
-    caller_id: str
-    url: str | None
-    custom_field: str | None
-    created_wall: float
-    placed_mono: float
-    end_mono: float
-    end_wall: float
-    status: str  # terminal status, shown once the call has ended
-    duration: int  # simulated seconds, first leg
-    conversation: int  # simulated seconds both legs were talking
-    legs: list[dict[str, Any]]
-    record: bool
-    fault: str | None
-    params: dict[str, str] = field(default_factory=dict)
-    #: ``outbound-api`` for a Calls/connect call; an added call may be ``inbound`` (the
-    #: customer calling an ExoPhone) or another system's.
-    direction: str = "outbound-api"
-    #: Added with :meth:`SimState.add_call`, not placed through Calls/connect.
-    added: bool = False
-
-    def ended(self, now: float) -> bool:
-        return now >= self.end_mono
-
-    def recording_url(self) -> str | None:
-        if self.record and self.conversation > 0:
-            return (
-                "https://s3-ap-southeast-1.amazonaws.com/exotelrecordings/"
-                f"{self.account_sid}/{self.sid}.mp3"
-            )
-        return None
-
-    def view(self, now: float, tz: tzinfo, *, as_json: bool, details: bool) -> dict[str, Any]:
-        """The ``Call`` object of Exotel's replies, as the call stands at ``now``."""
-        created = format_time(self.created_wall, tz)
-        ended = self.ended(now)
-        uri = (
-            f"/v1/Accounts/{self.account_sid}/Calls.json/{self.sid}"
-            if as_json
-            else f"/v1/Accounts/{self.account_sid}/Calls/{self.sid}"
-        )
-        price = None
-        if ended and self.status == "completed":
-            price = f"{0.5 * max(1, math.ceil(self.duration / 60)):.3f}"
-        call: dict[str, Any] = {
-            "Sid": self.sid,
-            "ParentCallSid": None,
-            "DateCreated": created,
-            "DateUpdated": format_time(self.end_wall, tz) if ended else created,
-            "AccountSid": self.account_sid,
-            "To": self.to,
-            "From": self.from_,
-            "PhoneNumberSid": self.caller_id,
-            "Status": self.status if ended else "in-progress",
-            "StartTime": created,
-            "EndTime": format_time(self.end_wall, tz) if ended else None,
-            "Duration": str(self.duration) if ended else None,
-            "Price": price,
-            "Direction": self.direction,
-            "AnsweredBy": None,
-            "ForwardedFrom": None,
-            "CallerName": None,
-            "Uri": uri,
-            "RecordingUrl": self.recording_url() if ended else None,
-        }
-        if details:
-            legs = self.legs if ended else []
-            call["Details"] = {
-                "ConversationDuration": self.conversation if ended else 0,
-                "Leg1Status": legs[0]["Status"] if legs else None,
-                "Leg2Status": legs[1]["Status"] if len(legs) > 1 else None,
-                "Legs": [
-                    {"Leg": {"Id": i + 1, "OnCallDuration": leg["OnCallDuration"]}}
-                    for i, leg in enumerate(legs)
-                ],
-            }
-        return call
-
-    def callback_payload(self, tz: tzinfo, *, terminal: bool) -> dict[str, Any]:
-        """The StatusCallback body (seed 002): four fields, or the full terminal event.
-
-        A call connected to a flow (``Url``) gets the four basic fields only, whatever
-        StatusCallbackEvents asked for: that is all Exotel documents for flows (EXOTEL.md), so
-        such a callback carries no CustomField and must be matched by its CallSid.
-        """
-        updated = format_time(self.end_wall, tz)
-        if not terminal or self.url:
-            return {
-                "CallSid": self.sid,
-                "Status": self.status,
-                "RecordingUrl": self.recording_url(),
-                "DateUpdated": updated,
-            }
-        created = format_time(self.created_wall, tz)
-        payload: dict[str, Any] = {
-            "CallSid": self.sid,
-            "EventType": "terminal",
-            "DateCreated": created,
-            "DateUpdated": updated,
-            "Status": self.status,
-            "To": self.to,
-            "From": self.from_,
-            "PhoneNumberSid": self.caller_id,
-            "StartTime": created,
-            "EndTime": updated,
-            "Direction": "outbound-api",
-            "RecordingUrl": self.recording_url(),
-            "ConversationDuration": self.conversation,
-            "Legs": [dict(leg) for leg in self.legs],
-        }
-        if self.custom_field is not None:
-            payload["CustomField"] = self.custom_field
-        return payload
-
-
-@dataclass
-class Delivery:
-    """One StatusCallback to deliver (a duplicate is a second Delivery of the same payload)."""
-
-    id: int
-    generation: int
-    call_sid: str
-    custom_field: str | None
-    url: str
-    content_type: str
-    payload: dict[str, Any]
-    duplicate: bool = False
-    late: bool = False
-    attempts: int = 0
-    state: str = "pending"  # pending | sent | failed
-    http_status: int | None = None
-    last_error: str | None = None
-
-    def summary(self) -> dict[str, Any]:
-        return {
-            "id": self.id,
-            "call_sid": self.call_sid,
-            "custom_field": self.custom_field,
-            "url": self.url,
-            "content_type": self.content_type,
-            "duplicate": self.duplicate,
-            "late": self.late,
-            "attempts": self.attempts,
-            "retries": max(0, self.attempts - 1),
-            "state": self.state,
-            "http_status": self.http_status,
-            "last_error": self.last_error,
-        }
-
-
 class _NoRedirect(urllib.request.HTTPRedirectHandler):
     def redirect_request(self, *args: Any, **kwargs: Any) -> None:
         return None
 
 
 _OPENER = urllib.request.build_opener(_NoRedirect())
-
-
-def _cursor(seq: int) -> str:
-    return base64.urlsafe_b64encode(f"c{seq}".encode()).decode().rstrip("=")
-
-
-def _uncursor(text: str) -> int:
-    try:
-        raw = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4)).decode()
-    except (binascii.Error, UnicodeDecodeError, ValueError) as exc:
-        raise ValueError("bad cursor") from exc
-    if not raw.startswith("c") or not raw[1:].isdigit():
-        raise ValueError("bad cursor")
-    return int(raw[1:])
-
-
-class _BadRequest(ValueError):
-    pass
-
-
-def _split_list(query: Mapping[str, list[str]], name: str, limit: int) -> list[str] | None:
-    values = query.get(name)
-    if not values:
-        return None
-    items = [v.strip() for raw in values for v in raw.split(",") if v.strip()]
-    if not items:
-        return None
-    if len(items) > limit:
-        raise _BadRequest(f"At most {limit} values may be given for '{name}'")
-    return items
-
-
-def _one(query: Mapping[str, list[str]], name: str) -> str | None:
-    values = query.get(name)
-    if not values:
-        return None
-    return values[-1]
 
 
 class SimState:
@@ -718,40 +507,40 @@ class SimState:
     ) -> Decision:
         try:
             return self._list_calls(account, query, as_json=as_json)
-        except _BadRequest as exc:
+        except BadQuery as exc:
             return Decision(400, rest_exception(400, str(exc)))
 
     def _list_calls(
         self, account: Account, query: Mapping[str, list[str]], *, as_json: bool
     ) -> Decision:
-        tos = _split_list(query, "To", MAX_NUMBERS_PER_FILTER)
-        froms = _split_list(query, "From", MAX_NUMBERS_PER_FILTER)
-        sids = _split_list(query, "Sid", MAX_SIDS_PER_FILTER)
-        statuses = _split_list(query, "Status", 10)
-        directions = _split_list(query, "Direction", 5)
-        raw_size = _one(query, "PageSize")
+        tos = split_list(query, "To", MAX_NUMBERS_PER_FILTER)
+        froms = split_list(query, "From", MAX_NUMBERS_PER_FILTER)
+        sids = split_list(query, "Sid", MAX_SIDS_PER_FILTER)
+        statuses = split_list(query, "Status", 10)
+        directions = split_list(query, "Direction", 5)
+        raw_size = last_value(query, "PageSize")
         try:
             page_size = int(raw_size) if raw_size else DEFAULT_PAGE_SIZE
         except ValueError as exc:
-            raise _BadRequest("PageSize must be an integer") from exc
+            raise BadQuery("PageSize must be an integer") from exc
         if not 1 <= page_size <= MAX_PAGE_SIZE:
-            raise _BadRequest(f"PageSize must be between 1 and {MAX_PAGE_SIZE}")
+            raise BadQuery(f"PageSize must be between 1 and {MAX_PAGE_SIZE}")
         page_size = min(page_size, self.config.max_page_size)
-        sort_by = _one(query, "SortBy") or "DateCreated:desc"
+        sort_by = last_value(query, "SortBy") or "DateCreated:desc"
         if sort_by not in ("DateCreated:asc", "DateCreated:desc"):
-            raise _BadRequest("SortBy must be DateCreated:asc or DateCreated:desc")
+            raise BadQuery("SortBy must be DateCreated:asc or DateCreated:desc")
         ascending = sort_by.endswith(":asc")
-        after_raw, before_raw = _one(query, "After"), _one(query, "Before")
+        after_raw, before_raw = last_value(query, "After"), last_value(query, "Before")
         if after_raw and before_raw:
-            raise _BadRequest("Only one of After and Before may be given")
+            raise BadQuery("Only one of After and Before may be given")
         try:
-            after = _uncursor(after_raw) if after_raw else None
-            before = _uncursor(before_raw) if before_raw else None
+            after = uncursor(after_raw) if after_raw else None
+            before = uncursor(before_raw) if before_raw else None
         except ValueError as exc:
-            raise _BadRequest("Invalid cursor") from exc
+            raise BadQuery("Invalid cursor") from exc
         with self._lock:
             tz = self._tz
-            bounds = self._date_bounds(_one(query, "DateCreated"), tz)
+            bounds = self._date_bounds(last_value(query, "DateCreated"), tz)
             now = time.monotonic()
             matched = [
                 r
@@ -781,7 +570,7 @@ class SimState:
             def anchor(seq: int) -> tuple[float, int]:
                 call = by_seq.get(seq)
                 if call is None:
-                    raise _BadRequest("Invalid cursor")
+                    raise BadQuery("Invalid cursor")
                 return key(call)
 
             if after is not None:
@@ -818,8 +607,8 @@ class SimState:
             "Total": len(matched),
             "PageSize": page_size,
             "FirstPageUri": uri([]),
-            "PrevPageUri": uri([("Before", _cursor(records[0].seq))]) if has_prev else None,
-            "NextPageUri": uri([("After", _cursor(records[-1].seq))]) if has_next else None,
+            "PrevPageUri": uri([("Before", cursor(records[0].seq))]) if has_prev else None,
+            "NextPageUri": uri([("After", cursor(records[-1].seq))]) if has_next else None,
         }
         return Decision(200, {"Metadata": metadata, "Calls": page})
 
@@ -846,13 +635,13 @@ class SimState:
                 continue
             name, sep, value = part.partition(":")
             if not sep or name not in ops:
-                raise _BadRequest(
+                raise BadQuery(
                     "DateCreated must look like gte:YYYY-MM-DD HH:mm:ss;lte:YYYY-MM-DD HH:mm:ss"
                 )
             try:
                 bounds.append((ops[name], datetime.strptime(value.strip(), TIME_FORMAT)))
             except ValueError as exc:
-                raise _BadRequest(f"Invalid DateCreated bound {value!r}") from exc
+                raise BadQuery(f"Invalid DateCreated bound {value!r}") from exc
         return bounds
 
     # --- ground truth -------------------------------------------------------------------------
