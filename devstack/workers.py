@@ -144,15 +144,17 @@ class Receiver:
         self.proc = spawn(argv, child_env(self.settings), self.log, cwd=self.workdir)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
+            if (code := self.proc.poll()) is not None:
+                self.proc = None
                 raise RuntimeError(
-                    f"the callback receiver exited with {self.proc.returncode}: "
+                    f"the callback receiver exited with {code}: "
                     f"{self.log.read_text(errors='replace')[-1500:]}"
                 )
             if http_status(f"{self.base}/livez") == 200:
                 return self
             time.sleep(0.1)
-        raise RuntimeError("the callback receiver did not answer in time")
+        self.stop()  # never leave a receiver that did not come up running
+        raise RuntimeError(f"the callback receiver did not answer in {timeout:g} s")
 
     @property
     def pid(self) -> int | None:
