@@ -80,7 +80,17 @@ def main(argv: list[str] | None = None) -> int:
             ]
             if quick
             else [
-                pipeline.PipeLoad("200 per 60 s, real time, 3 workers", 800, 200, 60.0, 1.0, 3),
+                *(
+                    pipeline.PipeLoad(
+                        f"200 per 60 s, real time, {n} worker{'s' * (n > 1)}",
+                        800,
+                        200,
+                        60.0,
+                        1.0,
+                        n,
+                    )
+                    for n in (1, 3, 8)
+                ),
                 *(
                     pipeline.PipeLoad(
                         f"100 per 5 s, 12x, {n} worker{'s' * (n > 1)}", 600, 100, 60.0, 12.0, n
