@@ -654,7 +654,7 @@ def _notes(load: Load, results: list[StrictResult]) -> list[str]:
         line = (
             f"- **Our limiter broke the limit**: {ours.max_in_window} requests in a window "
             f"(limit {load.limit}) and {ours.rate_limited} 429s. This is a bug to chase in "
-            "`callq/limiter.py` / `limiter_acquire.lua`."
+            "`callq/dialing/limiter.py` / `limiter_acquire.lua`."
         )
     line += (
         f" Its margin ({load.margin:g} s per {load.period:g} s, room for arrival jitter) caps "

@@ -1,7 +1,7 @@
 """Producer throughput: ``Enqueuer.enqueue_file`` against a plain ``send_task`` loop.
 
 Both sides publish the same number of ``place_call`` tasks with the same Celery config
-(``worker.app.make_app``), each on a fresh ledger and broker key prefix. Only the enqueue or
+(``callq.transport.config.make_app``), each on a fresh ledger and broker key prefix. Only the enqueue or
 the loop is timed: building the CSV, the app and the request ids is not. Runs alternate
 (enqueue, loop, enqueue, loop ...) so that a noisy neighbour hurts both alike.
 
@@ -479,7 +479,7 @@ def render(p: ProducerReport) -> list[str]:
         "pipelined per batch) against a plain loop of "
         "`app.send_task(PLACE_CALL, args=(rid,), queue=CALLS_QUEUE)` for the same number of "
         "calls. Each run has fresh ledger and broker key prefixes; runs alternate enqueue / "
-        "loop. The loop uses the shipped Celery config (`worker.app.make_app`), which "
+        "loop. The loop uses the shipped Celery config (`callq.transport.config.make_app`), which "
         "publishes a task-sent event per task (`task_send_sent_event`). Figures are the "
         "median of the runs; the ratio range is over the paired runs. The two do not do "
         "quite the same work: the enqueue parks each call (its campaign's parked set) and the "
