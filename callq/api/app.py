@@ -390,8 +390,8 @@ class _Api:
                 raise BadRequest(422, f"limit: a whole number from 1 to {MAX_PAGE}", "limit")
             limit = int(raw)
         for name in ("after", "prefix"):
-            value = query.get(name, "")
-            if value and not CAMPAIGN_RE.fullmatch(value):
+            value = query.get(name)
+            if value is not None and not CAMPAIGN_RE.fullmatch(value):
                 raise BadRequest(422, f"{name}: not (the start of) a campaign id", name)
         page, after = await run_in_threadpool(
             lambda: rt.ledger.campaign_page(

@@ -9,6 +9,7 @@ from callq.campaign.controls import MAX_WEIGHT, MIN_WEIGHT, REDIAL_STATUSES
 from callq.intake.enqueue import DEDUPE_CHOICES
 
 CAMPAIGN_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
+WINDOW_PATTERN = r"^(always|[0-9]{2}:[0-9]{2}-[0-9]{2}:[0-9]{2})$"
 #: The largest page of ``GET /v1/campaigns`` (kept equal to callq.api.app.MAX_PAGE).
 MAX_PAGE = 500
 
@@ -71,8 +72,6 @@ def _control_schema(name: str, *, typed: bool) -> dict[str, Any]:
     if name in ("redials",):
         out: dict[str, Any] = {"type": "integer", "minimum": 0, "maximum": 10}
         return {**out, "description": doc} if typed else {"type": "string", "description": doc}
-    if name in ("redial_interval", "weight") and typed:
-        return {"type": "number", "description": doc}
     if name == "redial_on" and typed:
         return {
             "type": "array",
@@ -80,6 +79,14 @@ def _control_schema(name: str, *, typed: bool) -> dict[str, Any]:
             "minItems": 1,
             "description": doc,
         }
+    if name == "weight" and typed:
+        return {"type": "number", "minimum": MIN_WEIGHT, "maximum": MAX_WEIGHT, "description": doc}
+    if name == "redial_interval" and typed:
+        return {"type": "number", "exclusiveMinimum": True, "minimum": 0, "description": doc}
+    if name == "account":
+        return {"type": "string", "pattern": r"^[A-Za-z0-9_.-]{0,64}$", "description": doc}
+    if name == "window":
+        return {"type": "string", "pattern": WINDOW_PATTERN, "description": doc}
     if name == "redial_backoff":
         return {"type": "string", "enum": ["linear", "exponential"], "description": doc}
     return {"type": "string", "description": doc}
