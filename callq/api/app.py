@@ -14,6 +14,9 @@ start. The calls are those of ``python -m producer``, on the same code (callq.in
 
 Unauthenticated: ``GET /openapi.json``, ``/healthz`` (Redis answers), ``/livez``.
 
+The live campaign page (``GET /``, ``/campaigns/{id}``; callq.api.page) is served by the
+same app, behind the same tokens: a token login gives the browser a signed session cookie.
+
 Answers are JSON; an error is ``{"error": ..., "field": ...}``: 401 no or wrong token, 404 no
 such campaign, 409 the campaign is cancelled, 413 body over ``API_MAX_BODY_BYTES``, 415 an
 unknown content type, 400 a body that cannot be read, 422 bad input (naming the field), 503
@@ -61,6 +64,7 @@ from callq.api.body import (
     spool,
 )
 from callq.api.openapi import MAX_PAGE, document
+from callq.api.page import Page
 from callq.ids import CAMPAIGN_RE
 from callq.intake import campaign_status
 from callq.intake.csvread import read_cells
@@ -454,6 +458,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
         return holder[0] if holder else None
 
     api = _Api(runtime)
+    page = Page(runtime)
 
     async def healthz(_: Request) -> Response:
         rt = runtime()
@@ -485,6 +490,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
             Route("/healthz", healthz, methods=["GET"]),
             Route("/livez", livez, methods=["GET"]),
             Route("/openapi.json", openapi, methods=["GET"]),
+            *page.routes(),
         ],
         exception_handlers={HTTPException: _http_error, Exception: _server_error},
         lifespan=lifespan,
