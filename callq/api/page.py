@@ -58,7 +58,8 @@ CSP = (
 _HEADERS = {
     "Content-Security-Policy": CSP,
     "X-Content-Type-Options": "nosniff",
-    "Referrer-Policy": "no-referrer",
+    # Not no-referrer: with it, a browser's form POST says ``Origin: null``.
+    "Referrer-Policy": "same-origin",
     "Cache-Control": "no-store",
 }
 #: The files under ``/static/``, with their media types.
@@ -122,6 +123,7 @@ class Page:
             Route("/login", self.login, methods=["POST"]),
             Route("/logout", self.ui(self.logout, post=True), methods=["POST"]),
             Route("/static/{name}", self.asset, methods=["GET"]),
+            Route("/favicon.ico", self.favicon, methods=["GET"]),
             Route("/ui/campaigns", self.ui(self.list_json), methods=["GET"]),
             Route(f"{one}/live", self.ui(self.live), methods=["GET"]),
             Route(f"{one}/{{action}}", self.ui(self.control, post=True), methods=["POST"]),
@@ -254,6 +256,9 @@ class Page:
             return Response("not found", 404, headers=_HEADERS)
         headers = {**_HEADERS, "Cache-Control": "no-cache"}
         return Response(self.static[name], media_type=STATIC[name], headers=headers)
+
+    async def favicon(self, request: Request) -> Response:
+        return Response(status_code=204, headers=_HEADERS)
 
     # --- pages ---------------------------------------------------------------------------
 

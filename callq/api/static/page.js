@@ -94,18 +94,20 @@ function drawRate(rate) {
   chart.replaceChildren();
   const W = 800, H = 220, L = 48, R = 12, T = 12, B = 28;
   const pts = rate.points;
-  const top = Math.max(rate.limit * 1.15, ...pts.map((p) => p[1]), 1);
+  const peak = Math.max(rate.limit * 1.1, ...pts.map((p) => p[1]), 1);
+  const unit = Math.pow(10, Math.floor(Math.log10(peak / 4)));
+  const tick = [1, 2, 5, 10].map((m) => m * unit).find((s) => s * 4 >= peak);
+  const top = tick * Math.ceil(peak / tick);
   const t0 = pts.length ? pts[0][0] : rate.scanned_at - rate.period_seconds;
   const t1 = pts.length ? pts[pts.length - 1][0] : rate.scanned_at;
   const span = Math.max(t1 - t0, 1e-3);
   const X = (t) => L + ((W - L - R) * (t - t0)) / span;
   const Y = (v) => T + (H - T - B) * (1 - v / top);
   // axes and grid
-  for (const frac of [0, 0.25, 0.5, 0.75, 1]) {
-    const v = top * frac;
+  for (let v = 0; v <= top + 1e-9; v += tick) {
     chart.appendChild(svg("line", { x1: L, x2: W - R, y1: Y(v), y2: Y(v), class: "grid" }));
     const lab = svg("text", { x: L - 6, y: Y(v) + 4, class: "axis", "text-anchor": "end" });
-    lab.textContent = Math.round(v);
+    lab.textContent = String(Number(v.toFixed(2)));
     chart.appendChild(lab);
   }
   for (const frac of [0, 0.5, 1]) {
