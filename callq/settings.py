@@ -27,6 +27,8 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 __all__ = ["ConfigError", "Settings", "caller_ids", "load_settings", "time_scaled"]
 
 PositiveFloat = Annotated[float, Field(gt=0)]
+#: The shortest API token accepted (each of API_TOKEN's comma-separated tokens).
+MIN_API_TOKEN_CHARS = 16
 _PREFIX_RE = re.compile(r"^[A-Za-z0-9_.-]{1,32}$")
 
 
@@ -130,6 +132,11 @@ class Settings(BaseSettings):
     call_status_backfill: bool = True
     call_status_backfill_margin_seconds: PositiveFloat = 900.0
     call_status_backfill_interval_seconds: PositiveFloat = 60.0
+
+    # The HTTP API (python -m callq.api). API_TOKEN: one or more bearer tokens, comma-separated
+    # (several while a key is rotated); unset, the API refuses to start.
+    api_token: SecretStr = SecretStr("")
+    api_max_body_bytes: Annotated[int, Field(ge=1024)] = 16 * 1024 * 1024
 
     # Celery.
     broker_key_prefix: str = ""
@@ -290,6 +297,25 @@ class Settings(BaseSettings):
         if missing:
             raise ConfigError(f"{', '.join(missing)} not set: the worker cannot dial without them")
 
+    def api_tokens(self) -> list[bytes]:
+        """The API's bearer tokens (``API_TOKEN``, comma-separated), as bytes. Raises
+        :class:`ConfigError` when there is none, or one is too short to be a secret."""
+        raw = self.api_token.get_secret_value()
+        tokens = [t.strip() for t in raw.split(",") if t.strip()]
+        if not tokens:
+            raise ConfigError(
+                "API_TOKEN is not set: the HTTP API refuses to serve campaigns without a "
+                "token (give one or more long random strings, comma-separated)"
+            )
+        short = [i + 1 for i, t in enumerate(tokens) if len(t) < MIN_API_TOKEN_CHARS]
+        if short:
+            which = ", ".join(str(i) for i in short)
+            raise ConfigError(
+                f"API_TOKEN: token(s) number {which} are shorter than {MIN_API_TOKEN_CHARS} "
+                "characters: use long random strings"
+            )
+        return [t.encode("utf-8") for t in tokens]
+
     def callback_target(self) -> str | None:
         """``CALLBACK_URL`` with ``token=CALLBACK_TOKEN`` added to its query, or None."""
         if not self.callback_url:
@@ -328,7 +354,13 @@ class Settings(BaseSettings):
         return env
 
 
-_SECRET_FIELDS = {"exotel_api_key", "exotel_api_token", "callback_token", "exotel_accounts"}
+_SECRET_FIELDS = {
+    "exotel_api_key",
+    "exotel_api_token",
+    "callback_token",
+    "exotel_accounts",
+    "api_token",
+}
 
 
 def _describe(exc: ValidationError) -> str:

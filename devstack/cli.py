@@ -4,6 +4,7 @@
     callq up                       the local stack, no campaign, until Ctrl-C (``make up``)
     callq worker [CELERY ARGS]     celery -A worker worker -Q calls --pool threads ...
     callq callbacks [ARGS]         python -m callbacks ...
+    callq api [ARGS]               python -m callq.api ... (the HTTP API)
     callq simulator [ARGS]         python -m simulator ...
     callq flower [FLOWER ARGS]     celery -A worker flower ...
     callq enqueue FILE --campaign ID | status ID | report ID | cancel ID
@@ -64,6 +65,11 @@ EXEC_COMMANDS: dict[str, tuple[Callable[[Sequence[str]], list[str]], str]] = {
         "Run the StatusCallback receiver: `python -m callbacks ARGS` (--host, --port, ...). "
         "Needs REDIS_URL and CALLBACK_TOKEN. `callq callbacks -- --help` shows its options.",
     ),
+    "api": (
+        _module_argv("callq.api"),
+        "Run the HTTP API for campaigns: `python -m callq.api ARGS` (--host, --port, ...). "
+        "Needs REDIS_URL and API_TOKEN. `callq api -- --help` shows its options.",
+    ),
     "simulator": (
         _module_argv("simulator"),
         "Run the Exotel simulator in the foreground: `python -m simulator ARGS` (--port, "
@@ -105,7 +111,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _exec(command: str, rest: list[str]) -> int:
     build, _ = EXEC_COMMANDS[command]
-    module = "celery" if command in ("worker", "flower") else command
+    module = {"worker": "celery", "flower": "celery", "api": "callq.api"}.get(command, command)
     if find_spec(f"{module}.__main__") is None:
         print(f"callq {command}: python -m {module} is not installed here", file=sys.stderr)
         return 1

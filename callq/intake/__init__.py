@@ -96,10 +96,15 @@ def set_campaign(
 
 
 def campaign_status(
-    campaign: str, *, settings: Settings | None = None, now: float | None = None
+    campaign: str,
+    *,
+    settings: Settings | None = None,
+    now: float | None = None,
+    ledger: Ledger | None = None,
 ) -> CampaignStatus:
     """Counts by state and call_status (O(1)), the controls, and ``held``: why waiting
-    calls are held back (pause, send_at, window, the account's breaker) and until when."""
+    calls are held back (pause, send_at, window, the account's breaker) and until when.
+    ``ledger``: one to use (a server keeps one), else one is made from the settings."""
     s = settings or load_settings()
     read: list[Controls] = []
 
@@ -113,7 +118,7 @@ def campaign_status(
         read.append(ctl)
         return ctl.describe()
 
-    ledger = _ledger(s)
+    ledger = ledger or _ledger(s)
     status = ledger.status(check_campaign(campaign), controls=controls)
     waiting = status.states.get("queued", 0) + status.states.get("retrying", 0)
     held = held_back(ledger, s, read[0], waiting, time.time() if now is None else now)

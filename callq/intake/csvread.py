@@ -35,7 +35,7 @@ import csv
 import difflib
 import os
 from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any, BinaryIO, NamedTuple, ParamSpec, TypeVar
 
 from callq.errors import InvalidRow
@@ -54,7 +54,7 @@ from callq.intake.request import (
     parse_seconds,
 )
 
-__all__ = ["LINE_MAX_BYTES", "RECORD_MAX_CHARS", "RECORD_MAX_LINES", "read_rows"]
+__all__ = ["LINE_MAX_BYTES", "RECORD_MAX_CHARS", "RECORD_MAX_LINES", "read_cells", "read_rows"]
 
 _P = ParamSpec("_P")
 _T = TypeVar("_T")
@@ -428,6 +428,35 @@ def read_rows(
             yield from _read(stream, default_caller_id)
     else:
         yield from _read(source, default_caller_id)
+
+
+def read_cells(
+    header: list[str],
+    rows: Iterable[list[str]],
+    *,
+    default_caller_id: str | None = None,
+) -> Iterator[CallRequest | RowError | FileIssue]:
+    """Rows already split into cells (the HTTP API's JSON rows), read by the same header and
+    row rules as a file: ``header`` names the columns, each row has one cell per column.
+    Rows are numbered from 1 (the first row is "line 1"); a blank row is skipped."""
+    default, unusable = _default_caller(default_caller_id)
+    if unusable is not None:
+        yield unusable
+    index, issues, _ = _header(header, default)
+    yield from issues
+    if index is None:
+        return
+    data_rows = 0
+    for no, cells in enumerate(rows, start=1):
+        if len(cells) != len(header):
+            raise ValueError(f"row {no} has {len(cells)} cells, the header {len(header)}")
+        if _is_blank(cells):
+            continue
+        data_rows += 1
+        result = _row(cells, index, default, no)
+        yield result if isinstance(result, CallRequest) else _row_error(no, result)
+    if data_rows == 0:
+        yield FileIssue("there are no data rows")
 
 
 def _read(

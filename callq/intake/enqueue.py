@@ -213,11 +213,37 @@ class Enqueuer:
         ``strict``, any bad row rejects the whole file and nothing is enqueued.
         """
         check_campaign(campaign)
-        result = EnqueueResult(campaign)
         default_caller = self.settings.exotel_caller_id or None
+        return self.enqueue_items(
+            read_rows(source, default_caller_id=default_caller),
+            campaign,
+            strict=strict,
+            batch_size=batch_size,
+            progress=progress,
+            options=options,
+            dedupe=dedupe,
+        )
+
+    def enqueue_items(
+        self,
+        items: Iterable[CallRequest | RowError | FileIssue],
+        campaign: str,
+        *,
+        strict: bool = False,
+        batch_size: int = 1000,
+        progress: Progress | None = None,
+        options: CampaignOptions | None = None,
+        dedupe: Dedupe = "first",
+    ) -> EnqueueResult:
+        """What a reader yields (:func:`~callq.intake.csvread.read_rows` of a file,
+        :func:`~callq.intake.csvread.read_cells` of rows already split), enqueued as
+        :meth:`enqueue_file` says: the good rows, each bad one reported; with ``strict``
+        nothing when any row is bad."""
+        check_campaign(campaign)
+        result = EnqueueResult(campaign)
 
         def good_rows() -> Iterator[CallRequest]:
-            for item in read_rows(source, default_caller_id=default_caller):
+            for item in items:
                 if isinstance(item, CallRequest):
                     yield item
                 elif isinstance(item, RowError):

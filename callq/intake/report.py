@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import csv
+import io
 import json
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from datetime import UTC, datetime
 from typing import IO
 
@@ -111,26 +112,47 @@ def attempt_rows(ledger: Ledger, campaign: str) -> Iterator[dict[str, str]]:
             }
 
 
+def report_lines(
+    ledger: Ledger, campaign: str, fmt: str = "csv", *, attempts: bool = False
+) -> Iterator[str]:
+    """The report as text, one line at a time (the CSV header first): memory stays bounded
+    whatever the campaign's size (the records are read in batches). CSV cells are
+    neutralised against formula injection (a cell starting with = + - @ cannot run in a
+    spreadsheet). Raises ValueError for an unknown ``fmt`` before reading anything."""
+    if fmt not in REPORT_FORMATS:
+        raise ValueError(f"unknown report format {fmt!r}: use csv or jsonl")
+    columns = ATTEMPT_COLUMNS if attempts else REPORT_COLUMNS
+    rows = attempt_rows(ledger, campaign) if attempts else report_rows(ledger, campaign)
+    if fmt == "jsonl":
+        for row in rows:
+            yield json.dumps(row, ensure_ascii=False) + "\n"
+        return
+    # Every cell quoted: a CR or LF inside a value (which csv would leave bare with a "\n"
+    # terminator) can then never start a row of its own in a spreadsheet.
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n", quoting=csv.QUOTE_ALL)
+
+    def line(cells: Iterable[str]) -> str:
+        writer.writerow(cells)
+        text = buf.getvalue()
+        buf.seek(0)
+        buf.truncate()
+        return text
+
+    yield line(columns)
+    for row in rows:
+        yield line(neutralise(row[c]) for c in columns)
+
+
+REPORT_FORMATS = ("csv", "jsonl")
+
+
 def write_report(
     ledger: Ledger, campaign: str, out: IO[str], fmt: str = "csv", *, attempts: bool = False
 ) -> int:
-    """Write the report; returns the number of rows. CSV cells are neutralised against
-    formula injection (a cell starting with = + - @ cannot run in a spreadsheet)."""
-    columns = ATTEMPT_COLUMNS if attempts else REPORT_COLUMNS
-    rows = attempt_rows(ledger, campaign) if attempts else report_rows(ledger, campaign)
-    n = 0
-    if fmt == "csv":
-        # Every cell quoted: a CR or LF inside a value (which csv would leave bare with a "\n"
-        # terminator) can then never start a row of its own in a spreadsheet.
-        writer = csv.writer(out, lineterminator="\n", quoting=csv.QUOTE_ALL)
-        writer.writerow(columns)
-        for row in rows:
-            writer.writerow([neutralise(row[c]) for c in columns])
-            n += 1
-    elif fmt == "jsonl":
-        for row in rows:
-            out.write(json.dumps(row, ensure_ascii=False) + "\n")
-            n += 1
-    else:
-        raise ValueError(f"unknown report format {fmt!r}: use csv or jsonl")
-    return n
+    """Write the report (:func:`report_lines`); returns the number of rows."""
+    n = -1 if fmt == "csv" else 0
+    for text in report_lines(ledger, campaign, fmt, attempts=attempts):
+        out.write(text)
+        n += 1
+    return max(n, 0)

@@ -74,6 +74,13 @@ class Keys:
         """Set: every campaign id known."""
         return f"{self.prefix}:campaigns"
 
+    def campaigns_by_id(self) -> str:
+        """Sorted set, all scores 0, members campaign ids: the same ids as :meth:`campaigns`,
+        in an order that pages (``GET /v1/campaigns``: ZRANGE BYLEX after the last id seen).
+        ``enqueue.lua`` adds a campaign to both in the same step; a ledger from before the
+        index (fewer members than the set) is indexed again when the list is read."""
+        return f"{self.prefix}:campaigns:by_id"
+
     # Global indexes ---------------------------------------------------------------------
     def deadlines(self) -> str:
         """Sorted set: request id -> ms (Redis clock) when the sweeper must look at it.

@@ -8,6 +8,7 @@ What a call is (its states, its record, what each script answers) is in
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
 import uuid
@@ -113,6 +114,23 @@ class Unpark:
     end_at: float | None = None
 
 
+def _status(
+    campaign: str, counts: Mapping[str, str], call_status: Mapping[str, str]
+) -> CampaignStatus:
+    """A campaign's status from its two counters hashes."""
+    states = {str(s): int(counts.get(s, 0)) for s in STATES}
+    for name, value in counts.items():
+        if name not in states and name not in ("total", "redials"):
+            states[name] = int(value)
+    return CampaignStatus(
+        campaign=campaign,
+        total=int(counts.get("total", 0)),
+        states=states,
+        call_status={name: int(v) for name, v in sorted(call_status.items())},
+        redials=int(counts.get("redials", 0)),
+    )
+
+
 def _ms(seconds: float) -> int:
     return max(0, int(seconds * 1000))
 
@@ -147,7 +165,7 @@ class Ledger:
         common = [k.campaign_counts(campaign), k.campaign_calls(campaign), k.campaigns()]
         queue = queue_key or k.campaigns()
         meta = k.campaign_meta(campaign)
-        parking = [k.campaign_parked(campaign), k.wake()]
+        parking = [k.campaign_parked(campaign), k.wake(), k.campaigns_by_id()]
         pipe = self.redis.pipeline(transaction=False)
         for i, (request_id, fields) in enumerate(records):
             args: list[str] = [
@@ -664,19 +682,60 @@ class Ledger:
         pipe.zcard(k.campaign_parked(campaign))
         pipe.hgetall(k.campaign_meta(campaign))
         counts, call_status, parked, meta = pipe.execute()
-        states = {str(s): int(counts.get(s, 0)) for s in STATES}
-        for name, value in counts.items():
-            if name not in states and name not in ("total", "redials"):
-                states[name] = int(value)
-        return CampaignStatus(
-            campaign=campaign,
-            total=int(counts.get("total", 0)),
-            states=states,
-            call_status={name: int(v) for name, v in sorted(call_status.items())},
+        return dataclasses.replace(
+            _status(campaign, counts, call_status),
             parked=int(parked),
-            redials=int(counts.get("redials", 0)),
             controls=controls(meta) if controls is not None else {},
         )
+
+    def campaign_page(
+        self, *, after: str = "", limit: int = 50, prefix: str = ""
+    ) -> tuple[list[CampaignStatus], str | None]:
+        """One page of the campaigns, by id: those after ``after`` (exclusive) whose id
+        starts with ``prefix``, at most ``limit``, each with its counters (no controls, no
+        ``held``); and the id to page on from, or None on the last page. Two round trips,
+        O(log N + limit), whatever the number of campaigns. When the lex index has fewer
+        members than the campaigns set (a ledger from before it), it is filled first."""
+        k = self.keys
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.scard(k.campaigns())
+        pipe.zcard(k.campaigns_by_id())
+        known, indexed = pipe.execute()
+        if int(indexed) < int(known):
+            self.index_campaigns()
+        start = f"({after}" if after > prefix else f"[{prefix}" if prefix else "-"
+        stop = f"[{prefix}\xff" if prefix else "+"
+        ids = [
+            str(x) for x in self.redis.zrangebylex(k.campaigns_by_id(), start, stop, 0, limit + 1)
+        ]
+        more = len(ids) > limit
+        ids = ids[:limit]
+        pipe = self.redis.pipeline(transaction=False)
+        for campaign in ids:
+            pipe.hgetall(k.campaign_counts(campaign))
+            pipe.hgetall(k.campaign_call_status(campaign))
+        raw = pipe.execute()
+        page = [
+            _status(campaign, counts, call_status)
+            for campaign, counts, call_status in zip(ids, raw[::2], raw[1::2], strict=True)
+        ]
+        return page, (ids[-1] if more and ids else None)
+
+    def index_campaigns(self, *, batch: int = 1000) -> int:
+        """Put every id of the campaigns set in the lex index (idempotent); returns how many
+        ids were read."""
+        n = 0
+        chunk: list[str] = []
+        for campaign in self.redis.sscan_iter(self.keys.campaigns(), count=batch):
+            chunk.append(str(campaign))
+            if len(chunk) >= batch:
+                self.redis.zadd(self.keys.campaigns_by_id(), dict.fromkeys(chunk, 0))
+                n += len(chunk)
+                chunk = []
+        if chunk:
+            self.redis.zadd(self.keys.campaigns_by_id(), dict.fromkeys(chunk, 0))
+            n += len(chunk)
+        return n
 
     def get(self, request_id: str) -> dict[str, str]:
         """The call's hash as it is (for diagnostics and tests; the code reads :meth:`record`)."""

@@ -20,8 +20,12 @@ import pytest
 from callq.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[2]
-APP_SERVICES = ("worker", "flower", "callbacks", "simulator", "producer")
-SECRETS = {"FLOWER_BASIC_AUTH": "admin:s3cret-for-tests", "CALLBACK_TOKEN": "tok-for-tests"}
+APP_SERVICES = ("worker", "flower", "callbacks", "api", "simulator", "producer")
+SECRETS = {
+    "FLOWER_BASIC_AUTH": "admin:s3cret-for-tests",
+    "CALLBACK_TOKEN": "tok-for-tests",
+    "API_TOKEN": "api-tok-for-tests-0001,api-tok-for-tests-0002",
+}
 
 
 def _compose_client() -> list[str] | None:
@@ -96,7 +100,7 @@ def test_given_the_demo_profile_when_rendered_then_every_service_is_there(
 ) -> None:
     assert set(demo["services"]) == {"redis", *APP_SERVICES}
     plain = config(env_file(tmp_path))
-    assert set(plain["services"]) == {"redis", "worker", "flower", "callbacks"}
+    assert set(plain["services"]) == {"redis", "worker", "flower", "callbacks", "api"}
 
 
 @needs_compose
@@ -184,6 +188,27 @@ def test_given_callbacks_when_rendered_then_it_serves_on_8000_with_a_healthz_pro
     assert any("/healthz" in part for part in cb["healthcheck"]["test"])
     refused = render(env_file(tmp_path, CALLBACK_TOKEN=""), "demo")
     assert refused.returncode != 0 and "CALLBACK_TOKEN" in refused.stderr
+
+
+@needs_compose
+def test_given_the_api_when_rendered_then_it_serves_apart_from_the_callbacks_with_its_token_only(
+    demo: dict[str, Any], tmp_path: Path
+) -> None:
+    api = demo["services"]["api"]
+    cmd = api["command"]
+    assert cmd[:3] == ["python", "-m", "callq.api"]
+    port = cmd[cmd.index("--port") + 1]
+    cb = demo["services"]["callbacks"]["command"]
+    assert port != cb[cb.index("--port") + 1]
+    assert [(str(p["target"]), p.get("host_ip")) for p in api["ports"]] == [(port, "127.0.0.1")]
+    assert any(f"{port}/healthz" in part for part in api["healthcheck"]["test"])
+    assert api["environment"]["API_TOKEN"] == SECRETS["API_TOKEN"]
+    assert api["environment"]["REDIS_URL"] == "redis://redis:6379/0"
+    # The compose file sets the token on the API alone.
+    others = [n for n in demo["services"] if n != "api"]
+    assert all("API_TOKEN" not in (demo["services"][n].get("environment") or {}) for n in others)
+    refused = render(env_file(tmp_path, API_TOKEN=""), "demo")
+    assert refused.returncode != 0 and "API_TOKEN" in refused.stderr
 
 
 @needs_compose

@@ -23,6 +23,7 @@ def test_given_the_console_script_when_asked_for_help_then_every_command_is_list
         "up",
         "worker",
         "callbacks",
+        "api",
         "simulator",
         "flower",
         "enqueue",
@@ -34,7 +35,7 @@ def test_given_the_console_script_when_asked_for_help_then_every_command_is_list
         "set",
     ):
         assert f"    {command}" in done.stdout, command
-    for command in ("run", "up", "worker", "enqueue", "status"):
+    for command in ("run", "up", "worker", "api", "enqueue", "status"):
         sub = subprocess.run(
             [sys.executable, "-m", "devstack.cli", command, "--help"],
             check=False,
@@ -43,3 +44,15 @@ def test_given_the_console_script_when_asked_for_help_then_every_command_is_list
             cwd=ROOT,
         )
         assert sub.returncode == 0 and f"callq {command}" in sub.stdout, command
+
+
+def test_given_the_api_command_when_its_own_help_is_asked_then_python_m_callq_api_answers() -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "devstack.cli", "api", "--", "--help"],
+        check=False,
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "python -m callq.api" in done.stdout and "--port" in done.stdout

@@ -41,6 +41,9 @@ EXPECTED_FILES = {
     "callbacks-deployment.yaml",
     "callbacks-service.yaml",
     "callbacks-ingress.yaml",
+    "api-deployment.yaml",
+    "api-service.yaml",
+    "api-ingress.yaml",
     "flower-deployment.yaml",
     "flower-service.yaml",
     "worker-keda-scaledobject.yaml",
@@ -52,7 +55,13 @@ EXPECTED_FILES = {
 NOT_IN_KUSTOMIZATION = {"secret.example.yaml", "worker-hpa.yaml"}
 CRD_KINDS = {"ScaledObject"}
 
-SECRET_NAMES = {"EXOTEL_API_KEY", "EXOTEL_API_TOKEN", "CALLBACK_TOKEN", "FLOWER_BASIC_AUTH"}
+SECRET_NAMES = {
+    "EXOTEL_API_KEY",
+    "EXOTEL_API_TOKEN",
+    "CALLBACK_TOKEN",
+    "FLOWER_BASIC_AUTH",
+    "API_TOKEN",
+}
 SECRETISH = re.compile(r"(TOKEN|PASSWORD|SECRET|API_KEY|BASIC_AUTH)", re.IGNORECASE)
 RUN_AS = 10001
 
@@ -191,7 +200,7 @@ def test_kustomize_builds() -> None:
     kinds = sorted(d["kind"] for d in built)
     assert "Secret" not in kinds
     assert "HorizontalPodAutoscaler" not in kinds
-    assert kinds.count("Deployment") == 3
+    assert kinds.count("Deployment") == 4
     assert {"ScaledObject", "CronJob", "PodDisruptionBudget", "Ingress"} <= set(kinds)
     assert all(
         d["metadata"].get("namespace") == NAMESPACE for d in built if d["kind"] != "Namespace"
@@ -229,6 +238,7 @@ def test_there_are_the_expected_workloads() -> None:
         ("Deployment", "callq-worker"),
         ("Deployment", "callq-callbacks"),
         ("Deployment", "callq-flower"),
+        ("Deployment", "callq-api"),
         ("CronJob", "callq-campaign-reminders"),
     }
 
@@ -372,6 +382,7 @@ def test_each_component_gets_only_the_secrets_it_needs() -> None:
     }
     assert secrets_of(_container("callq-callbacks", "callbacks")) == {"CALLBACK_TOKEN"}
     assert secrets_of(_container("callq-flower", "flower")) == {"FLOWER_BASIC_AUTH"}
+    assert secrets_of(_container("callq-api", "api")) == {"API_TOKEN"}
     cron = _one("CronJob", "callq-campaign-reminders")
     (enqueue,) = _pod_template(cron)["spec"]["containers"]  # type: ignore[index]
     assert secrets_of(enqueue) == set()
@@ -522,7 +533,7 @@ def test_selectors_match_their_pods() -> None:
 
 
 def test_callbacks_ingress_matches_callback_url() -> None:
-    (ing,) = _of_kind("Ingress")
+    ing = _one("Ingress", "callq-callbacks")
     (rule,) = ing["spec"]["rules"]
     assert rule["host"] == "calls.example.com"
     assert any(rule["host"] in t["hosts"] and t["secretName"] for t in ing["spec"]["tls"])
@@ -548,6 +559,43 @@ def test_callbacks_ingress_matches_callback_url() -> None:
     ]
     assert callbacks["livenessProbe"]["httpGet"]["path"] == "/livez"
     assert callbacks["readinessProbe"]["httpGet"]["path"] == "/healthz"
+
+
+def test_the_api_has_its_own_ingress_kept_apart_from_the_callbacks() -> None:
+    assert {i["metadata"]["name"] for i in _of_kind("Ingress")} == {"callq-callbacks", "callq-api"}
+    api = _one("Ingress", "callq-api")
+    callbacks = _one("Ingress", "callq-callbacks")
+    (rule,) = api["spec"]["rules"]
+    (cb_rule,) = callbacks["spec"]["rules"]
+    # Its own host and TLS Secret.
+    assert rule["host"] != cb_rule["host"]
+    assert any(rule["host"] in t["hosts"] and t["secretName"] for t in api["spec"]["tls"])
+    assert {t["secretName"] for t in api["spec"]["tls"]}.isdisjoint(
+        t["secretName"] for t in callbacks["spec"]["tls"]
+    )
+    # Only the API's paths, each to the API's Service; the callbacks' only to theirs.
+    paths = {(p["path"], p["pathType"]) for p in rule["http"]["paths"]}
+    assert paths == {("/v1", "Prefix"), ("/openapi.json", "Exact")}
+    assert {p["backend"]["service"]["name"] for p in rule["http"]["paths"]} == {"callq-api"}
+    assert {p["backend"]["service"]["name"] for p in cb_rule["http"]["paths"]} == {
+        "callq-callbacks"
+    }
+    assert not any(p["path"].startswith("/exotel") for p in rule["http"]["paths"])
+    for path in rule["http"]["paths"]:
+        svc = _one("Service", path["backend"]["service"]["name"])
+        assert path["backend"]["service"]["port"]["name"] in {
+            p["name"] for p in svc["spec"]["ports"]
+        }
+
+    container = _container("callq-api", "api")
+    argv = container["command"]
+    assert argv[:3] == ["python", "-m", "callq.api"]
+    assert argv[argv.index("--port") + 1] == str(container["ports"][0]["containerPort"])
+    assert container["livenessProbe"]["httpGet"]["path"] == "/livez"
+    assert container["readinessProbe"]["httpGet"]["path"] == "/healthz"
+    # The edge's body cap is the API's own default.
+    cap = api["metadata"]["annotations"]["nginx.ingress.kubernetes.io/proxy-body-size"]
+    assert _mem(cap.replace("m", "Mi")) == Settings(_env_file=None).api_max_body_bytes
 
 
 def test_flower_uses_basic_auth_and_tcp_probes() -> None:

@@ -22,3 +22,21 @@ def test_given_a_speed_when_settings_are_scaled_then_the_limit_keeps_its_calls_a
         base.exotel_origination_window_seconds / 10
     )
     assert scaled.exotel_read_timeout >= 2.0
+
+
+def test_given_api_tokens_when_read_then_each_comma_separated_one_counts_and_none_is_echoed() -> (
+    None
+):
+    from callq.settings import ConfigError, load_settings
+
+    s = Settings(_env_file=None, api_token=" tok-aaaaaaaaaaaaaaaa , tok-bbbbbbbbbbbbbbbb,")  # type: ignore[call-arg]
+    assert s.api_tokens() == [b"tok-aaaaaaaaaaaaaaaa", b"tok-bbbbbbbbbbbbbbbb"]
+    assert "tok-aaaa" not in repr(s) and "tok-aaaa" not in str(s.model_dump())
+    with pytest.raises(ConfigError, match="API_TOKEN is not set"):
+        Settings(_env_file=None).api_tokens()  # type: ignore[call-arg]
+    with pytest.raises(ConfigError, match="number 2 are shorter than 16") as refused:
+        Settings(_env_file=None, api_token="tok-aaaaaaaaaaaaaaaa,short-one").api_tokens()  # type: ignore[call-arg]
+    assert "short-one" not in str(refused.value)
+    with pytest.raises(ConfigError, match="API_MAX_BODY_BYTES") as bad:
+        load_settings(api_max_body_bytes=10, api_token="secret-token-never-shown")
+    assert "secret-token-never-shown" not in str(bad.value)

@@ -4,6 +4,7 @@
 -- KEYS[5] the broker's queue list (kombu's Redis transport), or any key when ARGV[3] is ''
 -- KEYS[6] deadlines zset   KEYS[7] campaign meta hash
 -- KEYS[8] campaign parked zset   KEYS[9] wake zset
+-- KEYS[10] campaigns by id zset (lex index of KEYS[4], all scores 0: the API's paged list)
 -- ARGV[1] request id   ARGV[2] campaign id
 -- ARGV[3] the task message to LPUSH onto KEYS[5] (a priority call), or '' to park the call:
 --         the sweepers then feed the campaign's calls to the queue at its account's pace
@@ -42,5 +43,5 @@ end
 redis.call('HINCRBY', KEYS[2], 'queued', 1)
 redis.call('HINCRBY', KEYS[2], 'total', 1)
 redis.call('RPUSH', KEYS[3], ARGV[1])
-redis.call('SADD', KEYS[4], ARGV[2])
+if redis.call('SADD', KEYS[4], ARGV[2]) == 1 then redis.call('ZADD', KEYS[10], 0, ARGV[2]) end
 return 1
