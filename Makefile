@@ -34,8 +34,16 @@ demo-fast: $(STAMP) ## the demo campaign at 60x speed, without Flower
 	$(BIN)/python -m devstack.demo --speed 60 --no-flower $(ARGS)
 
 .PHONY: test
-test: $(STAMP) ## run the whole test suite (real Redis, simulator, Celery workers)
+test: $(STAMP) browser ## run the whole test suite (real Redis, simulator, Celery workers, Chromium)
 	$(BIN)/pytest
+
+.PHONY: browser
+browser: ## Debian's chromium for the campaign page's browser test, installed once if missing
+	@command -v chromium >/dev/null || { \
+	  echo "== chromium: installing Debian's package (tests/system/test_campaign_page.py)"; \
+	  sudo=$$([ "$$(id -u)" = 0 ] || echo sudo); \
+	  $$sudo apt-get update -qq >/dev/null && \
+	  DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y -qq chromium >/dev/null; }
 
 .PHONY: test-fast
 test-fast: $(STAMP) ## the tests that start no worker process (tests/unit, tests/integration)
