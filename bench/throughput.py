@@ -1,8 +1,8 @@
 """Producer throughput: ``Enqueuer.enqueue_file`` against a plain ``send_task`` loop.
 
 Both sides publish the same number of ``place_call`` tasks with the same Celery config
-(``callq.transport.config.make_app``), each on a fresh ledger and broker key prefix. Only the enqueue or
-the loop is timed: building the CSV, the app and the request ids is not. Runs alternate
+(``callq.transport.config.make_app``), each on a fresh ledger and broker key prefix. Only the
+enqueue or the loop is timed: building the CSV, the app and the request ids is not. Runs alternate
 (enqueue, loop, enqueue, loop ...) so that a noisy neighbour hurts both alike.
 
 Diagnostics (reported apart, and never in place of the measurement):
