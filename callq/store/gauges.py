@@ -2,14 +2,22 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import logging
+import time
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import redis
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
+from callq.settings import Settings
+from callq.store.demand import read_demand
 from callq.store.keys import Keys
+
+log = logging.getLogger("callq.metrics")
+#: A scrape that cannot read Redis is logged at most once in this many seconds.
+LOG_EVERY_SECONDS = 300.0
 
 
 class LedgerCollector(Collector):
@@ -51,3 +59,71 @@ class LedgerCollector(Collector):
         yield in_doubt
         yield parked
         yield breaker
+
+
+class DemandCollector(Collector):
+    """Scrape-time gauges of the real demand for worker threads (callq.store.demand), for
+    an autoscaler: KEDA's ``prometheus`` trigger, or the HPA's external metrics through an
+    adapter. Every replica reports the same value: scale on ``max()`` of it. A scrape that
+    cannot read Redis yields nothing (the series go stale, the scaler's fallback applies)
+    and is logged at most once every LOG_EVERY_SECONDS."""
+
+    def __init__(
+        self,
+        client: redis.Redis,
+        settings: Settings,
+        queues: Sequence[str],
+        *,
+        clock: Any = time.monotonic,
+    ) -> None:
+        self.client = client
+        self.settings = settings
+        self.queues = tuple(queues)
+        self._clock = clock
+        self._logged_at: float | None = None
+
+    def collect(self) -> Iterator[Any]:
+        try:
+            d = read_demand(self.client, self.settings, self.queues)
+        except redis.RedisError as exc:
+            now = self._clock()
+            if self._logged_at is None or now - self._logged_at >= LOG_EVERY_SECONDS:
+                self._logged_at = now
+                log.warning("demand gauges: Redis did not answer (%s)", exc.__class__.__name__)
+            return
+        ready = GaugeMetricFamily(
+            "callq_ready_calls",
+            "Parked calls that can be dialled now (campaign open, breaker closed), per account",
+            labels=["account"],
+        )
+        needed = GaugeMetricFamily(
+            "callq_account_threads_needed",
+            "Worker threads an account's ready calls can use: min(ready, rate x hold)",
+            labels=["account"],
+        )
+        for a in d.accounts:
+            ready.add_metric([a.account], float(a.ready))
+            needed.add_metric([a.account], round(a.threads, 3))
+        yield ready
+        yield needed
+        yield GaugeMetricFamily(
+            "callq_held_calls",
+            "Parked calls that cannot be dialled now (paused, calling window, send_at, "
+            "breaker open, unknown account)",
+            value=float(d.held),
+        )
+        yield GaugeMetricFamily(
+            "callq_busy_messages",
+            "place_call and reconcile messages queued in the broker or held by a worker",
+            value=float(d.queued + d.reserved),
+        )
+        yield GaugeMetricFamily(
+            "callq_worker_threads_needed",
+            "Worker threads the demand needs now, all accounts: the autoscaling signal",
+            value=round(d.threads, 3),
+        )
+        yield GaugeMetricFamily(
+            "callq_workers_needed",
+            "Worker pods the demand needs now: ceil(threads needed / WORKER_CONCURRENCY)",
+            value=float(d.workers),
+        )

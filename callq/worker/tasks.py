@@ -28,7 +28,7 @@ from callq.dialing.limiter import Slot
 from callq.ids import campaign_of
 from callq.logs import current_request, install
 from callq.metrics import RECONCILED
-from callq.store.gauges import LedgerCollector
+from callq.store.gauges import DemandCollector, LedgerCollector
 from callq.sweeping.feed import FeedLoop, PassResult
 from callq.sweeping.sweeper import Sweeper
 from callq.transport.queues import CALLS_QUEUE, PLACE_CALL, PRIORITY_QUEUE, RECONCILE
@@ -151,6 +151,7 @@ def _start_sweeper(**_: Any) -> None:
         from prometheus_client import REGISTRY, start_http_server
 
         REGISTRY.register(LedgerCollector(rt.redis, rt.ledger.keys))
+        REGISTRY.register(DemandCollector(rt.redis, rt.settings, (CALLS_QUEUE, PRIORITY_QUEUE)))
         start_http_server(rt.settings.metrics_port)
         log.info("metrics on :%d/metrics", rt.settings.metrics_port)
 

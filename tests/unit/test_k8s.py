@@ -13,6 +13,7 @@ Two layers:
 
 from __future__ import annotations
 
+import math
 import re
 import shutil
 import subprocess
@@ -24,6 +25,8 @@ import pytest
 import yaml
 
 from callq.settings import Settings
+from callq.store import gauges
+from callq.store.demand import account_rate, worst_hold_seconds
 
 ROOT = Path(__file__).resolve().parents[2]
 K8S = ROOT / "deploy" / "k8s"
@@ -344,7 +347,7 @@ def test_the_configmap_is_accepted_by_settings_and_holds_no_secret() -> None:
     assert not SECRET_NAMES & set(data)
     assert not [k for k in data if SECRETISH.search(k)]
     fields = {k.lower(): v for k, v in data.items() if k.lower() in Settings.model_fields}
-    assert set(data) - {k.upper() for k in fields} <= {"REDIS_ADDRESS"}, "unknown settings"
+    assert set(data) == {k.upper() for k in fields}, "unknown settings"
     settings = Settings(_env_file=None, **fields)  # type: ignore[call-arg]
     assert settings.redis_url and settings.callback_url
     # No credentials in the Redis URL while it lives in a ConfigMap.
@@ -469,27 +472,32 @@ def test_keda_scaledobject() -> None:
     assert target.get("envSourceContainerName", "worker") == "worker"
     assert (spec["minReplicaCount"], spec["maxReplicaCount"]) == (2, 20)
 
+    # The trigger is the real demand (callq.store.demand), not `LLEN calls`: calls wait
+    # parked in their campaigns, so that list stays short however big the backlog.
     (trigger,) = spec["triggers"]
-    assert trigger["type"] == "redis"
+    assert trigger["type"] == "prometheus"
     meta = trigger["metadata"]
     assert all(isinstance(v, str) for v in meta.values()), "KEDA metadata values are strings"
-    from callq.transport.queues import CALLS_QUEUE
-
-    assert meta["listName"] == CALLS_QUEUE == "calls"
-    assert int(meta["listLength"]) > 0
-
-    # The address comes from the worker's env, which gets it from the ConfigMap.
-    assert "address" not in meta and "host" not in meta
-    address_var = meta["addressFromEnv"]
-    worker = _container("callq-worker", "worker")
-    assert address_var in _env_names(worker)
+    assert urlsplit(meta["serverAddress"]).scheme in ("http", "https")
+    # max(): every worker reports the same value, read from Redis at scrape time.
+    assert re.fullmatch(r"max\(callq_worker_threads_needed(\{[^}]*\})?\)", meta["query"])
+    assert '"callq_worker_threads_needed"' in Path(gauges.__file__).read_text()
+    # The query's job matches the scrape config's job name in deploy/README.md.
+    assert 'job=~".*callq-worker.*"' in meta["query"]
+    # threshold = threads per worker: replicas = ceil(threads needed / WORKER_CONCURRENCY).
     config = _config()
-    redis_url = urlsplit(config["REDIS_URL"])
-    assert config[address_var] == f"{redis_url.hostname}:{redis_url.port or 6379}"
-    assert meta.get("databaseIndex", "0") == (redis_url.path.strip("/") or "0")
-    assert meta.get("enableTLS", "false") == ("true" if redis_url.scheme == "rediss" else "false")
-    # The list is named `calls` only without a broker key prefix.
-    assert config.get("BROKER_KEY_PREFIX", "") == ""
+    assert meta["threshold"] == config["WORKER_CONCURRENCY"]
+    # An empty answer is an error (then the fallback), not 0 (which would scale down).
+    assert meta.get("ignoreNullValues") == "false"
+    # The fallback is the worst case at the ConfigMap's limit: every request taking the
+    # whole connect and read timeouts after the feed's lead.
+    fields = {k.lower(): v for k, v in config.items() if k.lower() in Settings.model_fields}
+    s = Settings(_env_file=None, **fields)  # type: ignore[call-arg]
+    worst = math.ceil(account_rate(s) * worst_hold_seconds(s) / s.worker_concurrency)
+    fallback = spec["fallback"]
+    assert int(fallback["failureThreshold"]) >= 1
+    assert fallback["replicas"] == worst == 7
+    assert spec["minReplicaCount"] <= fallback["replicas"] <= spec["maxReplicaCount"]
 
 
 def test_fallback_hpa_and_pdb() -> None:
