@@ -23,7 +23,10 @@ from hypothesis import HealthCheck, given
 from hypothesis import settings as hsettings
 from hypothesis import strategies as st
 from schemathesis import GenerationMode
-from schemathesis.specs.openapi.checks import positive_data_acceptance
+from schemathesis.specs.openapi.checks import (
+    negative_data_rejection,
+    positive_data_acceptance,
+)
 
 from callq.api.app import create_app
 from callq.intake import cli
@@ -592,7 +595,16 @@ def test_given_the_openapi_document_when_schemathesis_fuzzes_it_then_the_app_con
             # A schema-valid control may still be refused with its documented 422: the
             # document gives the controls' shapes, the rules (a time zone that exists, a
             # window of real times, end_at after send_at) are the CLI's own.
-            case.call_and_validate(headers=AUTH, excluded_checks=[positive_data_acceptance])
+            # A negative case whose only violations vanish on the way (the token it dropped is
+            # put back here; a query key that does not survive serialisation) is a valid
+            # request, and a 200 for it is right: schemathesis then reports "schema-violating
+            # request accepted" (twice in about 30 runs). So negative mode checks what holds
+            # for every request, never a 5xx and an answer that conforms; that bad input is
+            # refused with its 4xx is shown case by case by the tests above.
+            excluded = [positive_data_acceptance]
+            if mode == GenerationMode.NEGATIVE:
+                excluded.append(negative_data_rejection)
+            case.call_and_validate(headers=AUTH, excluded_checks=excluded)
 
         check()
 

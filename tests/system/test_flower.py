@@ -88,6 +88,15 @@ def test_given_flower_and_a_worker_when_a_campaign_runs_then_flower_shows_its_ta
     )
     assert get(f"{base}/api/tasks", auth=None)[0] == 401  # basic auth is required
 
+    def alive_in_events() -> bool:
+        # /api/workers answers from a broadcast; the task list comes from the event stream,
+        # whose consumer may bind later. Events sent before it binds are gone (a fanout), so
+        # the campaign starts only once Flower has heard the worker's own heartbeat.
+        status, body = get(f"{base}/workers?json=1")
+        return status == 200 and any(w.get("status") for w in json.loads(body)["data"])
+
+    wait_for(alive_in_events, timeout=30, message="a worker heartbeat in Flower's events")
+
     Enqueuer(settings).enqueue_file(as_stream(campaign_csv(8)), "flw")
     wait_for(
         lambda: ledger.status("flw").states["originated"] == 8,
