@@ -136,9 +136,14 @@ def test_given_a_worker_killed_mid_campaign_when_another_takes_over_then_no_call
     assert v["duplicates"] == [] and v["wrong_sid"] == []
     assert set(v["states"]) <= {"originated", "in_doubt"}
     assert all(count == 1 for count in truth["by_custom_field"].values())
-    # Every call that never reached the simulator was placed by the second worker.
-    never_sent = [r for r in v["records"] if r["request_id"] not in truth["by_custom_field"]]
-    assert never_sent == []
+    # Every call the dead worker had not sent was placed by the second worker. A call whose
+    # sent mark was set when the worker died, but whose request the simulator had not yet
+    # taken, may have gone out as far as anyone can tell: it is in doubt (reconcile is off
+    # here), with its one attempt, never dialled again. Nothing else is missing.
+    never_placed = [r for r in v["records"] if r["request_id"] not in truth["by_custom_field"]]
+    assert all(r["state"] == "in_doubt" and r["attempts"] == "1" for r in never_placed), (
+        never_placed
+    )
     # The calls the dead worker had sent are in doubt, never redialled.
     in_doubt = [r for r in v["records"] if r["state"] == "in_doubt"]
     assert in_doubt, "the victim had requests in flight"
