@@ -3,27 +3,12 @@
 from __future__ import annotations
 
 import argparse
-import copy
 import sys
-from typing import Any
-
-import uvicorn
 
 from callq.receiver.app import DEFAULT_MAX_BODY_BYTES, create_app
 from callq.receiver.openapi import CALLBACK_PATH
+from callq.receiver.serve import serve
 from callq.settings import ConfigError, load_settings
-
-
-def _log_config(level: str) -> dict[str, Any]:
-    """uvicorn's logging, plus our own loggers (callbacks, callq) on its default handler."""
-    config: dict[str, Any] = copy.deepcopy(uvicorn.config.LOGGING_CONFIG)
-    for name in ("callbacks", "callq"):
-        config["loggers"][name] = {
-            "handlers": ["default"],
-            "level": level.upper(),
-            "propagate": False,
-        }
-    return config
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -54,31 +39,6 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _restore_tcp_nodelay() -> None:
-    """uvicorn issue #3149: with ``--workers N`` its supervisor binds the listening socket
-    itself with ``proto`` 0; accepted sockets inherit it, and asyncio turns on TCP_NODELAY
-    only for sockets that say IPPROTO_TCP. Nagle's algorithm then holds each keep-alive
-    response's second segment for the client's delayed ACK (about 40 ms): the bench measured
-    4 workers slower than 1. The bound socket is re-wrapped as IPPROTO_TCP, as the fix
-    proposed upstream does."""
-    import socket
-
-    import uvicorn.config
-
-    original = uvicorn.config.Config.bind_socket
-    if getattr(original, "_callq_patched", False):
-        return
-
-    def bind_socket(self: Any) -> socket.socket:
-        sock: socket.socket = original(self)
-        if sock.family in (socket.AF_INET, socket.AF_INET6) and sock.proto == 0:
-            sock = socket.socket(sock.family, sock.type, socket.IPPROTO_TCP, fileno=sock.detach())
-        return sock
-
-    bind_socket._callq_patched = True  # type: ignore[attr-defined]
-    setattr(uvicorn.config.Config, "bind_socket", bind_socket)  # noqa: B010
-
-
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.workers < 1:
@@ -93,19 +53,14 @@ def main(argv: list[str] | None = None) -> int:
     except (ConfigError, ValueError) as exc:
         print(f"callbacks: {exc}", file=sys.stderr)
         return 2
-    common: dict[str, Any] = {
-        "host": args.host,
-        "port": args.port,
-        "log_level": args.log_level,
-        "log_config": _log_config(args.log_level),
-        "server_header": False,
-    }
-    if args.workers == 1:
-        uvicorn.run(app, **common)
-    else:
-        # Each worker process imports the app and loads the same settings when it starts.
-        _restore_tcp_nodelay()
-        uvicorn.run("callq.receiver.app:app", workers=args.workers, **common)
+    serve(
+        app,
+        "callq.receiver.app:app",
+        host=args.host,
+        port=args.port,
+        workers=args.workers,
+        log_level=args.log_level,
+    )
     return 0
 
 

@@ -7,25 +7,11 @@ the Exotel accounts' names for ``account``). Without API_TOKEN it refuses to sta
 from __future__ import annotations
 
 import argparse
-import copy
 import sys
-from typing import Any
-
-import uvicorn
 
 from callq.api.app import create_app
+from callq.receiver.serve import serve
 from callq.settings import ConfigError, load_settings
-
-
-def _log_config(level: str) -> dict[str, Any]:
-    """uvicorn's logging, plus our own loggers (callq) on its default handler."""
-    config: dict[str, Any] = copy.deepcopy(uvicorn.config.LOGGING_CONFIG)
-    config["loggers"]["callq"] = {
-        "handlers": ["default"],
-        "level": level.upper(),
-        "propagate": False,
-    }
-    return config
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -59,18 +45,14 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"callq.api: {exc}", file=sys.stderr)
         return 2
-    common: dict[str, Any] = {
-        "host": args.host,
-        "port": args.port,
-        "log_level": args.log_level,
-        "log_config": _log_config(args.log_level),
-        "server_header": False,
-    }
-    if args.workers == 1:
-        uvicorn.run(app, **common)
-    else:
-        # Each worker process imports the app and loads the same settings when it starts.
-        uvicorn.run("callq.api.app:app", workers=args.workers, **common)
+    serve(
+        app,
+        "callq.api.app:app",
+        host=args.host,
+        port=args.port,
+        workers=args.workers,
+        log_level=args.log_level,
+    )
     return 0
 
 
