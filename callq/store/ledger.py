@@ -703,7 +703,9 @@ class Ledger:
         known, indexed = pipe.execute()
         if int(indexed) < int(known):
             self.index_campaigns()
-        start = f"({after}" if after > prefix else f"[{prefix}" if prefix else "-"
+        # Exclusive of ``after`` whenever it is within the prefix's range: an id equal to the
+        # prefix itself ("c1" under prefix "c1") must not be served again on the next page.
+        start = f"({after}" if after and after >= prefix else f"[{prefix}" if prefix else "-"
         stop = f"[{prefix}\xff" if prefix else "+"
         ids = [
             str(x) for x in self.redis.zrangebylex(k.campaigns_by_id(), start, stop, 0, limit + 1)

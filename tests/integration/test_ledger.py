@@ -280,3 +280,20 @@ def test_given_sent_calls_when_they_settle_then_the_unresolved_index_holds_only_
     assert ledger.finish(ids[2], tokens[ids[2]], "failed", error="x").ok  # a late reply
     assert ledger.unresolved(parties) == [ids[5]]
     assert ledger.get(ids[5])["parties"] == parties
+
+
+def test_given_a_campaign_id_equal_to_the_prefix_when_paged_then_every_page_moves_on(
+    ledger: Ledger,
+) -> None:
+    names = ["page-c1", "page-c10", "page-c11", "page-c2"]
+    for name in names:
+        ledger.enqueue_many(name, [(f"{name}:r1", {"from": "x"})])
+    seen: list[str] = []
+    after = ""
+    for _ in range(10):  # a page that repeats itself would never end
+        page, nxt = ledger.campaign_page(after=after, limit=1, prefix="page-c1")
+        seen += [s.campaign for s in page]
+        if nxt is None:
+            break
+        after = nxt
+    assert seen == ["page-c1", "page-c10", "page-c11"]
