@@ -130,10 +130,11 @@ class EventLog:
         ``idle_ms``), then new ones (waiting up to ``block_ms``). Returns how many moved."""
         key = self.keys.events()
         got: list[str] = []
-        _, claimed, *_ = self.redis.xautoclaim(
+        # With justid, redis-py answers just the ids claimed.
+        claimed = self.redis.xautoclaim(
             key, GROUP, consumer, min_idle_time=idle_ms, start_id="0-0", count=count, justid=True
         )
-        got += [str(x) for x in claimed]
+        got += [str(x) for x in cast(list[str], claimed)]
         if not got:
             read = self.redis.xreadgroup(
                 GROUP, consumer, {key: ">"}, count=count, block=block_ms if block_ms > 0 else None
