@@ -6,14 +6,15 @@ is set). It never touches the dialling path: the Lua transitions only XADD to a 
 
 1. **pump**: one consumer group reads the stream; each entry goes into every receiver's due
    set and is acked in the same MULTI. An entry a killed worker read but never acked is
-   claimed by another worker (XAUTOCLAIM) after ``PUMP_IDLE_MS``.
+   claimed by another worker (XAUTOCLAIM) after one lease (below).
 2. **send**: due entries are leased (one worker at a time sends one), POSTed with
    ``X-Callq-Signature: t=<unix>,v1=<hex HMAC-SHA256 of "t.body">``, and leave the due set on
    a 2xx. Anything else (an error status, a timeout, a refused connection) counts a try and
-   the entry is due again after an exponential backoff with jitter, until
-   ``EVENTS_RETRY_SECONDS`` after the event was written; then it is kept in the dead hash
-   (``callq events dead``). A worker killed mid-send leaves its lease to run out: the entry is
-   sent again. Receivers dedupe on the event's ``id``.
+   the entry is due again after an exponential backoff with jitter (1 s doubling to 10 min),
+   until ``EVENTS_RETRY_SECONDS`` after the event was written; then it is kept in the dead
+   hash (``callq events dead``). A batch's lease is its sends' worst case (``BATCH`` x
+   ``EVENTS_TIMEOUT_SECONDS`` + 5 s): a worker killed mid-send leaves it to run out, and the
+   entry is sent again by another. Receivers dedupe on the event's ``id``.
 3. **trim**: entries older than ``EVENTS_RETAIN_SECONDS`` leave the stream (``replay`` reads it).
 """
 
@@ -39,8 +40,6 @@ SIGNATURE_HEADER = "X-Callq-Signature"
 EVENT_ID_HEADER = "X-Callq-Event-Id"
 BATCH = 10
 """Events taken from one receiver's due set at a time (sent one after another)."""
-PUMP_IDLE_MS = 30_000
-"""A stream entry read but not acked for this long is another worker's to pump."""
 BACKOFF_FIRST_SECONDS = 1.0
 BACKOFF_MAX_SECONDS = 600.0
 TICK_SECONDS = 0.25
@@ -90,6 +89,8 @@ class Delivery:
         self._thread: threading.Thread | None = None
         self._grouped = False
         self._trimmed = 0.0
+        # How long a taken batch is ours: every send in it may take the whole timeout.
+        self.lease_ms = int((BATCH * settings.events_timeout_seconds + 5) * 1000)
 
     def run_once(self) -> dict[str, int]:
         """One pass: pump, send what is due, trim now and then. Returns counts."""
@@ -99,7 +100,7 @@ class Delivery:
             self._grouped = True
         ids = [s for s, _, _ in self.sinks]
         seen["pumped"] = self.log.pump(
-            self.consumer, ids, count=200, block_ms=0, idle_ms=PUMP_IDLE_MS
+            self.consumer, ids, count=200, block_ms=0, idle_ms=self.lease_ms
         )
         for sink, url, secret in self.sinks:
             for what, n in self.send_due(sink, url, secret.get_secret_value().encode()).items():
@@ -112,8 +113,7 @@ class Delivery:
 
     def send_due(self, sink: str, url: str, secret: bytes) -> dict[str, int]:
         timeout = self.settings.events_timeout_seconds
-        lease_ms = int((BATCH * timeout + 30) * 1000)
-        now_ms, events = self.log.take(sink, count=BATCH, lease_ms=lease_ms)
+        now_ms, events = self.log.take(sink, count=BATCH, lease_ms=self.lease_ms)
         seen = {"sent": 0, "failed": 0, "dead": 0}
         for ev in events:
             error = self._post(url, secret, ev, timeout)
