@@ -220,7 +220,7 @@ class Settings(BaseSettings):
             raise ValueError(
                 "RATE_LIMIT_MAX_WAIT_SECONDS must not be below RATE_LIMIT_MAX_AHEAD_SECONDS"
             )
-        self.event_sinks()  # EVENTS_URL and EVENTS_SECRET agree (raises naming them)
+        self.event_urls()  # each an http(s) URL (raises naming EVENTS_URL)
         if self.events_retain_seconds < self.events_retry_seconds:
             raise ValueError(
                 "EVENTS_RETAIN_SECONDS must not be below EVENTS_RETRY_SECONDS (an event is "
@@ -334,27 +334,37 @@ class Settings(BaseSettings):
             )
         return [t.encode("utf-8") for t in tokens]
 
-    def event_sinks(self) -> list[tuple[str, SecretStr]]:
-        """The receivers of events: (URL, its HMAC secret) each, from ``EVENTS_URL`` and
-        ``EVENTS_SECRET`` (comma-separated, in the same order). Raises ValueError naming the
-        setting when a URL is not http(s) or the counts differ; no secret is ever printed."""
+    def event_urls(self) -> list[str]:
+        """The receivers of events (``EVENTS_URL``, comma-separated); [] when none, and then
+        no transition writes an event. Raises ValueError naming EVENTS_URL for a URL that is
+        not http(s). Every process that moves calls reads it; only the worker, which sends the
+        events, needs their secrets (:meth:`event_sinks`)."""
         urls = [u.strip() for u in self.events_url.split(",") if u.strip()]
-        secrets = [s.strip() for s in self.events_secret.get_secret_value().split(",")]
-        secrets = [s for s in secrets if s]
-        if not urls:
-            return []
-        for url in urls:
+        for i, url in enumerate(urls, 1):
             parts = urlsplit(url)
             if parts.scheme not in ("http", "https") or not parts.netloc:
-                raise ValueError(f"EVENTS_URL: {url!r} is not an http(s) URL")
+                # Not echoed: a URL may carry credentials.
+                raise ValueError(f"EVENTS_URL: URL number {i} is not an http(s) URL")
+        return urls
+
+    def event_sinks(self) -> list[tuple[str, SecretStr]]:
+        """The receivers of events: (URL, its HMAC secret) each, from ``EVENTS_URL`` and
+        ``EVENTS_SECRET`` (comma-separated, in the same order). Raises :class:`ConfigError`
+        naming EVENTS_SECRET when the counts differ or a secret is short; no secret is ever
+        printed."""
+        urls = self.event_urls()
+        if not urls:
+            return []
+        secrets = [s.strip() for s in self.events_secret.get_secret_value().split(",")]
+        secrets = [s for s in secrets if s]
         if len(secrets) != len(urls):
-            raise ValueError(
+            raise ConfigError(
                 f"EVENTS_SECRET must hold one secret per EVENTS_URL, comma-separated "
                 f"({len(urls)} URLs, {len(secrets)} secrets)"
             )
         short = [i + 1 for i, s in enumerate(secrets) if len(s) < MIN_API_TOKEN_CHARS]
         if short:
-            raise ValueError(
+            raise ConfigError(
                 f"EVENTS_SECRET: secret(s) number {', '.join(map(str, short))} are shorter "
                 f"than {MIN_API_TOKEN_CHARS} characters: use long random strings"
             )

@@ -273,9 +273,9 @@ def _since(value: str) -> float:
 
 def _event_log() -> tuple[EventLog, list[tuple[str, str]]]:
     """The events stream and the receivers (sink id, URL). Raises ConfigError without
-    EVENTS_URL (there is nothing to send to)."""
+    EVENTS_URL (there is nothing to send to). Needs no EVENTS_SECRET: the workers sign."""
     settings = load_settings()
-    sinks = [(sink_id(url), url) for url, _ in settings.event_sinks()]
+    sinks = [(sink_id(url), url) for url in settings.event_urls()]
     if not sinks:
         raise ConfigError("EVENTS_URL is not set: there is no receiver to send events to")
     client = make_redis(settings.require_redis_url())

@@ -42,7 +42,7 @@ class EventFlags:
         """From the settings (``EVENTS_URL``, ``EVENTS_PER_ATTEMPT``, the backfill and
         ``CALLBACK_URL``)."""
         return cls(
-            on=bool(settings.event_sinks()),
+            on=bool(settings.event_urls()),
             per_attempt=bool(settings.events_per_attempt),
             originated_final=not settings.call_status_backfill and not settings.callback_url,
         )

@@ -46,6 +46,7 @@ class Runtime:
     @classmethod
     def build(cls, settings: Settings) -> Runtime:
         settings.require_exotel()
+        settings.event_sinks()  # with EVENTS_URL, a secret for each, or no start (ConfigError)
         client = make_redis(
             settings.require_redis_url(), max_connections=settings.worker_concurrency * 2 + 8
         )

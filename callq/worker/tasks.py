@@ -149,7 +149,7 @@ def _start_sweeper(**_: Any) -> None:
     _sweeper.start()
     _feed = FeedLoop(rt.feeder, rt.settings, on_pass=_log_pass)
     _feed.start()
-    if rt.settings.event_sinks():
+    if rt.settings.event_urls():
         import os
         import socket
 

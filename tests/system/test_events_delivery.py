@@ -33,7 +33,7 @@ from tests.conftest import Workers, callback_receiver, wait_for
 pytestmark = pytest.mark.slow
 
 SECRET = "events-secret-for-the-system-test"
-CALLS = 30
+CALLS = 20
 
 
 @pytest.fixture

@@ -80,13 +80,15 @@ def test_given_mismatched_events_settings_when_loaded_then_the_error_names_them_
 ):
     secret = "k" * 20
     with pytest.raises(ConfigError) as err:
-        load_settings(events_url="http://a/x,http://b/y", events_secret=SecretStr(secret))
+        load_settings(
+            events_url="http://a/x,http://b/y", events_secret=SecretStr(secret)
+        ).event_sinks()
     assert "EVENTS_SECRET" in str(err.value) and secret not in str(err.value)
     with pytest.raises(ConfigError) as err:
         load_settings(events_url="ftp://a/x", events_secret=SecretStr(secret))
     assert "EVENTS_URL" in str(err.value) and secret not in str(err.value)
     with pytest.raises(ConfigError) as err:
-        load_settings(events_url="http://a/x", events_secret=SecretStr("zq9x"))
+        load_settings(events_url="http://a/x", events_secret=SecretStr("zq9x")).event_sinks()
     assert "EVENTS_SECRET" in str(err.value) and "zq9x" not in str(err.value)
     with pytest.raises(ConfigError) as err:
         load_settings(events_retry_seconds=100, events_retain_seconds=10)
