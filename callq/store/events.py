@@ -211,7 +211,8 @@ class EventLog:
 
     def replay(self, sinks: Sequence[str], since_ms: int, *, batch: int = 500) -> int:
         """Send again every event the stream holds from ``since_ms`` (Redis clock) on, to each
-        receiver; returns how many events. Receivers dedupe by the event id."""
+        receiver, now, its backoff started again; returns how many events. Receivers dedupe
+        by the event id."""
         n = 0
         start = f"{since_ms}-0"
         while True:
@@ -224,6 +225,7 @@ class EventLog:
             pipe = self.redis.pipeline(transaction=False)
             for sink in sinks:
                 pipe.zadd(self.keys.events_due(sink), dict.fromkeys(ids, now))
+                pipe.hdel(self.keys.events_tries(sink), *ids)  # the backoff starts again
             pipe.execute()
             n += len(ids)
             start = "(" + ids[-1]
