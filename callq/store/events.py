@@ -22,6 +22,7 @@ import redis
 
 from callq.settings import Settings
 from callq.store.keys import Keys
+from callq.store.scripts import Scripts
 
 GROUP = "callq-delivery"
 """The consumer group that moves stream entries into the receivers' due sets."""
@@ -93,24 +94,13 @@ def entry_ms(entry: str) -> int:
     return int(entry.split("-", 1)[0])
 
 
-_TAKE = """
--- Take due entries of one receiver: each is due again after the lease (ARGV[2] ms), so one
--- worker at a time sends it. KEYS[1] the receiver's due set. ARGV[1] how many.
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local ids = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'LIMIT', 0, tonumber(ARGV[1]))
-for _, id in ipairs(ids) do redis.call('ZADD', KEYS[1], now + tonumber(ARGV[2]), id) end
-return {now, ids}
-"""
-
-
 class EventLog:
     """The events stream and each receiver's delivery state. Safe to share between threads."""
 
     def __init__(self, client: redis.Redis, keys: Keys) -> None:
         self.redis = client
         self.keys = keys
-        self._take = client.register_script(_TAKE)
+        self.scripts = Scripts(client)
 
     # The stream -> each receiver's due set ----------------------------------------------
 
@@ -157,7 +147,9 @@ class EventLog:
     def take(self, sink: str, *, count: int, lease_ms: int) -> tuple[int, list[Event]]:
         """Due events of one receiver, each leased; and the Redis clock (ms). An entry the
         stream no longer holds (trimmed) leaves the due set."""
-        now, ids = self._take(keys=[self.keys.events_due(sink)], args=[count, lease_ms])
+        now, ids = self.scripts.events_take(
+            keys=[self.keys.events_due(sink)], args=[count, lease_ms]
+        )
         out: list[Event] = []
         gone: list[str] = []
         pipe = self.redis.pipeline(transaction=False)
