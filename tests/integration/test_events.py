@@ -208,10 +208,14 @@ def test_given_per_attempt_events_when_attempts_end_then_each_outcome_has_one(
     ledger = Ledger(rclient, keys, EventFlags(on=True, per_attempt=True))
     (a,) = enqueue(ledger, 1)
     ledger.finish(a, sent(ledger, a), "retrying", error="HTTP 500", next_in=0, look_again_in=60)
-    ledger.finish(a, sent(ledger, a), "failed", error="HTTP 400")
+    token = sent(ledger, a)
+    ledger.finish(a, token, "in_doubt", look_again_in=60)
+    ledger.finish(a, token, "in_doubt", look_again_in=60)  # reconcile looks again: no event
+    ledger.finish(a, token, "failed", error="HTTP 400")
     got = [(e["type"], e["id"]) for e in events(ledger)]
     assert got == [
         ("call.attempt", f"call.attempt:{a}:1:retrying"),
+        ("call.attempt", f"call.attempt:{a}:2:in_doubt"),
         ("call.attempt", f"call.attempt:{a}:2:failed"),
         ("call.final", f"call.final:{a}"),
         ("campaign.completed", f"campaign.completed:{CAMPAIGN}:1"),
