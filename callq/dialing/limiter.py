@@ -140,11 +140,14 @@ class Limiter:
         scripts: Scripts | None = None,
         sleep: Callable[[float], None] = time.sleep,
         max_live: int | None = None,
+        name: str = "default",
     ) -> None:
         if calls <= 0 or period <= 0:
             raise ValueError("calls and period must be positive")
         self.key = keys.limiter(account)
-        self.slots_key = keys.live_slots(account)
+        # Live-call slots are kept under the account's name ('default' or its EXOTEL_ACCOUNTS
+        # key), which the call record keeps: whoever frees them knows it.
+        self.slots_key = keys.live_slots(name)
         self.max_live = max_live
         self.calls = calls
         self.period = period
@@ -161,9 +164,15 @@ class Limiter:
 
     @classmethod
     def for_settings(
-        cls, client: redis.Redis, keys: Keys, settings: Settings, scripts: Scripts | None = None
+        cls,
+        client: redis.Redis,
+        keys: Keys,
+        settings: Settings,
+        scripts: Scripts | None = None,
+        name: str = "default",
     ) -> Limiter:
-        """The limiter of the account ``settings`` describe (see ``Settings.for_account``)."""
+        """The limiter of the account ``settings`` describe (see ``Settings.for_account``);
+        ``name``: the account's name, under which its live-call slots are kept."""
         return cls(
             client,
             keys,
@@ -175,6 +184,7 @@ class Limiter:
             max_wait=settings.rate_limit_max_wait_seconds,
             scripts=scripts,
             max_live=settings.exotel_max_live_calls,
+            name=name,
         )
 
     @property

@@ -1,0 +1,126 @@
+"""The live-call cap (EXOTEL_MAX_LIVE_CALLS) in the limiter's script, on a real Redis: slots
+taken with the permit in one step, freed once, lapsed by their lease."""
+
+from __future__ import annotations
+
+import threading
+
+import redis
+
+from callq.dialing.limiter import Limiter
+from callq.store.keys import Keys
+from callq.store.slots import LiveSlots, SlotClaim
+
+
+def capped(rclient: redis.Redis, keys: Keys, cap: int, account: str = "acct") -> Limiter:  # type: ignore[type-arg]
+    # A fast rate (1000 per s) so the cap, not the rate, is what a test meets.
+    return Limiter(rclient, keys, account, calls=1000, period=1.0, max_ahead=1.0, max_live=cap)
+
+
+def test_given_a_cap_when_calls_take_slots_then_none_is_granted_past_it_and_no_permit_is_spent(
+    rclient: redis.Redis,  # type: ignore[type-arg]
+    keys: Keys,
+) -> None:
+    lim = capped(rclient, keys, cap=5)
+    got = [lim.reserve(claims=[SlotClaim(f"r{i}", 2, 60)]) for i in range(4)]
+    assert [g.count for g in got] == [1, 1, 0, 0]  # 2 + 2 slots; a third connect call is 6 > 5
+    assert got[2].slots_full is not None and 59 < got[2].slots_full <= 60
+    flow = lim.reserve(claims=[SlotClaim("f1", 1, 60)])
+    assert flow.count == 1  # 5 of 5: a flow call's one slot still fits
+    assert LiveSlots(rclient, keys).used("acct") == 5
+    # The refused reservations spent no permit: the next free slot is right after the three
+    # granted (each 1 ms apart at 1000 per s).
+    tat, now = lim.next_free()
+    assert tat - now <= 3 * lim.interval_us
+
+
+def test_given_several_permits_when_the_cap_binds_midway_then_only_the_calls_with_slots_get_one(
+    rclient: redis.Redis,  # type: ignore[type-arg]
+    keys: Keys,
+) -> None:
+    lim = capped(rclient, keys, cap=4)
+    claims = [SlotClaim(f"r{i}", 2, 60) for i in range(5)]
+    g = lim.reserve(count=5, claims=claims)
+    assert g.count == 2 and g.slots_full is not None
+    held = rclient.zrange(keys.live_slots("acct"), 0, -1)
+    assert sorted(held) == ["2:r0", "2:r1"]
+
+
+def test_given_a_call_that_holds_its_slots_when_it_reserves_again_then_it_takes_no_more(
+    rclient: redis.Redis,  # type: ignore[type-arg]
+    keys: Keys,
+) -> None:
+    lim = capped(rclient, keys, cap=2)
+    assert lim.reserve(claims=[SlotClaim("r1", 2, 60)]).count == 1
+    # A fed call that missed its slot (or a redial of the same request) reserves again.
+    assert lim.reserve(claims=[SlotClaim("r1", 2, 60)]).count == 1
+    assert LiveSlots(rclient, keys).used("acct") == 2
+    assert lim.reserve(claims=[SlotClaim("r2", 2, 60)]).count == 0
+
+
+def test_given_held_slots_when_freed_twice_then_they_are_freed_once_and_the_feed_is_woken(
+    rclient: redis.Redis,  # type: ignore[type-arg]
+    keys: Keys,
+) -> None:
+    lim = capped(rclient, keys, cap=4)
+    lim.reserve(claims=[SlotClaim("r1", 2, 60)])
+    lim.reserve(claims=[SlotClaim("r2", 2, 60)])
+    rclient.zadd(keys.feeds(), {"acct": 10**13})  # the feed waits for a slot, far ahead
+    slots = LiveSlots(rclient, keys)
+    assert slots.free("r1", "acct") == 2
+    assert slots.free("r1", "acct") == 0  # a repeat (a duplicate callback) frees nothing
+    assert slots.used("acct") == 2
+    sec, _ = rclient.time()
+    assert float(rclient.zscore(keys.feeds(), "acct") or 0) <= (int(sec) + 1) * 1000
+    assert rclient.lrange(keys.nudge(), 0, -1) == ["acct"]
+    assert lim.reserve(claims=[SlotClaim("r3", 2, 60)]).count == 1
+
+
+def test_given_a_slot_whose_lease_lapsed_when_another_call_asks_then_it_gets_it(
+    rclient: redis.Redis,  # type: ignore[type-arg]
+    keys: Keys,
+) -> None:
+    lim = capped(rclient, keys, cap=2)
+    assert lim.reserve(claims=[SlotClaim("lost", 2, 0.2)]).count == 1  # its callback is lost
+    assert lim.reserve(claims=[SlotClaim("next", 2, 60)]).count == 0
+    threading.Event().wait(0.3)
+    assert lim.reserve(claims=[SlotClaim("next", 2, 60)]).count == 1
+    assert rclient.zrange(keys.live_slots("acct"), 0, -1) == ["2:next"]
+    # A callback after the lease lapsed frees nothing, and takes nothing from the new call.
+    assert LiveSlots(rclient, keys).free("lost", "acct") == 0
+    assert LiveSlots(rclient, keys).used("acct") == 2
+
+
+def test_given_a_cap_when_a_call_details_look_up_reserves_then_it_takes_no_slot(
+    rclient: redis.Redis,  # type: ignore[type-arg]
+    keys: Keys,
+) -> None:
+    lim = capped(rclient, keys, cap=2)
+    assert lim.reserve(claims=[SlotClaim("r1", 2, 60)]).count == 1
+    assert lim.reserve().count == 1  # at the cap, a look-up still gets its permit
+    assert LiveSlots(rclient, keys).used("acct") == 2
+
+
+def test_given_many_threads_racing_for_slots_then_the_cap_holds(
+    rclient: redis.Redis,  # type: ignore[type-arg]
+    keys: Keys,
+) -> None:
+    lim = capped(rclient, keys, cap=20)
+    granted: list[str] = []
+    lock = threading.Lock()
+
+    def take(t: int) -> None:
+        for i in range(20):
+            rid = f"t{t}-{i}"
+            if lim.reserve(claims=[SlotClaim(rid, 2 if i % 3 else 1, 60)]).count:
+                with lock:
+                    granted.append(rid)
+
+    threads = [threading.Thread(target=take, args=(t,)) for t in range(8)]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join()
+    used = LiveSlots(rclient, keys).used("acct")
+    assert used <= 20 and used >= 19  # full, to within one flow call's slot
+    assert len(rclient.zrange(keys.live_slots("acct"), 0, -1)) == len(granted)
