@@ -294,10 +294,10 @@ class Dialer:
                 return Permit(permit.earliest, permit.latest, time.monotonic() - claimed.sent)
             else:
                 FED_LATE.inc()
-        claim = None
-        if acct.limiter.max_live is not None:
-            assert claimed.record is not None
-            claim = claim_for(claimed.record, request_id, acct.settings)
+        if acct.limiter.max_live is None:
+            return acct.limiter.try_acquire(self.stopping, priority=priority)
+        assert claimed.record is not None
+        claim = claim_for(claimed.record, request_id, acct.settings)
         return acct.limiter.try_acquire(self.stopping, priority=priority, claim=claim)
 
     def _release(

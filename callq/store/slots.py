@@ -74,13 +74,14 @@ def claim_for(record: CallRecord, request_id: str, settings: Settings) -> SlotCl
     )
 
 
-@dataclass(frozen=True)
-class Usage:
-    """An account's slots in use (lapsed leases not counted) against its cap (None: none)."""
-
-    account: str
-    used: int
-    cap: int | None
+def live_caps(settings: Settings) -> dict[str, int]:
+    """Account name -> EXOTEL_MAX_LIVE_CALLS, for the accounts that have a cap."""
+    caps = {}
+    for name in settings.account_names():
+        cap = settings.for_account(name).exotel_max_live_calls
+        if cap is not None:
+            caps[name] = cap
+    return caps
 
 
 class LiveSlots:
@@ -157,11 +158,3 @@ class LiveSlots:
             return None
         now_ms = int(sec) * 1000 + int(usec) // 1000
         return max(float(head[0][1]) - now_ms, 0.0) / 1000
-
-    def usage(self, settings: Settings) -> list[Usage]:
-        """Every account's slots in use against its cap."""
-        out = []
-        for name in settings.account_names():
-            cap = settings.for_account(name).exotel_max_live_calls
-            out.append(Usage(name, self.used(name), cap))
-        return out

@@ -4,17 +4,27 @@ taken with the permit in one step, freed once, lapsed by their lease."""
 from __future__ import annotations
 
 import threading
+from typing import Any
 
 import redis
 
 from callq.dialing.limiter import Limiter
+from callq.intake import campaign_status
+from callq.settings import Settings
+from callq.store.callbacks import CallbackEvent, CallbackStore
+from callq.store.gauges import LedgerCollector
 from callq.store.keys import Keys
-from callq.store.slots import LiveSlots, SlotClaim
+from callq.store.ledger import Ledger
+from callq.store.slots import LiveSlots, SlotClaim, live_caps
+from tests.conftest import make_dialer
+from tests.integration.test_dialer import enqueue_one
 
 
 def capped(rclient: redis.Redis, keys: Keys, cap: int, account: str = "acct") -> Limiter:  # type: ignore[type-arg]
     # A fast rate (1000 per s) so the cap, not the rate, is what a test meets.
-    return Limiter(rclient, keys, account, calls=1000, period=1.0, max_ahead=1.0, max_live=cap)
+    return Limiter(
+        rclient, keys, account, calls=1000, period=1.0, max_ahead=1.0, max_live=cap, name=account
+    )
 
 
 def test_given_a_cap_when_calls_take_slots_then_none_is_granted_past_it_and_no_permit_is_spent(
@@ -124,3 +134,55 @@ def test_given_many_threads_racing_for_slots_then_the_cap_holds(
     used = LiveSlots(rclient, keys).used("acct")
     assert used <= 20 and used >= 19  # full, to within one flow call's slot
     assert len(rclient.zrange(keys.live_slots("acct"), 0, -1)) == len(granted)
+
+
+def test_given_an_account_at_its_cap_when_a_call_is_dialled_then_it_parks_unsent_and_uncounted(
+    settings: Settings, ledger: Ledger, sim: Any
+) -> None:
+    capped_settings = settings.model_copy(update={"exotel_max_live_calls": 2})
+    dialer = make_dialer(capped_settings, ledger)
+    first, second = enqueue_one(ledger, 1), enqueue_one(ledger, 2)
+    assert dialer.place(first).result == "originated"  # holds both slots until it ends
+    step = dialer.place(second)
+    assert step.result == "parked:live_calls"
+    rec = ledger.get(second)
+    assert (rec["state"], rec["attempts"], rec["sent"]) == ("queued", "0", "0")
+    assert sim.truth()["by_custom_field"] == {first: 1}  # nothing else reached Exotel
+    assert ledger.status("d").parked == 1
+    # status --json and the metrics show the slots in use against the cap.
+    shown = campaign_status("d", settings=capped_settings, ledger=ledger).as_dict()
+    assert shown["live_calls"] == {"account": "default", "used": 2, "cap": 2}
+    gauges = {
+        (m.name, s.labels["account"]): s.value
+        for m in LedgerCollector(ledger.redis, ledger.keys, live_caps(capped_settings)).collect()
+        if m.name.startswith("callq_live_call_slots")
+        for s in m.samples
+    }
+    assert gauges == {
+        ("callq_live_call_slots", "default"): 2.0,
+        ("callq_live_call_slots_cap", "default"): 2.0,
+    }
+    assert "live_calls" not in campaign_status("d", settings=settings, ledger=ledger).as_dict()
+    # The first call's terminal callback frees its slots: the account's feed is due at once.
+    ledger.redis.zadd(ledger.keys.feeds(), {"default": 10**13})
+    applied = CallbackStore(ledger.redis, ledger.keys).apply_event(
+        CallbackEvent(ledger.get(first)["sid"], "completed", first, {})
+    )
+    assert applied.result == "matched"
+    assert LiveSlots(ledger.redis, ledger.keys).used("default") == 0
+    sec, _ = ledger.redis.time()
+    assert float(ledger.redis.zscore(ledger.keys.feeds(), "default") or 0) <= (int(sec) + 1) * 1000
+
+
+def test_given_a_refusal_at_exotels_cap_when_dialling_then_not_placed_and_its_slots_are_freed(
+    settings: Settings, ledger: Ledger, sim: Any
+) -> None:
+    sim.configure(max_live_slots=1)  # Exotel's cap is below ours: a two-leg call is refused
+    dialer = make_dialer(settings.model_copy(update={"exotel_max_live_calls": 4}), ledger)
+    rid = enqueue_one(ledger, 3)
+    step = dialer.place(rid)
+    assert step.kind == "not_placed" and step.retry_in is not None
+    rec = ledger.get(rid)
+    assert rec["state"] == "retrying" and "concurren" in rec["last_error"]
+    assert sim.truth()["live_refused"] == 1 and sim.truth()["rate_limited"] == 0
+    assert LiveSlots(ledger.redis, ledger.keys).used("default") == 0
