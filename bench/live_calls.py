@@ -10,7 +10,8 @@ calls held at the simulator between the first placement and the last, over ``cap
 that span (1.0: every slot busy all the time). The gap is the time from a call's end to its
 callback freeing its slots and the next call reaching Exotel.
 
-Run: ``python -m bench.live_calls [--calls N] [--time-scale S]`` (prints a markdown section).
+Part of ``make bench`` (section 7); alone: ``python -m bench.live_calls [--calls N]
+[--time-scale S]`` prints the section.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ import tempfile
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -30,7 +32,7 @@ from typing import Any
 import uvicorn
 from pydantic import SecretStr
 
-from bench.env import bench_redis
+from bench.env import BenchRedis, bench_redis
 from bench.throughput import campaign_csv
 from callq.intake.enqueue import Enqueuer
 from callq.receiver.app import CALLBACK_PATH, create_app
@@ -73,7 +75,7 @@ def utilisation(calls: list[dict[str, Any]], cap: int) -> float:
     return float(held / (cap * (t1 - t0)))
 
 
-def run(load: LiveLoad) -> LiveResult:
+def run(target: BenchRedis, load: LiveLoad, log: Callable[[str], None] = print) -> LiveResult:
     result = LiveResult(load)
     account = Account(SID, KEY, TOKEN, rate_limit=10_000, period=60.0, max_live_slots=load.cap)
     config = SimConfig(
@@ -90,7 +92,6 @@ def run(load: LiveLoad) -> LiveResult:
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
     with (
-        bench_redis() as target,
         Simulator(config) as sim,
         tempfile.TemporaryDirectory(prefix="bench-live-") as tmp,
     ):
@@ -142,6 +143,10 @@ def run(load: LiveLoad) -> LiveResult:
     result.utilisation = utilisation(calls, load.cap)
     span = max(c["placed_at"] for c in calls) - min(c["placed_at"] for c in calls)
     result.calls_per_second = (len(calls) - 1) / span if span > 0 else 0.0
+    log(
+        f"   utilisation {100 * result.utilisation:.1f} % of the cap; max live "
+        f"{result.max_live}/{load.cap}, refused {result.refused}, 429s {result.rate_limited}"
+    )
     return result
 
 
@@ -149,7 +154,7 @@ def render(r: LiveResult) -> list[str]:
     load = r.load
     allowed = load.cap / 2 / r.mean_call
     return [
-        "## 7. Throughput at a live-call cap (`python -m bench.live_calls`)",
+        "## 7. Throughput at a live-call cap",
         "",
         f"{load.calls} two-leg calls of 30-45 s (simulated; every call completed), at "
         f"time_scale {load.time_scale:g} (mean {r.mean_call:.2f} s real at the simulator), "
@@ -186,7 +191,9 @@ def main() -> None:
     p.add_argument("--calls", type=int, default=LiveLoad.calls)
     p.add_argument("--time-scale", type=float, default=LiveLoad.time_scale)
     args = p.parse_args()
-    print("\n".join(render(run(LiveLoad(calls=args.calls, time_scale=args.time_scale)))))
+    with bench_redis() as target:
+        result = run(target, LiveLoad(calls=args.calls, time_scale=args.time_scale))
+    print("\n".join(render(result)))
 
 
 if __name__ == "__main__":
