@@ -186,3 +186,20 @@ def test_given_a_refusal_at_exotels_cap_when_dialling_then_not_placed_and_its_sl
     assert rec["state"] == "retrying" and "concurren" in rec["last_error"]
     assert sim.truth()["live_refused"] == 1 and sim.truth()["rate_limited"] == 0
     assert LiveSlots(ledger.redis, ledger.keys).used("default") == 0
+
+
+def test_given_an_unknown_outcome_when_the_call_goes_in_doubt_then_it_keeps_its_slots(
+    settings: Settings, ledger: Ledger, sim: Any
+) -> None:
+    dialer = make_dialer(settings.model_copy(update={"exotel_max_live_calls": 4}), ledger)
+    rid = enqueue_one(ledger, 4)
+    sim.script(rid, ["reset_after"])  # placed, then the connection broken: no answer
+    assert dialer.place(rid).kind == "unknown"
+    assert ledger.get(rid)["state"] == "in_doubt"
+    # An unknown outcome may be a live call: its 2 slots stay held until it is settled.
+    assert LiveSlots(ledger.redis, ledger.keys).used("default") == 2
+    applied = CallbackStore(ledger.redis, ledger.keys).apply_event(
+        CallbackEvent(sim.truth()["calls"][0]["sid"], "completed", rid, {})
+    )
+    assert applied.result == "matched" and ledger.get(rid)["state"] == "originated"
+    assert LiveSlots(ledger.redis, ledger.keys).used("default") == 0

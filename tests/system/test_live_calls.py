@@ -92,6 +92,8 @@ def test_given_dropped_callbacks_when_a_capped_campaign_runs_then_leases_free_th
         update={"exotel_max_live_calls": CAP, "exotel_live_call_lease_seconds": 2.6}
     )
     run(capped, sim, ledger, tmp_path, "lease")
+    # 60 two-leg calls need 120 slots of a cap of 20 and no callback ever came: every slot
+    # beyond the first 20 was one a lease gave back.
     truth = sim.truth()
     assert truth["live_refused"] == 0
     assert truth["max_live_slots"][SIM_SID] <= CAP
