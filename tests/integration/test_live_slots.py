@@ -10,14 +10,18 @@ import redis
 
 from callq.dialing.limiter import Limiter
 from callq.intake import campaign_status
+from callq.intake.enqueue import Enqueuer
 from callq.settings import Settings
 from callq.store.callbacks import CallbackEvent, CallbackStore
 from callq.store.gauges import LedgerCollector
 from callq.store.keys import Keys
 from callq.store.ledger import Ledger
 from callq.store.slots import LiveSlots, SlotClaim, live_caps
+from producer import pause_campaign
+from tests.campaigns import agent_csv, as_stream
 from tests.conftest import make_dialer
 from tests.integration.test_dialer import enqueue_one
+from tests.integration.test_feed import feeder_for, queued
 
 
 def capped(rclient: redis.Redis, keys: Keys, cap: int, account: str = "acct") -> Limiter:  # type: ignore[type-arg]
@@ -202,4 +206,48 @@ def test_given_an_unknown_outcome_when_the_call_goes_in_doubt_then_it_keeps_its_
         CallbackEvent(sim.truth()["calls"][0]["sid"], "completed", rid, {})
     )
     assert applied.result == "matched" and ledger.get(rid)["state"] == "originated"
+    assert LiveSlots(ledger.redis, ledger.keys).used("default") == 0
+
+
+def test_given_a_cap_when_the_feed_passes_then_it_feeds_only_calls_with_slots_and_waits_for_one(
+    settings: Settings, ledger: Ledger
+) -> None:
+    capped_settings = settings.model_copy(update={"exotel_max_live_calls": 7})
+    Enqueuer(capped_settings).enqueue_file(as_stream(agent_csv(20)), "feed")
+    feeder = feeder_for(capped_settings, ledger)
+    # 20 permits are free within the lead, but 7 slots hold 3 two-leg calls.
+    assert feeder.drain_once() == {"open": 1, "fed": 3}
+    fed = [rid for rid, _ in queued(ledger, capped_settings)]
+    slots = LiveSlots(ledger.redis, ledger.keys)
+    assert slots.used("default") == 6
+    assert sorted(ledger.redis.zrange(ledger.keys.live_slots("default"), 0, -1)) == sorted(
+        f"2:{rid}" for rid in fed
+    )
+    assert ledger.status("feed").parked == 17
+    # At the cap the next pass waits (for a freed slot, or the earliest lease), not a tick.
+    sec, _ = ledger.redis.time()
+    due = float(ledger.redis.zscore(ledger.keys.feeds(), "default") or 0)
+    assert due / 1000 - int(sec) > capped_settings.sweep_interval_seconds
+    assert feeder.drain_once() == {}
+    slots.free(fed[0], "default")  # its callback: the feed is due at once
+    assert feeder.drain_once() == {"fed": 1}
+    assert slots.used("default") == 6
+
+
+def test_given_slots_taken_by_the_feed_when_the_campaign_pauses_before_the_move_then_they_go_back(
+    settings: Settings, ledger: Ledger
+) -> None:
+    capped_settings = settings.model_copy(update={"exotel_max_live_calls": 4})
+    Enqueuer(capped_settings).enqueue_file(as_stream(agent_csv(5)), "feed")
+    feeder = feeder_for(capped_settings, ledger)
+    feeder.judge("feed")
+    pause_after_reserve = feeder.ledger.unpark_many
+
+    def paused_then_unpark(*args: Any, **kw: Any) -> Any:
+        pause_campaign("feed", settings=capped_settings)  # between the grant and the move
+        return pause_after_reserve(*args, **kw)
+
+    feeder.ledger.unpark_many = paused_then_unpark  # type: ignore[method-assign]
+    assert feeder.feed("default") == 0
+    assert ledger.status("feed").parked == 5
     assert LiveSlots(ledger.redis, ledger.keys).used("default") == 0
