@@ -24,12 +24,16 @@ class NotPlaced:
 
     ``retry_after`` is the server's hint in seconds (Retry-After), if any.
     ``rate_limited`` is true for a 429, which also pushes the limiter back.
+    ``at_capacity`` is true for a refusal at the account's cap on concurrent calls (its
+    message names concurrency): not the rate limit's doing, so nobody is pushed back, and
+    the retry waits for the earliest live-call slot to free.
     """
 
     reason: str
     http_status: int | None = None
     retry_after: float | None = None
     rate_limited: bool = False
+    at_capacity: bool = False
     kind: str = "not_placed"
 
 

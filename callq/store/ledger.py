@@ -74,6 +74,8 @@ class CampaignStatus:
     redials: int = 0  # redials scheduled on a call's outcome
     controls: dict[str, Any] = field(default_factory=dict)
     held: Held | None = None  # why waiting calls are held back, and until when
+    #: The campaign's account's live-call slots ({account, used, cap}), when it has a cap.
+    live_calls: dict[str, Any] | None = None
 
     def as_dict(self, *, details: bool = False) -> dict[str, Any]:
         """The contract's four keys, then ``held`` (None when nothing is held back);
@@ -85,6 +87,8 @@ class CampaignStatus:
             "call_status": self.call_status,
             "held": None if self.held is None else self.held.as_dict(),
         }
+        if self.live_calls is not None:
+            out["live_calls"] = self.live_calls
         if details:
             out.update(parked=self.parked, redials=self.redials, controls=self.controls)
         return out
