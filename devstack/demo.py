@@ -44,7 +44,7 @@ from urllib.parse import urlsplit
 
 from callq.ids import CAMPAIGN_RE
 from callq.settings import ConfigError, Settings, load_settings, time_scaled
-from callq.store.connect import make_redis
+from callq.store.connect import redis_for
 from callq.store.keys import Keys
 from callq.store.ledger import Ledger
 from devstack.progress import Monitor, Snapshot, render_line, render_live, render_summary, summarise
@@ -279,7 +279,7 @@ class Run:
         too (a run that was interrupted resumes here)."""
         assert self.settings is not None
         s = self.settings
-        client = make_redis(s.require_redis_url())
+        client = redis_for(s)
         try:
             ledger = Ledger(client, Keys(s.key_prefix))
             names = sorted(client.sscan_iter(ledger.keys.campaigns(), count=500))[:limit]
@@ -525,7 +525,7 @@ class Run:
         """Show progress until settled with callbacks in, a timeout, or an interrupt."""
         assert self.settings is not None
         s = self.settings
-        ledger = Ledger(make_redis(s.require_redis_url()), Keys(s.key_prefix))
+        ledger = Ledger(redis_for(s), Keys(s.key_prefix))
         mon = Monitor(
             ledger,
             campaign,

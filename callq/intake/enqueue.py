@@ -23,7 +23,7 @@ from callq.ids import CAMPAIGN_RE
 from callq.intake.csvread import read_rows
 from callq.intake.request import CallRequest, FileIssue, RowError, request_id
 from callq.settings import ConfigError, Settings
-from callq.store.connect import make_redis
+from callq.store.connect import redis_for
 from callq.store.keys import Keys
 from callq.store.ledger import Ledger
 from callq.transport.config import make_app
@@ -99,7 +99,7 @@ class Enqueuer:
     def __init__(self, settings: Settings, app: Celery | None = None) -> None:
         self.settings = settings
         self.app = app if app is not None else make_app(settings)
-        self.ledger = Ledger(make_redis(settings.require_redis_url()), Keys(settings.key_prefix))
+        self.ledger = Ledger(redis_for(settings), Keys(settings.key_prefix))
 
     def set_options(self, campaign: str, options: CampaignOptions | None) -> dict[str, str]:
         """Validate and store the campaign's controls; returns the meta hash as it now is.
