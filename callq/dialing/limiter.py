@@ -35,6 +35,7 @@ import redis
 
 from callq.errors import LimiterUnavailable, Stopping
 from callq.settings import Settings
+from callq.store.epoch import MasterWatch
 from callq.store.keys import Keys
 from callq.store.scripts import Scripts
 
@@ -123,6 +124,7 @@ class Limiter:
         max_wait: float | None = None,
         scripts: Scripts | None = None,
         sleep: Callable[[float], None] = time.sleep,
+        hold: MasterWatch | None = None,
     ) -> None:
         if calls <= 0 or period <= 0:
             raise ValueError("calls and period must be positive")
@@ -139,10 +141,18 @@ class Limiter:
         self._client = client
         self._scripts = scripts or Scripts(client)
         self._sleep = sleep
+        # After a Redis failover the new master may lack the schedule's last moves: no permit
+        # until the hold ends (callq.store.epoch).
+        self.hold = hold
 
     @classmethod
     def for_settings(
-        cls, client: redis.Redis, keys: Keys, settings: Settings, scripts: Scripts | None = None
+        cls,
+        client: redis.Redis,
+        keys: Keys,
+        settings: Settings,
+        scripts: Scripts | None = None,
+        hold: MasterWatch | None = None,
     ) -> Limiter:
         """The limiter of the account ``settings`` describe (see ``Settings.for_account``)."""
         return cls(
@@ -155,6 +165,7 @@ class Limiter:
             max_ahead=settings.rate_limit_max_ahead_seconds,
             max_wait=settings.rate_limit_max_wait_seconds,
             scripts=scripts,
+            hold=hold,
         )
 
     @property
@@ -178,6 +189,9 @@ class Limiter:
         trip. ``now_us`` replaces the server clock (tests only)."""
         ahead_us = self.max_ahead_us if ahead is None else max(round(ahead * 1e6), 0)
         sent = time.monotonic()
+        held = self.held_for()
+        if held > 0:
+            return Grant(0, held, 0, self.interval_us, sent, sent)
         try:
             got, wait_us, server_now = self._scripts.limiter_acquire(
                 keys=[self.key],
@@ -191,6 +205,11 @@ class Limiter:
             )
         except redis.RedisError as exc:
             raise LimiterUnavailable(f"limiter unreachable: {exc.__class__.__name__}") from exc
+        held = self.held_for()
+        if held > 0:
+            # This round trip opened the first connection to a new master, and its watch set
+            # the hold before the script ran: the permits it got are not used.
+            return Grant(0, held, 0, self.interval_us, sent, time.monotonic())
         return Grant(
             count=int(got),
             wait=int(wait_us) / 1e6,
@@ -264,9 +283,15 @@ class Limiter:
         now = int(sec) * 1_000_000 + int(usec)
         return max(int(float(str(raw).split()[0])) if raw else now, now), now
 
+    def held_for(self) -> float:
+        """Seconds this limiter stays shut after a Redis failover (0: not held)."""
+        return 0.0 if self.hold is None else self.hold.held_for()
+
     def free_slots(self, within: float) -> int:
         """How many permits could still be reserved from now to ``within`` seconds ahead (one
         round trip, reserves nothing)."""
+        if self.held_for() > 0:
+            return 0
         tat, now = self.next_free()
         return max(0, (now + round(within * 1e6) - tat) // self.interval_us)
 

@@ -3,6 +3,7 @@
 -- KEYS[1] call hash   KEYS[2] campaign counts hash   KEYS[3] deadlines zset
 -- KEYS[4] campaign meta hash   KEYS[5] campaign parked zset   KEYS[6] wake zset
 -- KEYS[7] unresolved index zset (a released attempt sent nothing: it leaves the index)
+-- KEYS[8] the call's attempts list (optional; for ARGV[8])
 -- ARGV[1] request id  ARGV[2] the claim token  ARGV[3] ms until the sweeper republishes it
 -- ARGV[4] '1' when the caller marked the attempt sent but knows it sent nothing (it found
 --         itself late for its permit and held the request back); otherwise a sent attempt
@@ -12,6 +13,7 @@
 --         campaign cancelled since the claim, '' and 'park' become 'cancelled'.
 -- ARGV[6] for 'park': ms until the sweeper drains the parked set ('' = now)
 -- ARGV[7] campaign id
+-- ARGV[8] one JSON line for the attempts log ('' or absent = none): why it was given back
 -- A park in a paused campaign sets no wake (resume does); a park in a campaign that is not
 -- paused always sets one, so a call parked just after a resume is not stranded.
 -- Returns 1 when released, 0 when the attempt was not ours or was already marked sent.
@@ -33,6 +35,7 @@ redis.call('HSET', KEYS[1], 'attempts', tonumber(rec[2]) - 1, 'sent', 0)
 redis.call('HDEL', KEYS[1], 'lease_until', 'worker', 'claimed_from')
 if rec[6] then redis.call('ZREM', KEYS[7], rec[6] .. '|' .. ARGV[1]) end
 if to == 'retrying' then redis.call('HSET', KEYS[1], 'next_at', now) end
+if KEYS[8] and ARGV[8] and ARGV[8] ~= '' then redis.call('RPUSH', KEYS[8], ARGV[8]) end
 if action == 'cancelled' or action == 'expired' then
   redis.call('ZREM', KEYS[3], ARGV[1])
 elseif action == 'park' then
