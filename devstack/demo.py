@@ -297,9 +297,11 @@ class Run:
 
     @staticmethod
     def _safe_url(url: str) -> str:
-        parts = urlsplit(url)
-        if parts.password:
-            return url.replace(f":{parts.password}@", ":***@")
+        """The URL with every password hidden (each part of a Sentinel URL too)."""
+        for part in url.split(";"):
+            password = urlsplit(part).password
+            if password:
+                url = url.replace(f":{password}@", ":***@")
         return url
 
     def _start_simulator(self, overrides: dict[str, Any]) -> None:

@@ -75,9 +75,7 @@ class MasterWatch:
                 log.warning("a new Redis master (run_id changed): limiter held shut")
             self.run_id = run_id
             if left_ms > 0:
-                until = time.monotonic() + left_ms / 1000
-                if until > self._until:
-                    log.warning(
-                        "limiter held shut for %.1f s after a Redis failover", left_ms / 1000
-                    )
-                    self._until = until
+                now = time.monotonic()
+                if self._until <= now:  # said once per hold, not once per connection
+                    log.warning("limiter held shut for %.1f s: a new Redis master", left_ms / 1000)
+                self._until = max(self._until, now + left_ms / 1000)
