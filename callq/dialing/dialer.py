@@ -6,6 +6,7 @@ returns a :class:`Step` that the task maps (retry later, or nothing more to do).
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 import time
@@ -32,6 +33,7 @@ from callq.metrics import (
     LIMITER_WAIT,
     LIVE_CALLS_REFUSED,
     RATE_LIMITED,
+    UNREPLICATED,
 )
 from callq.settings import Settings
 from callq.store.callbacks import CallbackStore
@@ -41,6 +43,8 @@ from callq.store.records import CallRecord, SendMark, State
 from callq.store.slots import LiveSlots, claim_for
 
 log = logging.getLogger("callq.dialer")
+#: How often the auto WAIT policy asks the master how many replicas it has (ROLE).
+REPLICAS_TTL_SECONDS = 1.0
 
 
 @dataclass(frozen=True)
@@ -83,6 +87,9 @@ class Dialer:
     accounts: dict[str, Account] = field(default_factory=dict)  # besides the default one
     controls: ControlsCache | None = None
     clock: Callable[[], float] = time.time  # wall clock for calling windows (tests fake it)
+    # The replicas the master had connected at the last look (auto WAIT policy), and when.
+    _replicas_seen: int = field(default=1, init=False, repr=False)
+    _replicas_at: float = field(default=-1e9, init=False, repr=False)
 
     def __post_init__(self) -> None:
         self.callbacks = CallbackStore(
@@ -99,6 +106,20 @@ class Dialer:
                 default_window=self.settings.calling_window,
                 default_timezone=self.settings.calling_timezone,
             )
+
+    def _wait_replicas(self) -> int:
+        """How many replicas must acknowledge the sent mark (WAIT). 'auto': 1 while the master
+        has one connected, looked at (ROLE) at most once a second per process; a replica that
+        connects in between has the mark from its full sync anyway."""
+        wanted = self.settings.wait_replicas
+        if wanted == 0 or self.settings.wait_strict:
+            return wanted
+        now = time.monotonic()
+        if now - self._replicas_at >= REPLICAS_TTL_SECONDS:
+            with contextlib.suppress(redis.RedisError):  # keep the last count
+                self._replicas_seen = self.ledger.replicas_connected()
+            self._replicas_at = now
+        return min(wanted, self._replicas_seen)
 
     def account(self, name: str) -> Account | None:
         if name in ("", "default"):
@@ -239,8 +260,32 @@ class Dialer:
             lease_seconds=self.send_lease,
             account=acct.name,
             parties=request_parties(params),
+            replicas=self._wait_replicas(),
+            replica_timeout_ms=self.settings.redis_wait_timeout_ms,
         )
         if not marked:
+            if marked is SendMark.UNREPLICATED:
+                # No replica holds the sent mark: a failover now would lose it, and a redial
+                # could follow. Nothing was sent: give the attempt back, uncounted, and retry.
+                why = (
+                    f"not sent: no Redis replica acknowledged the sent mark within "
+                    f"{self.settings.redis_wait_timeout_ms} ms (WAIT)"
+                )
+                self.ledger.release(
+                    request_id,
+                    claim,
+                    republish_after=s.retry_overdue_seconds,
+                    unsent=True,
+                    log={
+                        "attempt": attempt,
+                        "outcome": "unsent",
+                        "error": why,
+                        "at": round(time.time(), 3),
+                    },
+                )
+                UNREPLICATED.inc()
+                log.warning("%s held back: %s", request_id, why)
+                return Step("unreplicated", retry_in=1.0), None
             if marked is SendMark.LOST:
                 log.warning("lease lost for %s attempt %d; not sending", request_id, attempt)
                 return Step("lease_lost"), None

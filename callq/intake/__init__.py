@@ -25,7 +25,7 @@ from callq.intake.enqueue import Dedupe, Enqueuer, EnqueueResult, Progress, chec
 from callq.intake.report import report_rows, write_report
 from callq.intake.request import CallRequest
 from callq.settings import ConfigError, Settings, load_settings
-from callq.store.connect import make_redis
+from callq.store.connect import redis_for
 from callq.store.events import EventFlags
 from callq.store.keys import Keys
 from callq.store.ledger import CampaignStatus, Ledger
@@ -50,7 +50,7 @@ __all__ = [
 
 def _ledger(settings: Settings | None) -> Ledger:
     s = settings or load_settings()
-    return Ledger(make_redis(s.require_redis_url()), Keys(s.key_prefix), EventFlags.for_settings(s))
+    return Ledger(redis_for(s), Keys(s.key_prefix), EventFlags.for_settings(s))
 
 
 def enqueue_file(

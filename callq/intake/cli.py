@@ -29,7 +29,7 @@ from callq.intake import (
 )
 from callq.intake.enqueue import DEDUPE_CHOICES, Enqueuer, check_campaign, options_meta
 from callq.settings import ConfigError, Settings, load_settings
-from callq.store.connect import make_redis
+from callq.store.connect import redis_for
 from callq.store.events import EventLog, sink_id
 from callq.store.keys import Keys
 from callq.store.records import STATES
@@ -281,7 +281,7 @@ def _event_log() -> tuple[EventLog, list[tuple[str, str]]]:
     sinks = [(sink_id(url), url) for url in settings.event_urls()]
     if not sinks:
         raise ConfigError("EVENTS_URL is not set: there is no receiver to send events to")
-    client = make_redis(settings.require_redis_url())
+    client = redis_for(settings)
     return EventLog(client, Keys(settings.key_prefix)), sinks
 
 

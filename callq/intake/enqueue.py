@@ -23,7 +23,7 @@ from callq.ids import CAMPAIGN_RE
 from callq.intake.csvread import read_rows
 from callq.intake.request import CallRequest, FileIssue, RowError, request_id
 from callq.settings import ConfigError, Settings
-from callq.store.connect import make_redis
+from callq.store.connect import redis_for
 from callq.store.events import EventFlags
 from callq.store.keys import Keys
 from callq.store.ledger import Ledger
@@ -101,9 +101,7 @@ class Enqueuer:
         self.settings = settings
         self.app = app if app is not None else make_app(settings)
         self.ledger = Ledger(
-            make_redis(settings.require_redis_url()),
-            Keys(settings.key_prefix),
-            EventFlags.for_settings(settings),
+            redis_for(settings), Keys(settings.key_prefix), EventFlags.for_settings(settings)
         )
 
     def set_options(self, campaign: str, options: CampaignOptions | None) -> dict[str, str]:

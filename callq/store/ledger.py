@@ -263,23 +263,43 @@ class Ledger:
         lease_seconds: float,
         account: str = "default",
         parties: str = "",
+        replicas: int = 0,
+        replica_timeout_ms: int = 100,
     ) -> SendMark:
         """The sent mark, right before the POST: ``SENT`` (go; the only true answer), or
         ``LOST`` (the attempt is no longer ours), ``PAUSED`` or ``CANCELLED`` (the campaign
         changed since the claim). ``parties`` (callq.exotel.parties) puts the call in the
         unresolved index until its attempt is settled, so reconcile sees every request that
-        could own a call it finds."""
+        could own a call it finds.
+
+        ``replicas`` > 0: ``WAIT replicas replica_timeout_ms`` on the same connection right
+        after the mark (WAIT counts the writes of its own connection), so the mark survives a
+        failover; fewer acknowledgements in time give ``UNREPLICATED``: do not send."""
         k = self.keys
-        raw = self.scripts.mark_sent(
-            keys=[
-                k.call(request_id),
-                k.deadlines(),
-                k.campaign_meta(campaign_of(request_id)),
-                k.unresolved(),
-            ],
-            args=[request_id, claim, _ms(lease_seconds), account, parties],
-        )
-        return SendMark(raw)
+        keys = [
+            k.call(request_id),
+            k.deadlines(),
+            k.campaign_meta(campaign_of(request_id)),
+            k.unresolved(),
+        ]
+        args: list[str | int] = [request_id, claim, _ms(lease_seconds), account, parties]
+        if replicas <= 0:
+            return SendMark(self.scripts.mark_sent(keys=keys, args=args))
+        pipe = self.redis.pipeline(transaction=False)
+        self.scripts.mark_sent(keys=keys, args=args, client=pipe)
+        pipe.execute_command("WAIT", replicas, replica_timeout_ms)  # type: ignore[no-untyped-call]
+        raw, acked = pipe.execute()
+        mark = SendMark(raw)
+        if mark is SendMark.SENT and int(acked) < replicas:
+            return SendMark.UNREPLICATED
+        return mark
+
+    def replicas_connected(self) -> int:
+        """How many replicas the master has connected (``ROLE``; 0 on a replica)."""
+        role = self.redis.execute_command("ROLE")  # type: ignore[no-untyped-call]
+        if not isinstance(role, list) or not role or role[0] != "master":
+            return 0
+        return len(role[2]) if len(role) > 2 and isinstance(role[2], list) else 0
 
     def release(
         self,
@@ -290,10 +310,11 @@ class Ledger:
         unsent: bool = False,
         action: ReleaseAction = "",
         wake_in: float | None = None,
+        log: Mapping[str, Any] | None = None,
     ) -> bool:
         """Give back an attempt that sent nothing; it does not count. ``action``: '' back to
         the queue (the caller republishes), 'park' (the sweeper drains it after ``wake_in``),
-        or a final 'cancelled' / 'expired'."""
+        or a final 'cancelled' / 'expired'. ``log``: a line for the attempts log (why)."""
         campaign = campaign_of(request_id)
         return bool(
             self.scripts.release(
@@ -301,6 +322,7 @@ class Ledger:
                     *self._waiting_keys(request_id, campaign),
                     self.keys.unresolved(),
                     *self._event_keys(campaign),
+                    self.keys.attempts(request_id),
                 ],
                 args=[
                     request_id,
@@ -311,6 +333,7 @@ class Ledger:
                     "" if wake_in is None else _ms(wake_in),
                     campaign,
                     self.events.arg(),
+                    json.dumps(dict(log), separators=(",", ":"), sort_keys=True) if log else "",
                 ],
             )
         )

@@ -244,6 +244,9 @@ class SendMark(StrEnum):
     LOST = "lost"  # the attempt is no longer ours (its lease ran out, or another state)
     PAUSED = "paused"  # the campaign was paused since the claim
     CANCELLED = "cancelled"  # ... or cancelled
+    # Marked, but no replica acknowledged the mark in time (WAIT): a failover now could lose
+    # it, so the caller must not send; it releases the attempt unsent.
+    UNREPLICATED = "unreplicated"
 
     def __bool__(self) -> bool:
         return self is SendMark.SENT

