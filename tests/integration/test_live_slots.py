@@ -251,3 +251,27 @@ def test_given_slots_taken_by_the_feed_when_the_campaign_pauses_before_the_move_
     assert feeder.feed("default") == 0
     assert ledger.status("feed").parked == 5
     assert LiveSlots(ledger.redis, ledger.keys).used("default") == 0
+
+
+class _HoldSetByTheRoundTrip:
+    """A master watch whose hold starts while the limiter's script runs: the round trip
+    opened the first connection to a new master (callq.store.epoch)."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    def held_for(self) -> float:
+        self.calls += 1
+        return 0.0 if self.calls == 1 else 30.0
+
+
+def test_given_a_hold_set_by_the_round_trip_when_permits_are_dropped_then_their_slots_are_freed(
+    rclient: redis.Redis,  # type: ignore[type-arg]
+    keys: Keys,
+) -> None:
+    lim = capped(rclient, keys, cap=4)
+    lim.hold = _HoldSetByTheRoundTrip()  # type: ignore[assignment]
+    got = lim.reserve(count=2, claims=[SlotClaim("r1", 2, 60), SlotClaim("r2", 2, 60)])
+    assert got.count == 0 and got.wait == 30.0
+    # No call of these goes out, so none may keep a slot until its lease lapses.
+    assert LiveSlots(rclient, keys).used("acct") == 0
