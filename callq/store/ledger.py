@@ -559,17 +559,24 @@ class Ledger:
 
     # Parked calls and the feed (worker.feed) -------------------------------------------------
 
-    def due_work(self, limit: int = 50) -> DueWork:
-        """Campaigns to judge and accounts to feed now, and when the next falls due."""
+    def due_work(
+        self, limit: int = 50, *, accounts: int | None = None, lease: float | None = None
+    ) -> DueWork:
+        """Campaigns to judge and accounts to feed now (at most ``limit``; ``accounts``: at
+        most that many accounts), and when the next falls due. With ``lease``, the caller
+        holds the turn of every account returned for that long (as :meth:`take_feed_turn`),
+        so feeders polling at once get disjoint accounts."""
         k = self.keys
-        now_ms, campaigns, accounts, next_ms = self.scripts.due(
-            keys=[k.wake(), k.feeds()], args=[limit]
+        args: list[int | str] = [limit, "" if accounts is None else accounts]
+        args.append("" if lease is None else _ms(lease))
+        now_ms, campaigns, due_accounts, next_ms = self.scripts.due(
+            keys=[k.wake(), k.feeds()], args=args
         )
         now, nxt = int(now_ms), int(next_ms)
         return DueWork(
             now_ms=now,
             campaigns=[str(c) for c in campaigns],
-            accounts=[str(a) for a in accounts],
+            accounts=[str(a) for a in due_accounts],
             next_in=None if nxt < 0 else max(0.0, (nxt - now) / 1000),
         )
 

@@ -50,7 +50,11 @@ SETTLE_BATCH = 500
 MAX_PRIORITY_PUSH = 1000
 MAX_FEED_BATCH = 100  # permits handed out in one pass, at most
 MIN_PASS_GAP = 0.05  # seconds: no account is fed more often than this
-DUE_LIMIT = 50  # campaigns and accounts taken from one poll
+DUE_LIMIT = 50  # campaigns taken from one poll
+# Accounts taken from one poll, each with its turn (due.lua): few, so that the feeders of
+# several workers polling at once share the due accounts between them (disjoint turns), and
+# none holds many turns while it feeds the others one by one.
+CLAIM_LIMIT = 8
 RECHECK_TICKS = 10  # an open campaign is judged again after this many sweep intervals
 
 
@@ -87,7 +91,7 @@ class Feeder:
 
     def run_once(self) -> PassResult:
         """Judge the campaigns due and feed the accounts due; say when the next is due."""
-        due = self.ledger.due_work(DUE_LIMIT)
+        due = self.ledger.due_work(DUE_LIMIT, accounts=CLAIM_LIMIT, lease=self.turn_lease)
         result = PassResult(next_in=due.next_in)
         self._joined = []
         for campaign in due.campaigns:
@@ -99,9 +103,13 @@ class Feeder:
                 log.error("campaign %s: cannot judge it: %s", campaign, exc)
                 self.ledger.rewake(campaign, 60.0)
                 result.count("error")
-        # The accounts due, and those a campaign just joined: fed in this pass, not the next.
-        for account in dict.fromkeys([*due.accounts, *self._joined]):
-            result.fed += self.feed(account)
+        # The accounts due (this feeder holds their turns: due.lua took them), and those a
+        # campaign just joined (their turns taken one by one): fed in this pass, not the next.
+        for account in due.accounts:
+            result.fed += self.feed(account, held=True)
+        for account in dict.fromkeys(self._joined):
+            if account not in due.accounts:
+                result.fed += self.feed(account)
         if due.campaigns or due.accounts:
             result.next_in = 0.0  # what was done set new due times: look again at once
         return result
@@ -193,11 +201,12 @@ class Feeder:
 
     # Feeding an account ---------------------------------------------------------------------
 
-    def feed(self, account: str) -> int:
-        """One pass over one account's feed, if it is due and this feeder takes the turn.
-        Returns how many calls were handed to the queue."""
+    def feed(self, account: str, *, held: bool = False) -> int:
+        """One pass over one account's feed, if it is due and this feeder takes the turn
+        (``held``: it holds the turn already, from :meth:`Ledger.due_work`). Returns how
+        many calls were handed to the queue."""
         ledger = self.ledger
-        if not ledger.take_feed_turn(account, self.turn_lease):
+        if not held and not ledger.take_feed_turn(account, self.turn_lease):
             return 0
         try:
             return self._feed(account)

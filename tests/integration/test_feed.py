@@ -79,6 +79,31 @@ def test_given_two_feeders_at_once_when_an_account_is_due_then_one_takes_the_tur
     assert queued(ledger, settings) == []
 
 
+def test_given_many_accounts_due_when_feeders_poll_at_once_then_each_gets_its_own_turns(
+    ledger: Ledger,
+) -> None:
+    # The poll takes the turns of the accounts it returns (due.lua): feeders of several
+    # workers share the due accounts, none tries one another holds (the herd of issue 15).
+    accounts = [f"acct{i:02d}" for i in range(12)]
+    for a in accounts:
+        ledger.join_feed(a, f"camp-{a}")
+    listed = ledger.due_work(50)  # without a lease: only listed, the turns are free
+    assert sorted(listed.accounts) == accounts
+    first = ledger.due_work(50, accounts=8, lease=5.0)
+    second = ledger.due_work(50, accounts=8, lease=5.0)
+    third = ledger.due_work(50, accounts=8, lease=5.0)
+    assert len(first.accounts) == 8 and len(second.accounts) == 4 and third.accounts == []
+    assert sorted(first.accounts + second.accounts) == accounts  # disjoint, every one
+    for a in accounts:
+        assert not ledger.take_feed_turn(a, 5.0)  # held by the feeder that polled it
+    # The next thing due is the first lease's end, about 5 s ahead.
+    assert third.next_in is not None and 4.0 < third.next_in <= 5.0
+    # A holder that ends its pass sets the real next due time; the account is due again then.
+    sec, usec = ledger.redis.time()
+    ledger.feed_done(first.accounts[0], sec * 1000 + usec // 1000 - 1)
+    assert ledger.due_work(50, accounts=8, lease=5.0).accounts == [first.accounts[0]]
+
+
 def test_given_two_campaigns_on_one_account_when_fed_then_they_take_turns_by_weight(
     settings: Settings, ledger: Ledger
 ) -> None:
