@@ -1,8 +1,8 @@
 """docs/benchmarks.md: a hand-written intro (kept as found) and the generated figures.
 
 Each bench module renders its own section (``render`` in pipeline, throughput,
-limiter_cost, strictness, memory, receiver and priority); this module assembles the
-document: the intro above the marker, the machine table, the goals at a glance, the
+limiter_cost, strictness, memory, receiver, priority, live_calls and accounts); this module
+assembles the document: the intro above the marker, the machine table, the goals at a glance, the
 sections in order, and how to reproduce the run.
 """
 
@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bench import (
+    accounts,
     limiter_cost,
     live_calls,
     memory,
@@ -21,6 +22,7 @@ from bench import (
     strictness,
     throughput,
 )
+from bench.accounts import AccountsReport
 from bench.env import Machine
 from bench.limiter_cost import CostResult
 from bench.live_calls import LiveResult
@@ -93,6 +95,7 @@ class Everything:
     priority: PrioResult | None = None
     pipeline: list[PipeResult] | None = None
     live_calls: LiveResult | None = None
+    accounts: AccountsReport | None = None
 
 
 def intro_of(path: Path) -> str:
@@ -232,6 +235,8 @@ def _goals(e: Everything) -> list[str]:
                 verdict(u >= 0.95),
             ]
         )
+    if e.accounts is not None:
+        rows.extend(accounts.goal_rows(e.accounts))
     return [
         "## Goals at a glance",
         "",
@@ -279,6 +284,7 @@ def render(e: Everything, intro: str) -> str:
         ),
         *(([*priority.render(e.priority), ""]) if e.priority is not None else []),
         *(([*live_calls.render(e.live_calls), ""]) if e.live_calls is not None else []),
+        *(accounts.render(e.accounts) if e.accounts is not None else []),
         *_reproduce(e),
     ]
     return "\n".join(lines).rstrip() + "\n"
