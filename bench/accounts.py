@@ -33,7 +33,9 @@ from __future__ import annotations
 
 import argparse
 import bisect
+import dataclasses
 import io
+import json
 import os
 import statistics
 import tempfile
@@ -734,7 +736,40 @@ def render(rep: AccountsReport) -> list[str]:
             ),
             "",
         ]
+    out += _one_redis(rep)
     return out
+
+
+def _one_redis(rep: AccountsReport) -> list[str]:
+    """Where one Redis stops, from this run's own figures."""
+    costs = [r.redis_cpu_us_per_call for r in rep.runs if r.placed and r.elapsed > 0]
+    workers = [r.workers_cpu / max(r.placed / r.elapsed, 1e-9) for r in rep.runs if r.placed]
+    if not costs:
+        return []
+    per_call = statistics.median(costs)
+    worker_ms = 1000 * statistics.median(workers)
+    ceiling = 1e6 / per_call  # calls/s when Redis's one thread is busy all the time
+    safe = ceiling / 2  # at half a core: room for bursts, the broker's polls and a replica
+    prod = 200 / 60  # the production limit per account
+    return [
+        "**Where one Redis stops.** Redis runs commands on one thread, so its ceiling is one "
+        f"core. Measured here, a placed call costs Redis {per_call:.0f} us of CPU (median of "
+        f"the runs: about {statistics.median(r.commands_per_call for r in rep.runs):.0f} "
+        "commands, the broker's included), so one core carries about "
+        f"{ceiling:,.0f} calls/s, and half a core, where it should stay, {safe:,.0f} calls/s: "
+        f"{safe / prod:,.0f} accounts at Exotel's 200 per minute. The limiter alone is far "
+        "from that (the permits table). Before Redis, the workers run out: "
+        f"{worker_ms:.1f} ms of worker CPU per call here, so {1000 / worker_ms:.0f} calls/s "
+        "per worker core. Past one Redis the ledger must be split, and it cannot be today: "
+        "the scripts touch a call's keys, its campaign's and the global sets (`wake`, "
+        "`feeds`, `deadlines`) in one step, so on a Redis Cluster they fail with CROSSSLOT "
+        "(docs/architecture.md, keys). The way is shards by account: each account's limiter, "
+        "feed, campaigns and calls under one hash tag, with the global sets kept per shard "
+        "and a feeder and sweeper per shard; until that is built, more accounts than one "
+        "Redis carries go to a second deployment (its own `REDIS_URL` and "
+        "`EXOTEL_ACCOUNTS`).",
+        "",
+    ]
 
 
 def _counts(text: str) -> list[int]:
@@ -759,6 +794,7 @@ def main() -> None:
     p.add_argument("--periods", type=float, default=AccLoad.periods)
     p.add_argument("--workers", type=int, default=AccLoad.workers)
     p.add_argument("--quick", action="store_true", help="smaller runs: a smoke test")
+    p.add_argument("--json", type=Path, help="also write the figures to this file")
     args = p.parse_args()
     if args.limit < 1 or not args.period > 0 or args.workers < 1:
         p.error("--limit, --period and --workers must be positive")
@@ -767,7 +803,27 @@ def main() -> None:
         if args.accounts
         else loads(args.quick)
     )
-    print("\n".join(render(run_all(loads_, quick=args.quick))))
+    rep = run_all(loads_, quick=args.quick)
+    if args.json:
+        args.json.write_text(json.dumps(dataclasses.asdict(rep), indent=1), encoding="utf-8")
+    print("\n".join(render(rep)))
+
+
+def from_json(path: Path) -> AccountsReport:
+    """A report written with ``--json`` (to render it again)."""
+    data = json.loads(path.read_text(encoding="utf-8"))
+    runs = []
+    for r in data["runs"]:
+        r["load"] = AccLoad(**r["load"])
+        r["top_commands"] = [tuple(x) for x in r["top_commands"]]
+        runs.append(AccResult(**r))
+    return AccountsReport(
+        runs,
+        [PassCost(**c) for c in data["passes"]],
+        [PermitRate(**p) for p in data["permits"]],
+        data["load_before"],
+        data["load_after"],
+    )
 
 
 if __name__ == "__main__":
