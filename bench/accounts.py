@@ -3,10 +3,10 @@
 Each of ``n`` Exotel accounts (``EXOTEL_ACCOUNTS``) has its own time-scaled limit (``limit``
 per ``period``) at the simulator and in the limiter, and one campaign of its own
 (``CampaignOptions(account=...)``, the CLI's ``--account``) long enough for several periods.
-The producer (``Enqueuer``) enqueues them one after the other, the calls wait parked, the
-workers' feeders hand each account's permits to its campaign, real Celery workers (threads
-pool) dial them through the limiter, and the simulator counts every arrival per account on
-its strict sliding window. Measured:
+The producer (``Enqueuer``) enqueues them all to start at one moment (``send_at``), the calls
+wait parked, the workers' feeders hand each account's permits to its campaign, real Celery
+workers (threads pool) dial them through the limiter, and the simulator counts every arrival
+per account on its strict sliding window. Measured:
 
 * per account: the most in any window (never over), its 429s (none), its utilisation at
   steady state; the aggregate over the span where every account is at steady state, against
@@ -35,6 +35,7 @@ import argparse
 import bisect
 import dataclasses
 import io
+import itertools
 import json
 import os
 import statistics
@@ -140,6 +141,9 @@ class AccResult:
     redis_cpu_us_per_call: float = float("nan")
     top_commands: list[tuple[str, int]] = field(default_factory=list)
     fed_late: int = 0
+    # The closest two arrivals of one account, over the limiter's interval: below 1 by the
+    # jitter between a request's permit and its arrival (the margin covers it).
+    min_gap_ratio: float = float("nan")
     note: str = ""
 
     @property
@@ -345,6 +349,10 @@ def run(target: BenchRedis, load: AccLoad, log: Callable[[str], None] = print) -
     sids = [account_sid(i) for i in range(n)]
     times = {sid: sorted(t for t, _ in arrivals.get(sid, [])) for sid in sids}
     windows = [max_in_window(times[sid], load.period) if times[sid] else 0 for sid in sids]
+    interval = (load.period + settings.rate_limit_margin_seconds) / load.limit
+    gaps = [b - a for ts in times.values() for a, b in itertools.pairwise(ts)]
+    if gaps:
+        result.min_gap_ratio = min(gaps) / interval
     result.worst_window = max(windows, default=0)
     result.over = sum(1 for w in windows if w > load.limit)
     _utilisation(result, times)
@@ -404,6 +412,7 @@ def line(r: AccResult) -> str:
         f"{r.rate_limited} x 429 ({r.accounts_429} accounts), {r.duplicates} dup; "
         f"CPU redis {r.redis_cpu:.2f} workers {r.workers_cpu:.2f} bench {r.bench_cpu:.2f}; "
         f"{r.commands_per_call:.1f} commands/call; {r.fed_late} late for their permit; "
+        f"closest arrivals {r.min_gap_ratio:.2f} x the interval; "
         f"{r.placed} placed in {r.elapsed:.0f} s"
         f"{r.note}"
     )
@@ -661,8 +670,10 @@ def render(rep: AccountsReport) -> list[str]:
         "## 8. Many accounts at once",
         "",
         "Each account has its own time-scaled limit (the same at the simulator and in "
-        "`EXOTEL_ACCOUNTS`) and one campaign of its own (`--account`), of `limit x 6` calls; "
-        "the producer enqueues them one after the other, the workers' feeders hand each "
+        "`EXOTEL_ACCOUNTS`) and one campaign of its own (`--account`) of `limit x periods` "
+        "calls (6 periods; 4 at 20 s); "
+        "the producer enqueues them all, each to start at the same moment (`send_at`), "
+        "the workers' feeders hand each "
         "account's permits to its campaign, real Celery workers (threads pool, 16 threads "
         "each) dial them against the simulator (seed latency profile, 12x faster), and the "
         "simulator keeps each account's strict window. Settings: the shipped defaults 12 "
@@ -673,13 +684,15 @@ def render(rep: AccountsReport) -> list[str]:
         "all accounts are at steady state, against the sum of the limits (the ceiling is "
         "`period / (period + margin)`, 98 % at 5 s with the 0.1 s margin). CPU is in cores "
         "(CPU-seconds per second of the run), over the whole run from the first enqueue; "
-        "`bench` is this process: the producer and the simulator. "
+        "`bench` is this process: the producer and the simulator. The closest two "
+        "arrivals of one account, over the limiter's interval, show the jitter between a "
+        "permit and its arrival: a window goes over only when it passes the margin. "
         f"Load average (1 / 5 / 15 min) before {rep.load_before}, after {rep.load_after}.",
         "",
         "| run | workers | sum of the limits | aggregate at steady state | per account min / "
         "median | worst window | 429s | dialled twice | CPU Redis / workers / bench | "
-        "Redis commands per call | Redis CPU per call |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "Redis commands per call | Redis CPU per call | closest two arrivals / interval |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in rep.runs:
         out.append(
@@ -688,7 +701,8 @@ def render(rep: AccountsReport) -> list[str]:
             f"| {r.per_account_min:.1%} / {r.per_account_median:.1%} "
             f"| {r.worst_window} / {r.load.limit} | {r.rate_limited} | {r.duplicates} "
             f"| {r.redis_cpu:.2f} / {r.workers_cpu:.2f} / {r.bench_cpu:.2f} "
-            f"| {r.commands_per_call:.1f} | {r.redis_cpu_us_per_call:.0f} us |"
+            f"| {r.commands_per_call:.1f} | {r.redis_cpu_us_per_call:.0f} us "
+            f"| {r.min_gap_ratio:.2f} |"
         )
     out.append("")
     for r in rep.runs:
