@@ -94,6 +94,10 @@ class Feeder:
         due = self.ledger.due_work(DUE_LIMIT, accounts=CLAIM_LIMIT, lease=self.turn_lease)
         result = PassResult(next_in=due.next_in)
         self._joined = []
+        # First the accounts due: this feeder holds their turns (due.lua took them), whose
+        # leases run while it works.
+        for account in due.accounts:
+            result.fed += self.feed(account, held=True)
         for campaign in due.campaigns:
             try:
                 result.count(self.judge(campaign))
@@ -103,10 +107,8 @@ class Feeder:
                 log.error("campaign %s: cannot judge it: %s", campaign, exc)
                 self.ledger.rewake(campaign, 60.0)
                 result.count("error")
-        # The accounts due (this feeder holds their turns: due.lua took them), and those a
-        # campaign just joined (their turns taken one by one): fed in this pass, not the next.
-        for account in due.accounts:
-            result.fed += self.feed(account, held=True)
+        # The accounts a campaign just joined (their turns taken one by one): fed in this
+        # pass, not the next (one fed above is due again at once, for the next poll).
         for account in dict.fromkeys(self._joined):
             if account not in due.accounts:
                 result.fed += self.feed(account)
