@@ -22,8 +22,8 @@ from tests.campaigns import mobile, verdict
 from tests.conftest import SIM_KEY, SIM_SID, SIM_TOKEN, Workers, make_settings, wait_for
 
 ACCOUNTS = 20
-LIMIT, PERIOD = 3, 2.0  # per account: 1.5/s each, 30/s in all
-CALLS = 8  # per account: about three periods at its limit
+LIMIT, PERIOD = 2, 2.0  # per account: 1/s each, 20/s in all
+CALLS = 6  # per account: three periods at its limit
 
 
 def sid(i: int) -> str:
@@ -47,7 +47,7 @@ def sim() -> Iterator[Any]:
 
 @pytest.fixture
 def settings(redis_url: str, prefix: str, sim: Any) -> Settings:
-    """The shipped defaults at the test speed, with 20 more accounts of 3 per 2 s each."""
+    """The shipped defaults at the test speed, with 20 more accounts of 2 per 2 s each."""
     return make_settings(
         redis_url=redis_url,
         key_prefix=prefix,
