@@ -1,7 +1,7 @@
 """Bulk enqueue: validated rows -> ledger records, parked for the workers, in batches.
 
 Each call's record and its pointer are written by one script, atomically (one script call
-per batch of 1,000 calls, each row judged as if alone), and a batch goes in one round trip: a
+per 250 calls, each row judged as if alone), and a batch goes in one round trip: a
 record never exists without a way back to a worker. The
 pointer is the campaign's parked set: the sweepers feed parked calls to the `calls` queue at
 the account's pace, so a 100k-call file never sits in the shared list ahead of another
