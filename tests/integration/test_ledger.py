@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from callq.store.ledger import Ledger
+from callq.store.ledger import ENQUEUE_CHUNK, Ledger
 
 CAMPAIGN = "c1"
 
@@ -297,3 +297,32 @@ def test_given_a_campaign_id_equal_to_the_prefix_when_paged_then_every_page_move
             break
         after = nxt
     assert seen == ["page-c1", "page-c10", "page-c11"]
+
+
+def test_given_a_batch_over_one_script_call_when_enqueued_then_each_row_is_judged_in_order(
+    ledger: Ledger,
+) -> None:
+    k = ledger.keys
+    n = ENQUEUE_CHUNK + 5  # two enqueue.lua calls in one round trip
+    ids = [rid(i) for i in range(n)]
+    first = ledger.enqueue_many(CAMPAIGN, [(ids[0], {"from": "+919000000000"})])
+    claim(ledger, ids[0])  # dialling now: 0, left alone
+    records = [
+        (r, {"from": "+91900000000" + str(i % 10), "custom_field": "ü"}) for i, r in enumerate(ids)
+    ]
+    records.insert(3, (ids[1], {"from": "again"}))  # the same call twice in one batch
+    codes = ledger.enqueue_many(CAMPAIGN, records)
+    assert first == [1]
+    assert codes == [0, 1, 1, 2] + [1] * (n - 3)
+    assert ledger.get(ids[1])["from"] == "+919000000001"  # the first row of the two wins
+    assert ledger.get(ids[2])["custom_field"] == "ü"
+    assert ledger.get(ids[2])["parked"] == "new"
+    assert ledger.redis.lrange(k.campaign_calls(CAMPAIGN), 0, -1) == ids  # enqueue order
+    assert ledger.redis.zcard(k.campaign_parked(CAMPAIGN)) == n - 1  # all but the claimed one
+    assert ledger.redis.zscore(k.wake(), CAMPAIGN) is not None
+    assert ledger.redis.zrange(k.campaigns_by_id(), 0, -1) == [CAMPAIGN]
+    assert ledger.status(CAMPAIGN).total == n
+    assert_counters_match(ledger)
+    ledger.cancel(CAMPAIGN)
+    assert ledger.enqueue_many(CAMPAIGN, [(rid(n), {}), (rid(n + 1), {})]) == [3, 3]
+    assert ledger.status(CAMPAIGN).total == n
