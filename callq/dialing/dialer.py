@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 
 import redis
 
+from callq.campaign import zones
 from callq.campaign.controls import GO, Controls, Gate
 from callq.dialing.backfill import status_due_in
 from callq.dialing.breaker import Breaker
@@ -147,7 +148,9 @@ class Dialer:
         ``slot``: the permit the feed reserved for this call (its message carries it)."""
         ctl = self.controls_of(campaign_of(request_id))
         acct = self.account(ctl.account)
-        gate = ctl.gate(self.clock())
+        # A callee-zone campaign judges each call in the zone recorded on it (one more read).
+        zone = self.ledger.call_zone(request_id) if ctl.by_callee else None
+        gate = ctl.gate(self.clock(), zone)
         probe = False
         if acct is None:
             log.error(
@@ -166,7 +169,9 @@ class Dialer:
                 gate = Gate("wait", max(check.wait, 1.0), "account breaker open")
             probe = check.mode == "probe"
         try:
-            step, outcome = self._attempt(request_id, ctl, acct, gate, priority=priority, slot=slot)
+            step, outcome = self._attempt(
+                request_id, ctl, acct, gate, priority=priority, slot=slot, zone=zone
+            )
         except BaseException:
             if probe:
                 self._drop_probe(acct)
@@ -193,14 +198,17 @@ class Dialer:
         *,
         priority: bool,
         slot: Slot | None = None,
+        zone: str | None = None,
     ) -> tuple[Step, Outcome | None]:
-        """Claim, permit, sent mark, POST, record. The outcome is None when nothing was sent."""
+        """Claim, permit, sent mark, POST, record. The outcome is None when nothing was sent.
+        ``zone``: the callee zone read for a callee-zone campaign (None for any other)."""
         claimed = self.ledger.claim(
             request_id,
             lease_seconds=self.claim_lease,
             early_tolerance=1.0,
             worker=self.worker,
             gate=_gate_arg(gate),
+            band=_band(gate, zone),
         )
         if not claimed.claimed:
             log.info("%s: %s (%s) %s", request_id, claimed.code, claimed.state, gate.why)
@@ -248,11 +256,19 @@ class Dialer:
             self._release(request_id, claim, action="park", wake_in=got, acct=acct)
             return Step("parked", "rate"), None
         permit = got
-        late_gate = ctl.gate(self.clock())
+        zone = record.zone if ctl.by_callee else None
+        late_gate = ctl.gate(self.clock(), zone)
         if late_gate.kind != "go":
             # The window closed (or end_at passed) while this call waited for its slot.
             action: ReleaseAction = "expired" if late_gate.kind == "expire" else "park"
-            self._release(request_id, claim, action=action, wake_in=late_gate.wait, acct=acct)
+            self._release(
+                request_id,
+                claim,
+                action=action,
+                wake_in=late_gate.wait,
+                acct=acct,
+                band=_band(late_gate, zone),
+            )
             return Step(action, late_gate.why), None
         marked = self.ledger.mark_sent(
             request_id,
@@ -355,6 +371,7 @@ class Dialer:
         action: ReleaseAction = "",
         wake_in: float | None = None,
         acct: Account | None = None,
+        band: int = 0,
     ) -> None:
         try:
             released = self.ledger.release(
@@ -363,6 +380,7 @@ class Dialer:
                 republish_after=self.settings.retry_overdue_seconds,
                 action=action,
                 wake_in=wake_in,
+                band=band,
             )
         except redis.RedisError:
             log.warning("could not release %s; the sweeper will requeue it", request_id)
@@ -499,6 +517,15 @@ class Dialer:
                 time.sleep(delay)
         log.error("could not record the outcome of %s; it will be judged in doubt", request_id)
         return None
+
+
+def _band(gate: Gate, zone: str | None) -> int:
+    """Where a call parked by ``gate`` waits: a callee-zone campaign's call outside its own
+    window waits in its zone's band (callq.campaign.zones), out of the feed's way; any other
+    in the ready band (0)."""
+    if zone is None or gate.kind != "wait" or not gate.window:
+        return 0
+    return zones.held_offset(zone)
 
 
 def _gate_arg(gate: Gate) -> str | float:

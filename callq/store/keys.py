@@ -46,6 +46,12 @@ class Keys:
         messages were consumed: this set is their only pointer until the sweeper drains it."""
         return f"{self.prefix}:campaign:{campaign}:parked"
 
+    def campaign_zones(self, campaign: str) -> str:
+        """Set: the callee zones recorded on the campaign's calls ('' for none), written at
+        enqueue. A hint for a ``--window-zone callee`` campaign's judge (which zones to look
+        at); the dialer judges every call's own zone whatever it holds."""
+        return f"{self.prefix}:campaign:{campaign}:zones"
+
     def wake(self) -> str:
         """Sorted set: campaign -> ms (Redis clock) when a feeder next judges the campaign
         (its controls, window, end_at: see worker.feed). Every script that parks a call sets

@@ -9,6 +9,7 @@
 -- ARGV[7] campaign id
 -- KEYS[7] events stream   KEYS[8] campaign events hash (see prelude's emit_final)
 -- ARGV[8] the events flag (prelude): a call cancelled or expired here is final (its event)
+-- ARGV[9] (optional) for a wait gate: the callee zone's band (ms, see prelude's park), or ''
 -- The campaign's `cancelled` and `paused` flags are read here, in the same step as the claim,
 -- so a pause or cancel is never missed by a claim that raced it.
 -- Returns {code, attempts, state, now_us, field, value, ...}, where now_us is the server's
@@ -46,7 +47,7 @@ if meta[2] == '1' or gate ~= '' then
     park(KEYS[1], KEYS[5], KEYS[6], ARGV[1], ARGV[7], tonumber(rec[4]) or now, 'paused', nil)
   else
     park(KEYS[1], KEYS[5], KEYS[6], ARGV[1], ARGV[7], tonumber(rec[4]) or now, 'waiting',
-      now + tonumber(gate))
+      now + tonumber(gate), ARGV[9])
   end
   return {'parked', attempts, state, now_us}
 end

@@ -16,6 +16,8 @@
 -- KEYS[10] the call's attempts list (optional; for ARGV[9])
 -- ARGV[8] the events flag (prelude): a call cancelled or expired here is final (its event)
 -- ARGV[9] one JSON line for the attempts log ('' or absent = none): why it was given back
+-- ARGV[10] (optional) for 'park' in a campaign not paused: the callee zone's band (ms, see
+--          prelude's park), or ''
 -- A park in a paused campaign sets no wake (resume does); a park in a campaign that is not
 -- paused always sets one, so a call parked just after a resume is not stranded.
 -- Returns 1 when released, 0 when the attempt was not ours or was already marked sent.
@@ -48,7 +50,7 @@ elseif action == 'park' then
     park(KEYS[1], KEYS[5], KEYS[6], ARGV[1], ARGV[7], score, 'paused', nil)
   else
     park(KEYS[1], KEYS[5], KEYS[6], ARGV[1], ARGV[7], score, 'waiting',
-      now + (tonumber(ARGV[6]) or 0))
+      now + (tonumber(ARGV[6]) or 0), ARGV[10])
   end
 else
   redis.call('ZADD', KEYS[3], now + tonumber(ARGV[3]), ARGV[1])

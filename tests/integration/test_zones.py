@@ -1,0 +1,141 @@
+"""``--window-zone callee``: each call's window judged in its callee's own zone, on a fake
+clock, with numbers of India (+91), the UAE (+971), the US (+1, New York) and the UK (+44,
+which maps to several zones: judged in the campaign's zone, Asia/Kolkata)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+
+from callq.campaign import zones
+from callq.campaign.controls import CampaignOptions
+from callq.dialing.limiter import Slot
+from callq.intake.enqueue import Enqueuer
+from callq.settings import Settings
+from callq.store.ledger import Ledger
+from callq.sweeping.feed import Feeder
+from callq.transport.config import make_app
+from tests.campaigns import AGENT, as_stream
+from tests.conftest import make_dialer
+from tests.integration.test_feed import queued
+
+INDIA = ["+919700000001", "+919700000002"]
+UAE = ["+971501234567", "+971501234568"]
+US = ["+12025550123", "+12025550124"]  # America/New_York: UTC-5 in November
+UK = ["+447911123456", "+447911123457"]  # several zones: the campaign's (Asia/Kolkata)
+
+
+def utc(hour: int, minute: int = 0) -> float:
+    return datetime(2026, 11, 23, hour, minute, tzinfo=UTC).timestamp()
+
+
+class Clock:
+    def __init__(self, now: float) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def csv(numbers: list[str]) -> bytes:
+    rows = ["From,To,CustomField", *(f"{AGENT},{n},{n}" for n in numbers)]
+    return ("\n".join(rows) + "\n").encode()
+
+
+@pytest.fixture
+def feeder(settings: Settings, ledger: Ledger) -> tuple[Feeder, Clock, Settings]:
+    # A long sweep interval: the judge's next look is then set by the next zone opening, not
+    # by its periodic recheck (10 intervals), which is what this test is about.
+    s = settings.model_copy(update={"sweep_interval_seconds": 600.0})
+    clock = Clock(utc(3))
+    return Feeder(ledger, s, make_dialer(s, ledger, clock=clock), make_app(s)), clock, s
+
+
+def wake_in(ledger: Ledger, campaign: str) -> float:
+    """Seconds (Redis clock) until the campaign is judged again."""
+    sec, usec = ledger.redis.time()
+    score = ledger.redis.zscore(ledger.keys.wake(), campaign)
+    assert score is not None
+    return score / 1000 - (sec + usec / 1e6)
+
+
+def fed_numbers(ledger: Ledger, settings: Settings, feeder: Feeder) -> list[str]:
+    """The callees of the messages fed so far, dialled now on the feeder's clock; the queue
+    is emptied. Each message's step must be an originated call."""
+    out = []
+    for rid, kw in queued(ledger, settings):
+        ledger.redis.rpop(f"{settings.broker_key_prefix}calls")
+        step = feeder.dialer.place(rid, slot=Slot(kw["slot"], kw["account"]))
+        assert step.kind == "originated", (rid, step)
+        out.append(ledger.get(rid)["to"])
+    return sorted(out)
+
+
+def test_given_callees_in_three_countries_when_judged_then_each_is_dialled_in_its_own_window(
+    feeder: tuple[Feeder, Clock, Settings], ledger: Ledger, sim: Any
+) -> None:
+    f, clock, s = feeder
+    Enqueuer(s).enqueue_file(
+        as_stream(csv(INDIA + UAE + US + UK)),
+        "cz",
+        options=CampaignOptions(window="09:00-21:00", window_zone="callee"),
+    )
+    recorded = {ledger.get(rid)["to"]: ledger.get(rid)["zone"] for rid in ledger.parked("cz", 99)}
+    assert recorded == {
+        **dict.fromkeys(INDIA, "Asia/Calcutta"),
+        **dict.fromkeys(UAE, "Asia/Dubai"),
+        **dict.fromkeys(US, "America/New_York"),
+        **dict.fromkeys(UK, ""),
+    }
+
+    # 03:00 UTC: 08:30 in India, 07:00 in Dubai, 22:00 in New York: nobody's window is open.
+    assert f.drain_once() == {"waiting_zones": 1}
+    assert queued(ledger, s) == []
+    assert ledger.status("cz").parked == 8
+    assert ledger.parked_counts(["cz"], ready=True) == [0]  # all in their zones' bands
+    assert 1790 < wake_in(ledger, "cz") <= 1800  # India's (and the campaign's) 09:00
+
+    # 03:45 UTC: India (and the UK's numbers, in the campaign's zone) open; the rest wait.
+    clock.now = utc(3, 45)
+    ledger.rewake("cz", 0.0)
+    assert f.drain_once() == {"open": 1, "fed": 4}
+    assert fed_numbers(ledger, s, f) == sorted(INDIA + UK)
+    assert 4490 < wake_in(ledger, "cz") <= 4500  # Dubai's 09:00, 05:00 UTC
+
+    # A stray message for a US call (a republish, say) dials nothing: the call goes back to
+    # its zone's band, its campaign's wake no later than New York's 09:00.
+    us_rid = next(r for r in ledger.parked("cz", 99) if ledger.get(r)["to"] == US[0])
+    assert f.dialer.place(us_rid).kind == "parked"
+    score = ledger.redis.zscore(ledger.keys.campaign_parked("cz"), us_rid)
+    assert score is not None and score >= zones.held_offset("America/New_York")
+
+    # 05:30 UTC: Dubai opens (09:30); New York (00:30) still waits.
+    clock.now = utc(5, 30)
+    ledger.rewake("cz", 0.0)
+    assert f.drain_once() == {"open": 1, "fed": 2}
+    assert fed_numbers(ledger, s, f) == sorted(UAE)
+    assert 5990 < wake_in(ledger, "cz") <= 6000  # the recheck: New York opens later (8.5 h)
+
+    # 14:30 UTC: New York opens (09:30).
+    clock.now = utc(14, 30)
+    ledger.rewake("cz", 0.0)
+    assert f.drain_once() == {"open": 1, "fed": 2}
+    assert fed_numbers(ledger, s, f) == sorted(US)
+    assert ledger.status("cz").parked == 0
+    truth = sim.truth()
+    assert sorted(c["to"] for c in truth["calls"]) == sorted(INDIA + UAE + US + UK)
+    assert max(truth["by_custom_field"].values()) == 1
+
+
+def test_given_a_callee_campaign_set_back_to_its_own_zone_then_held_calls_are_ready_again(
+    feeder: tuple[Feeder, Clock, Settings], ledger: Ledger
+) -> None:
+    f, _, s = feeder
+    enq = Enqueuer(s)
+    opts = CampaignOptions(window="09:00-21:00", window_zone="callee", timezone="Asia/Dubai")
+    enq.enqueue_file(as_stream(csv(INDIA + US)), "cb", options=opts)
+    assert f.drain_once() == {"waiting_zones": 1}  # 03:00 UTC: all closed
+    enq.set_options("cb", CampaignOptions(window_zone="campaign", window="always"))
+    assert f.drain_once() == {"open": 1, "fed": 4}
