@@ -207,36 +207,47 @@ class Feeder:
                     changes.append(ctl.window_closes_in(now, tz) if wait is None else wait)
             return is_open[zone]
 
+        def where(zone: str, score: float) -> int:
+            """The score a parked call belongs at now: ready, or its closed zone's band."""
+            created = zones.created_of(score)
+            return created if opened(zone) else zones.held_offset(zone) + created
+
+        # The bands of the zones open now, then the head of the ready band.
+        bands = sorted({zones.band(z) for z in present if opened(z)})
         full = False
-        moves: list[tuple[str, float, int]] = []
-        for b in sorted({zones.band(z) for z in present if opened(z)}):
-            got = ledger.parked_band(
-                campaign, zones.band_base(b), zones.band_base(b + 1), ZONES_BATCH
-            )
-            full = full or len(got) == ZONES_BATCH
-            for rid, score, zone in got:
-                created = zones.created_of(score)
-                if opened(zone):
-                    moves.append((rid, score, created))
-                elif zones.band(zone) != b:  # a zone sharing this band, still closed
-                    moves.append((rid, score, zones.held_offset(zone) + created))
-        ledger.move_parked(campaign, moves)
-        kept = 0
-        for _ in range(ZONES_ROUNDS):
-            got = ledger.parked_band(campaign, 0, zones.SPAN, ZONES_BATCH, start=kept)
-            held = [(rid, score, zones.held_offset(z) + int(score)) for rid, score, z in got
-                    if not opened(z)]  # fmt: skip
-            ledger.move_parked(campaign, held)
-            kept += len(got) - len(held)
-            if len(got) < ZONES_BATCH or kept >= ZONES_BATCH:
-                break
-        else:
-            full = True
+        for b in bands:
+            lo, hi = zones.band_base(b), zones.band_base(b + 1)
+            full = self._sort_band(campaign, lo, hi, where) or full
+        full = self._sort_band(campaign, 0, zones.SPAN, where, enough=ZONES_BATCH) or full
         for zone in present:
             opened(zone)  # every zone's next change counts, sorted or not
         if full:
             changes.append(self.settings.sweep_interval_seconds)
         return min(changes) if changes else None
+
+    def _sort_band(
+        self,
+        campaign: str,
+        lo: int,
+        hi: int,
+        where: Callable[[str, float], int],
+        *,
+        enough: int | None = None,
+    ) -> bool:
+        """Move the parked calls scored in ``[lo, hi)`` to where they belong (``where``: by
+        their zone and score), in rounds of ZONES_BATCH past those that stay, until the band
+        is done or ``enough`` stay (the head of the ready band: more than the feed takes
+        before the next look). True when calls may be left unsorted (every round was full)."""
+        kept = 0
+        for _ in range(ZONES_ROUNDS):
+            got = self.ledger.parked_band(campaign, lo, hi, ZONES_BATCH, start=kept)
+            moves = [(rid, score, where(z, score)) for rid, score, z in got]
+            moves = [m for m in moves if m[2] != m[1]]
+            self.ledger.move_parked(campaign, moves)
+            kept += len(got) - len(moves)
+            if len(got) < ZONES_BATCH or (enough is not None and kept >= enough):
+                return False
+        return True
 
     def _unband(self, campaign: str) -> float | None:
         """A campaign judged in its own zone holds no call in a zone band; any left from a

@@ -15,6 +15,7 @@ from callq.dialing.limiter import Slot
 from callq.intake.enqueue import Enqueuer
 from callq.settings import Settings
 from callq.store.ledger import Ledger
+from callq.sweeping import feed
 from callq.sweeping.feed import Feeder
 from callq.transport.config import make_app
 from tests.campaigns import AGENT, as_stream
@@ -139,3 +140,47 @@ def test_given_a_callee_campaign_set_back_to_its_own_zone_then_held_calls_are_re
     assert f.drain_once() == {"waiting_zones": 1}  # 03:00 UTC: all closed
     enq.set_options("cb", CampaignOptions(window_zone="campaign", window="always"))
     assert f.drain_once() == {"open": 1, "fed": 4}
+
+
+def test_given_a_call_taken_since_the_judge_read_it_when_moved_then_it_is_left_as_it_is(
+    settings: Settings, ledger: Ledger
+) -> None:
+    Enqueuer(settings).enqueue_file(as_stream(csv(UAE + US)), "mv")
+    key = ledger.keys.campaign_parked("mv")
+    (a, sa), (b, sb), (c, sc), (d, _) = ledger.redis.zrange(key, 0, -1, withscores=True)
+    ledger.redis.zrem(key, a)  # fed (or settled) since it was read
+    ledger.redis.zadd(key, {b: sb + zones.held_offset("Asia/Dubai")})  # moved by another judge
+    band = zones.held_offset("America/New_York")
+    moves = [(a, sa, int(sa) + band), (b, sb, int(sb) + band), (c, sc, int(sc) + band)]
+    assert ledger.move_parked("mv", moves) == 1
+    assert ledger.redis.zscore(key, a) is None  # not brought back
+    assert ledger.redis.zscore(key, b) == sb + zones.held_offset("Asia/Dubai")
+    assert ledger.redis.zscore(key, c) == sc + band
+    assert ledger.parked("mv", 9, ready=True) == [d]
+
+
+def test_given_calls_the_judge_did_not_sort_when_fed_then_none_is_dialled_outside_its_window(
+    feeder: tuple[Feeder, Clock, Settings],
+    ledger: Ledger,
+    sim: Any,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The judge sorts only the head of the ready band (here one call): the feed may then hand
+    # out calls of a closed zone, which the dialer parks in their zone's band, undialled.
+    monkeypatch.setattr(feed, "ZONES_BATCH", 1)
+    f, clock, s = feeder
+    clock.now = utc(3, 45)  # India open, New York closed
+    opts = CampaignOptions(window="09:00-21:00", window_zone="callee")
+    Enqueuer(s).enqueue_file(as_stream(csv(INDIA + US)), "ns", options=opts)
+    result = f.drain_once()
+    assert result == {"open": 1, "fed": len(INDIA + US)}  # the first call is Indian
+    steps: dict[str, list[str]] = {}
+    for rid, kw in queued(ledger, s):
+        ledger.redis.rpop(f"{s.broker_key_prefix}calls")
+        step = f.dialer.place(rid, slot=Slot(kw["slot"], kw["account"]))
+        steps.setdefault(step.kind, []).append(ledger.get(rid)["to"])
+    assert sorted(steps.pop("originated")) == sorted(INDIA)
+    assert sorted(steps.pop("parked")) == sorted(US) and steps == {}  # fed, not dialled
+    assert ledger.status("ns").parked == len(US)
+    assert ledger.parked_counts(["ns"], ready=True) == [0]  # all in New York's band now
+    assert sorted(c["to"] for c in sim.truth()["calls"]) == sorted(INDIA)
