@@ -14,10 +14,12 @@ from callq.campaign.controls import CampaignOptions
 from callq.dialing.limiter import Slot
 from callq.intake.enqueue import Enqueuer
 from callq.settings import Settings
+from callq.store.demand import read_demand
 from callq.store.ledger import Ledger
 from callq.sweeping import feed
 from callq.sweeping.feed import Feeder
 from callq.transport.config import make_app
+from callq.transport.queues import CALLS_QUEUE, PRIORITY_QUEUE
 from tests.campaigns import AGENT, as_stream
 from tests.conftest import make_dialer
 from tests.integration.test_feed import queued
@@ -184,3 +186,19 @@ def test_given_calls_the_judge_did_not_sort_when_fed_then_none_is_dialled_outsid
     assert ledger.status("ns").parked == len(US)
     assert ledger.parked_counts(["ns"], ready=True) == [0]  # all in New York's band now
     assert sorted(c["to"] for c in sim.truth()["calls"]) == sorted(INDIA)
+
+
+def test_given_calls_held_in_their_zones_bands_then_the_demand_counts_them_held_not_ready(
+    feeder: tuple[Feeder, Clock, Settings], ledger: Ledger
+) -> None:
+    # The autoscaling signal (callq.store.demand) must not scale workers for calls that wait
+    # for their own zone's window: those in a zone band are held, only the ready band counts.
+    f, clock, s = feeder
+    clock.now = utc(3, 45)  # India open, New York closed
+    opts = CampaignOptions(window="09:00-21:00", window_zone="callee")
+    Enqueuer(s).enqueue_file(as_stream(csv(INDIA + US)), "dz", options=opts)
+    f._sort_zones("dz", f.dialer.controls_of("dz", fresh=True))  # the judge's sort alone
+    assert ledger.parked_counts(["dz"], ready=True) == [len(INDIA)]
+    d = read_demand(ledger.redis, s, (CALLS_QUEUE, PRIORITY_QUEUE), now=clock.now)
+    assert d.by_campaign == {"dz": len(INDIA)}
+    assert (d.ready, d.held) == (len(INDIA), len(US))
