@@ -687,6 +687,19 @@ class Ledger:
             pipe.hget(self.keys.call(rid), "zone")
         return [(rid, score, z or "") for (rid, score), z in zip(got, pipe.execute(), strict=True)]
 
+    def zone_sort_start(self, campaign: str, band: int) -> int:
+        """Where the judge's sort of a zone band goes on from (0: its head)."""
+        got = self.redis.hget(self.keys.campaign_zone_sort(campaign), str(band))
+        return int(got) if got else 0
+
+    def set_zone_sort_start(self, campaign: str, band: int, start: int) -> None:
+        """Where the next judge's sort of a zone band goes on from (0: its head)."""
+        key = self.keys.campaign_zone_sort(campaign)
+        if start:
+            self.redis.hset(key, str(band), start)
+        else:
+            self.redis.hdel(key, str(band))
+
     def move_parked(self, campaign: str, moves: Sequence[tuple[str, float, int]]) -> int:
         """Move parked calls between bands: (request id, the score read, the new score);
         each only if its score is still the one read (zone_move.lua)."""

@@ -216,9 +216,16 @@ class Feeder:
         bands = sorted({zones.band(z) for z in present if opened(z)})
         full = False
         for b in bands:
+            # Where the last judge stopped: calls of a closed zone sharing the band, more than
+            # one judge reads, would otherwise hide those of the open zone behind them.
+            start = ledger.zone_sort_start(campaign, b)
             lo, hi = zones.band_base(b), zones.band_base(b + 1)
-            full = self._sort_band(campaign, lo, hi, where) or full
-        full = self._sort_band(campaign, 0, zones.SPAN, where, enough=ZONES_BATCH) or full
+            left = self._sort_band(campaign, lo, hi, where, start=start)
+            if left is not None or start:
+                ledger.set_zone_sort_start(campaign, b, left or 0)
+            full = left is not None or full
+        head = self._sort_band(campaign, 0, zones.SPAN, where, enough=ZONES_BATCH)
+        full = head is not None or full
         for zone in present:
             opened(zone)  # every zone's next change counts, sorted or not
         if full:
@@ -233,12 +240,15 @@ class Feeder:
         where: Callable[[str, float], int],
         *,
         enough: int | None = None,
-    ) -> bool:
+        start: int = 0,
+    ) -> int | None:
         """Move the parked calls scored in ``[lo, hi)`` to where they belong (``where``: by
-        their zone and score), in rounds of ZONES_BATCH past those that stay, until the band
-        is done or ``enough`` stay (the head of the ready band: more than the feed takes
-        before the next look). True when calls may be left unsorted (every round was full)."""
-        kept = 0
+        their zone and score), in rounds of ZONES_BATCH past those that stay, from the
+        ``start``-th, until the band is done or ``enough`` stay (the head of the ready band:
+        more than the feed takes before the next look). Returns None when the band was read
+        to its end, else how many calls stay before where this stopped (more may be
+        unsorted: every round was full)."""
+        kept = start
         for _ in range(ZONES_ROUNDS):
             got = self.ledger.parked_band(campaign, lo, hi, ZONES_BATCH, start=kept)
             moves = [(rid, score, where(z, score)) for rid, score, z in got]
@@ -246,8 +256,8 @@ class Feeder:
             self.ledger.move_parked(campaign, moves)
             kept += len(got) - len(moves)
             if len(got) < ZONES_BATCH or (enough is not None and kept >= enough):
-                return False
-        return True
+                return None
+        return kept
 
     def _unband(self, campaign: str) -> float | None:
         """A campaign judged in its own zone holds no call in a zone band; any left from a

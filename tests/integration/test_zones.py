@@ -4,6 +4,7 @@ which maps to several zones: judged in the campaign's zone, Asia/Kolkata)."""
 
 from __future__ import annotations
 
+import time
 from datetime import UTC, datetime
 from typing import Any
 
@@ -202,3 +203,45 @@ def test_given_calls_held_in_their_zones_bands_then_the_demand_counts_them_held_
     d = read_demand(ledger.redis, s, (CALLS_QUEUE, PRIORITY_QUEUE), now=clock.now)
     assert d.by_campaign == {"dz": len(INDIA)}
     assert (d.ready, d.held) == (len(INDIA), len(US))
+
+
+def test_given_a_band_shared_with_a_closed_zone_full_of_older_calls_then_the_open_zone_is_reached(
+    feeder: tuple[Feeder, Clock, Settings], ledger: Ledger, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Windhoek and Tokyo share a band (a hash of the zone name). With more calls of the closed
+    # zone at the head of the band than one judge's rounds read (ZONES_ROUNDS x ZONES_BATCH,
+    # 5,000 by default; 5 here), each judge must go on where the last one stopped, or the
+    # open zone's calls behind them are never reached (fed only when Windhoek opens).
+    assert zones.band("Africa/Windhoek") == zones.band("Asia/Tokyo")
+    monkeypatch.setattr(feed, "ZONES_BATCH", 1)
+    f, clock, s = feeder
+    clock.now = utc(20)  # 22:00 in Windhoek, 05:00 in Tokyo: both closed
+    opts = CampaignOptions(window="09:00-21:00", window_zone="callee")
+    namibia = [f"+2648112345{n:02d}" for n in range(12)]
+    enq = Enqueuer(s)
+    enq.enqueue_file(as_stream(csv(namibia)), "sh", options=opts)
+    tokyo = "+819012345678"
+    time.sleep(0.002)  # a later created_at (ms) than every Namibian call's
+    enq.enqueue_file(as_stream(csv([tokyo])), "sh", options=opts)
+    key = ledger.keys.campaign_parked("sh")
+    got = ledger.redis.zrange(key, 0, -1, withscores=True)
+    scores = {ledger.get(rid)["to"]: score for rid, score in got}
+    assert scores[tokyo] > max(scores[n] for n in namibia)
+    for _ in range(4):  # ZONES_ROUNDS calls sorted per judge
+        ledger.rewake("sh", 0.0)
+        f.drain_once()
+        for rid, kw in queued(ledger, s):  # fed before the judge sorted them: parked again
+            ledger.redis.rpop(f"{s.broker_key_prefix}calls")
+            assert f.dialer.place(rid, slot=Slot(kw["slot"], kw["account"])).kind == "parked"
+    assert ledger.status("sh").parked == len(namibia) + 1
+    assert ledger.parked_counts(["sh"], ready=True) == [0]  # all in their zone's band
+
+    clock.now = utc(1)  # 03:00 in Windhoek, 10:00 in Tokyo
+    fed: list[str] = []
+    for _ in range(4):  # 13 calls in the band: three judges' rounds reach the last
+        ledger.rewake("sh", 0.0)
+        f.drain_once()
+        for rid, _kw in queued(ledger, s):
+            ledger.redis.rpop(f"{s.broker_key_prefix}calls")
+            fed.append(ledger.get(rid)["to"])
+    assert fed == [tokyo]
