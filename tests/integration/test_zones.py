@@ -255,3 +255,29 @@ def test_given_a_band_shared_with_a_closed_zone_full_of_older_calls_then_the_ope
             ledger.redis.rpop(f"{s.broker_key_prefix}calls")
             fed.append(ledger.get(rid)["to"])
     assert fed == [tokyo]
+
+
+@pytest.mark.parametrize("ending", ["end_at", "cancel"])
+def test_given_calls_held_in_zone_bands_when_end_at_passes_or_cancelled_then_every_band_ends(
+    feeder: tuple[Feeder, Clock, Settings], ledger: Ledger, ending: str
+) -> None:
+    # An end_at that falls, or a cancel, while calls wait in several zones' bands: each call
+    # ends (expired, cancelled), whatever its band; none is left parked.
+    f, clock, s = feeder
+    enq = Enqueuer(s)
+    end = datetime.fromtimestamp(utc(4), UTC)  # 03:00 UTC now: every zone closed
+    opts = CampaignOptions(window="09:00-21:00", window_zone="callee", end_at=end)
+    enq.enqueue_file(as_stream(csv(INDIA + UAE + US + UK)), "ze", options=opts)
+    assert f.drain_once() == {"waiting_zones": 1}
+    assert ledger.parked_counts(["ze"], ready=True) == [0]
+    assert wake_in(ledger, "ze") < 1800.01  # India's 09:00 comes before end_at (04:00)
+    if ending == "end_at":
+        clock.now = utc(4)
+        ledger.rewake("ze", 0.0)
+        assert f.drain_once() == {"expired": 1}
+    else:
+        assert ledger.cancel("ze") == 8
+        f.drain_once()
+    state = "expired" if ending == "end_at" else "cancelled"
+    assert ledger.status("ze").parked == 0
+    assert {k: n for k, n in ledger.status("ze").states.items() if n} == {state: 8}
