@@ -281,3 +281,28 @@ def test_given_calls_held_in_zone_bands_when_end_at_passes_or_cancelled_then_eve
     state = "expired" if ending == "end_at" else "cancelled"
     assert ledger.status("ze").parked == 0
     assert {k: n for k, n in ledger.status("ze").states.items() if n} == {state: 8}
+
+
+def test_given_a_zone_that_closes_while_a_call_waits_for_its_permit_then_it_is_held_in_its_band(
+    settings: Settings, ledger: Ledger, sim: Any
+) -> None:
+    # The worker judges the callee's zone again after its permit: a call claimed in its
+    # window that got its permit after New York's 21:00 sends nothing and waits in New
+    # York's band (not the ready band, where the feed would hand it a permit again).
+    times = iter([utc(1, 59), utc(2, 1)])  # 20:59 and 21:01 in New York
+    last = [utc(2, 1)]
+
+    def clock() -> float:
+        last[0] = next(times, last[0])
+        return last[0]
+
+    opts = CampaignOptions(window="09:00-21:00", window_zone="callee")
+    Enqueuer(settings).enqueue_file(as_stream(csv(US[:1])), "pz", options=opts)
+    (rid,) = ledger.parked("pz", 9)
+    ledger.redis.zrem(ledger.keys.campaign_parked("pz"), rid)  # as the feed takes it
+    step = make_dialer(settings, ledger, clock=clock).place(rid)
+    assert step.kind == "park"
+    score = ledger.redis.zscore(ledger.keys.campaign_parked("pz"), rid)
+    assert score is not None and score >= zones.held_offset("America/New_York")
+    assert ledger.get(rid)["state"] == "queued" and ledger.get(rid)["attempts"] == "0"
+    assert sim.truth()["calls"] == []
