@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 
 import redis
 
-from callq.campaign.controls import GO, Controls, Gate
+from callq.campaign.controls import GO, Controls, Gate, NumberCap
 from callq.dialing.backfill import status_due_in
 from callq.dialing.breaker import Breaker
 from callq.dialing.limiter import Limiter, NoSlot, Permit, Slot
@@ -24,7 +24,7 @@ from callq.errors import InvalidRow, LimiterUnavailable, Stopping
 from callq.exotel.client import ExotelClient
 from callq.exotel.outcome import NotPlaced, Originated, Outcome, Rejected, Unknown
 from callq.exotel.params import build_connect_params
-from callq.exotel.parties import request_parties
+from callq.exotel.parties import callee, request_parties
 from callq.ids import campaign_of
 from callq.metrics import (
     CALLS,
@@ -38,7 +38,7 @@ from callq.metrics import (
 from callq.settings import Settings
 from callq.store.callbacks import CallbackStore
 from callq.store.controls_cache import ControlsCache
-from callq.store.ledger import Claim, Finish, Ledger, ReleaseAction
+from callq.store.ledger import Claim, Finish, Ledger, NumberCheck, ReleaseAction
 from callq.store.records import CallRecord, SendMark, State
 from callq.store.slots import LiveSlots, claim_for
 
@@ -195,12 +195,15 @@ class Dialer:
         slot: Slot | None = None,
     ) -> tuple[Step, Outcome | None]:
         """Claim, permit, sent mark, POST, record. The outcome is None when nothing was sent."""
+        check = self._number_check(request_id, ctl) if gate.kind == "go" else None
+        number = "" if check is None else check.number
         claimed = self.ledger.claim(
             request_id,
             lease_seconds=self.claim_lease,
             early_tolerance=1.0,
             worker=self.worker,
             gate=_gate_arg(gate),
+            number=check,
         )
         if not claimed.claimed:
             log.info("%s: %s (%s) %s", request_id, claimed.code, claimed.state, gate.why)
@@ -222,14 +225,14 @@ class Dialer:
         except Stopping:
             # Warm shutdown: nothing was sent. Give the call back, uncounted, for another
             # worker; the in-flight requests of this worker finish and are recorded.
-            self._release(request_id, claim, acct=acct)
+            self._release(request_id, claim, acct=acct, number=number)
             log.info("%s released: worker stopping, nothing was sent", request_id)
             return Step("released", retry_in=0.0), None
         except LimiterUnavailable as exc:
             # Nothing was sent: give the attempt back. If Redis is down this fails too, and
             # the sweeper requeues the call when the lease runs out.
             log.warning("no permit for %s: %s", request_id, exc)
-            self._release(request_id, claim, acct=acct)
+            self._release(request_id, claim, acct=acct, number=number)
             return Step("no_permit", retry_in=1.0), None
         if isinstance(got, NoSlot):
             # The account is at its cap on live calls: park the call, attempt uncounted, no
@@ -237,22 +240,24 @@ class Dialer:
             # which a freed slot wakes; a priority campaign's is looked at again after a tick
             # (or when the earliest slot lapses, if sooner).
             wake = min(got.wait, self.settings.sweep_interval_seconds) if priority else 0.0
-            self._release(request_id, claim, action="park", wake_in=wake, acct=acct)
+            self._release(request_id, claim, action="park", wake_in=wake, acct=acct, number=number)
             return Step("parked", "live_calls"), None
         if not isinstance(got, Permit):
             if priority:
-                self._release(request_id, claim, acct=acct)
+                self._release(request_id, claim, acct=acct, number=number)
                 return Step("no_permit", retry_in=1.0), None
             # No slot within the horizon: park the call (no thread waits, no ETA task); the
             # feed hands it a permit of its own when its turn comes.
-            self._release(request_id, claim, action="park", wake_in=got, acct=acct)
+            self._release(request_id, claim, action="park", wake_in=got, acct=acct, number=number)
             return Step("parked", "rate"), None
         permit = got
         late_gate = ctl.gate(self.clock())
         if late_gate.kind != "go":
             # The window closed (or end_at passed) while this call waited for its slot.
             action: ReleaseAction = "expired" if late_gate.kind == "expire" else "park"
-            self._release(request_id, claim, action=action, wake_in=late_gate.wait, acct=acct)
+            self._release(
+                request_id, claim, action=action, wake_in=late_gate.wait, acct=acct, number=number
+            )
             return Step(action, late_gate.why), None
         marked = self.ledger.mark_sent(
             request_id,
@@ -276,6 +281,7 @@ class Dialer:
                     claim,
                     republish_after=s.retry_overdue_seconds,
                     unsent=True,
+                    number=number,
                     log={
                         "attempt": attempt,
                         "outcome": "unsent",
@@ -291,7 +297,13 @@ class Dialer:
                 return Step("lease_lost"), None
             # Paused or cancelled since the claim: stopped at its sent mark, nothing sent.
             paused = marked is SendMark.PAUSED
-            self._release(request_id, claim, action="park" if paused else "cancelled", acct=acct)
+            self._release(
+                request_id,
+                claim,
+                action="park" if paused else "cancelled",
+                acct=acct,
+                number=number,
+            )
             log.info("%s not sent: campaign %s", request_id, marked)
             return Step(marked, "stopped"), None
         if not acct.limiter.on_time(permit):
@@ -300,7 +312,11 @@ class Dialer:
             # (two requests N slots apart are then more than a period apart). This one is
             # late (a stall, a slow Redis): hold it back, unsent, and requeue it.
             if self.ledger.release(
-                request_id, claim, republish_after=s.retry_overdue_seconds, unsent=True
+                request_id,
+                claim,
+                republish_after=s.retry_overdue_seconds,
+                unsent=True,
+                number=number,
             ):
                 self._free_slots(request_id, acct)
             log.warning("%s held back: %.3f s late for its permit; requeued", request_id, late)
@@ -312,6 +328,21 @@ class Dialer:
         EXOTEL_LATENCY.observe(elapsed)
         step = self._record(request_id, claim, attempt, outcome, elapsed, waited, acct, record)
         return step, outcome
+
+    def _number_check(self, request_id: str, ctl: Controls) -> NumberCheck | None:
+        """The per-number cap this call's claim must pass: the campaign's own
+        (``--number-cap``), else NUMBER_DAILY_CAP over 24 h; None without one. Its callee is
+        read from the record (one round trip, only under a cap)."""
+        cap = ctl.number_cap
+        if cap is None and self.settings.number_daily_cap is not None:
+            cap = NumberCap(self.settings.number_daily_cap, 86400)
+        if cap is None:
+            return None
+        frm, to, url = self.ledger.redis.hmget(
+            self.ledger.keys.call(request_id), "from", "to", "url"
+        )
+        number = callee(frm, to, url)
+        return NumberCheck(number, cap, ctl.end_at) if number else None
 
     def _permit(
         self,
@@ -355,6 +386,7 @@ class Dialer:
         action: ReleaseAction = "",
         wake_in: float | None = None,
         acct: Account | None = None,
+        number: str = "",
     ) -> None:
         try:
             released = self.ledger.release(
@@ -363,6 +395,7 @@ class Dialer:
                 republish_after=self.settings.retry_overdue_seconds,
                 action=action,
                 wake_in=wake_in,
+                number=number,
             )
         except redis.RedisError:
             log.warning("could not release %s; the sweeper will requeue it", request_id)

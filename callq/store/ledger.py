@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -18,7 +19,7 @@ from typing import Any, Literal, cast
 
 import redis
 
-from callq.campaign.controls import Held
+from callq.campaign.controls import NUMBER_CAP_MAX_SECONDS, Held, NumberCap
 from callq.ids import campaign_of
 from callq.store.events import EventFlags
 from callq.store.keys import Keys
@@ -40,6 +41,16 @@ ReleaseAction = Literal["", "park", "cancelled", "expired"]
 
 
 @dataclass(frozen=True)
+class NumberCheck:
+    """A claim's per-number cap: ``number`` (the callee, E.164) may have at most ``cap``
+    placed calls in any ``cap.seconds``; ``end_at`` (epoch seconds) is the campaign's."""
+
+    number: str
+    cap: NumberCap
+    end_at: float | None = None
+
+
+@dataclass(frozen=True)
 class Claim:
     """What :meth:`Ledger.claim` did. ``record`` and ``claim`` are set only when claimed."""
 
@@ -51,6 +62,7 @@ class Claim:
     now_us: int = 0  # the server's clock when the claim ran (a fed call's slot is on it)
     sent: float = 0.0  # time.monotonic() before the round trip
     received: float = 0.0  # and after it
+    held_until_ms: int = 0  # HELD: when the number may be called again (Redis clock)
 
     @property
     def claimed(self) -> bool:
@@ -208,13 +220,27 @@ class Ledger:
         early_tolerance: float,
         worker: str,
         gate: str | float = "",
+        number: NumberCheck | None = None,
     ) -> Claim:
-        """Claim a waiting call. ``gate``: '' to dial, 'expire', or seconds to wait (parked)."""
+        """Claim a waiting call. ``gate``: '' to dial, 'expire', or seconds to wait (parked).
+        ``number``: the per-number cap, checked and taken in the same step (``HELD`` or
+        ``SKIPPED`` at the cap)."""
         campaign = campaign_of(request_id)
         claim = uuid.uuid4().hex
         sent = time.monotonic()
+        capped: list[str | int] = []
+        keys = [*self._waiting_keys(request_id, campaign), *self._event_keys(campaign)]
+        if number is not None:
+            keys.append(self.keys.number_calls(number.number))
+            capped = [
+                number.cap.calls,
+                number.cap.seconds * 1000,
+                NUMBER_CAP_MAX_SECONDS * 1000,
+                "" if number.end_at is None else math.floor(number.end_at * 1000),
+                str(number.cap),
+            ]
         raw = self.scripts.claim(
-            keys=[*self._waiting_keys(request_id, campaign), *self._event_keys(campaign)],
+            keys=keys,
             args=[
                 request_id,
                 _ms(lease_seconds),
@@ -224,11 +250,13 @@ class Ledger:
                 gate if isinstance(gate, str) else _ms(gate),
                 campaign,
                 self.events.arg(),
+                *capped,
             ],
         )
         received = time.monotonic()
         code, attempts, state, now_us, *rest = raw
         claimed = ClaimCode(code) is ClaimCode.CLAIMED
+        held = int(rest[0]) if ClaimCode(code) is ClaimCode.HELD and rest else 0
         return Claim(
             code=ClaimCode(code),
             attempts=int(attempts),
@@ -240,6 +268,7 @@ class Ledger:
             now_us=int(now_us),
             sent=sent,
             received=received,
+            held_until_ms=held,
         )
 
     def _waiting_keys(self, request_id: str, campaign: str) -> list[str]:
@@ -311,10 +340,12 @@ class Ledger:
         action: ReleaseAction = "",
         wake_in: float | None = None,
         log: Mapping[str, Any] | None = None,
+        number: str = "",
     ) -> bool:
         """Give back an attempt that sent nothing; it does not count. ``action``: '' back to
         the queue (the caller republishes), 'park' (the sweeper drains it after ``wake_in``),
-        or a final 'cancelled' / 'expired'. ``log``: a line for the attempts log (why)."""
+        or a final 'cancelled' / 'expired'. ``log``: a line for the attempts log (why).
+        ``number``: the callee whose per-number count the claim took: given back too."""
         campaign = campaign_of(request_id)
         return bool(
             self.scripts.release(
@@ -323,6 +354,7 @@ class Ledger:
                     self.keys.unresolved(),
                     *self._event_keys(campaign),
                     self.keys.attempts(request_id),
+                    *([self.keys.number_calls(number)] if number else []),
                 ],
                 args=[
                     request_id,
