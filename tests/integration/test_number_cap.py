@@ -4,15 +4,18 @@ pass it; a call over it is held (no attempt, no permit) or, past end_at, ends sk
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from typing import Any
 
 import pytest
+import redis
 
 from callq.campaign.controls import CampaignOptions, NumberCap
 from callq.intake.report import report_rows
 from callq.settings import Settings
+from callq.store.events import EventFlags
 from callq.store.keys import Keys
 from callq.store.ledger import Claim, Ledger, NumberCheck
 from callq.store.records import ClaimCode, State
@@ -183,8 +186,24 @@ def test_given_a_cap_when_the_dialer_places_calls_of_two_campaigns_then_exotel_s
 
 def test_given_bad_number_caps_then_the_error_names_the_field() -> None:
     for bad in ("2", "0/1d", "2/0h", "2/8d", "x/1d", "2/1w"):
-        with pytest.raises(ValueError, match="^number_cap: "):
+        with pytest.raises(ValueError, match=r"^number_cap: "):
             CampaignOptions(number_cap=bad).to_meta()
     assert CampaignOptions(number_cap="1/6h").to_meta() == {"number_cap": "1/6h"}
     assert CampaignOptions(number_cap="3/90m").to_meta() == {"number_cap": "3/90m"}
     assert CampaignOptions(number_cap="none").to_meta() == {"number_cap": ""}
+
+
+def test_given_events_on_when_a_call_ends_skipped_then_its_final_event_says_skipped_and_why(
+    rclient: redis.Redis,  # type: ignore[type-arg]
+    keys: Keys,
+) -> None:
+    evledger = Ledger(rclient, keys, EventFlags(on=True))
+    a, b = enqueue(evledger, "ev", 2)
+    cap = NumberCap(1, 86400)
+    assert claim(evledger, a, cap).claimed
+    assert claim(evledger, b, cap, end_at=time.time() + 60).code is ClaimCode.SKIPPED
+    finals = [
+        json.loads(f["data"]) for _, f in rclient.xrange(keys.events()) if f["type"] == "call.final"
+    ]
+    assert [(e["request_id"], e["state"]) for e in finals] == [(b, "skipped")]
+    assert "number cap 1/1d" in finals[0]["last_error"]
