@@ -267,6 +267,7 @@ class Dialer:
             parties=request_parties(params),
             replicas=self._wait_replicas(),
             replica_timeout_ms=self.settings.redis_wait_timeout_ms,
+            number=number,
         )
         if not marked:
             if marked is SendMark.UNREPLICATED:

@@ -294,6 +294,7 @@ class Ledger:
         parties: str = "",
         replicas: int = 0,
         replica_timeout_ms: int = 100,
+        number: str = "",
     ) -> SendMark:
         """The sent mark, right before the POST: ``SENT`` (go; the only true answer), or
         ``LOST`` (the attempt is no longer ours), ``PAUSED`` or ``CANCELLED`` (the campaign
@@ -303,13 +304,15 @@ class Ledger:
 
         ``replicas`` > 0: ``WAIT replicas replica_timeout_ms`` on the same connection right
         after the mark (WAIT counts the writes of its own connection), so the mark survives a
-        failover; fewer acknowledgements in time give ``UNREPLICATED``: do not send."""
+        failover; fewer acknowledgements in time give ``UNREPLICATED``: do not send.
+        ``number``: the callee whose per-number count the claim took: stamped now."""
         k = self.keys
         keys = [
             k.call(request_id),
             k.deadlines(),
             k.campaign_meta(campaign_of(request_id)),
             k.unresolved(),
+            *([k.number_calls(number)] if number else []),
         ]
         args: list[str | int] = [request_id, claim, _ms(lease_seconds), account, parties]
         if replicas <= 0:

@@ -207,3 +207,16 @@ def test_given_events_on_when_a_call_ends_skipped_then_its_final_event_says_skip
     ]
     assert [(e["request_id"], e["state"]) for e in finals] == [(b, "skipped")]
     assert "number cap 1/1d" in finals[0]["last_error"]
+
+
+def test_given_a_claimed_call_when_marked_sent_then_its_count_runs_from_the_sent_time(
+    ledger: Ledger, keys: Keys
+) -> None:
+    (a,) = enqueue(ledger, "m", 1)
+    got = claim(ledger, a, NumberCap(1, 86400))
+    claimed_at = ledger.redis.zscore(keys.number_calls(SHARED), f"{a}#0")
+    time.sleep(0.02)  # the sent mark comes after the claim, as after a permit's wait
+    assert ledger.mark_sent(a, got.claim, lease_seconds=30, number=SHARED)
+    ((member, score),) = ledger.redis.zrange(keys.number_calls(SHARED), 0, -1, withscores=True)
+    assert member == f"{a}#0"
+    assert int(score) == int(ledger.get(a)["sent_at"]) > int(claimed_at or 0)
