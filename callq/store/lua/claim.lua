@@ -94,7 +94,8 @@ if KEYS[9] and ARGV[9] and ARGV[9] ~= '' then
   end
   redis.call('ZADD', KEYS[9], now, member)
   redis.call('PEXPIRE', KEYS[9], tonumber(ARGV[11]))
-  redis.call('HDEL', KEYS[1], 'held_until')
+  -- Held before: its reason is no longer true.
+  if redis.call('HDEL', KEYS[1], 'held_until') == 1 then redis.call('HDEL', KEYS[1], 'last_error') end
 end
 attempts = attempts + 1
 local lease = now + tonumber(ARGV[2])
