@@ -330,13 +330,20 @@ class Dialer:
         step = self._record(request_id, claim, attempt, outcome, elapsed, waited, acct, record)
         return step, outcome
 
+    def number_cap(self, ctl: Controls) -> NumberCap | None:
+        """The campaign's per-number cap: its own (``--number-cap``), else NUMBER_DAILY_CAP
+        over a rolling 24 h; None for none."""
+        if ctl.number_cap is not None:
+            return ctl.number_cap
+        if self.settings.number_daily_cap is not None:
+            return NumberCap(self.settings.number_daily_cap, 86400)
+        return None
+
     def _number_check(self, request_id: str, ctl: Controls) -> NumberCheck | None:
         """The per-number cap this call's claim must pass: the campaign's own
         (``--number-cap``), else NUMBER_DAILY_CAP over 24 h; None without one. Its callee is
         read from the record (one round trip, only under a cap)."""
-        cap = ctl.number_cap
-        if cap is None and self.settings.number_daily_cap is not None:
-            cap = NumberCap(self.settings.number_daily_cap, 86400)
+        cap = self.number_cap(ctl)
         if cap is None:
             return None
         frm, to, url = self.ledger.redis.hmget(

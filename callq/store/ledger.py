@@ -20,6 +20,7 @@ from typing import Any, Literal, cast
 import redis
 
 from callq.campaign.controls import NUMBER_CAP_MAX_SECONDS, Held, NumberCap
+from callq.exotel.parties import callee
 from callq.ids import campaign_of
 from callq.store.events import EventFlags
 from callq.store.keys import Keys
@@ -48,6 +49,30 @@ class NumberCheck:
     number: str
     cap: NumberCap
     end_at: float | None = None
+
+    def args(self) -> list[str | int]:
+        """ARGV of the cap in claim.lua and number_take.lua: cap, period, keep, end_at, label."""
+        return [
+            self.cap.calls,
+            self.cap.seconds * 1000,
+            NUMBER_CAP_MAX_SECONDS * 1000,
+            "" if self.end_at is None else math.floor(self.end_at * 1000),
+            str(self.cap),
+        ]
+
+
+@dataclass(frozen=True)
+class NumberTake:
+    """:meth:`Ledger.number_take_many` for one call: ``verdict`` 'taken' (``member`` holds
+    its count in ``number``'s set), 'held', 'skipped' or 'gone'."""
+
+    verdict: str
+    number: str
+    member: str = ""
+
+    @property
+    def taken(self) -> bool:
+        return self.verdict == "taken"
 
 
 @dataclass(frozen=True)
@@ -232,13 +257,7 @@ class Ledger:
         keys = [*self._waiting_keys(request_id, campaign), *self._event_keys(campaign)]
         if number is not None:
             keys.append(self.keys.number_calls(number.number))
-            capped = [
-                number.cap.calls,
-                number.cap.seconds * 1000,
-                NUMBER_CAP_MAX_SECONDS * 1000,
-                "" if number.end_at is None else math.floor(number.end_at * 1000),
-                str(number.cap),
-            ]
+            capped = number.args()
         raw = self.scripts.claim(
             keys=keys,
             args=[
@@ -654,6 +673,58 @@ class Ledger:
         for campaign in campaigns:
             pipe.zrange(self.keys.campaign_parked(campaign), 0, count - 1)
         return {c: cast(list[str], ids) for c, ids in zip(campaigns, pipe.execute(), strict=True)}
+
+    def callees(self, request_ids: Sequence[str]) -> list[str]:
+        """Each call's callee (callq.exotel.parties.callee: To, or From for a flow call), ''
+        for none (one round trip)."""
+        pipe = self.redis.pipeline(transaction=False)
+        for rid in request_ids:
+            pipe.hmget(self.keys.call(rid), "from", "to", "url")
+        return [callee(*fields) for fields in pipe.execute()]
+
+    def number_take_many(self, calls: Sequence[tuple[str, NumberCheck]]) -> list[NumberTake]:
+        """The feed's per-number take for parked calls, before it reserves their permits
+        (number_take.lua; one round trip): per call, its count taken, or the call held or
+        skipped at the cap, or gone (no longer parked)."""
+        pipe = self.redis.pipeline(transaction=False)
+        k = self.keys
+        for rid, check in calls:
+            campaign = campaign_of(rid)
+            self.scripts.number_take(
+                keys=[
+                    k.call(rid),
+                    k.campaign_counts(campaign),
+                    k.deadlines(),
+                    k.campaign_parked(campaign),
+                    *self._event_keys(campaign),
+                    k.number_calls(check.number),
+                ],
+                args=[rid, *check.args(), self.events.arg()],
+                client=pipe,
+            )
+        return [
+            NumberTake(str(raw[0]), check.number, str(raw[1]) if raw[0] == "taken" else "")
+            for (_, check), raw in zip(calls, pipe.execute(), strict=True)
+        ]
+
+    def still_parked(self, calls: Mapping[str, Sequence[str]]) -> list[str]:
+        """Of ``calls`` (campaign -> request ids), those still in their campaign's parked set
+        (one round trip)."""
+        pairs = [(c, rid) for c, ids in calls.items() for rid in ids]
+        pipe = self.redis.pipeline(transaction=False)
+        for c, rid in pairs:
+            pipe.zscore(self.keys.campaign_parked(c), rid)
+        return [rid for (_, rid), s in zip(pairs, pipe.execute(), strict=True) if s is not None]
+
+    def number_give_back(self, taken: Iterable[NumberTake]) -> None:
+        """Give back counts the feed took for calls it did not hand out (one round trip)."""
+        members = [t for t in taken if t.member]
+        if not members:
+            return
+        pipe = self.redis.pipeline(transaction=False)
+        for t in members:
+            pipe.zrem(self.keys.number_calls(t.number), t.member)
+        pipe.execute()
 
     def parked_counts(self, campaigns: Sequence[str]) -> list[int]:
         """How many calls each campaign has parked (one round trip)."""

@@ -4,6 +4,7 @@ pass it; a call over it is held (no attempt, no permit) or, past end_at, ends sk
 
 from __future__ import annotations
 
+import itertools
 import json
 import threading
 import time
@@ -13,14 +14,16 @@ import pytest
 import redis
 
 from callq.campaign.controls import CampaignOptions, NumberCap
+from callq.intake.enqueue import Enqueuer
 from callq.intake.report import report_rows
 from callq.settings import Settings
 from callq.store.events import EventFlags
 from callq.store.keys import Keys
 from callq.store.ledger import Claim, Ledger, NumberCheck
 from callq.store.records import ClaimCode, State
-from tests.campaigns import mobile
+from tests.campaigns import as_stream, mobile
 from tests.conftest import make_dialer
+from tests.integration.test_feed import feeder_for, queued
 
 SHARED = mobile("97", 4242)
 
@@ -220,3 +223,44 @@ def test_given_a_claimed_call_when_marked_sent_then_its_count_runs_from_the_sent
     ((member, score),) = ledger.redis.zrange(keys.number_calls(SHARED), 0, -1, withscores=True)
     assert member == f"{a}#0"
     assert int(score) == int(ledger.get(a)["sent_at"]) > int(claimed_at or 0)
+
+
+def test_given_parked_calls_to_numbers_at_the_cap_when_fed_then_they_are_held_and_spend_no_permit(
+    settings: Settings, ledger: Ledger, keys: Keys
+) -> None:
+    capped = settings.model_copy(update={"number_daily_cap": 1})
+    # Other campaigns took numbers 0-4.
+    for i in range(5):
+        (rid,) = enqueue(ledger, f"o{i}", 1, to=mobile("97", i))
+        got = ledger.claim(
+            rid,
+            lease_seconds=30,
+            early_tolerance=1.0,
+            worker="t",
+            number=NumberCheck(mobile("97", i), NumberCap(1, 86400)),
+        )
+        assert got.claimed
+    # This campaign calls numbers 0-9: the feed takes their counts before their permits.
+    lines = ["From,To,CallerId"] + [
+        f"{mobile('98', i)},{mobile('97', i)},08030752400" for i in range(10)
+    ]
+    Enqueuer(capped).enqueue_file(as_stream(("\n".join(lines) + "\n").encode()), "fed")
+    feeder = feeder_for(capped, ledger)
+    assert feeder.drain_once()["fed"] == 5
+    msgs = queued(ledger, capped)
+    fed = {ledger.get(rid)["to"] for rid, _ in msgs}
+    assert fed == {mobile("97", i) for i in range(5, 10)}
+    # Five permits, back to back: none was reserved for a held call.
+    interval = feeder.dialer.limiter.interval_us
+    slots = sorted(kw["slot"] for _, kw in msgs)
+    assert [b - a for a, b in itertools.pairwise(slots)] == [interval] * 4
+    held = [r for r in ledger.iter_records("fed") if r.get("held_until")]
+    assert sorted(r["to"] for r in held) == [mobile("97", i) for i in range(5)]
+    assert all(r["attempts"] == "0" and "number cap 1/1d" in r["last_error"] for r in held)
+    assert ledger.status("fed").parked == 0  # held on their deadlines, not parked
+    # The fed calls' claims keep the counts the feed took: they are dialled.
+    for rid, _ in msgs:
+        check = NumberCheck(ledger.get(rid)["to"], NumberCap(1, 86400))
+        got = ledger.claim(rid, lease_seconds=30, early_tolerance=1.0, worker="t", number=check)
+        assert got.claimed
+        assert ledger.redis.zcard(keys.number_calls(check.number)) == 1

@@ -65,37 +65,11 @@ if state == 'retrying' and rec[3] and (tonumber(rec[3]) or 0) - tonumber(ARGV[3]
   return {'early', attempts, state, now_us}
 end
 if KEYS[9] and ARGV[9] and ARGV[9] ~= '' then
-  local cap, period = tonumber(ARGV[9]), tonumber(ARGV[10])
-  local member = ARGV[1] .. '#' .. (rec[5] or '0')
-  redis.call('ZREMRANGEBYSCORE', KEYS[9], '-inf', now - tonumber(ARGV[11]))
-  if not redis.call('ZSCORE', KEYS[9], member) then
-    local n = redis.call('ZCOUNT', KEYS[9], '(' .. (now - period), '+inf')
-    if n >= cap then
-      -- The count falls below the cap when its (n - cap + 1)-th oldest lapses.
-      local head = redis.call('ZRANGEBYSCORE', KEYS[9], '(' .. (now - period), '+inf',
-        'WITHSCORES', 'LIMIT', n - cap, 1)
-      local at = tonumber(head[2]) + period
-      local why = 'number cap ' .. ARGV[13] .. ': the number was called ' .. n ..
-        ' times in the period'
-      local end_at = tonumber(ARGV[12] or '')
-      if end_at and at >= end_at then
-        redis.call('HSET', KEYS[1], 'last_error', why .. '; it may not be called again ' ..
-          'before the campaign\'s end_at')
-        return settle('skipped')
-      end
-      redis.call('HSET', KEYS[1], 'last_error', why .. '; held until it may be called again',
-        'held_until', at)
-      if state == 'retrying' then redis.call('HSET', KEYS[1], 'next_at', at) end
-      redis.call('HDEL', KEYS[1], 'parked')
-      redis.call('ZREM', KEYS[5], ARGV[1])
-      redis.call('ZADD', KEYS[3], at, ARGV[1])
-      return {'held', attempts, state, now_us, at}
-    end
-  end
-  redis.call('ZADD', KEYS[9], now, member)
-  redis.call('PEXPIRE', KEYS[9], tonumber(ARGV[11]))
-  -- Held before: its reason is no longer true.
-  if redis.call('HDEL', KEYS[1], 'held_until') == 1 then redis.call('HDEL', KEYS[1], 'last_error') end
+  local verdict, at = number_take(KEYS[1], KEYS[2], KEYS[3], KEYS[5], KEYS[7], KEYS[8],
+    KEYS[9], ARGV[1], state, rec[5], ARGV[9], ARGV[10], ARGV[11], ARGV[12], ARGV[13], ARGV[8],
+    now)
+  if verdict == 'skipped' then return {'skipped', attempts, 'skipped', now_us} end
+  if verdict == 'held' then return {'held', attempts, state, now_us, at} end
 end
 attempts = attempts + 1
 local lease = now + tonumber(ARGV[2])
