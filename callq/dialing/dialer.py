@@ -32,6 +32,7 @@ from callq.metrics import (
     FED_LATE,
     LIMITER_WAIT,
     LIVE_CALLS_REFUSED,
+    NUMBER_CAPPED,
     RATE_LIMITED,
     UNREPLICATED,
 )
@@ -39,7 +40,7 @@ from callq.settings import Settings
 from callq.store.callbacks import CallbackStore
 from callq.store.controls_cache import ControlsCache
 from callq.store.ledger import Claim, Finish, Ledger, NumberCheck, ReleaseAction
-from callq.store.records import CallRecord, SendMark, State
+from callq.store.records import CallRecord, ClaimCode, SendMark, State
 from callq.store.slots import LiveSlots, claim_for
 
 log = logging.getLogger("callq.dialer")
@@ -205,6 +206,8 @@ class Dialer:
             gate=_gate_arg(gate),
             number=check,
         )
+        if claimed.code in (ClaimCode.HELD, ClaimCode.SKIPPED):
+            NUMBER_CAPPED.labels(str(claimed.code)).inc()
         if not claimed.claimed:
             log.info("%s: %s (%s) %s", request_id, claimed.code, claimed.state, gate.why)
             return Step(claimed.code, claimed.state), None

@@ -37,7 +37,7 @@ from callq.campaign.controls import Controls
 from callq.campaign.share import Member, advances, allocate
 from callq.dialing.dialer import Account, Dialer
 from callq.dialing.limiter import Grant, Slot
-from callq.metrics import FED
+from callq.metrics import FED, NUMBER_CAPPED
 from callq.settings import Settings
 from callq.store.ledger import Ledger, NumberCheck, NumberTake, Unpark
 from callq.store.slots import SlotClaim
@@ -326,9 +326,9 @@ class Feeder:
         verdicts = dict(zip(checks, takes, strict=True))
         counted = {rid: t for rid, t in verdicts.items() if t.taken}
         kept = [(c, rid) for c, rid in named if rid not in verdicts or verdicts[rid].taken]
-        held = len(named) - len(kept)
-        if held:
-            log.info("%d calls held back at their number's cap (no permit spent)", held)
+        for t in takes:
+            if t.verdict in ("held", "skipped"):
+                NUMBER_CAPPED.labels(t.verdict).inc()
         return kept, counted
 
     def _shares(

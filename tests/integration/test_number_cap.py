@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 import redis
+from prometheus_client import REGISTRY
 
 from callq.campaign.controls import CampaignOptions, NumberCap
 from callq.intake.enqueue import Enqueuer
@@ -181,8 +182,11 @@ def test_given_a_cap_when_the_dialer_places_calls_of_two_campaigns_then_exotel_s
             meta = CampaignOptions(number_cap="1/1d").to_meta()
             ledger.redis.hset(ledger.keys.campaign_meta(c), mapping=meta)
     dialer = make_dialer(settings, ledger)
+    held_before = REGISTRY.get_sample_value("callq_number_capped_total", {"verdict": "held"}) or 0
     assert dialer.place(a).result == "originated"
     assert dialer.place(b).result == "held:queued"
+    held = REGISTRY.get_sample_value("callq_number_capped_total", {"verdict": "held"})
+    assert held == held_before + 1
     assert sim.truth()["by_custom_field"] == {a: 1}
     assert sim.truth()["requests"] == 1  # no request, so no permit, for the held call
 
