@@ -707,23 +707,25 @@ class Ledger:
             for (_, check), raw in zip(calls, pipe.execute(), strict=True)
         ]
 
-    def still_parked(self, calls: Mapping[str, Sequence[str]]) -> list[str]:
-        """Of ``calls`` (campaign -> request ids), those still in their campaign's parked set
-        (one round trip)."""
-        pairs = [(c, rid) for c, ids in calls.items() for rid in ids]
-        pipe = self.redis.pipeline(transaction=False)
-        for c, rid in pairs:
-            pipe.zscore(self.keys.campaign_parked(c), rid)
-        return [rid for (_, rid), s in zip(pairs, pipe.execute(), strict=True) if s is not None]
-
     def number_give_back(self, taken: Iterable[NumberTake]) -> None:
-        """Give back counts the feed took for calls it did not hand out (one round trip)."""
+        """Give back counts the feed took for calls it did not hand out (number_give.lua; one
+        round trip): only of calls still parked and waiting. One claimed since (a stray copy
+        of its message) keeps the count the feed took, and may have sent on it."""
         members = [t for t in taken if t.member]
         if not members:
             return
         pipe = self.redis.pipeline(transaction=False)
         for t in members:
-            pipe.zrem(self.keys.number_calls(t.number), t.member)
+            rid = t.member.rpartition("#")[0]
+            self.scripts.number_give(
+                keys=[
+                    self.keys.call(rid),
+                    self.keys.campaign_parked(campaign_of(rid)),
+                    self.keys.number_calls(t.number),
+                ],
+                args=[rid, t.member],
+                client=pipe,
+            )
         pipe.execute()
 
     def parked_counts(self, campaigns: Sequence[str]) -> list[int]:

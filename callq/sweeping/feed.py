@@ -290,9 +290,10 @@ class Feeder:
             return
         if slots:
             self.dialer.slots.free_unless_moved(account, stopped)
-        if counted:
-            still = self.ledger.still_parked(stopped)
-            self.ledger.number_give_back(counted[rid] for rid in still if rid in counted)
+        if counted:  # only of calls still parked: number_give.lua checks, in its own step
+            self.ledger.number_give_back(
+                counted[rid] for rids in stopped.values() for rid in rids if rid in counted
+            )
 
     def _claims(self, acct: Account, named: list[str]) -> list[SlotClaim]:
         """Under a cap on live calls each permit goes with its call's slots, in the same step:

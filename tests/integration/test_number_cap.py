@@ -268,3 +268,41 @@ def test_given_parked_calls_to_numbers_at_the_cap_when_fed_then_they_are_held_an
         got = ledger.claim(rid, lease_seconds=30, early_tolerance=1.0, worker="t", number=check)
         assert got.claimed
         assert ledger.redis.zcard(keys.number_calls(check.number)) == 1
+
+
+def test_given_a_feed_take_when_a_stray_copy_claims_and_sends_the_call_then_the_give_back_keeps_its_count(
+    ledger: Ledger, keys: Keys
+) -> None:
+    # a is parked; the feed takes its count, then its permit falls short of a (or the pass is
+    # stopped) and it gives the count back. Meanwhile a stray copy of a's message (redelivered
+    # after a worker died before its ack) claims a, keeping that count, and sends it.
+    (a,) = enqueue(ledger, "p", 1)
+    (b,) = enqueue(ledger, "q", 1)
+    cap = NumberCap(1, 86400)
+    parked = ledger.claim(a, lease_seconds=30, early_tolerance=1.0, worker="t", gate=5.0)
+    assert parked.code is ClaimCode.PARKED
+    (took,) = ledger.number_take_many([(a, NumberCheck(SHARED, cap))])
+    assert took.taken
+    got = claim(ledger, a, cap)
+    assert got.claimed
+    assert ledger.mark_sent(a, got.claim, lease_seconds=30, number=SHARED)
+    ledger.number_give_back([took])
+    # a was sent: its count stays, and the number is at its cap for b.
+    assert ledger.redis.zscore(keys.number_calls(SHARED), f"{a}#0") is not None
+    assert claim(ledger, b, cap).code is ClaimCode.HELD
+
+
+def test_given_a_feed_take_when_the_call_is_still_parked_then_the_give_back_frees_its_count(
+    ledger: Ledger, keys: Keys
+) -> None:
+    (a,) = enqueue(ledger, "p", 1)
+    (b,) = enqueue(ledger, "q", 1)
+    cap = NumberCap(1, 86400)
+    assert ledger.claim(a, lease_seconds=30, early_tolerance=1.0, worker="t", gate=5.0).code is (
+        ClaimCode.PARKED
+    )
+    (took,) = ledger.number_take_many([(a, NumberCheck(SHARED, cap))])
+    assert took.taken
+    ledger.number_give_back([took])
+    assert ledger.redis.zcard(keys.number_calls(SHARED)) == 0
+    assert claim(ledger, b, cap).claimed
