@@ -208,6 +208,10 @@ class Dialer:
         )
         if claimed.code in (ClaimCode.HELD, ClaimCode.SKIPPED):
             NUMBER_CAPPED.labels(str(claimed.code)).inc()
+            # A fed call took its live slots with its permit (its cap set since the feed's
+            # pass took no count); held or skipped here, unsent: they go back now, not at
+            # their lease.
+            self._free_slots(request_id, acct)
         if not claimed.claimed:
             log.info("%s: %s (%s) %s", request_id, claimed.code, claimed.state, gate.why)
             return Step(claimed.code, claimed.state), None

@@ -15,6 +15,7 @@ import redis
 from prometheus_client import REGISTRY
 
 from callq.campaign.controls import CampaignOptions, NumberCap
+from callq.dialing.limiter import Slot
 from callq.intake.enqueue import Enqueuer
 from callq.intake.report import report_rows
 from callq.settings import Settings
@@ -22,7 +23,8 @@ from callq.store.events import EventFlags
 from callq.store.keys import Keys
 from callq.store.ledger import Claim, Ledger, NumberCheck
 from callq.store.records import ClaimCode, State
-from tests.campaigns import as_stream, mobile
+from callq.store.slots import LiveSlots
+from tests.campaigns import agent_csv, as_stream, mobile
 from tests.conftest import make_dialer
 from tests.integration.test_feed import feeder_for, queued
 
@@ -306,3 +308,29 @@ def test_given_a_feed_take_when_the_call_is_still_parked_then_the_give_back_free
     ledger.number_give_back([took])
     assert ledger.redis.zcard(keys.number_calls(SHARED)) == 0
     assert claim(ledger, b, cap).claimed
+
+
+def test_given_fed_calls_holding_slots_when_held_at_the_number_cap_at_their_claim_then_the_slots_go_back(
+    settings: Settings, ledger: Ledger, keys: Keys
+) -> None:
+    # The feed took each call's live slots with its permit, with no cap on the campaign then.
+    # A cap set since (set ID --number-cap), its numbers called meanwhile by another campaign:
+    # the claim holds the calls, unsent; their slots must go back now, not after their lease.
+    live = settings.model_copy(update={"exotel_max_live_calls": 4})
+    Enqueuer(live).enqueue_file(as_stream(agent_csv(5)), "feed")
+    feeder = feeder_for(live, ledger)
+    assert feeder.drain_once() == {"open": 1, "fed": 2}
+    slots = LiveSlots(ledger.redis, keys)
+    assert slots.used("default") == 4
+    msgs = queued(ledger, live)
+    ledger.redis.hset(keys.campaign_meta("feed"), "number_cap", "1/1d")
+    for i, (rid, _) in enumerate(msgs):
+        to = ledger.get(rid)["to"]
+        (other,) = enqueue(ledger, f"o{i}", 1, to=to)
+        check = NumberCheck(to, NumberCap(1, 86400))
+        assert ledger.claim(other, lease_seconds=30, early_tolerance=1.0, worker="t", number=check)
+    dialer = make_dialer(live, ledger)
+    for rid, kw in msgs:
+        step = dialer.place(rid, slot=Slot(kw["slot"], kw["account"]))
+        assert step.result == "held:queued"
+    assert slots.used("default") == 0
