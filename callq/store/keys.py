@@ -134,10 +134,13 @@ class Keys:
 
     def number_calls(self, number: str) -> str:
         """Sorted set: ``{request id}#{redial base}`` -> ms (Redis clock) when the call to
-        ``number`` (E.164, the callee) was claimed for dialling, over every campaign and
-        account: the per-number cap (NUMBER_DAILY_CAP, ``--number-cap``). Checked and taken
-        in the claim's own step (lua/claim.lua), given back by a release (lua/release.lua);
-        members older than the longest cap period go with the next claim."""
+        ``number`` (E.164, the callee) was taken for dialling, restamped with its sent time by
+        lua/mark_sent.lua, over every campaign and account: the per-number cap
+        (NUMBER_DAILY_CAP, ``--number-cap``). Checked and taken in the claim's own step
+        (lua/claim.lua) or by the feed before the permit (lua/number_take.lua); given back by
+        a release (lua/release.lua) or by the feed for a call still parked
+        (lua/number_give.lua); members older than the longest cap period go with the next
+        take."""
         return f"{self.prefix}:number:{number}"
 
     def master_epoch(self) -> str:
