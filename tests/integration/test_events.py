@@ -376,3 +376,92 @@ def test_given_events_when_operators_replay_and_list_dead_then_the_cli_says_what
     with pytest.raises(SystemExit):
         main(["events", "replay", "--since", "yesterday"])
     assert "--since" in capsys.readouterr().err
+
+
+def _delivered(receiver: Receiver) -> set[str]:
+    """Event ids the receiver got (after its script of failures ran out: each answered 200)."""
+    return {json.loads(b)["id"] for _, b in receiver.got}
+
+
+def test_given_retention_equal_to_the_horizon_when_an_event_is_still_retried_then_the_trim_keeps_it(
+    evledger: Ledger,
+    rclient: redis.Redis,
+    keys: Keys,  # type: ignore[type-arg]
+) -> None:
+    # EVENTS_RETAIN_SECONDS may equal EVENTS_RETRY_SECONDS; an event's last try can come a
+    # backoff (up to 10 min) after the horizon, so the trim must not take it from the stream
+    # while it is still due: it is delivered (or kept dead), never dropped unsent.
+    (a,) = enqueue(evledger, 1)
+    evledger.finish(a, sent(evledger, a), "failed")
+    rec = Receiver([500] * 100)
+    try:
+        s = Settings(
+            redis_url="redis://unused",
+            key_prefix=keys.prefix,
+            events_url=rec.url,
+            events_secret=SecretStr(SECRET),
+            events_retry_seconds=1.0,
+            events_retain_seconds=1.0,
+        )
+        d = Delivery(rclient, keys, s, "c1")
+        sink = sink_id(rec.url)
+        due = keys.events_due(sink)
+        d.run_once()  # pumped, sent, refused: due again after a backoff
+        assert rclient.zcard(due) == 2
+        # A later backoff puts the next try past the retention (as after a few failures).
+        rclient.zadd(due, dict.fromkeys(rclient.zrange(due, 0, -1), 2**50), xx=True)
+        # Older than EVENTS_RETAIN_SECONDS now (the trim reads the clock in whole seconds).
+        threading.Event().wait(2.1)
+        d._trimmed = float("-inf")
+        d.run_once()  # a trim pass while the retries wait
+        with rec.lock:
+            rec.got.clear()
+            rec.script = []  # the receiver is back: 200 from now on
+        rclient.zadd(due, dict.fromkeys(rclient.zrange(due, 0, -1), 0), xx=True)
+        for _ in range(5):
+            d.run_once()
+    finally:
+        rec.close()
+    dead = {x["event"]["id"] for x in EventLog(rclient, keys).dead()}
+    wanted = {f"call.final:{a}", f"campaign.completed:{CAMPAIGN}:1"}
+    assert _delivered(rec) | dead == wanted
+    assert not rclient.zcard(due)
+
+
+def test_given_an_entry_a_killed_worker_read_when_the_trim_runs_then_it_stays_for_delivery(
+    evledger: Ledger,
+    rclient: redis.Redis,
+    keys: Keys,  # type: ignore[type-arg]
+) -> None:
+    # A worker SIGKILLed between its XREADGROUP and the MULTI that moves the entries into the
+    # due sets leaves them pending; another claims them after one lease. A trim in between
+    # (the entry already past EVENTS_RETAIN_SECONDS) must keep it.
+    rec = Receiver([])
+    try:
+        s = Settings(
+            redis_url="redis://unused",
+            key_prefix=keys.prefix,
+            events_url=rec.url,
+            events_secret=SecretStr(SECRET),
+            events_retry_seconds=1.0,
+            events_retain_seconds=1.0,
+        )
+        d = Delivery(rclient, keys, s, "live")
+        d.run_once()  # the group exists; nothing to send yet
+        (a,) = enqueue(evledger, 1)
+        evledger.finish(a, sent(evledger, a), "failed")  # call.final and campaign.completed
+        got = rclient.xreadgroup("callq-delivery", "killed", {keys.events(): ">"}, count=1)
+        (killed,) = [str(e) for _, entries in got for e, _ in entries]
+        # Older than EVENTS_RETAIN_SECONDS now (the trim reads the clock in whole seconds).
+        threading.Event().wait(2.1)
+        d._trimmed = float("-inf")
+        d.run_once()  # sends the unread entry; the killed one's lease has not run out: trims
+        # The killed worker's lease runs out (its idle time brought forward, not waited).
+        rclient.xclaim(
+            keys.events(), "callq-delivery", "killed", 0, [killed], idle=d.lease_ms + 1000
+        )
+        for _ in range(3):
+            d.run_once()
+    finally:
+        rec.close()
+    assert _delivered(rec) == {f"call.final:{a}", f"campaign.completed:{CAMPAIGN}:1"}
