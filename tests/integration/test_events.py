@@ -216,7 +216,7 @@ def test_given_per_attempt_events_when_attempts_end_then_each_outcome_has_one(
     assert got == [
         ("call.attempt", f"call.attempt:{a}:1:retrying"),
         ("call.attempt", f"call.attempt:{a}:2:in_doubt"),
-        ("call.attempt", f"call.attempt:{a}:2:failed"),
+        ("call.attempt", f"call.attempt:{a}:3:failed"),
         ("call.final", f"call.final:{a}"),
         ("campaign.completed", f"campaign.completed:{CAMPAIGN}:1"),
     ]
@@ -465,3 +465,23 @@ def test_given_an_entry_a_killed_worker_read_when_the_trim_runs_then_it_stays_fo
     finally:
         rec.close()
     assert _delivered(rec) == {f"call.final:{a}", f"campaign.completed:{CAMPAIGN}:1"}
+
+
+def test_given_per_attempt_events_when_refusals_are_uncounted_then_each_outcome_has_its_own_id(
+    rclient: redis.Redis,
+    keys: Keys,  # type: ignore[type-arg]
+) -> None:
+    # An account-level refusal (the breaker's fault) uncounts its attempt, so the next attempt
+    # has the same number: its event must not share the first one's id, or the receiver, which
+    # dedupes on it, drops it.
+    ledger = Ledger(rclient, keys, EventFlags(on=True, per_attempt=True))
+    (a,) = enqueue(ledger, 1)
+    for _ in range(2):
+        token = sent(ledger, a)
+        assert ledger.finish(
+            a, token, "retrying", error="HTTP 403", next_in=0, look_again_in=60, uncount=True
+        ).ok
+    ledger.finish(a, sent(ledger, a), "failed", error="HTTP 400")
+    attempts = [e for e in events(ledger) if e["type"] == "call.attempt"]
+    assert [e["data"]["state"] for e in attempts] == ["retrying", "retrying", "failed"]
+    assert len({e["id"] for e in attempts}) == 3
