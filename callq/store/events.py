@@ -17,6 +17,7 @@ import json
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, cast
+from urllib.parse import urlsplit, urlunsplit
 
 import redis
 
@@ -54,6 +55,17 @@ class EventFlags:
             return ""
         of = self.originated_final if originated_final is None else originated_final
         return "f" + ("a" if self.per_attempt else "") + ("o" if of else "")
+
+
+def shown_url(url: str) -> str:
+    """A receiver's URL as it may be stored and printed: scheme, host, port and path, without
+    any user:password or query (either may carry a credential)."""
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    if ":" in host:
+        host = f"[{host}]"
+    port = f":{parts.port}" if parts.port else ""
+    return urlunsplit((parts.scheme, host + port, parts.path, "", ""))
 
 
 def sink_id(url: str) -> str:
@@ -189,10 +201,11 @@ class EventLog:
         self.redis.zadd(self.keys.events_due(sink), {entry: at_ms}, xx=True)
 
     def bury(self, sink: str, url: str, event: Event, tries: int, error: str, now_ms: int) -> None:
-        """Give up on one receiver for one event: keep it in the dead hash for inspection."""
+        """Give up on one receiver for one event: keep it in the dead hash for inspection
+        (the URL without credentials: see :func:`shown_url`)."""
         doc = {
             "sink": sink,
-            "url": url,
+            "url": shown_url(url),
             "entry": event.entry,
             "event": json.loads(event.body()),
             "tries": tries,

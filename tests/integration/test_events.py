@@ -488,3 +488,40 @@ def test_given_per_attempt_events_when_refusals_are_uncounted_then_each_outcome_
     attempts = [e for e in events(ledger) if e["type"] == "call.attempt"]
     assert [e["data"]["state"] for e in attempts] == ["retrying", "retrying", "failed"]
     assert len({e["id"] for e in attempts}) == 3
+
+
+def test_given_a_receiver_url_with_credentials_when_its_event_is_dead_then_no_credential_shows(
+    evledger: Ledger,
+    rclient: redis.Redis,
+    keys: Keys,
+    redis_url: str,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],  # type: ignore[type-arg]
+) -> None:
+    from callq.intake.cli import main
+
+    (a,) = enqueue(evledger, 1)
+    evledger.finish(a, sent(evledger, a), "failed")
+    down = Receiver([500] * 100)
+    try:
+        port = down.server.server_address[1]
+        url = f"http://hook-user:pw-in-the-url-9@127.0.0.1:{port}/events?token=tok-in-the-url-9"
+        s = Settings(
+            redis_url="redis://unused",
+            key_prefix=keys.prefix,
+            events_url=url,
+            events_secret=SecretStr(SECRET),
+            events_retry_seconds=0.001,
+        )
+        Delivery(rclient, keys, s, "c1").run_once()
+    finally:
+        down.close()
+    monkeypatch.setenv("REDIS_URL", redis_url)
+    monkeypatch.setenv("KEY_PREFIX", keys.prefix)
+    monkeypatch.setenv("EVENTS_URL", url)
+    assert main(["events", "dead"]) == 0
+    assert main(["events", "dead", "--json"]) == 0
+    out = capsys.readouterr().out + json.dumps(rclient.hgetall(keys.events_dead()))
+    assert f"http://127.0.0.1:{port}/events" in out  # the receiver is named
+    for secret in ("pw-in-the-url-9", "tok-in-the-url-9", "hook-user", SECRET):
+        assert secret not in out
