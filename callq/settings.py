@@ -136,6 +136,15 @@ class Settings(BaseSettings):
     call_status_backfill_margin_seconds: PositiveFloat = 900.0
     call_status_backfill_interval_seconds: PositiveFloat = 60.0
 
+    # Events sent onward (callq.sweeping.events): EVENTS_URL, one or more receivers,
+    # comma-separated; EVENTS_SECRET, one HMAC secret for each, in the same order.
+    events_url: str = ""
+    events_secret: SecretStr = SecretStr("")
+    events_per_attempt: bool = False
+    events_retry_seconds: PositiveFloat = 86400.0
+    events_timeout_seconds: PositiveFloat = 5.0
+    events_retain_seconds: PositiveFloat = 7 * 86400.0
+
     # The HTTP API (python -m callq.api). API_TOKEN: one or more bearer tokens, comma-separated
     # (several while a key is rotated); unset, the API refuses to start.
     api_token: SecretStr = SecretStr("")
@@ -210,6 +219,12 @@ class Settings(BaseSettings):
         if self.rate_limit_max_wait_seconds < self.rate_limit_max_ahead_seconds:
             raise ValueError(
                 "RATE_LIMIT_MAX_WAIT_SECONDS must not be below RATE_LIMIT_MAX_AHEAD_SECONDS"
+            )
+        self.event_urls()  # each an http(s) URL (raises naming EVENTS_URL)
+        if self.events_retain_seconds < self.events_retry_seconds:
+            raise ValueError(
+                "EVENTS_RETAIN_SECONDS must not be below EVENTS_RETRY_SECONDS (an event is "
+                "retried from the stream)"
             )
         longest = self.longest_attempt_seconds + self.retry_backoff_max_seconds
         if self.visibility_timeout_seconds <= longest:
@@ -319,6 +334,42 @@ class Settings(BaseSettings):
             )
         return [t.encode("utf-8") for t in tokens]
 
+    def event_urls(self) -> list[str]:
+        """The receivers of events (``EVENTS_URL``, comma-separated); [] when none, and then
+        no transition writes an event. Raises ValueError naming EVENTS_URL for a URL that is
+        not http(s). Every process that moves calls reads it; only the worker, which sends the
+        events, needs their secrets (:meth:`event_sinks`)."""
+        urls = [u.strip() for u in self.events_url.split(",") if u.strip()]
+        for i, url in enumerate(urls, 1):
+            parts = urlsplit(url)
+            if parts.scheme not in ("http", "https") or not parts.netloc:
+                # Not echoed: a URL may carry credentials.
+                raise ValueError(f"EVENTS_URL: URL number {i} is not an http(s) URL")
+        return urls
+
+    def event_sinks(self) -> list[tuple[str, SecretStr]]:
+        """The receivers of events: (URL, its HMAC secret) each, from ``EVENTS_URL`` and
+        ``EVENTS_SECRET`` (comma-separated, in the same order). Raises :class:`ConfigError`
+        naming EVENTS_SECRET when the counts differ or a secret is short; no secret is ever
+        printed."""
+        urls = self.event_urls()
+        if not urls:
+            return []
+        secrets = [s.strip() for s in self.events_secret.get_secret_value().split(",")]
+        secrets = [s for s in secrets if s]
+        if len(secrets) != len(urls):
+            raise ConfigError(
+                f"EVENTS_SECRET must hold one secret per EVENTS_URL, comma-separated "
+                f"({len(urls)} URLs, {len(secrets)} secrets)"
+            )
+        short = [i + 1 for i, s in enumerate(secrets) if len(s) < MIN_API_TOKEN_CHARS]
+        if short:
+            raise ConfigError(
+                f"EVENTS_SECRET: secret(s) number {', '.join(map(str, short))} are shorter "
+                f"than {MIN_API_TOKEN_CHARS} characters: use long random strings"
+            )
+        return [(u, SecretStr(s)) for u, s in zip(urls, secrets, strict=True)]
+
     def callback_target(self) -> str | None:
         """``CALLBACK_URL`` with ``token=CALLBACK_TOKEN`` added to its query, or None."""
         if not self.callback_url:
@@ -363,6 +414,7 @@ _SECRET_FIELDS = {
     "callback_token",
     "exotel_accounts",
     "api_token",
+    "events_secret",
 }
 
 

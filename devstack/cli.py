@@ -7,7 +7,7 @@
     callq api [ARGS]               python -m callq.api ... (the HTTP API)
     callq simulator [ARGS]         python -m simulator ...
     callq flower [FLOWER ARGS]     celery -A worker flower ...
-    callq enqueue FILE --campaign ID | status ID | report ID | cancel ID
+    callq enqueue FILE --campaign ID | status ID | report ID | cancel ID | events replay ...
                                    the same as ``python -m producer ...``
 
 Settings come from the environment and ``.env`` (see ``.env.example``).
@@ -24,7 +24,16 @@ from importlib.util import find_spec
 __all__ = ["build_parser", "main"]
 
 #: Delegated to ``producer.cli.main`` with the same arguments.
-PRODUCER_COMMANDS = ("enqueue", "status", "report", "cancel", "pause", "resume", "set")
+PRODUCER_COMMANDS = (
+    "enqueue",
+    "status",
+    "report",
+    "cancel",
+    "pause",
+    "resume",
+    "set",
+    "events",
+)
 
 
 def _worker_argv(rest: Sequence[str]) -> list[str]:
@@ -103,6 +112,7 @@ def build_parser() -> argparse.ArgumentParser:
         "pause": "stop dialling a campaign (its calls wait, parked)",
         "resume": "dial a paused campaign again",
         "set": "change a campaign's controls (window, end_at, redials ...)",
+        "events": "events sent onward to EVENTS_URL: replay --since, dead, status",
     }
     for name in PRODUCER_COMMANDS:
         sub.add_parser(name, help=helps[name], add_help=False)

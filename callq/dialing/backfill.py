@@ -67,7 +67,7 @@ class Backfill:
         self.settings = settings
         self.ledger = ledger
         self.accounts = dict(accounts)
-        self.callbacks = CallbackStore(ledger.redis, ledger.keys)
+        self.callbacks = CallbackStore(ledger.redis, ledger.keys, events=ledger.events)
 
     def run_once(self) -> dict[str, int]:
         """One pass, if it is this worker's turn. Returns counts: ``locked`` (another worker's

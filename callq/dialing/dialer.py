@@ -77,7 +77,9 @@ class Dialer:
     clock: Callable[[], float] = time.time  # wall clock for calling windows (tests fake it)
 
     def __post_init__(self) -> None:
-        self.callbacks = CallbackStore(self.ledger.redis, self.ledger.keys)
+        self.callbacks = CallbackStore(
+            self.ledger.redis, self.ledger.keys, events=self.ledger.events
+        )
         self.default_account = Account(
             "default", self.settings, self.client, self.limiter, self.breaker
         )

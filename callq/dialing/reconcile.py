@@ -120,7 +120,7 @@ class Reconciler:
         self.limiter = limiter
         self.client = client
         self.policy = policy
-        self.callbacks = CallbackStore(ledger.redis, ledger.keys)
+        self.callbacks = CallbackStore(ledger.redis, ledger.keys, events=ledger.events)
         # Every account's default CallerId, for indexing calls sent before the unresolved
         # index (settings here are one account's: EXOTEL_ACCOUNTS is not in them).
         self.caller_ids = dict(caller_ids or {"default": settings.exotel_caller_id})

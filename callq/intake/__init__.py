@@ -26,6 +26,7 @@ from callq.intake.report import report_rows, write_report
 from callq.intake.request import CallRequest
 from callq.settings import ConfigError, Settings, load_settings
 from callq.store.connect import make_redis
+from callq.store.events import EventFlags
 from callq.store.keys import Keys
 from callq.store.ledger import CampaignStatus, Ledger
 
@@ -48,7 +49,7 @@ __all__ = [
 
 def _ledger(settings: Settings | None) -> Ledger:
     s = settings or load_settings()
-    return Ledger(make_redis(s.require_redis_url()), Keys(s.key_prefix))
+    return Ledger(make_redis(s.require_redis_url()), Keys(s.key_prefix), EventFlags.for_settings(s))
 
 
 def enqueue_file(

@@ -29,6 +29,9 @@ from callq.intake import (
 )
 from callq.intake.enqueue import DEDUPE_CHOICES, Enqueuer, check_campaign, options_meta
 from callq.settings import ConfigError, Settings, load_settings
+from callq.store.connect import make_redis
+from callq.store.events import EventLog, sink_id
+from callq.store.keys import Keys
 from callq.store.records import STATES
 
 STATE_ORDER = STATES
@@ -253,6 +256,71 @@ def cmd_set(args: argparse.Namespace) -> int:
     return 0
 
 
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def _since(value: str) -> float:
+    """``--since``: an ISO 8601 time with an offset, or a span back from now (``90m``, ``2h``,
+    ``1d``). Returns epoch seconds."""
+    text = value.strip()
+    if text[-1:] in _UNITS and text[:-1].replace(".", "", 1).isdigit():
+        return time.time() - float(text[:-1]) * _UNITS[text[-1]]
+    try:
+        return parse_time(text, "--since").timestamp()
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"{exc}, or a span such as 90m, 2h, 1d") from None
+
+
+def _event_log() -> tuple[EventLog, list[tuple[str, str]]]:
+    """The events stream and the receivers (sink id, URL). Raises ConfigError without
+    EVENTS_URL (there is nothing to send to). Needs no EVENTS_SECRET: the workers sign."""
+    settings = load_settings()
+    sinks = [(sink_id(url), url) for url in settings.event_urls()]
+    if not sinks:
+        raise ConfigError("EVENTS_URL is not set: there is no receiver to send events to")
+    client = make_redis(settings.require_redis_url())
+    return EventLog(client, Keys(settings.key_prefix)), sinks
+
+
+def cmd_events_replay(args: argparse.Namespace) -> int:
+    events, sinks = _event_log()
+    n = events.replay([s for s, _ in sinks], int(args.since * 1000))
+    print(
+        f"{n} events since {datetime.fromtimestamp(args.since).astimezone().isoformat()} "
+        f"queued again for {len(sinks)} receiver(s); receivers dedupe by event id"
+    )
+    return 0
+
+
+def cmd_events_dead(args: argparse.Namespace) -> int:
+    events, _ = _event_log()
+    dead = list(events.dead())
+    if args.json:
+        for doc in dead:
+            print(json.dumps(doc, sort_keys=True))
+        return 0
+    for doc in dead:
+        ev = doc.get("event", {})
+        print(
+            f"{ev.get('id')}  {doc.get('url')}  tries {doc.get('tries')}  {doc.get('last_error')}"
+        )
+    print(f"{len(dead)} dead events (send them again: events replay --since ...)")
+    return 0
+
+
+def cmd_events_status(args: argparse.Namespace) -> int:
+    events, sinks = _event_log()
+    counts = events.counts([s for s, _ in sinks])
+    if args.json:
+        print(json.dumps(counts | {"receivers": len(sinks)}))
+    else:
+        print(
+            f"events: {counts['stream']} in the stream, {counts['due']} waiting to be sent, "
+            f"{counts['dead']} dead, {len(sinks)} receiver(s)"
+        )
+    return 0
+
+
 def _time(what: str) -> Callable[[str], datetime]:
     def parse(value: str) -> datetime:
         try:
@@ -384,6 +452,23 @@ def build_parser(prog: str = "python -m producer") -> argparse.ArgumentParser:
     p.add_argument("campaign", type=_campaign)
     _control_args(p)
     p.set_defaults(func=cmd_set)
+
+    p = sub.add_parser("events", help="events sent onward to EVENTS_URL: replay, dead, status")
+    ev = p.add_subparsers(dest="events_command", required=True)
+    e = ev.add_parser("replay", help="send again every event since a time (receivers dedupe)")
+    e.add_argument(
+        "--since",
+        required=True,
+        type=_since,
+        help="an ISO 8601 time with an offset, or a span back from now: 90m, 2h, 1d",
+    )
+    e.set_defaults(func=cmd_events_replay)
+    e = ev.add_parser("dead", help="events a receiver did not take within EVENTS_RETRY_SECONDS")
+    e.add_argument("--json", action="store_true", help="one JSON object per line")
+    e.set_defaults(func=cmd_events_dead)
+    e = ev.add_parser("status", help="events in the stream, waiting, and dead")
+    e.add_argument("--json", action="store_true")
+    e.set_defaults(func=cmd_events_status)
     return parser
 
 

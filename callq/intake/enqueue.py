@@ -24,6 +24,7 @@ from callq.intake.csvread import read_rows
 from callq.intake.request import CallRequest, FileIssue, RowError, request_id
 from callq.settings import ConfigError, Settings
 from callq.store.connect import make_redis
+from callq.store.events import EventFlags
 from callq.store.keys import Keys
 from callq.store.ledger import Ledger
 from callq.transport.config import make_app
@@ -99,7 +100,11 @@ class Enqueuer:
     def __init__(self, settings: Settings, app: Celery | None = None) -> None:
         self.settings = settings
         self.app = app if app is not None else make_app(settings)
-        self.ledger = Ledger(make_redis(settings.require_redis_url()), Keys(settings.key_prefix))
+        self.ledger = Ledger(
+            make_redis(settings.require_redis_url()),
+            Keys(settings.key_prefix),
+            EventFlags.for_settings(settings),
+        )
 
     def set_options(self, campaign: str, options: CampaignOptions | None) -> dict[str, str]:
         """Validate and store the campaign's controls; returns the meta hash as it now is.

@@ -36,6 +36,7 @@ from callq.receiver.parsing import CONTENT_TYPES, BadCallback, media_type, parse
 from callq.settings import ConfigError, Settings, load_settings
 from callq.store.callbacks import Applied, CallbackEvent, CallbackStore
 from callq.store.connect import make_redis
+from callq.store.events import EventFlags
 from callq.store.keys import Keys
 
 __all__ = ["CALLBACK_PATH", "DEFAULT_MAX_BODY_BYTES", "app", "check_settings", "create_app"]
@@ -98,7 +99,9 @@ class _Runtime:
         return cls(
             settings=settings,
             client=client,
-            store=CallbackStore(client, Keys(settings.key_prefix)),
+            store=CallbackStore(
+                client, Keys(settings.key_prefix), events=EventFlags.for_settings(settings)
+            ),
             token=settings.callback_token.get_secret_value().encode("utf-8"),
         )
 

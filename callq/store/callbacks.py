@@ -19,6 +19,7 @@ from typing import Any, Final, Literal, cast
 import redis
 
 from callq.ids import campaign_of
+from callq.store.events import EventFlags
 from callq.store.keys import Keys
 from callq.store.records import CALL_STATUSES
 from callq.store.scripts import Scripts
@@ -129,11 +130,18 @@ def _request_id(custom_field: str | None) -> str | None:
 class CallbackStore:
     """Applies StatusCallbacks to the ledger. Safe to share between threads."""
 
-    def __init__(self, client: redis.Redis, keys: Keys, pending_ttl: float = 86400) -> None:
+    def __init__(
+        self,
+        client: redis.Redis,
+        keys: Keys,
+        pending_ttl: float = 86400,
+        events: EventFlags | None = None,
+    ) -> None:
         if not pending_ttl > 0:
             raise ValueError("pending_ttl must be > 0 seconds")
         self.redis = client
         self.keys = keys
+        self.events = events or EventFlags()  # a final callback's event (callq.store.events)
         self.pending_ttl = pending_ttl
         self.scripts = Scripts(client)
 
@@ -216,6 +224,8 @@ class CallbackStore:
                 k.campaign_parked(campaign),
                 k.unresolved(),
                 k.awaiting_status(),
+                k.events(),
+                k.campaign_events(campaign),
             ],
             args=[
                 request_id,
@@ -223,6 +233,8 @@ class CallbackStore:
                 ev.status,
                 "1" if ev.status in CALL_STATUSES else "",
                 *ev.record_args(),
+                # The events flag goes last, making the count odd (see callback.lua).
+                *([flag] if (flag := self.events.arg()) else []),
             ],
         )
         code, previous_state, mismatch, previous_status, redialled = raw

@@ -128,3 +128,31 @@ class Keys:
     def breaker(self, account: str) -> str:
         """Hash: per-account breaker (state, reason, until)."""
         return f"{self.prefix}:breaker:{account}"
+
+    # Events sent onward (callq.store.events) ----------------------------------------------
+    def events(self) -> str:
+        """Stream: one entry per event (call.final, call.attempt, campaign.completed), added
+        in the same Lua step as the transition that causes it; fields ``id``, ``type``,
+        ``at`` (ms, Redis clock) and ``data`` (JSON). Read by the delivery consumer group."""
+        return f"{self.prefix}:events"
+
+    def campaign_events(self, campaign: str) -> str:
+        """Hash: the campaign's final calls as events saw them: ``final`` (how many),
+        ``state:<s>`` and ``call_status:<s>`` counts, and ``completed_total`` (the total at
+        the last campaign.completed, so each completion is written once)."""
+        return f"{self.prefix}:campaign:{campaign}:events"
+
+    def events_due(self, sink: str) -> str:
+        """Sorted set: stream entry id -> ms (Redis clock) when it is next sent to one
+        receiver (``sink``: a short hash of its URL). A taken entry's score moves ahead by a
+        lease, so one worker at a time sends it."""
+        return f"{self.prefix}:events:due:{sink}"
+
+    def events_tries(self, sink: str) -> str:
+        """Hash: stream entry id -> failed sends so far to that receiver (the backoff)."""
+        return f"{self.prefix}:events:tries:{sink}"
+
+    def events_dead(self) -> str:
+        """Hash: ``{sink}|{entry id}`` -> JSON (the event, its receiver, tries, last error):
+        events a receiver did not take within the retry horizon, kept for inspection."""
+        return f"{self.prefix}:events:dead"

@@ -20,6 +20,7 @@ import redis
 
 from callq.campaign.controls import Held
 from callq.ids import campaign_of
+from callq.store.events import EventFlags
 from callq.store.keys import Keys
 from callq.store.records import (
     CALL_STATUSES,
@@ -138,10 +139,17 @@ def _ms(seconds: float) -> int:
 class Ledger:
     """Typed access to the call records. Every method is one round trip unless it says so."""
 
-    def __init__(self, client: redis.Redis, keys: Keys) -> None:
+    def __init__(self, client: redis.Redis, keys: Keys, events: EventFlags | None = None) -> None:
         self.redis = client
         self.keys = keys
         self.scripts = Scripts(client)
+        # What the transitions write to the events stream (nothing without EVENTS_URL).
+        self.events = events or EventFlags()
+
+    def _event_keys(self, campaign: str) -> list[str]:
+        """The KEYS every final transition appends: the events stream and the campaign's
+        events hash (see emit_final in lua/prelude.lua)."""
+        return [self.keys.events(), self.keys.campaign_events(campaign)]
 
     # Producer side ----------------------------------------------------------------------
 
@@ -202,7 +210,7 @@ class Ledger:
         claim = uuid.uuid4().hex
         sent = time.monotonic()
         raw = self.scripts.claim(
-            keys=self._waiting_keys(request_id, campaign),
+            keys=[*self._waiting_keys(request_id, campaign), *self._event_keys(campaign)],
             args=[
                 request_id,
                 _ms(lease_seconds),
@@ -211,6 +219,7 @@ class Ledger:
                 claim,
                 gate if isinstance(gate, str) else _ms(gate),
                 campaign,
+                self.events.arg(),
             ],
         )
         received = time.monotonic()
@@ -284,7 +293,11 @@ class Ledger:
         campaign = campaign_of(request_id)
         return bool(
             self.scripts.release(
-                keys=[*self._waiting_keys(request_id, campaign), self.keys.unresolved()],
+                keys=[
+                    *self._waiting_keys(request_id, campaign),
+                    self.keys.unresolved(),
+                    *self._event_keys(campaign),
+                ],
                 args=[
                     request_id,
                     claim,
@@ -293,6 +306,7 @@ class Ledger:
                     action,
                     "" if wake_in is None else _ms(wake_in),
                     campaign,
+                    self.events.arg(),
                 ],
             )
         )
@@ -315,16 +329,18 @@ class Ledger:
         originated call, when its call_status is looked up if no callback has brought it
         (None: never; see callq.dialing.backfill)."""
         k = self.keys
+        campaign = campaign_of(request_id)
         raw = self.scripts.finish(
             keys=[
                 k.call(request_id),
-                k.campaign_counts(campaign_of(request_id)),
+                k.campaign_counts(campaign),
                 k.deadlines(),
                 k.sids(),
                 k.attempts(request_id),
                 k.pending_callback(sid or "-"),
                 k.unresolved(),
                 k.awaiting_status(),
+                *self._event_keys(campaign),
             ],
             args=[
                 request_id,
@@ -337,6 +353,10 @@ class Ledger:
                 json.dumps(dict(log), separators=(",", ":"), sort_keys=True) if log else "",
                 "1" if uncount else "",
                 "" if status_due_in is None else _ms(status_due_in),
+                # An originated call is final at once only when no call_status will come.
+                self.events.arg(
+                    originated_final=status_due_in is None and self.events.originated_final
+                ),
             ],
         )
         return Finish(ok=bool(int(raw[0])), state=str(raw[1]), pending_callback=bool(int(raw[2])))
@@ -444,7 +464,9 @@ class Ledger:
             pipe = self.redis.pipeline(transaction=False)
             for rid in chunk:
                 self.scripts.cancel(
-                    keys=[k.call(rid), counts, k.deadlines(), parked], args=[rid], client=pipe
+                    keys=[k.call(rid), counts, k.deadlines(), parked, *self._event_keys(campaign)],
+                    args=[rid, self.events.arg()],
+                    client=pipe,
                 )
             cancelled += sum(int(x) for x in pipe.execute())
         # A judge now settles any call parked after its batch above (a claimed call released
@@ -665,8 +687,9 @@ class Ledger:
                 k.campaign_counts(campaign),
                 k.deadlines(),
                 *(k.call(rid) for rid in ids),
+                *self._event_keys(campaign),
             ],
-            args=[campaign, to, *ids],
+            args=[campaign, to, *ids, self.events.arg()],
         )
         return int(settled)
 

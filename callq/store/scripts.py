@@ -56,6 +56,8 @@ class Scripts:
         self.feed_turn = register("feed_turn")
         self.feed_join = register("feed_join")
         self.feed_done = register("feed_done")
+        # Events sent onward (callq.store.events).
+        self.events_take = register("events_take")
         # The limiter.
         self.limiter_acquire = register("limiter_acquire")
         self.limiter_push_back = register("limiter_push_back")

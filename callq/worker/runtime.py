@@ -23,6 +23,7 @@ from callq.exotel.client import ExotelClient, make_session
 from callq.ids import campaign_of
 from callq.settings import ConfigError, Settings, caller_ids, load_settings
 from callq.store.connect import make_redis
+from callq.store.events import EventFlags
 from callq.store.keys import Keys
 from callq.store.ledger import Ledger
 
@@ -45,11 +46,12 @@ class Runtime:
     @classmethod
     def build(cls, settings: Settings) -> Runtime:
         settings.require_exotel()
+        settings.event_sinks()  # with EVENTS_URL, a secret for each, or no start (ConfigError)
         client = make_redis(
             settings.require_redis_url(), max_connections=settings.worker_concurrency * 2 + 8
         )
         keys = Keys(settings.key_prefix)
-        ledger = Ledger(client, keys)
+        ledger = Ledger(client, keys, EventFlags.for_settings(settings))
         policy = RetryPolicy.for_settings(settings)
         name = f"{socket.gethostname()}:{os.getpid()}"
 

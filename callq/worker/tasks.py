@@ -29,6 +29,7 @@ from callq.ids import campaign_of
 from callq.logs import current_request, install
 from callq.metrics import RECONCILED
 from callq.store.gauges import DemandCollector, LedgerCollector
+from callq.sweeping.events import Delivery
 from callq.sweeping.feed import FeedLoop, PassResult
 from callq.sweeping.sweeper import Sweeper
 from callq.transport.queues import CALLS_QUEUE, PLACE_CALL, PRIORITY_QUEUE, RECONCILE
@@ -106,6 +107,7 @@ def publish_reconcile(request_id: str) -> None:
 
 _sweeper: Sweeper | None = None
 _feed: FeedLoop | None = None
+_delivery: Delivery | None = None
 
 
 @after_setup_logger.connect  # type: ignore[untyped-decorator]
@@ -135,7 +137,7 @@ def _child_init(**_: Any) -> None:
 
 @worker_ready.connect  # type: ignore[untyped-decorator]
 def _start_sweeper(**_: Any) -> None:
-    global _sweeper, _feed  # noqa: PLW0603 - one sweeper and one feeder per worker
+    global _sweeper, _feed, _delivery  # noqa: PLW0603 - one of each per worker
     rt = get_runtime()
     _sweeper = Sweeper(
         rt.ledger,
@@ -147,6 +149,13 @@ def _start_sweeper(**_: Any) -> None:
     _sweeper.start()
     _feed = FeedLoop(rt.feeder, rt.settings, on_pass=_log_pass)
     _feed.start()
+    if rt.settings.event_urls():
+        import os
+        import socket
+
+        consumer = f"{socket.gethostname()}:{os.getpid()}"
+        _delivery = Delivery(rt.redis, rt.ledger.keys, rt.settings, consumer)
+        _delivery.start()
     if rt.settings.metrics_port:
         from prometheus_client import REGISTRY, start_http_server
 
@@ -176,5 +185,7 @@ def _log_pass(result: PassResult) -> None:
 def _stop_sweeper(**_: Any) -> None:
     if _feed is not None:
         _feed.stop()
+    if _delivery is not None:
+        _delivery.stop()
     if _sweeper is not None:
         _sweeper.stop()

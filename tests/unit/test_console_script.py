@@ -33,6 +33,7 @@ def test_given_the_console_script_when_asked_for_help_then_every_command_is_list
         "pause",
         "resume",
         "set",
+        "events",
     ):
         assert f"    {command}" in done.stdout, command
     for command in ("run", "up", "worker", "api", "enqueue", "status"):

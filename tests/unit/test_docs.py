@@ -25,7 +25,16 @@ def test_every_state_is_described() -> None:
 def test_every_producer_command_is_documented() -> None:
     sub = next(a for a in build_parser()._actions if a.dest == "command")
     commands = list(sub.choices)  # type: ignore[arg-type]
-    assert commands == ["enqueue", "status", "report", "cancel", "pause", "resume", "set"]
+    assert commands == [
+        "enqueue",
+        "status",
+        "report",
+        "cancel",
+        "pause",
+        "resume",
+        "set",
+        "events",
+    ]
     assert [c for c in commands if f"python -m producer {c}" not in OPERATIONS] == []
 
 

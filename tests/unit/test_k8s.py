@@ -64,6 +64,7 @@ SECRET_NAMES = {
     "CALLBACK_TOKEN",
     "FLOWER_BASIC_AUTH",
     "API_TOKEN",
+    "EVENTS_SECRET",
 }
 SECRETISH = re.compile(r"(TOKEN|PASSWORD|SECRET|API_KEY|BASIC_AUTH)", re.IGNORECASE)
 RUN_AS = 10001
@@ -382,6 +383,7 @@ def test_each_component_gets_only_the_secrets_it_needs() -> None:
         "EXOTEL_API_KEY",
         "EXOTEL_API_TOKEN",
         "CALLBACK_TOKEN",
+        "EVENTS_SECRET",
     }
     assert secrets_of(_container("callq-callbacks", "callbacks")) == {"CALLBACK_TOKEN"}
     assert secrets_of(_container("callq-flower", "flower")) == {"FLOWER_BASIC_AUTH"}

@@ -4,9 +4,12 @@
 -- KEYS[7] campaign meta hash   KEYS[8] the call's attempts list   KEYS[9] campaign parked zset
 -- KEYS[10] unresolved index zset (a call the callback settles leaves it)
 -- KEYS[11] awaiting-status zset (a terminal status for the record's own sid: no look-up due)
+-- KEYS[12] events stream   KEYS[13] campaign events hash (see prelude's emit_final)
 -- ARGV[1] request id   ARGV[2] CallSid   ARGV[3] Status (completed|busy|no-answer|failed|...)
 -- ARGV[4] '1' when the status is terminal, else ''
 -- ARGV[5..] record field, value, ... (times, durations, recording url, legs; no phone numbers)
+--   and last, making the count of ARGV odd: the events flag (prelude); a terminal
+--   status for the record's own sid that causes no redial makes the call final (its event)
 -- A callback proves the call was placed: any other state moves to `originated` (counters moved
 -- in the same step, deadline dropped), so a late worker reply or a reconcile finds it settled.
 -- A repeat (same sid and status) changes nothing. A new status replaces the old one and moves
@@ -28,6 +31,9 @@ local rec = redis.call('HMGET', KEYS[1], 'state', 'sid', 'call_status',
 local state = rec[1]
 if not state then return {'missing', '', 0, '', 0} end
 local sid, status = ARGV[2], ARGV[3]
+-- field/value pairs come in twos after ARGV[4]: an odd one out at the end is the events flag.
+local nargs, evflag = #ARGV, ''
+if nargs % 2 == 1 then evflag = ARGV[nargs]; nargs = nargs - 1 end
 if string.find(' ' .. (rec[6] or '') .. ' ', ' ' .. sid .. ' ', 1, true) then
   redis.call('DEL', KEYS[6])
   return {'duplicate', state, 0, rec[3] or '', 0}
@@ -62,8 +68,8 @@ if mismatch then
 else
   redis.call('HSET', KEYS[1], 'sid', sid, 'call_status', status, 'callback_at', now,
     'callback_sid', sid)
-  if #ARGV > 4 then
-    redis.call('HSET', KEYS[1], unpack(ARGV, 5))
+  if nargs > 4 then
+    redis.call('HSET', KEYS[1], unpack(ARGV, 5, nargs))
   end
   if ARGV[4] == '1' then redis.call('ZREM', KEYS[11], ARGV[1]) end
   redis.call('HSET', KEYS[4], sid, ARGV[1])
@@ -108,6 +114,9 @@ if not mismatch then
         at = now, next_at = at}))
       redialled = 1
     end
+  end
+  if ARGV[4] == '1' and redialled == 0 then
+    emit_final(KEYS[1], KEYS[2], KEYS[12], KEYS[13], ARGV[1], evflag, now)
   end
 end
 return {'matched', state, flag, old, redialled}

@@ -7,6 +7,8 @@
 -- ARGV[6] the caller's gate: '' dial, 'expire' (past the campaign's end_at), or a number of
 --         ms to wait (outside the calling window, account breaker open): park until then
 -- ARGV[7] campaign id
+-- KEYS[7] events stream   KEYS[8] campaign events hash (see prelude's emit_final)
+-- ARGV[8] the events flag (prelude): a call cancelled or expired here is final (its event)
 -- The campaign's `cancelled` and `paused` flags are read here, in the same step as the claim,
 -- so a pause or cancel is never missed by a claim that raced it.
 -- Returns {code, attempts, state, now_us, field, value, ...}, where now_us is the server's
@@ -33,6 +35,7 @@ local function settle(to)
   redis.call('HDEL', KEYS[1], 'next_at', 'parked')
   redis.call('ZREM', KEYS[3], ARGV[1])
   redis.call('ZREM', KEYS[5], ARGV[1])
+  emit_final(KEYS[1], KEYS[2], KEYS[7], KEYS[8], ARGV[1], ARGV[8], now)
   return {to, attempts, to, now_us}
 end
 if meta[1] == '1' then return settle('cancelled') end

@@ -3,6 +3,7 @@
 -- KEYS[4] sid index hash   KEYS[5] attempts list   KEYS[6] pending callback for ARGV[4]
 -- KEYS[7] unresolved index zset (the call leaves it unless it stays in doubt)
 -- KEYS[8] awaiting-status zset (the call_status backfill)
+-- KEYS[9] events stream   KEYS[10] campaign events hash (see prelude's emit_final)
 -- ARGV[1] request id   ARGV[2] the claim token of the attempt
 -- ARGV[3] new state: originated | retrying | failed | in_doubt
 -- ARGV[4] sid ('' if none)   ARGV[5] last error ('' if none)
@@ -12,6 +13,9 @@
 -- ARGV[9] '1' to uncount the attempt (an account-level refusal: the breaker's fault, not the call's)
 -- ARGV[10] originated only: ms until its call_status is looked up in Call Details if no
 --          callback has brought it ('' = never: the backfill is off)
+-- ARGV[11] the events flag (prelude: '' none; 'f' a failed call's event, and an originated
+--          one's with 'o'; 'a' one call.attempt event per outcome recorded, not for an
+--          in-doubt call that stays in doubt; its id counts them: `attempt_events`)
 -- Allowed from `dialing` or `in_doubt` of the same claim (a late reply after the lease ran
 -- out still tells the truth). Returns {1, new state, pending} on success, where pending is 1
 -- when a callback for this sid is waiting; {0, current state, 0} when refused.
@@ -44,4 +48,17 @@ elseif to == 'in_doubt' then
 end
 if ARGV[8] ~= '' then redis.call('RPUSH', KEYS[5], ARGV[8]) end
 if ARGV[9] == '1' then redis.call('HINCRBY', KEYS[1], 'attempts', -1) end
+if events_on(ARGV[11], 'a') and from ~= to then  -- not a reconcile's look again
+  local n = redis.call('HGET', KEYS[1], 'attempts') or '0'
+  -- The id counts the call's attempt events: the attempt number alone repeats (an uncounted
+  -- account-level refusal gives the next attempt the same number), and a receiver dedupes.
+  local seq = redis.call('HINCRBY', KEYS[1], 'attempt_events', 1)
+  redis.call('XADD', KEYS[9], '*', 'id', 'call.attempt:' .. ARGV[1] .. ':' .. seq .. ':' .. to,
+    'type', 'call.attempt', 'at', now, 'data', cjson.encode({request_id = ARGV[1],
+      campaign = redis.call('HGET', KEYS[1], 'campaign') or '', attempt = tonumber(n),
+      state = to, sid = ARGV[4], error = ARGV[5]}))
+end
+if to == 'failed' or (to == 'originated' and events_on(ARGV[11], 'o')) then
+  emit_final(KEYS[1], KEYS[2], KEYS[9], KEYS[10], ARGV[1], ARGV[11], now)
+end
 return {1, to, pending}

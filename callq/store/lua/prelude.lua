@@ -33,3 +33,45 @@ local function park(call, parked, wake, rid, campaign, score, reason, at)
     if not cur or tonumber(cur) > at then redis.call('ZADD', wake, at, campaign) end
   end
 end
+
+-- Events sent onward (callq.store.events). `flag` is the caller's events flag: nil or ''
+-- when no EVENTS_URL is set (nothing is written), else letters: 'f' final-call events,
+-- 'a' per-attempt events too, 'o' an originated call is final at once (no call_status will
+-- come). A call that reached a final state is written to the stream once (its `evented`
+-- field guards any later transition), and its campaign's events hash counts it; when every
+-- call of the campaign is final, campaign.completed is written, once per total.
+local function events_on(flag, letter)
+  return flag ~= nil and flag ~= '' and string.find(flag, letter, 1, true) ~= nil
+end
+
+local function emit_final(call, counts, stream, evhash, rid, flag, now)
+  if not events_on(flag, 'f') then return end
+  if redis.call('HSETNX', call, 'evented', now) == 0 then return end
+  local r = redis.call('HMGET', call, 'campaign', 'state', 'sid', 'call_status', 'attempts',
+    'custom_field', 'last_error')
+  local campaign = r[1] or ''
+  redis.call('XADD', stream, '*', 'id', 'call.final:' .. rid, 'type', 'call.final',
+    'at', now, 'data', cjson.encode({request_id = rid, campaign = campaign, state = r[2] or '',
+      sid = r[3] or '', call_status = r[4] or '', attempts = tonumber(r[5]) or 0,
+      custom_field = r[6] or '', last_error = r[7] or ''}))
+  local final = redis.call('HINCRBY', evhash, 'final', 1)
+  redis.call('HINCRBY', evhash, 'state:' .. (r[2] or ''), 1)
+  if r[4] and r[4] ~= '' then redis.call('HINCRBY', evhash, 'call_status:' .. r[4], 1) end
+  local total = tonumber(redis.call('HGET', counts, 'total')) or 0
+  if final >= total and redis.call('HGET', evhash, 'completed_total') ~= tostring(total) then
+    redis.call('HSET', evhash, 'completed_total', total)
+    local states, statuses = {}, {}
+    local all = redis.call('HGETALL', evhash)
+    for i = 1, #all, 2 do
+      local name = all[i]
+      if string.sub(name, 1, 6) == 'state:' then
+        states[string.sub(name, 7)] = tonumber(all[i + 1])
+      elseif string.sub(name, 1, 12) == 'call_status:' then
+        statuses[string.sub(name, 13)] = tonumber(all[i + 1])
+      end
+    end
+    redis.call('XADD', stream, '*', 'id', 'campaign.completed:' .. campaign .. ':' .. total,
+      'type', 'campaign.completed', 'at', now, 'data', cjson.encode({campaign = campaign,
+        total = total, final = final, states = states, call_status = statuses}))
+  end
+end

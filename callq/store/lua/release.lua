@@ -12,6 +12,8 @@
 --         campaign cancelled since the claim, '' and 'park' become 'cancelled'.
 -- ARGV[6] for 'park': ms until the sweeper drains the parked set ('' = now)
 -- ARGV[7] campaign id
+-- KEYS[8] events stream   KEYS[9] campaign events hash (see prelude's emit_final)
+-- ARGV[8] the events flag (prelude): a call cancelled or expired here is final (its event)
 -- A park in a paused campaign sets no wake (resume does); a park in a campaign that is not
 -- paused always sets one, so a call parked just after a resume is not stranded.
 -- Returns 1 when released, 0 when the attempt was not ours or was already marked sent.
@@ -35,6 +37,7 @@ if rec[6] then redis.call('ZREM', KEYS[7], rec[6] .. '|' .. ARGV[1]) end
 if to == 'retrying' then redis.call('HSET', KEYS[1], 'next_at', now) end
 if action == 'cancelled' or action == 'expired' then
   redis.call('ZREM', KEYS[3], ARGV[1])
+  emit_final(KEYS[1], KEYS[2], KEYS[8], KEYS[9], ARGV[1], ARGV[8], now)
 elseif action == 'park' then
   redis.call('ZREM', KEYS[3], ARGV[1])
   local score = tonumber(redis.call('HGET', KEYS[1], 'created_at')) or now
