@@ -10,7 +10,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import redis
 
@@ -364,20 +364,20 @@ class Dialer:
         elif isinstance(outcome, NotPlaced):
             entry["error"] = outcome.reason
             self._free_slots(request_id, acct)
-            if outcome.at_capacity:
-                # Refused at Exotel's cap on live calls: the rate limit is not the cause, so
-                # nobody is pushed back; the call retries when our earliest slot lapses.
-                LIVE_CALLS_REFUSED.inc()
-                hint = self.slots.earliest_release(acct.name) if acct.limiter.max_live else None
-                outcome = NotPlaced(
-                    outcome.reason, outcome.http_status, hint or outcome.retry_after, False, True
-                )
             if outcome.rate_limited:
+                # Any 429, one naming concurrency too: it may be the rate's (callq cannot
+                # tell), and a missed push-back would let every worker go on at full rate.
                 RATE_LIMITED.inc()
                 try:
                     acct.limiter.push_back(outcome.retry_after or s.rate_limited_pushback_seconds)
                 except LimiterUnavailable:
                     log.warning("could not push the limiter back after a 429")
+            if outcome.at_capacity:
+                # Refused at Exotel's cap on live calls: the call retries when our earliest
+                # slot lapses (a callback may free one sooner).
+                LIVE_CALLS_REFUSED.inc()
+                hint = self.slots.earliest_release(acct.name) if acct.limiter.max_live else None
+                outcome = replace(outcome, retry_after=hint or outcome.retry_after)
             # A redial starts a fresh count of retries (attempts before it do not count).
             if self.policy.exhausted(attempt - record.redial_base):
                 fin = self._finish(

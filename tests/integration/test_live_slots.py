@@ -251,3 +251,22 @@ def test_given_slots_taken_by_the_feed_when_the_campaign_pauses_before_the_move_
     assert feeder.feed("default") == 0
     assert ledger.status("feed").parked == 5
     assert LiveSlots(ledger.redis, ledger.keys).used("default") == 0
+
+
+def test_given_a_429_naming_concurrency_when_dialling_then_the_limiter_is_still_pushed_back(
+    settings: Settings, ledger: Ledger, sim: Any
+) -> None:
+    # A 429 is the rate limit's status: one whose message names concurrency may still be the
+    # rate's (callq cannot tell), so it must push every worker back like any other 429.
+    sim.configure(max_live_slots=1)  # refused with the simulator's default: 429, "concurrent"
+    pushback = 60.0  # far longer than the test takes: the push-back is seen, not timed
+    s = settings.model_copy(
+        update={"exotel_max_live_calls": 4, "rate_limited_pushback_seconds": pushback}
+    )
+    dialer = make_dialer(s, ledger)
+    rid = enqueue_one(ledger, 5)
+    assert dialer.place(rid).kind == "not_placed"
+    assert "concurren" in ledger.get(rid)["last_error"]
+    tat, now = dialer.limiter.next_free()
+    assert tat - now > pushback / 2 * 1e6
+    assert LiveSlots(ledger.redis, ledger.keys).used("default") == 0
