@@ -37,10 +37,19 @@ from callq.settings import Settings
 from callq.store.callbacks import CallbackStore
 from callq.store.controls_cache import ControlsCache
 from callq.store.ledger import Claim, Finish, Ledger, ReleaseAction
-from callq.store.records import CallRecord, SendMark, State
+from callq.store.records import CallRecord, ClaimCode, SendMark, State
 from callq.store.slots import LiveSlots, claim_for
 
 log = logging.getLogger("callq.dialer")
+
+
+def _stopped_unsent(claimed: Claim) -> bool:
+    """The claim stopped the call unsent (parked it, cancelled it, let it expire), or found
+    it cancelled or expired before: no attempt of it is live. Not an early copy of a retry's
+    message, nor a skip of a call that is dialling, in doubt or otherwise final."""
+    if claimed.code in (ClaimCode.PARKED, ClaimCode.CANCELLED, ClaimCode.EXPIRED):
+        return True
+    return claimed.code is ClaimCode.SKIP and claimed.state in ("cancelled", "expired")
 
 
 @dataclass(frozen=True)
@@ -181,6 +190,11 @@ class Dialer:
         )
         if not claimed.claimed:
             log.info("%s: %s (%s) %s", request_id, claimed.code, claimed.state, gate.why)
+            if slot is not None and _stopped_unsent(claimed):
+                # A fed call took its slots with its permit; stopped here (paused, held by its
+                # gate, cancelled, expired), it sends nothing: they go back now, not at their
+                # lease. Not for any other skip (a copy of a message whose call is dialling).
+                self._free_slots(request_id, acct)
             return Step(claimed.code, claimed.state), None
         assert acct is not None and claimed.record is not None
         record = claimed.record

@@ -7,7 +7,8 @@ slots in the same step as its permit (``lua/limiter_acquire.lua``, :class:`SlotC
 frees them (``lua/slot_free.lua``, :meth:`LiveSlots.free`) on whichever comes first:
 
 * its terminal StatusCallback, or the call_status backfill finding it ended;
-* a not-placed or rejected outcome, or an attempt given back unsent;
+* a not-placed or rejected outcome, or an attempt given back unsent (a fed call stopped at
+  its claim: paused, cancelled, expired);
 * reconcile settling an in-doubt call (found, ended; or proven unplaced);
 * its lease: the origination window + TimeOut + TimeLimit (Exotel's maxima for those unset)
   after it was taken, or ``EXOTEL_LIVE_CALL_LEASE_SECONDS``; past it the next taker drops

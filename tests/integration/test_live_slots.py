@@ -6,9 +6,10 @@ from __future__ import annotations
 import threading
 from typing import Any
 
+import pytest
 import redis
 
-from callq.dialing.limiter import Limiter
+from callq.dialing.limiter import Limiter, Slot
 from callq.intake import campaign_status
 from callq.intake.enqueue import Enqueuer
 from callq.settings import Settings
@@ -17,7 +18,7 @@ from callq.store.gauges import LedgerCollector
 from callq.store.keys import Keys
 from callq.store.ledger import Ledger
 from callq.store.slots import LiveSlots, SlotClaim, live_caps
-from producer import pause_campaign
+from producer import cancel_campaign, pause_campaign
 from tests.campaigns import agent_csv, as_stream
 from tests.conftest import make_dialer
 from tests.integration.test_dialer import enqueue_one
@@ -270,3 +271,27 @@ def test_given_a_429_naming_concurrency_when_dialling_then_the_limiter_is_still_
     tat, now = dialer.limiter.next_free()
     assert tat - now > pushback / 2 * 1e6
     assert LiveSlots(ledger.redis, ledger.keys).used("default") == 0
+
+
+@pytest.mark.parametrize("stop", ["pause", "cancel"])
+def test_given_fed_calls_holding_slots_when_a_stop_comes_before_their_claim_then_the_slots_go_back(
+    settings: Settings, ledger: Ledger, stop: str
+) -> None:
+    # The feed took each call's slots with its permit; a pause or cancel before a worker
+    # claims the message parks or cancels the call at the claim, unsent: its slots must go
+    # back then, not after the lease (the origination window plus TimeOut plus TimeLimit).
+    capped_settings = settings.model_copy(update={"exotel_max_live_calls": 4})
+    Enqueuer(capped_settings).enqueue_file(as_stream(agent_csv(5)), "feed")
+    feeder = feeder_for(capped_settings, ledger)
+    assert feeder.drain_once() == {"open": 1, "fed": 2}
+    slots = LiveSlots(ledger.redis, ledger.keys)
+    assert slots.used("default") == 4
+    if stop == "pause":
+        pause_campaign("feed", settings=capped_settings)
+    else:
+        cancel_campaign("feed", settings=capped_settings)
+    dialer = make_dialer(capped_settings, ledger)
+    for rid, kw in queued(ledger, capped_settings):
+        step = dialer.place(rid, slot=Slot(kw["slot"], kw["account"]))
+        assert step.result == ("parked:queued" if stop == "pause" else "skip:cancelled")
+    assert slots.used("default") == 0
