@@ -131,16 +131,20 @@ class LiveSlots:
         return out
 
     def free_unless_moved(self, account: str, parked: dict[str, list[str]]) -> int:
-        """Free the slots taken for calls that are still parked (``parked``: campaign ->
-        request ids; the feed took their slots, then a pause stopped their move)."""
+        """Free the slots taken for calls that were not moved (``parked``: campaign ->
+        request ids; the feed took their slots, then a pause, cancel or expiry stopped their
+        move): those still parked, and those cancelled or expired (out of the parked set,
+        but never to be claimed). A call another feeder moved keeps them."""
         pipe = self.redis.pipeline(transaction=False)
         pairs = [(c, rid) for c, ids in parked.items() for rid in ids]
         for c, rid in pairs:
             pipe.zscore(self.keys.campaign_parked(c), rid)
+            pipe.hget(self.keys.call(rid), "state")
+        got = pipe.execute()
         return sum(
             self.free(rid, account)
-            for (_, rid), score in zip(pairs, pipe.execute(), strict=True)
-            if score is not None
+            for (_, rid), score, state in zip(pairs, got[::2], got[1::2], strict=True)
+            if score is not None or state in ("cancelled", "expired")
         )
 
     def used(self, account: str) -> int:

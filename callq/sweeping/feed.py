@@ -267,8 +267,8 @@ class Feeder:
             if done.moved < len(b.calls):
                 stopped[b.campaign] = [rid for rid, _ in b.calls]
         if stopped and claims:
-            # Paused (or fed by another feeder) since the calls were read: the slots taken
-            # for calls still parked go back.
+            # Paused, cancelled (or fed by another feeder) since the calls were read: the
+            # slots taken for calls still parked, or cancelled or expired, go back.
             self.dialer.slots.free_unless_moved(account, stopped)
         ledger.advance_feed(account, advances(fed, {m.campaign: m.weight for m in ready}))
         if gone:

@@ -295,3 +295,24 @@ def test_given_fed_calls_holding_slots_when_a_stop_comes_before_their_claim_then
         step = dialer.place(rid, slot=Slot(kw["slot"], kw["account"]))
         assert step.result == ("parked:queued" if stop == "pause" else "skip:cancelled")
     assert slots.used("default") == 0
+
+
+def test_given_slots_taken_by_the_feed_when_the_campaign_is_cancelled_before_the_move_then_they_go_back(
+    settings: Settings, ledger: Ledger
+) -> None:
+    # A cancel takes the calls out of the parked set: they are not parked any more, but not
+    # moved either, and nobody will ever claim them to give their slots back.
+    capped_settings = settings.model_copy(update={"exotel_max_live_calls": 4})
+    Enqueuer(capped_settings).enqueue_file(as_stream(agent_csv(5)), "feed")
+    feeder = feeder_for(capped_settings, ledger)
+    feeder.judge("feed")
+    unpark = feeder.ledger.unpark_many
+
+    def cancelled_then_unpark(*args: Any, **kw: Any) -> Any:
+        cancel_campaign("feed", settings=capped_settings)  # between the grant and the move
+        return unpark(*args, **kw)
+
+    feeder.ledger.unpark_many = cancelled_then_unpark  # type: ignore[method-assign]
+    assert feeder.feed("default") == 0
+    assert ledger.status("feed").states.get("cancelled") == 5
+    assert LiveSlots(ledger.redis, ledger.keys).used("default") == 0
