@@ -11,7 +11,8 @@ frees them (``lua/slot_free.lua``, :meth:`LiveSlots.free`) on whichever comes fi
   its claim: paused, cancelled, expired);
 * reconcile settling an in-doubt call (found, ended; or proven unplaced);
 * its lease: the origination window + TimeOut + TimeLimit (Exotel's maxima for those unset)
-  after it was taken, or ``EXOTEL_LIVE_CALL_LEASE_SECONDS``; past it the next taker drops
+  after its permit's slot (when it is sent, up to a priority call's max wait after the slots
+  were taken), or ``EXOTEL_LIVE_CALL_LEASE_SECONDS``; past it the next taker drops
   it, so a lost callback cannot leak a slot for good.
 
 An in-doubt call keeps its slots until it is settled or its lease lapses: an unknown
@@ -58,8 +59,9 @@ def weight_of(record: CallRecord) -> int:
 
 def slot_lease(time_out: int | None, time_limit: int | None, settings: Settings) -> float:
     """How long a call's slots may be held at most: until it could have ended (the
-    origination window + TimeOut + TimeLimit) plus the feed's lead (a fed call takes its
-    slots before its permit's slot), or ``EXOTEL_LIVE_CALL_LEASE_SECONDS``."""
+    origination window + TimeOut + TimeLimit) plus the feed's lead as slack, or
+    ``EXOTEL_LIVE_CALL_LEASE_SECONDS``; counted from the permit's slot (limiter_acquire.lua),
+    not from when the slots were taken."""
     if settings.exotel_live_call_lease_seconds is not None:
         return settings.exotel_live_call_lease_seconds
     return (

@@ -316,3 +316,20 @@ def test_given_slots_taken_by_the_feed_when_the_campaign_is_cancelled_before_the
     assert feeder.feed("default") == 0
     assert ledger.status("feed").states.get("cancelled") == 5
     assert LiveSlots(ledger.redis, ledger.keys).used("default") == 0
+
+
+def test_given_a_permit_reserved_ahead_when_it_takes_slots_then_their_lease_runs_from_its_slot(
+    rclient: redis.Redis,  # type: ignore[type-arg]
+    keys: Keys,
+) -> None:
+    # A priority call may reserve up to RATE_LIMIT_MAX_WAIT_SECONDS ahead and is sent at its
+    # permit's slot; the call may live its lease from then on. A lease counted from the
+    # reservation lapses that much early, and the next taker frees a live call's slots.
+    lim = Limiter(rclient, keys, "acct", calls=10, period=1.0, max_ahead=0.1, max_live=4)
+    now = 5_000_000_000_000
+    for _ in range(30):  # 3 s of permits ahead, none of them a call's
+        assert lim.reserve(now_us=now, ahead=5.0).granted
+    g = lim.reserve(now_us=now, ahead=5.0, claims=[SlotClaim("late", 2, 60)])
+    assert g.count == 1 and g.wait >= 2.9
+    lapse = rclient.zscore(keys.live_slots("default"), "2:late")
+    assert lapse is not None and lapse >= (g.slot_us(0) // 1000) + 60_000
