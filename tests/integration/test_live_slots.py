@@ -333,3 +333,30 @@ def test_given_a_permit_reserved_ahead_when_it_takes_slots_then_their_lease_runs
     assert g.count == 1 and g.wait >= 2.9
     lapse = rclient.zscore(keys.live_slots("default"), "2:late")
     assert lapse is not None and lapse >= (g.slot_us(0) // 1000) + 60_000
+
+
+def test_given_a_terminal_callback_when_it_frees_slots_then_it_adds_one_round_trip_only(
+    settings: Settings, ledger: Ledger, sim: Any
+) -> None:
+    # The receiver answers Exotel within its 15 s; freeing a call's slots costs it the
+    # slot_free script alone: the account comes back with the callback's own script.
+    dialer = make_dialer(settings.model_copy(update={"exotel_max_live_calls": 4}), ledger)
+    rid = enqueue_one(ledger, 6)
+    assert dialer.place(rid).result == "originated"
+    store = CallbackStore(ledger.redis, ledger.keys)
+    ev = CallbackEvent(ledger.get(rid)["sid"], "completed", rid, {})
+    sent: list[str] = []
+    real = ledger.redis.execute_command
+
+    def counted(*args: Any, **kw: Any) -> Any:
+        sent.append(str(args[0]))
+        return real(*args, **kw)
+
+    ledger.redis.execute_command = counted  # type: ignore[method-assign]
+    try:
+        applied = store.apply_event(ev)
+    finally:
+        ledger.redis.execute_command = real  # type: ignore[method-assign]
+    assert applied.result == "matched"
+    assert LiveSlots(ledger.redis, ledger.keys).used("default") == 0
+    assert [c.upper() for c in sent] == ["EVALSHA", "EVALSHA"]  # callback.lua, slot_free.lua
