@@ -58,8 +58,8 @@ class ExotelAccount(BaseModel):
     caller_id: str | None = None
     rate_limit_calls: Annotated[int, Field(gt=0)] | None = None
     rate_limit_period_seconds: Annotated[float, Field(gt=0)] | None = None
-    #: This account's cap on live calls, in slots (EXOTEL_MAX_LIVE_CALLS).
-    max_live_calls: Annotated[int, Field(gt=0)] | None = None
+    #: This account's cap on live calls, in slots (EXOTEL_MAX_LIVE_CALLS; at least 2).
+    max_live_calls: Annotated[int, Field(ge=2)] | None = None
     #: Zone of this account's plain timestamps (an account in another region shows its own).
     timezone: str | None = None
 
@@ -95,8 +95,9 @@ class Settings(BaseSettings):
     # flow call 1); unset = no cap. A slot is held from before the POST until the call's
     # terminal callback, a not-placed outcome, the backfill finding it ended, or its lease
     # (EXOTEL_LIVE_CALL_LEASE_SECONDS, by default the origination window + TimeOut +
-    # TimeLimit, Exotel's maxima for those a row leaves unset).
-    exotel_max_live_calls: Annotated[int, Field(gt=0)] | None = None
+    # TimeLimit, Exotel's maxima for those a row leaves unset). At least 2: under a cap of 1
+    # no connect call could ever be granted.
+    exotel_max_live_calls: Annotated[int, Field(ge=2)] | None = None
     exotel_live_call_lease_seconds: PositiveFloat | None = None
     # More accounts, by name: a campaign names one (``--account``); '' = the one above.
     exotel_accounts: dict[str, ExotelAccount] = Field(default_factory=dict)
