@@ -190,9 +190,10 @@ class Dialer:
         )
         if not claimed.claimed:
             log.info("%s: %s (%s) %s", request_id, claimed.code, claimed.state, gate.why)
-            if slot is not None and _stopped_unsent(claimed):
-                # A fed call took its slots with its permit; stopped here (paused, held by its
-                # gate, cancelled, expired), it sends nothing: they go back now, not at their
+            if _stopped_unsent(claimed):
+                # A fed call took its slots with its permit (or a worker that died before its
+                # sent mark did, for this call); stopped here (paused, held by its gate,
+                # cancelled, expired), it sends nothing: they go back now, not at their
                 # lease. Not for any other skip (a copy of a message whose call is dialling).
                 self._free_slots(request_id, acct)
             return Step(claimed.code, claimed.state), None

@@ -360,3 +360,20 @@ def test_given_a_terminal_callback_when_it_frees_slots_then_it_adds_one_round_tr
     assert applied.result == "matched"
     assert LiveSlots(ledger.redis, ledger.keys).used("default") == 0
     assert [c.upper() for c in sent] == ["EVALSHA", "EVALSHA"]  # callback.lua, slot_free.lua
+
+
+def test_given_a_worker_killed_after_taking_slots_when_its_call_is_cancelled_then_they_go_back(
+    settings: Settings, ledger: Ledger
+) -> None:
+    # A worker took the call's slots with its permit, then died before its sent mark: the
+    # sweeper requeues the call (a message without a fed permit). Cancelled before that
+    # message is claimed, the call is never dialled again: nothing but the claim frees them.
+    s = settings.model_copy(update={"exotel_max_live_calls": 4})
+    dialer = make_dialer(s, ledger)
+    rid = enqueue_one(ledger, 7)
+    record = ledger.get(rid)
+    claim = SlotClaim(rid, 2 if not record.get("url") else 1, 60)
+    assert dialer.limiter.reserve(claims=[claim]).count == 1  # the dead worker's
+    cancel_campaign("d", settings=s)
+    assert dialer.place(rid).result == "skip:cancelled"
+    assert LiveSlots(ledger.redis, ledger.keys).used("default") == 0
