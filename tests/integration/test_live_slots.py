@@ -377,3 +377,28 @@ def test_given_a_worker_killed_after_taking_slots_when_its_call_is_cancelled_the
     cancel_campaign("d", settings=s)
     assert dialer.place(rid).result == "skip:cancelled"
     assert LiveSlots(ledger.redis, ledger.keys).used("default") == 0
+
+
+def test_given_a_slot_freed_during_a_feed_pass_at_the_cap_when_the_pass_ends_then_it_is_not_missed(
+    settings: Settings, ledger: Ledger
+) -> None:
+    # A callback frees a slot after the pass's reservation was refused at the cap, before the
+    # pass sets the account's next pass: slot_free made it due now, and the pass's own end
+    # must not push that back to the earliest lease (or ten sweep ticks).
+    capped_settings = settings.model_copy(update={"exotel_max_live_calls": 4})
+    Enqueuer(capped_settings).enqueue_file(as_stream(agent_csv(5)), "feed")
+    feeder = feeder_for(capped_settings, ledger)
+    assert feeder.drain_once() == {"open": 1, "fed": 2}
+    fed = [rid for rid, _ in queued(ledger, capped_settings)]
+    slots = LiveSlots(ledger.redis, ledger.keys)
+    done = feeder.ledger.feed_done
+
+    def freed_then_done(*args: Any, **kw: Any) -> Any:
+        slots.free(fed[0], "default")  # the first call's callback, mid-pass
+        feeder.ledger.feed_done = done  # type: ignore[method-assign]
+        return done(*args, **kw)
+
+    feeder.ledger.feed_done = freed_then_done  # type: ignore[method-assign]
+    ledger.redis.zadd(ledger.keys.feeds(), {"default": 0})  # due now: the pass runs
+    assert feeder.drain_once() == {}  # at the cap: nothing fed, the slot frees after
+    assert feeder.drain_once() == {"fed": 1}  # the freed slot is used at once
