@@ -9,7 +9,16 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from bench import limiter_cost, memory, pipeline, priority, receiver, strictness, throughput
+from bench import (
+    limiter_cost,
+    live_calls,
+    memory,
+    pipeline,
+    priority,
+    receiver,
+    strictness,
+    throughput,
+)
 from bench.env import Machine, bench_redis, load_now
 from bench.report import Everything, intro_of, render
 
@@ -192,6 +201,11 @@ def main(argv: list[str] | None = None) -> int:
         )
         prio = priority.run(target, prio_load, log)
 
+        log("7. throughput at a live-call cap ...")
+        live = live_calls.run(
+            target, live_calls.LiveLoad(calls=60) if quick else live_calls.LiveLoad(), log
+        )
+
     def drawn(name: str, draw: Callable[[Path], str]) -> tuple[str, str]:
         """(path relative to the report, or "", note)."""
         path = out.parent / "img" / name
@@ -225,6 +239,7 @@ def main(argv: list[str] | None = None) -> int:
         recv_plot_note=recv_note,
         priority=prio,
         pipeline=pipe,
+        live_calls=live,
     )
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(render(report, intro_of(out)), encoding="utf-8")

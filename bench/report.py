@@ -11,9 +11,19 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from bench import limiter_cost, memory, pipeline, priority, receiver, strictness, throughput
+from bench import (
+    limiter_cost,
+    live_calls,
+    memory,
+    pipeline,
+    priority,
+    receiver,
+    strictness,
+    throughput,
+)
 from bench.env import Machine
 from bench.limiter_cost import CostResult
+from bench.live_calls import LiveResult
 from bench.markdown import mib, table, thousands, verdict
 from bench.memory import GOAL_BYTES, MemLoad, MemResult
 from bench.pipeline import GOAL_FIRST_S, GOAL_SHARE_P99_S, PipeResult, pct
@@ -82,6 +92,7 @@ class Everything:
     recv_plot_note: str
     priority: PrioResult | None = None
     pipeline: list[PipeResult] | None = None
+    live_calls: LiveResult | None = None
 
 
 def intro_of(path: Path) -> str:
@@ -212,6 +223,15 @@ def _goals(e: Everything) -> list[str]:
                 verdict(s["priority_p99"] <= PRIO_GOAL),
             ]
         )
+    if e.live_calls is not None and e.live_calls.originated:
+        u = e.live_calls.utilisation
+        rows.append(
+            [
+                "Throughput within 5 % of what a live-call cap allows (issue 17)",
+                f"{100 * u:.1f} % of cap / mean call length",
+                verdict(u >= 0.95),
+            ]
+        )
     return [
         "## Goals at a glance",
         "",
@@ -258,6 +278,7 @@ def render(e: Everything, intro: str) -> str:
             e.recv_load, e.receiver, e.machine.nproc, e.recv_plot_path, e.recv_plot_note
         ),
         *(([*priority.render(e.priority), ""]) if e.priority is not None else []),
+        *(([*live_calls.render(e.live_calls), ""]) if e.live_calls is not None else []),
         *_reproduce(e),
     ]
     return "\n".join(lines).rstrip() + "\n"

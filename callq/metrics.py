@@ -22,6 +22,11 @@ LIMITER_WAIT = Histogram(
     buckets=(0.0, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0),
 )
 RATE_LIMITED = Counter("callq_rate_limited", "HTTP 429 answers from Exotel")
+LIVE_CALLS_REFUSED = Counter(
+    "callq_live_calls_refused",
+    "Calls Exotel refused at its cap on concurrent calls (EXOTEL_MAX_LIVE_CALLS is above the "
+    "account's real cap, or another client uses the account)",
+)
 FED = Counter("callq_fed_calls", "Parked calls the feed handed to the queue with a permit")
 FED_LATE = Counter(
     "callq_fed_late",

@@ -58,6 +58,8 @@ class ExotelAccount(BaseModel):
     caller_id: str | None = None
     rate_limit_calls: Annotated[int, Field(gt=0)] | None = None
     rate_limit_period_seconds: Annotated[float, Field(gt=0)] | None = None
+    #: This account's cap on live calls, in slots (EXOTEL_MAX_LIVE_CALLS; at least 2).
+    max_live_calls: Annotated[int, Field(ge=2)] | None = None
     #: Zone of this account's plain timestamps (an account in another region shows its own).
     timezone: str | None = None
 
@@ -89,6 +91,14 @@ class Settings(BaseSettings):
     exotel_read_timeout: PositiveFloat = 30.0
     exotel_origination_window_seconds: Annotated[float, Field(ge=0)] = 30.0
     exotel_timezone: str = "Asia/Kolkata"
+    # The account's cap on concurrent calls, in slots (a connect-two-numbers call holds 2, a
+    # flow call 1); unset = no cap. A slot is held from before the POST until the call's
+    # terminal callback, a not-placed outcome, the backfill finding it ended, or its lease
+    # (EXOTEL_LIVE_CALL_LEASE_SECONDS, by default the origination window + TimeOut +
+    # TimeLimit, Exotel's maxima for those a row leaves unset). At least 2: under a cap of 1
+    # no connect call could ever be granted.
+    exotel_max_live_calls: Annotated[int, Field(ge=2)] | None = None
+    exotel_live_call_lease_seconds: PositiveFloat | None = None
     # More accounts, by name: a campaign names one (``--account``); '' = the one above.
     exotel_accounts: dict[str, ExotelAccount] = Field(default_factory=dict)
 
@@ -290,6 +300,7 @@ class Settings(BaseSettings):
             ("caller_id", "exotel_caller_id"),
             ("rate_limit_calls", "rate_limit_calls"),
             ("rate_limit_period_seconds", "rate_limit_period_seconds"),
+            ("max_live_calls", "exotel_max_live_calls"),
             ("timezone", "exotel_timezone"),
         ):
             value = getattr(acct, src)

@@ -43,6 +43,9 @@ class Account:
     api_token: str
     rate_limit: int = 200
     period: float = 60.0
+    #: Exotel's cap on concurrent calls, in slots (a connect-two-numbers call holds 2 for its
+    #: life, a flow call 1); None = no cap. At the cap a request is refused, not placed.
+    max_live_slots: int | None = None
 
 
 def _default_accounts() -> list[Account]:
@@ -88,6 +91,12 @@ class SimConfig:
     #: Content type of a StatusCallback when the request names none. Exotel's page says
     #: multipart/form-data is the default.
     default_callback_content_type: str = "multipart/form-data"
+    #: The refusal at an account's live-call cap (``max_live_slots``): status and message
+    #: (a RestException). Exotel documents the cap, not its reply; this is a guess.
+    live_cap_status: int = 429
+    live_cap_message: str = (
+        "Too many concurrent calls: the account's concurrency limit has been reached"
+    )
     #: Zone of every timestamp shown (DateCreated, StartTime, filters, callbacks).
     timezone: str = "Asia/Kolkata"
 
@@ -127,6 +136,8 @@ class SimConfig:
                 raise ValueError(f"{name} must be (low, high) with 0 <= low <= high")
         if isinstance(self.max_page_size, bool) or not 1 <= self.max_page_size <= 100:
             raise ValueError("max_page_size must be an integer within [1, 100]")
+        if isinstance(self.live_cap_status, bool) or not 400 <= self.live_cap_status <= 599:
+            raise ValueError("live_cap_status must be an HTTP error status within [400, 599]")
         if not self.default_callback_content_type:
             raise ValueError("default_callback_content_type must not be empty")
 
@@ -144,13 +155,14 @@ _FLOAT_FIELDS = {
     "late_callback_seconds",
 }
 _BOOL_FIELDS = {"latency", "callbacks"}
-_STR_FIELDS = {"default_callback_content_type", "timezone"}
+_STR_FIELDS = {"default_callback_content_type", "timezone", "live_cap_message"}
 _PAIR_FIELDS = {"ring_seconds", "talk_seconds"}
-_INT_FIELDS = {"max_page_size"}
-#: Besides SimConfig's own fields, ``rate_limit`` and ``period`` set every account's limit.
+_INT_FIELDS = {"max_page_size", "live_cap_status"}
+#: Besides SimConfig's own fields, ``rate_limit``, ``period`` and ``max_live_slots`` set every
+#: account's limit (``max_live_slots`` null: no cap).
 CHANGEABLE: frozenset[str] = frozenset(
     _FLOAT_FIELDS | _BOOL_FIELDS | _STR_FIELDS | _PAIR_FIELDS | _INT_FIELDS | {"status_mix", "seed"}
-) | frozenset({"rate_limit", "period"})
+) | frozenset({"rate_limit", "period", "max_live_slots"})
 
 
 def _as_float(name: str, value: Any) -> float:
@@ -170,6 +182,9 @@ def _validate_accounts(accounts: list[Account]) -> None:
             raise ValueError(f"bad account sid {acc.sid!r}")
         if acc.rate_limit < 1 or not (acc.period > 0 and math.isfinite(acc.period)):
             raise ValueError(f"bad rate limit for account {acc.sid!r}")
+        cap = acc.max_live_slots
+        if cap is not None and (isinstance(cap, bool) or not isinstance(cap, int) or cap < 1):
+            raise ValueError(f"bad max_live_slots for account {acc.sid!r}: an integer >= 1")
 
 
 def _coerce(name: str, value: Any) -> Any:
@@ -220,6 +235,11 @@ def apply_changes(config: SimConfig, changes: dict[str, Any]) -> SimConfig:
                 raise ValueError("rate_limit must be an integer")
             for acc in new.accounts:
                 acc.rate_limit = value
+        elif name == "max_live_slots":
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
+                raise ValueError("max_live_slots must be an integer or null")
+            for acc in new.accounts:
+                acc.max_live_slots = value
         elif name == "period":
             period = _as_float(name, value)
             for acc in new.accounts:

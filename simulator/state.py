@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import heapq
 import logging
 import operator
 import random
@@ -98,6 +99,10 @@ class SimState:
         # Every authenticated arrival, per account: (monotonic time, "connect" | "details").
         self._arrivals: dict[str, list[tuple[float, str]]] = {}
         self._max_in_window: dict[str, int] = dict.fromkeys(self._accounts, 0)
+        # Live calls per account, as a heap of (end, slots), and the most slots seen live.
+        self._live: dict[str, list[tuple[float, int]]] = {}
+        self._max_live: dict[str, int] = dict.fromkeys(self._accounts, 0)
+        self._live_refused = 0
         self._faults: Counter[str] = Counter()
         self._scripts: dict[str, deque[str]] = {}
         self._deliveries: list[Delivery] = []
@@ -252,6 +257,9 @@ class SimState:
                 self._faults[fault] += 1
             if fault == "429":
                 return Decision(429, rest_exception(429, "Too Many Requests"))
+            refusal = self._at_cap(account, params)
+            if refusal is not None:
+                return refusal
             if fault == "reset_before":
                 return Decision(0, {}, reset=True)
             if fault in ("500", "504"):
@@ -282,6 +290,27 @@ class SimState:
             if fault == "proxy_504":
                 return Decision(504, {}, self._latency(), raw=(PROXY_504_PAGE, "text/html"))
             return Decision(200, body, self._latency())
+
+    def _live_slots(self, sid: str, now: float) -> int:
+        """Slots held now on account ``sid`` by calls not yet ended (lock held)."""
+        heap = self._live.setdefault(sid, [])
+        while heap and heap[0][0] <= now:
+            heapq.heappop(heap)
+        return sum(w for _, w in heap)
+
+    def _at_cap(self, account: Account, params: Mapping[str, str]) -> Decision | None:
+        """The refusal when this call's slots would pass the account's cap (lock held)."""
+        cap = account.max_live_slots
+        if cap is None:
+            return None
+        weight = 2 if params.get("To") else 1
+        if self._live_slots(account.sid, time.monotonic()) + weight <= cap:
+            return None
+        self._live_refused += 1
+        cfg = self._config
+        return Decision(
+            cfg.live_cap_status, rest_exception(cfg.live_cap_status, cfg.live_cap_message)
+        )
 
     def _new_sid(self) -> str:
         while True:
@@ -354,6 +383,11 @@ class SimState:
         )
         self._calls[record.sid] = record
         self._originated += 1
+        heap = self._live.setdefault(account.sid, [])
+        live = self._live_slots(account.sid, now_mono) + (2 if two_numbers else 1)
+        heapq.heappush(heap, (record.end_mono, 2 if two_numbers else 1))
+        if live > self._max_live.get(account.sid, 0):
+            self._max_live[account.sid] = live
         callback = params.get("StatusCallback")
         if callback and cfg.callbacks:
             self._schedule_callbacks(record, callback, params)
@@ -673,6 +707,10 @@ class SimState:
                 "originated": self._originated,
                 "rate_limited": self._rate_limited,
                 "max_in_window": dict(self._max_in_window),
+                # Live-call slots: the most seen at once, those held now, refusals at the cap.
+                "max_live_slots": dict(self._max_live),
+                "live_slots": {sid: self._live_slots(sid, now) for sid in self._accounts},
+                "live_refused": self._live_refused,
                 "limit": {a.sid: [a.rate_limit, a.period] for a in self._accounts.values()},
                 "by_custom_field": dict(by_cf),
                 "by_to": dict(by_to),
@@ -689,6 +727,10 @@ class SimState:
                         "ended": r.ended(now),
                         "fault": r.fault,
                         "date_created": format_time(r.created_wall, self._tz),
+                        # Its life on the simulator's monotonic clock (live slots over time).
+                        "placed_at": round(r.placed_mono, 6),
+                        "ends_at": round(r.end_mono, 6),
+                        "slots": 2 if r.to_param else 1,
                     }
                     for r in calls
                 ],

@@ -50,6 +50,16 @@ _STATUS: dict[str, Any] = {
         "parked": {"type": "integer"},
         "redials": {"type": "integer"},
         "controls": {"type": "object"},
+        "live_calls": {
+            "type": "object",
+            "description": "The campaign's account's live-call slots in use against its cap "
+            "(EXOTEL_MAX_LIVE_CALLS); absent when the account has no cap.",
+            "properties": {
+                "account": {"type": "string"},
+                "used": {"type": "integer"},
+                "cap": {"type": "integer"},
+            },
+        },
     },
 }
 _CONTROLS_DOC = {

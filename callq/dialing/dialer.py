@@ -10,14 +10,14 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import redis
 
 from callq.campaign.controls import GO, Controls, Gate
 from callq.dialing.backfill import status_due_in
 from callq.dialing.breaker import Breaker
-from callq.dialing.limiter import Limiter, Permit, Slot
+from callq.dialing.limiter import Limiter, NoSlot, Permit, Slot
 from callq.dialing.retry import RetryPolicy
 from callq.errors import InvalidRow, LimiterUnavailable, Stopping
 from callq.exotel.client import ExotelClient
@@ -25,14 +25,31 @@ from callq.exotel.outcome import NotPlaced, Originated, Outcome, Rejected, Unkno
 from callq.exotel.params import build_connect_params
 from callq.exotel.parties import request_parties
 from callq.ids import campaign_of
-from callq.metrics import CALLS, EXOTEL_LATENCY, FED_LATE, LIMITER_WAIT, RATE_LIMITED
+from callq.metrics import (
+    CALLS,
+    EXOTEL_LATENCY,
+    FED_LATE,
+    LIMITER_WAIT,
+    LIVE_CALLS_REFUSED,
+    RATE_LIMITED,
+)
 from callq.settings import Settings
 from callq.store.callbacks import CallbackStore
 from callq.store.controls_cache import ControlsCache
 from callq.store.ledger import Claim, Finish, Ledger, ReleaseAction
-from callq.store.records import CallRecord, SendMark, State
+from callq.store.records import CallRecord, ClaimCode, SendMark, State
+from callq.store.slots import LiveSlots, claim_for
 
 log = logging.getLogger("callq.dialer")
+
+
+def _stopped_unsent(claimed: Claim) -> bool:
+    """The claim stopped the call unsent (parked it, cancelled it, let it expire), or found
+    it cancelled or expired before: no attempt of it is live. Not an early copy of a retry's
+    message, nor a skip of a call that is dialling, in doubt or otherwise final."""
+    if claimed.code in (ClaimCode.PARKED, ClaimCode.CANCELLED, ClaimCode.EXPIRED):
+        return True
+    return claimed.code is ClaimCode.SKIP and claimed.state in ("cancelled", "expired")
 
 
 @dataclass(frozen=True)
@@ -80,6 +97,7 @@ class Dialer:
         self.callbacks = CallbackStore(
             self.ledger.redis, self.ledger.keys, events=self.ledger.events
         )
+        self.slots = LiveSlots(self.ledger.redis, self.ledger.keys)
         self.default_account = Account(
             "default", self.settings, self.client, self.limiter, self.breaker
         )
@@ -174,6 +192,12 @@ class Dialer:
         )
         if not claimed.claimed:
             log.info("%s: %s (%s) %s", request_id, claimed.code, claimed.state, gate.why)
+            if _stopped_unsent(claimed):
+                # A fed call took its slots with its permit (or a worker that died before its
+                # sent mark did, for this call); stopped here (paused, held by its gate,
+                # cancelled, expired), it sends nothing: they go back now, not at their
+                # lease. Not for any other skip (a copy of a message whose call is dialling).
+                self._free_slots(request_id, acct)
             return Step(claimed.code, claimed.state), None
         assert acct is not None and claimed.record is not None
         record = claimed.record
@@ -188,33 +212,41 @@ class Dialer:
             self._finish(request_id, claim, State.FAILED, error=f"invalid record: {exc}")
             return Step("invalid"), None
         try:
-            got = self._permit(acct, claimed, slot, priority=priority)
+            got = self._permit(request_id, acct, claimed, slot, priority=priority)
         except Stopping:
             # Warm shutdown: nothing was sent. Give the call back, uncounted, for another
             # worker; the in-flight requests of this worker finish and are recorded.
-            self._release(request_id, claim)
+            self._release(request_id, claim, acct=acct)
             log.info("%s released: worker stopping, nothing was sent", request_id)
             return Step("released", retry_in=0.0), None
         except LimiterUnavailable as exc:
             # Nothing was sent: give the attempt back. If Redis is down this fails too, and
             # the sweeper requeues the call when the lease runs out.
             log.warning("no permit for %s: %s", request_id, exc)
-            self._release(request_id, claim)
+            self._release(request_id, claim, acct=acct)
             return Step("no_permit", retry_in=1.0), None
+        if isinstance(got, NoSlot):
+            # The account is at its cap on live calls: park the call, attempt uncounted, no
+            # thread held. A normal campaign's is judged now and waits in its account's feed,
+            # which a freed slot wakes; a priority campaign's is looked at again after a tick
+            # (or when the earliest slot lapses, if sooner).
+            wake = min(got.wait, self.settings.sweep_interval_seconds) if priority else 0.0
+            self._release(request_id, claim, action="park", wake_in=wake, acct=acct)
+            return Step("parked", "live_calls"), None
         if not isinstance(got, Permit):
             if priority:
-                self._release(request_id, claim)
+                self._release(request_id, claim, acct=acct)
                 return Step("no_permit", retry_in=1.0), None
             # No slot within the horizon: park the call (no thread waits, no ETA task); the
             # feed hands it a permit of its own when its turn comes.
-            self._release(request_id, claim, action="park", wake_in=got)
+            self._release(request_id, claim, action="park", wake_in=got, acct=acct)
             return Step("parked", "rate"), None
         permit = got
         late_gate = ctl.gate(self.clock())
         if late_gate.kind != "go":
             # The window closed (or end_at passed) while this call waited for its slot.
             action: ReleaseAction = "expired" if late_gate.kind == "expire" else "park"
-            self._release(request_id, claim, action=action, wake_in=late_gate.wait)
+            self._release(request_id, claim, action=action, wake_in=late_gate.wait, acct=acct)
             return Step(action, late_gate.why), None
         marked = self.ledger.mark_sent(
             request_id,
@@ -229,7 +261,7 @@ class Dialer:
                 return Step("lease_lost"), None
             # Paused or cancelled since the claim: stopped at its sent mark, nothing sent.
             paused = marked is SendMark.PAUSED
-            self._release(request_id, claim, action="park" if paused else "cancelled")
+            self._release(request_id, claim, action="park" if paused else "cancelled", acct=acct)
             log.info("%s not sent: campaign %s", request_id, marked)
             return Step(marked, "stopped"), None
         if not acct.limiter.on_time(permit):
@@ -237,9 +269,10 @@ class Dialer:
             # The limit holds only if every request leaves within the margin of its slot
             # (two requests N slots apart are then more than a period apart). This one is
             # late (a stall, a slow Redis): hold it back, unsent, and requeue it.
-            self.ledger.release(
+            if self.ledger.release(
                 request_id, claim, republish_after=s.retry_overdue_seconds, unsent=True
-            )
+            ):
+                self._free_slots(request_id, acct)
             log.warning("%s held back: %.3f s late for its permit; requeued", request_id, late)
             return Step("late", retry_in=0.0), None
         waited = permit.waited
@@ -251,8 +284,14 @@ class Dialer:
         return step, outcome
 
     def _permit(
-        self, acct: Account, claimed: Claim, slot: Slot | None, *, priority: bool
-    ) -> Permit | float:
+        self,
+        request_id: str,
+        acct: Account,
+        claimed: Claim,
+        slot: Slot | None,
+        *,
+        priority: bool,
+    ) -> Permit | float | NoSlot:
         """The call's permit, after sleeping until its slot; or the seconds until one could be
         had (no permit within the horizon: the caller parks the call).
 
@@ -272,7 +311,11 @@ class Dialer:
                 return Permit(permit.earliest, permit.latest, time.monotonic() - claimed.sent)
             else:
                 FED_LATE.inc()
-        return acct.limiter.try_acquire(self.stopping, priority=priority)
+        if acct.limiter.max_live is None:
+            return acct.limiter.try_acquire(self.stopping, priority=priority)
+        assert claimed.record is not None
+        claim = claim_for(claimed.record, request_id, acct.settings)
+        return acct.limiter.try_acquire(self.stopping, priority=priority, claim=claim)
 
     def _release(
         self,
@@ -281,9 +324,10 @@ class Dialer:
         *,
         action: ReleaseAction = "",
         wake_in: float | None = None,
+        acct: Account | None = None,
     ) -> None:
         try:
-            self.ledger.release(
+            released = self.ledger.release(
                 request_id,
                 claim,
                 republish_after=self.settings.retry_overdue_seconds,
@@ -292,6 +336,14 @@ class Dialer:
             )
         except redis.RedisError:
             log.warning("could not release %s; the sweeper will requeue it", request_id)
+            return
+        if released:
+            # Nothing was sent: slots it took with its permit (or the feed took for it) go.
+            self._free_slots(request_id, acct)
+
+    def _free_slots(self, request_id: str, acct: Account | None) -> None:
+        if acct is not None and acct.limiter.max_live is not None:
+            self.slots.free(request_id, acct.name)
 
     def _record(
         self,
@@ -328,12 +380,21 @@ class Dialer:
                 self.callbacks.apply_pending(outcome.sid)
         elif isinstance(outcome, NotPlaced):
             entry["error"] = outcome.reason
+            self._free_slots(request_id, acct)
             if outcome.rate_limited:
+                # Any 429, one naming concurrency too: it may be the rate's (callq cannot
+                # tell), and a missed push-back would let every worker go on at full rate.
                 RATE_LIMITED.inc()
                 try:
                     acct.limiter.push_back(outcome.retry_after or s.rate_limited_pushback_seconds)
                 except LimiterUnavailable:
                     log.warning("could not push the limiter back after a 429")
+            if outcome.at_capacity:
+                # Refused at Exotel's cap on live calls: the call retries when our earliest
+                # slot lapses (a callback may free one sooner).
+                LIVE_CALLS_REFUSED.inc()
+                hint = self.slots.earliest_release(acct.name) if acct.limiter.max_live else None
+                outcome = replace(outcome, retry_after=hint or outcome.retry_after)
             # A redial starts a fresh count of retries (attempts before it do not count).
             if self.policy.exhausted(attempt - record.redial_base):
                 fin = self._finish(
@@ -356,6 +417,7 @@ class Dialer:
                 )
         elif isinstance(outcome, Rejected) and outcome.account_level and acct.breaker:
             entry["error"] = outcome.reason
+            self._free_slots(request_id, acct)
             cooldown = acct.breaker.trip(f"HTTP {outcome.http_status}: {outcome.reason}")
             fin = self._finish(
                 request_id,
@@ -370,6 +432,7 @@ class Dialer:
             return Step("breaker_tripped", retry_in=cooldown) if fin else Step("not_recorded")
         elif isinstance(outcome, Rejected):
             entry["error"] = outcome.reason
+            self._free_slots(request_id, acct)
             fin = self._finish(
                 request_id,
                 claim,

@@ -19,6 +19,10 @@ Two rules keep the spacing true at Exotel, not only in Redis:
   (:meth:`Limiter.on_time`): two requests ``calls`` permits apart are then more than a period
   apart at Exotel, with the other half of the margin for the network.
 
+With a cap on live calls (``EXOTEL_MAX_LIVE_CALLS``, :mod:`callq.store.slots`), each permit
+goes to a call only with its slots, in the same round trip; a permit the cap refuses is not
+spent (:attr:`Grant.slots_full`).
+
 When Redis cannot be reached the limiter fails closed: :class:`LimiterUnavailable`, and no
 request goes out.
 """
@@ -28,7 +32,7 @@ from __future__ import annotations
 import math
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import redis
@@ -37,6 +41,7 @@ from callq.errors import LimiterUnavailable, Stopping
 from callq.settings import Settings
 from callq.store.keys import Keys
 from callq.store.scripts import Scripts
+from callq.store.slots import SlotClaim
 
 MAX_LATE_IN_A_ROW = 3
 
@@ -79,6 +84,9 @@ class Grant:
     interval_us: int
     sent: float
     received: float
+    #: With a cap on live calls: seconds until the earliest held slot lapses when the cap
+    #: stopped the grant short (``count`` may then be 0 with a permit free), else None.
+    slots_full: float | None = None
 
     @property
     def granted(self) -> bool:
@@ -90,6 +98,14 @@ class Grant:
 
     def permit(self, i: int = 0) -> Permit:
         return Permit.of_slot(self.slot_us(i), self.now_us, self.sent, self.received)
+
+
+@dataclass(frozen=True)
+class NoSlot:
+    """No free live-call slot: the account is at its cap (EXOTEL_MAX_LIVE_CALLS). ``wait``:
+    seconds until the earliest held slot's lease lapses (a callback may free one sooner)."""
+
+    wait: float
 
 
 @dataclass(frozen=True)
@@ -123,10 +139,16 @@ class Limiter:
         max_wait: float | None = None,
         scripts: Scripts | None = None,
         sleep: Callable[[float], None] = time.sleep,
+        max_live: int | None = None,
+        name: str = "default",
     ) -> None:
         if calls <= 0 or period <= 0:
             raise ValueError("calls and period must be positive")
         self.key = keys.limiter(account)
+        # Live-call slots are kept under the account's name ('default' or its EXOTEL_ACCOUNTS
+        # key), which the call record keeps: whoever frees them knows it.
+        self.slots_key = keys.live_slots(name)
+        self.max_live = max_live
         self.calls = calls
         self.period = period
         self.margin = margin
@@ -142,9 +164,15 @@ class Limiter:
 
     @classmethod
     def for_settings(
-        cls, client: redis.Redis, keys: Keys, settings: Settings, scripts: Scripts | None = None
+        cls,
+        client: redis.Redis,
+        keys: Keys,
+        settings: Settings,
+        scripts: Scripts | None = None,
+        name: str = "default",
     ) -> Limiter:
-        """The limiter of the account ``settings`` describe (see ``Settings.for_account``)."""
+        """The limiter of the account ``settings`` describe (see ``Settings.for_account``);
+        ``name``: the account's name, under which its live-call slots are kept."""
         return cls(
             client,
             keys,
@@ -155,6 +183,8 @@ class Limiter:
             max_ahead=settings.rate_limit_max_ahead_seconds,
             max_wait=settings.rate_limit_max_wait_seconds,
             scripts=scripts,
+            max_live=settings.exotel_max_live_calls,
+            name=name,
         )
 
     @property
@@ -172,25 +202,41 @@ class Limiter:
         return permit.lateness() <= self.tolerance
 
     def reserve(
-        self, now_us: int | None = None, *, ahead: float | None = None, count: int = 1
+        self,
+        now_us: int | None = None,
+        *,
+        ahead: float | None = None,
+        count: int = 1,
+        claims: Sequence[SlotClaim] = (),
     ) -> Grant:
         """Up to ``count`` permits within ``ahead`` seconds (default: the horizon), in one round
-        trip. ``now_us`` replaces the server clock (tests only)."""
+        trip. ``now_us`` replaces the server clock (tests only).
+
+        With a cap on live calls (``max_live``), ``claims`` names the call of each permit in
+        slot order: a permit is granted only with its call's slots, so at most
+        ``len(claims)`` come back. Without claims (a Call Details look-up) no slot is
+        taken."""
         ahead_us = self.max_ahead_us if ahead is None else max(round(ahead * 1e6), 0)
+        keys = [self.key]
+        args: list[str | int] = [
+            self.interval_us,
+            ahead_us,
+            "" if now_us is None else now_us,
+            max(count, 1),
+            self.max_ahead_us + self.interval_us,  # the clock-step bound
+        ]
+        if self.max_live is not None and claims:
+            keys.append(self.slots_key)
+            args.append(self.max_live)
+            for c in claims[: max(count, 1)]:
+                args.extend(c.args())
         sent = time.monotonic()
         try:
-            got, wait_us, server_now = self._scripts.limiter_acquire(
-                keys=[self.key],
-                args=[
-                    self.interval_us,
-                    ahead_us,
-                    "" if now_us is None else now_us,
-                    max(count, 1),
-                    self.max_ahead_us + self.interval_us,  # the clock-step bound
-                ],
-            )
+            reply = self._scripts.limiter_acquire(keys=keys, args=args)
         except redis.RedisError as exc:
             raise LimiterUnavailable(f"limiter unreachable: {exc.__class__.__name__}") from exc
+        got, wait_us, server_now = reply[:3]
+        full = int(reply[3]) if len(reply) > 3 else -1
         return Grant(
             count=int(got),
             wait=int(wait_us) / 1e6,
@@ -198,6 +244,7 @@ class Limiter:
             interval_us=self.interval_us,
             sent=sent,
             received=time.monotonic(),
+            slots_full=full / 1000 if full >= 0 else None,
         )
 
     def acquire(self, timeout: float | None = None, stop: threading.Event | None = None) -> Permit:
@@ -232,8 +279,12 @@ class Limiter:
             _wait(r.wait, stop, self._sleep)
 
     def try_acquire(
-        self, stop: threading.Event | None = None, *, priority: bool = False
-    ) -> Permit | float:
+        self,
+        stop: threading.Event | None = None,
+        *,
+        priority: bool = False,
+        claim: SlotClaim | None = None,
+    ) -> Permit | float | NoSlot:
         """One reservation, without queueing behind others: a :class:`Permit` (after sleeping
         until its slot, at most the horizon), or the seconds until a slot could be had, for a
         caller that would rather put its call aside than hold a thread.
@@ -242,10 +293,17 @@ class Limiter:
         callers and the feed never reserve past the horizon, so the next free slot is at most
         the horizon plus one interval away: a priority call waits no longer than that, however
         many ordinary calls are waiting.
+
+        ``claim``: the call's live slots, taken with the permit under a cap; at the cap the
+        answer is :class:`NoSlot` and no permit is spent.
         """
         started = time.monotonic()
-        r = self.reserve(ahead=self.max_wait if priority else None)
+        r = self.reserve(
+            ahead=self.max_wait if priority else None, claims=() if claim is None else [claim]
+        )
         if not r.granted:
+            if r.slots_full is not None:
+                return NoSlot(r.slots_full)
             return r.wait
         permit = r.permit()
         permit.sleep(stop, self._sleep)

@@ -41,7 +41,7 @@ from callq.exotel.params import longest_call
 from callq.exotel.parties import parties, record_parties
 from callq.settings import Settings
 from callq.store.callbacks import CallbackStore
-from callq.store.ledger import Ledger
+from callq.store.ledger import Finish, Ledger
 from callq.store.records import CallRecord, State
 
 log = logging.getLogger("callq.reconcile")
@@ -190,6 +190,7 @@ class Reconciler:
                     "at": round(time.time(), 3),
                 },
             )
+            self._free_slots(fin, rec)  # listed, so it has ended
             if fin.ok and fin.pending_callback:
                 # Its callback came first and waited for the Sid (a flow call's carries no
                 # CustomField): apply it now, as the dialer does, or the call would never get
@@ -256,6 +257,7 @@ class Reconciler:
                 error=f"{reason}; {why}",
                 log={"attempt": attempt, "outcome": "unplaced"},
             )
+            self._free_slots(fin, rec)
             return Verdict("failed") if fin.ok else Verdict("not_recorded", fin.state)
         fin = self.ledger.finish(
             request_id,
@@ -266,7 +268,14 @@ class Reconciler:
             look_again_in=self.settings.retry_overdue_seconds,
             log={"attempt": attempt, "outcome": "unplaced"},
         )
+        self._free_slots(fin, rec)  # proven unplaced: its slots go before it redials
         return Verdict("unplaced", redial=fin.ok)
+
+    def _free_slots(self, fin: Finish, rec: CallRecord) -> None:
+        """A settled in-doubt call no longer holds its live-call slots (EXOTEL_MAX_LIVE_CALLS):
+        it has ended, or it never was placed."""
+        if fin.ok:
+            self.callbacks.slots.free(rec.request_id, rec.account or "default")
 
     def _search(self, rec: CallRecord, sent_at: float) -> list[dict[str, Any]]:
         """Every call Call Details lists for the request's numbers in its window."""

@@ -29,6 +29,7 @@ from callq.store.connect import make_redis
 from callq.store.events import EventFlags
 from callq.store.keys import Keys
 from callq.store.ledger import CampaignStatus, Ledger
+from callq.store.slots import LiveSlots
 
 __all__ = [
     "CallRequest",
@@ -123,7 +124,21 @@ def campaign_status(
     status = ledger.status(check_campaign(campaign), controls=controls)
     waiting = status.states.get("queued", 0) + status.states.get("retrying", 0)
     held = held_back(ledger, s, read[0], waiting, time.time() if now is None else now)
-    return dataclasses.replace(status, held=held)
+    return dataclasses.replace(status, held=held, live_calls=live_calls(ledger, s, read[0]))
+
+
+def live_calls(ledger: Ledger, settings: Settings, ctl: Controls) -> dict[str, Any] | None:
+    """The campaign's account's live-call slots in use against its cap, or None when the
+    account has no cap (or is unknown here)."""
+    name = ctl.account or "default"
+    try:
+        cap = settings.for_account(name).exotel_max_live_calls
+    except ConfigError:
+        return None
+    if cap is None:
+        return None
+    used = LiveSlots(ledger.redis, ledger.keys).used(name)
+    return {"account": name, "used": used, "cap": cap}
 
 
 def held_back(

@@ -180,6 +180,9 @@ def cmd_status(args: argparse.Namespace) -> int:
         )
     if status.parked:
         print(f"  parked (waiting calls held back): {status.parked}")
+    if status.live_calls is not None:
+        lc = status.live_calls
+        print(f"  live-call slots of account {lc['account']}: {lc['used']} of {lc['cap']}")
     for state in [*STATE_ORDER, *sorted(set(status.states) - set(STATE_ORDER))]:
         count = status.states.get(state, 0)
         print(f"  {state:<11} {count:>8}  {100.0 * count / status.total:5.1f}%")

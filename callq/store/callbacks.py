@@ -23,6 +23,7 @@ from callq.store.events import EventFlags
 from callq.store.keys import Keys
 from callq.store.records import CALL_STATUSES
 from callq.store.scripts import Scripts
+from callq.store.slots import LiveSlots
 
 __all__ = ["RECORD_FIELDS", "Applied", "CallbackEvent", "CallbackStore", "Result"]
 
@@ -144,6 +145,7 @@ class CallbackStore:
         self.events = events or EventFlags()  # a final callback's event (callq.store.events)
         self.pending_ttl = pending_ttl
         self.scripts = Scripts(client)
+        self.slots = LiveSlots(client, keys, self.scripts)
 
     @property
     def _ttl_ms(self) -> int:
@@ -237,9 +239,13 @@ class CallbackStore:
                 *([flag] if (flag := self.events.arg()) else []),
             ],
         )
-        code, previous_state, mismatch, previous_status, redialled = raw
+        code, previous_state, mismatch, previous_status, redialled = raw[:5]
         if code == "missing":
             return None
+        if code == "matched" and not int(mismatch) and ev.status in CALL_STATUSES:
+            # The call has ended: its live-call slots are free (EXOTEL_MAX_LIVE_CALLS). The
+            # script gave its account: one round trip more per terminal callback, not two.
+            self.slots.free(request_id, (str(raw[5]) if len(raw) > 5 else "") or None)
         if int(mismatch):
             log.warning(
                 "callback sid %s for %s differs from the recorded sid; kept as "

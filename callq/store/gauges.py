@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 import redis
@@ -14,6 +14,7 @@ from prometheus_client.registry import Collector
 from callq.settings import Settings
 from callq.store.demand import read_demand
 from callq.store.keys import Keys
+from callq.store.slots import LiveSlots
 
 log = logging.getLogger("callq.metrics")
 #: A scrape that cannot read Redis is logged at most once in this many seconds.
@@ -22,11 +23,15 @@ LOG_EVERY_SECONDS = 300.0
 
 class LedgerCollector(Collector):
     """Scrape-time gauges read from Redis: in-doubt and parked calls per campaign, open
-    breakers."""
+    breakers, and live-call slots in use against each account's cap (``caps``: account name
+    -> EXOTEL_MAX_LIVE_CALLS, for the accounts that have one)."""
 
-    def __init__(self, client: redis.Redis, keys: Keys) -> None:
+    def __init__(
+        self, client: redis.Redis, keys: Keys, caps: Mapping[str, int] | None = None
+    ) -> None:
         self.client = client
         self.keys = keys
+        self.caps = dict(caps or {})
 
     def collect(self) -> Iterator[Any]:
         in_doubt = GaugeMetricFamily(
@@ -41,6 +46,15 @@ class LedgerCollector(Collector):
         breaker = GaugeMetricFamily(
             "callq_breaker_open", "1 while an account's breaker is open", labels=["account"]
         )
+        live = GaugeMetricFamily(
+            "callq_live_call_slots",
+            "Live-call slots in use per account (2 per connect-two-numbers call, 1 per flow "
+            "call), of accounts with EXOTEL_MAX_LIVE_CALLS",
+            labels=["account"],
+        )
+        cap = GaugeMetricFamily(
+            "callq_live_call_slots_cap", "EXOTEL_MAX_LIVE_CALLS per account", labels=["account"]
+        )
         try:
             campaigns = sorted(str(c) for c in self.client.smembers(self.keys.campaigns()))
             pipe = self.client.pipeline(transaction=False)
@@ -54,11 +68,18 @@ class LedgerCollector(Collector):
             for key in self.client.scan_iter(match=self.keys.breaker("*"), count=100):
                 account = str(key).rsplit(":", 1)[-1]
                 breaker.add_metric([account], 1.0)
+            slots = LiveSlots(self.client, self.keys)
+            for name, most in sorted(self.caps.items()):
+                live.add_metric([name], float(slots.used(name)))
+                cap.add_metric([name], float(most))
         except redis.RedisError:
             return
         yield in_doubt
         yield parked
         yield breaker
+        if self.caps:
+            yield live
+            yield cap
 
 
 class DemandCollector(Collector):

@@ -125,6 +125,13 @@ class Keys:
         lua/limiter_acquire.lua."""
         return f"{self.prefix}:limiter:{account}"
 
+    def live_slots(self, account: str) -> str:
+        """Sorted set: ``{weight}:{request id}`` -> ms (Redis clock) when the slots lapse. The
+        account's live calls under EXOTEL_MAX_LIVE_CALLS: weight 2 for a connect-two-numbers
+        call, 1 for a flow call. Taken with the permit (lua/limiter_acquire.lua), freed by
+        lua/slot_free.lua, and a member past its score is dropped by the next taker."""
+        return f"{self.prefix}:live:{account}"
+
     def breaker(self, account: str) -> str:
         """Hash: per-account breaker (state, reason, until)."""
         return f"{self.prefix}:breaker:{account}"

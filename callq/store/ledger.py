@@ -74,6 +74,8 @@ class CampaignStatus:
     redials: int = 0  # redials scheduled on a call's outcome
     controls: dict[str, Any] = field(default_factory=dict)
     held: Held | None = None  # why waiting calls are held back, and until when
+    #: The campaign's account's live-call slots ({account, used, cap}), when it has a cap.
+    live_calls: dict[str, Any] | None = None
 
     def as_dict(self, *, details: bool = False) -> dict[str, Any]:
         """The contract's four keys, then ``held`` (None when nothing is held back);
@@ -85,6 +87,8 @@ class CampaignStatus:
             "call_status": self.call_status,
             "held": None if self.held is None else self.held.as_dict(),
         }
+        if self.live_calls is not None:
+            out["live_calls"] = self.live_calls
         if details:
             out.update(parked=self.parked, redials=self.redials, controls=self.controls)
         return out
@@ -576,15 +580,20 @@ class Ledger:
                 pipe.zadd(self.keys.feed(account), {campaign: delta}, xx=True, incr=True)
             pipe.execute()
 
-    def feed_done(self, account: str, next_at_ms: int) -> bool:
+    def feed_done(
+        self, account: str, next_at_ms: int, *, room: tuple[str, int, int] | None = None
+    ) -> bool:
         """End a feed pass: the next one at ``next_at_ms`` (Redis clock), or none when the
-        account's feed is empty. Returns False in that case."""
+        account's feed is empty. Returns False in that case. ``room``: (the account's
+        live-slots key, its cap, the slots of the call the cap refused) for a pass the cap
+        stopped: if slots were freed since, the next pass is due now (see feed_done.lua)."""
         k = self.keys
-        return bool(
-            self.scripts.feed_done(
-                keys=[k.feed(account), k.feeds()], args=[account, int(next_at_ms)]
-            )
-        )
+        keys = [k.feed(account), k.feeds()]
+        args: list[str | int] = [account, int(next_at_ms)]
+        if room is not None:
+            keys.append(room[0])
+            args.extend(room[1:])
+        return bool(self.scripts.feed_done(keys=keys, args=args))
 
     def parked_many(self, campaigns: Sequence[str], count: int) -> dict[str, list[str]]:
         """The first ``count`` parked request ids of each campaign (one round trip)."""

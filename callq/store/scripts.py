@@ -61,3 +61,5 @@ class Scripts:
         # The limiter.
         self.limiter_acquire = register("limiter_acquire")
         self.limiter_push_back = register("limiter_push_back")
+        # Live-call slots (taken in limiter_acquire).
+        self.slot_free = register("slot_free")

@@ -36,10 +36,11 @@ from celery import Celery
 from callq.campaign.controls import Controls
 from callq.campaign.share import Member, advances, allocate
 from callq.dialing.dialer import Account, Dialer
-from callq.dialing.limiter import Slot
+from callq.dialing.limiter import Grant, Limiter, Slot
 from callq.metrics import FED
 from callq.settings import Settings
 from callq.store.ledger import Ledger, Unpark
+from callq.store.slots import SlotClaim
 from callq.transport.messages import TaskMessages
 from callq.transport.queues import CALLS_QUEUE, PRIORITY_QUEUE
 
@@ -238,11 +239,15 @@ class Feeder:
         if not ready:
             self._done(account, self.settings.sweep_interval_seconds)
             return 0
-        grant = lim.reserve(ahead=lead, count=min(most, sum(m.available for m in ready)))
+        want = min(most, sum(m.available for m in ready))
+        order = allocate(want, ready)
+        claims = self._claims(acct, order, ids)
+        grant = lim.reserve(ahead=lead, count=want, claims=claims)
+        room = _room(lim, grant, claims)
         if not grant.granted:
-            self._done(account, max(grant.wait, MIN_PASS_GAP))
+            self._done(account, _next_pass(grant, lead, self.recheck), room=room)
             return 0
-        order = allocate(grant.count, ready)
+        order = order[: grant.count]
         calls: dict[str, list[tuple[str, str]]] = {m.campaign: [] for m in ready}
         taken = dict.fromkeys(calls, 0)
         for i, campaign in enumerate(order):
@@ -254,19 +259,41 @@ class Feeder:
         moved = 0
         fed: list[str] = []
         gone: list[str] = []
+        stopped: dict[str, list[str]] = {}
         for b, done in zip(batches, results, strict=True):
-            moved += done.moved
-            fed.extend([b.campaign] * done.moved)
+            moved += max(done.moved, 0)
+            fed.extend([b.campaign] * max(done.moved, 0))
             if not done.paused and done.left == 0:
                 gone.append(b.campaign)
+            if done.moved < len(b.calls):
+                stopped[b.campaign] = [rid for rid, _ in b.calls]
+        if stopped and claims:
+            # Paused, cancelled (or fed by another feeder) since the calls were read: the
+            # slots taken for calls still parked, or cancelled or expired, go back.
+            self.dialer.slots.free_unless_moved(account, stopped)
         ledger.advance_feed(account, advances(fed, {m.campaign: m.weight for m in ready}))
         if gone:
             self._leave(account, gone)
         FED.inc(moved)
-        # The next pass: when the next permit can be reserved within the lead.
-        next_free = grant.wait + grant.count * grant.interval_us / 1e6
-        self._done(account, max(next_free - lead, MIN_PASS_GAP), now_ms=grant.now_us // 1000)
+        self._done(
+            account, _next_pass(grant, lead, self.recheck), now_ms=grant.now_us // 1000, room=room
+        )
         return moved
+
+    def _claims(
+        self, acct: Account, order: list[str], ids: dict[str, list[str]]
+    ) -> list[SlotClaim]:
+        """Under a cap on live calls each permit goes with its call's slots, in the same step:
+        the calls, named in slot order (allocate's order is the same for any prefix, so the
+        first ``count`` granted are those of allocate(count)). None without a cap."""
+        if acct.limiter.max_live is None:
+            return []
+        taken = dict.fromkeys(ids, 0)
+        named = []
+        for campaign in order:
+            named.append(ids[campaign][taken[campaign]])
+            taken[campaign] += 1
+        return self.dialer.slots.claims(named, acct.settings)
 
     def _shares(
         self, account: str, members: list[tuple[str, float]]
@@ -292,11 +319,40 @@ class Feeder:
             if count:
                 ledger.rewake(campaign, 0.0)
 
-    def _done(self, account: str, next_in: float, *, now_ms: int | None = None) -> None:
+    def _done(
+        self,
+        account: str,
+        next_in: float,
+        *,
+        now_ms: int | None = None,
+        room: tuple[str, int, int] | None = None,
+    ) -> None:
         if now_ms is None:
             sec, usec = self.ledger.redis.time()
             now_ms = int(sec) * 1000 + int(usec) // 1000
-        self.ledger.feed_done(account, now_ms + max(1, int(next_in * 1000)))
+        self.ledger.feed_done(account, now_ms + max(1, int(next_in * 1000)), room=room)
+
+
+def _room(lim: Limiter, grant: Grant, claims: list[SlotClaim]) -> tuple[str, int, int] | None:
+    """For a pass the cap stopped: what feed_done needs to tell whether a slot was freed
+    since the reservation (its end would otherwise overwrite the freed slot's wake)."""
+    if grant.slots_full is None or lim.max_live is None or len(claims) <= grant.count:
+        return None
+    return (lim.slots_key, lim.max_live, claims[grant.count].weight)
+
+
+def _next_pass(grant: Grant, lead: float, recheck: float) -> float:
+    """Seconds until an account's next feed pass: when the next permit can be reserved within
+    the lead; at the cap on live calls, when the earliest slot lapses (a freed slot makes the
+    account due at once: slot_free.lua; one freed between this pass's reservation and its
+    end, feed_done.lua sees), or after ``recheck`` at the latest."""
+    if not grant.granted:
+        wait = grant.wait
+    else:
+        wait = grant.wait + grant.count * grant.interval_us / 1e6 - lead
+    if grant.slots_full is not None:
+        wait = max(wait, min(grant.slots_full, recheck))
+    return max(wait, MIN_PASS_GAP)
 
 
 class FeedLoop:

@@ -57,7 +57,7 @@ class Runtime:
 
         def account(acct_name: str) -> Account:
             s = settings.for_account(acct_name)
-            limiter = Limiter.for_settings(client, keys, s, scripts=ledger.scripts)
+            limiter = Limiter.for_settings(client, keys, s, scripts=ledger.scripts, name=acct_name)
             exotel = ExotelClient(s, make_session(pool_size=settings.worker_concurrency + 4))
             breaker = Breaker(
                 client,

@@ -29,6 +29,7 @@ from callq.ids import campaign_of
 from callq.logs import current_request, install
 from callq.metrics import RECONCILED
 from callq.store.gauges import DemandCollector, LedgerCollector
+from callq.store.slots import live_caps
 from callq.sweeping.events import Delivery
 from callq.sweeping.feed import FeedLoop, PassResult
 from callq.sweeping.sweeper import Sweeper
@@ -159,7 +160,7 @@ def _start_sweeper(**_: Any) -> None:
     if rt.settings.metrics_port:
         from prometheus_client import REGISTRY, start_http_server
 
-        REGISTRY.register(LedgerCollector(rt.redis, rt.ledger.keys))
+        REGISTRY.register(LedgerCollector(rt.redis, rt.ledger.keys, live_caps(rt.settings)))
         REGISTRY.register(DemandCollector(rt.redis, rt.settings, (CALLS_QUEUE, PRIORITY_QUEUE)))
         start_http_server(rt.settings.metrics_port)
         log.info("metrics on :%d/metrics", rt.settings.metrics_port)

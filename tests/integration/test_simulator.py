@@ -1039,3 +1039,38 @@ def test_given_cli_help_then_exit_zero() -> None:
     )
     assert done.returncode == 0
     assert "--p-reset-after" in done.stdout and "--time-scale" in done.stdout
+
+
+def test_given_a_live_call_cap_when_calls_overlap_then_it_refuses_at_the_cap_until_one_ends(
+    start_sim: Callable[..., Simulator],
+) -> None:
+    # Calls of 100 simulated seconds (1 s real), each completed: two-leg calls hold 2 slots.
+    sim = start_sim(ring_seconds=(50.0, 50.0), talk_seconds=(50.0, 50.0))
+    sim.configure(status_mix={"completed": 1.0}, max_live_slots=5)
+    assert connect(sim).status_code == 200  # 2 slots
+    assert connect(sim).status_code == 200  # 4
+    refused = connect(sim)  # a third connect call would hold 6 > 5
+    assert refused.status_code == 429
+    body = refused.json()["RestException"]
+    assert body["Status"] == 429 and "concurren" in body["Message"]
+    url = "http://my.exotel.com/acct/exoml/start_voice/1"
+    assert connect(sim, To="", Url=url).status_code == 200  # a flow call's 1 slot: 5 of 5
+    truth = sim.truth()
+    assert truth["max_live_slots"] == {SID: 5} and truth["live_slots"] == {SID: 5}
+    assert truth["live_refused"] == 1 and truth["originated"] == 3
+    assert truth["rate_limited"] == 0  # not a rate-limit refusal
+    wait_for(lambda: sim.truth()["live_slots"] == {SID: 0}, timeout=3.0)
+    assert connect(sim).status_code == 200  # the calls ended: their slots are free
+
+
+def test_given_a_configured_refusal_when_at_the_cap_then_it_answers_with_it(
+    start_sim: Callable[..., Simulator],
+) -> None:
+    sim = start_sim(ring_seconds=(50.0, 50.0), talk_seconds=(50.0, 50.0))
+    sim.configure(max_live_slots=1, live_cap_status=403, live_cap_message="Concurrency limit")
+    reply = connect(sim)  # a two-leg call's 2 slots never fit a cap of 1
+    assert reply.status_code == 403
+    assert reply.json()["RestException"]["Message"] == "Concurrency limit"
+    for bad in ({"max_live_slots": 0}, {"max_live_slots": "5"}, {"live_cap_status": 200}):
+        with pytest.raises(ValueError):
+            sim.configure(**bad)

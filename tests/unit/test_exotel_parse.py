@@ -653,3 +653,26 @@ def test_classify_response_never_raises_and_returns_one_outcome(
 def test_classify_exception_never_raises(kind: type[BaseException], args: list[object]) -> None:
     outcome = classify_exception(kind(*args))
     assert isinstance(outcome, Unknown)  # none of these proves that nothing was sent
+
+
+@pytest.mark.parametrize("status", [429, 403, 400])
+def test_a_refusal_naming_concurrent_calls_is_not_placed_at_capacity_a_429_rate_limited_too(
+    status: int,
+) -> None:
+    message = "Too many concurrent calls: the account's concurrency limit has been reached"
+    for body, ctype in (
+        (rest_json(status, message), "application/json"),
+        (rest_xml(status, message), "application/xml"),
+    ):
+        outcome = classify_response(status, {"Content-Type": ctype}, body)
+        # A 429 naming concurrency may still be the rate's: it stays rate limited (pushes back).
+        assert outcome == NotPlaced(
+            reason=message,
+            http_status=status,
+            retry_after=None,
+            rate_limited=status == 429,
+            at_capacity=True,
+        )
+    # A plain rate-limit 429 stays what it was.
+    plain = classify_response(429, {}, rest_json(429, "Too Many Requests"))
+    assert isinstance(plain, NotPlaced) and plain.rate_limited and not plain.at_capacity
