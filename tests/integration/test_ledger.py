@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 
 import pytest
+import redis
 
 from callq.store.ledger import ENQUEUE_CHUNK, Ledger
 
@@ -326,3 +327,23 @@ def test_given_a_batch_over_one_script_call_when_enqueued_then_each_row_is_judge
     ledger.cancel(CAMPAIGN)
     assert ledger.enqueue_many(CAMPAIGN, [(rid(n), {}), (rid(n + 1), {})]) == [3, 3]
     assert ledger.status(CAMPAIGN).total == n
+
+
+def test_given_a_script_call_failing_midway_when_rerun_then_each_call_counts_once(
+    ledger: Ledger,
+) -> None:
+    # Lua aborts a script at an error but keeps what it wrote before: rows 1-5 of this script
+    # call must not stay written without their counters, calls-list entry and campaign.
+    k = ledger.keys
+    ids = [rid(i) for i in range(10)]
+    records = [(r, {"from": "+919000000000"}) for r in ids]
+    ledger.redis.set(k.call(ids[5]), "not a hash")  # any error a command raises (WRONGTYPE)
+    with pytest.raises(redis.ResponseError):
+        ledger.enqueue_many(CAMPAIGN, records)
+    ledger.redis.delete(k.call(ids[5]))
+    codes = ledger.enqueue_many(CAMPAIGN, records)  # the re-run, the documented recovery
+    assert ledger.status(CAMPAIGN).total == 10
+    assert ledger.redis.lrange(k.campaign_calls(CAMPAIGN), 0, -1) == ids
+    assert ledger.redis.smembers(k.campaigns()) == {CAMPAIGN}
+    assert_counters_match(ledger)
+    assert codes == [1] * 10  # the failed script call wrote nothing at all
