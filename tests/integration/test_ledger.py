@@ -347,3 +347,28 @@ def test_given_a_script_call_failing_midway_when_rerun_then_each_call_counts_onc
     assert ledger.redis.smembers(k.campaigns()) == {CAMPAIGN}
     assert_counters_match(ledger)
     assert codes == [1] * 10  # the failed script call wrote nothing at all
+
+
+def test_given_a_priority_batch_over_one_script_call_when_enqueued_then_each_row_is_pushed_as_alone(
+    ledger: Ledger,
+) -> None:
+    k = ledger.keys
+    queue = f"{k.prefix}.test-queue"
+    n = ENQUEUE_CHUNK + 3
+    ids = [rid(i) for i in range(n)]
+    assert ledger.enqueue_many(CAMPAIGN, [(ids[0], {"from": "+919000000000"})]) == [1]  # parked
+    records = [(r, {"from": "+919000000001", "custom_field": 'a "b"\nc'}) for r in ids]
+    records.insert(ENQUEUE_CHUNK, (ids[1], {}))  # a repeat, in the second script call
+    messages = [f"m-{r}" for r, _ in records]
+    codes = ledger.enqueue_many(
+        CAMPAIGN, records, queue_key=queue, messages=messages, queued_overdue=600.0
+    )
+    assert codes == [2] + [1] * (ENQUEUE_CHUNK - 1) + [2] + [1] * (n - ENQUEUE_CHUNK)
+    assert sorted(ledger.redis.lrange(queue, 0, -1)) == sorted(messages)  # one per row
+    assert set(ledger.redis.zrange(k.deadlines(), 0, -1)) == set(ids[1:])  # the created ones
+    assert ledger.redis.zrange(k.campaign_parked(CAMPAIGN), 0, -1) == [ids[0]]
+    assert ledger.get(ids[0])["from"] == "+919000000000"  # never changed
+    assert ledger.get(ids[2])["custom_field"] == 'a "b"\nc'
+    assert "parked" not in ledger.get(ids[2])
+    assert ledger.redis.lrange(k.campaign_calls(CAMPAIGN), 0, -1) == ids
+    assert_counters_match(ledger)
