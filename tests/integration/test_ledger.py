@@ -372,3 +372,19 @@ def test_given_a_priority_batch_over_one_script_call_when_enqueued_then_each_row
     assert "parked" not in ledger.get(ids[2])
     assert ledger.redis.lrange(k.campaign_calls(CAMPAIGN), 0, -1) == ids
     assert_counters_match(ledger)
+
+
+def test_given_fields_with_odd_characters_when_enqueued_in_a_batch_then_each_is_stored_as_given(
+    ledger: Ledger,
+) -> None:
+    # The batch carries each row's fields as JSON, decoded in Lua by cjson.
+    odd = ["", "ü", "😀𝄞", "\u2028", "1e5", "0.10", "-0", "[]", "null", 'a "q"', "l1\nl2\r\n"]
+    odd += ["\t\x00\x01\x1f\x7f", "back\\slash", "\\u00e9", "\ufeff", "x" * 3000]
+    ids = [rid(i) for i in range(len(odd))]
+    codes = ledger.enqueue_many(
+        CAMPAIGN, [(r, {"custom_field": v, "extra": v}) for r, v in zip(ids, odd, strict=True)]
+    )
+    assert codes == [1] * len(odd)
+    for r, v in zip(ids, odd, strict=True):
+        rec = ledger.get(r)
+        assert (rec["custom_field"], rec["extra"], rec["state"]) == (v, v, "queued")
