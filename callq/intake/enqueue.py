@@ -1,7 +1,8 @@
 """Bulk enqueue: validated rows -> ledger records, parked for the workers, in batches.
 
-Each call's record and its pointer are written by one script, atomically, and a batch goes
-in one pipelined round trip: a record never exists without a way back to a worker. The
+Each call's record and its pointer are written by one script, atomically (one script call
+per 250 calls, each row judged as if alone), and a batch goes in one round trip: a
+record never exists without a way back to a worker. The
 pointer is the campaign's parked set: the sweepers feed parked calls to the `calls` queue at
 the account's pace, so a 100k-call file never sits in the shared list ahead of another
 campaign's calls. A priority campaign's calls get their ``place_call`` message on

@@ -37,6 +37,11 @@ from callq.store.records import (
 from callq.store.scripts import Scripts
 
 ReleaseAction = Literal["", "park", "cancelled", "expired"]
+# Records per enqueue.lua call: one script call per chunk, not per record, because packing
+# a command of ~35 arguments per record was most of the producer's time (docs/benchmarks.md,
+# "At a million calls"). 250 keeps one call's time in Redis to ~2-3 ms (1,000 took ~9 ms,
+# every other client waiting meanwhile, the limiter's callers among them) at the same speed.
+ENQUEUE_CHUNK = 250
 
 
 @dataclass(frozen=True)
@@ -166,7 +171,8 @@ class Ledger:
         messages: Sequence[str] | None = None,
         queued_overdue: float = 21600.0,
     ) -> list[Enqueued]:
-        """Write many records in one pipelined round trip, each with its task message (a
+        """Write many records in one pipelined round trip (one ``enqueue.lua`` call per
+        :data:`ENQUEUE_CHUNK` records), each with its task message (a
         priority call) or, without ``messages``, parked: the sweepers feed the campaign's calls
         to the queue at its account's pace, so no campaign's backlog sits in the shared list
         ahead of another campaign's or another account's calls.
@@ -174,29 +180,37 @@ class Ledger:
         Returns, per record, what happened to it (:class:`Enqueued`).
         """
         k = self.keys
-        common = [k.campaign_counts(campaign), k.campaign_calls(campaign), k.campaigns()]
-        queue = queue_key or k.campaigns()
-        meta = k.campaign_meta(campaign)
-        parking = [k.campaign_parked(campaign), k.wake(), k.campaigns_by_id()]
+        shared = [
+            k.campaign_counts(campaign),
+            k.campaign_calls(campaign),
+            k.campaigns(),
+            queue_key or k.campaigns(),
+            k.deadlines(),
+            k.campaign_meta(campaign),
+            k.campaign_parked(campaign),
+            k.wake(),
+            k.campaigns_by_id(),
+        ]
+        head = [campaign, str(_ms(queued_overdue)), "1" if messages else ""]
+        dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
         pipe = self.redis.pipeline(transaction=False)
-        for i, (request_id, fields) in enumerate(records):
-            args: list[str] = [
-                request_id,
-                campaign,
-                messages[i] if messages else "",
-                str(_ms(queued_overdue)),
-            ]
-            for name, value in fields.items():
-                args.append(name)
-                args.append(value)
-            self.scripts.enqueue(
-                keys=[k.call(request_id), *common, queue, k.deadlines(), meta, *parking],
-                args=args,
-                client=pipe,
-            )
+        for start in range(0, len(records), ENQUEUE_CHUNK):
+            chunk = records[start : start + ENQUEUE_CHUNK]
+            call_keys: list[str] = []
+            args = list(head)
+            for i, (request_id, fields) in enumerate(chunk, start):
+                call_keys.append(k.call(request_id))
+                flat: list[str] = []
+                for name, value in fields.items():
+                    flat.append(name)
+                    flat.append(str(value))
+                args += (request_id, messages[i] if messages else "", dumps(flat))
+            self.scripts.enqueue(keys=[*shared, *call_keys], args=args, client=pipe)
         if records and not messages:
             self.nudge(campaign, pipe)  # a feeder judges the campaign now, not a tick later
-        return [Enqueued(int(x)) for x in pipe.execute()[: len(records)]]
+        replies = pipe.execute()
+        chunks = (len(records) + ENQUEUE_CHUNK - 1) // ENQUEUE_CHUNK
+        return [Enqueued(int(x)) for reply in replies[:chunks] for x in reply]
 
     # Worker side ------------------------------------------------------------------------
 
