@@ -80,7 +80,8 @@ class Settings(BaseSettings):
     # Sentinel (REDIS_URL=sentinel://...): the master's name and the Sentinels' own password.
     redis_sentinel_master: str = Field(default="mymaster", min_length=1)
     redis_sentinel_password: SecretStr = SecretStr("")
-    # The sent mark must be on this many replicas before the POST (WAIT after mark_sent):
+    # The sent mark must be on this many replicas before the POST (WAIT after mark_sent),
+    # and each enqueued batch before it is accepted (callq.intake.enqueue):
     # 'auto' = 1 while the master has a replica connected, none on a Redis without one.
     redis_wait_replicas: Literal["auto"] | Annotated[int, Field(ge=0, le=16)] = "auto"
     redis_wait_timeout_ms: Annotated[int, Field(ge=1, le=10000)] = 100

@@ -145,6 +145,8 @@ class Enqueuer:
                 queue_key=messages.queue_key if messages else "",
                 messages=[messages.encode(rid) for rid, _ in records] if messages else None,
                 queued_overdue=self.settings.queued_overdue_seconds,
+                replicas=self._wait_replicas(),
+                replica_timeout_ms=self.settings.redis_wait_timeout_ms,
             )
             for code in codes:
                 if code == 1:
@@ -157,6 +159,15 @@ class Enqueuer:
             if progress is not None:
                 progress(len(batch))
         return result
+
+    def _wait_replicas(self) -> int:
+        """How many replicas must acknowledge each batch (``REDIS_WAIT_REPLICAS``, the policy
+        of the sent mark: callq.dialing.dialer): a batch the master alone holds could be lost
+        by a failover after the producer was told its calls were accepted."""
+        s = self.settings
+        if s.wait_replicas == 0 or s.wait_strict:
+            return s.wait_replicas
+        return min(s.wait_replicas, self.ledger.replicas_connected())
 
     @staticmethod
     def _dedupe(

@@ -19,6 +19,7 @@ from typing import Any, Literal, cast
 import redis
 
 from callq.campaign.controls import Held
+from callq.errors import Unreplicated
 from callq.ids import campaign_of
 from callq.store.keys import Keys
 from callq.store.records import (
@@ -153,13 +154,18 @@ class Ledger:
         queue_key: str = "",
         messages: Sequence[str] | None = None,
         queued_overdue: float = 21600.0,
+        replicas: int = 0,
+        replica_timeout_ms: int = 100,
     ) -> list[Enqueued]:
         """Write many records in one pipelined round trip, each with its task message (a
         priority call) or, without ``messages``, parked: the sweepers feed the campaign's calls
         to the queue at its account's pace, so no campaign's backlog sits in the shared list
         ahead of another campaign's or another account's calls.
 
-        Returns, per record, what happened to it (:class:`Enqueued`).
+        Returns, per record, what happened to it (:class:`Enqueued`). ``replicas`` > 0:
+        ``WAIT replicas replica_timeout_ms`` in the same round trip; fewer acknowledgements
+        raise :class:`Unreplicated` (the records are on the master only: a failover could lose
+        calls the producer was told were accepted; enqueueing them again is harmless).
         """
         k = self.keys
         common = [k.campaign_counts(campaign), k.campaign_calls(campaign), k.campaigns()]
@@ -184,7 +190,17 @@ class Ledger:
             )
         if records and not messages:
             self.nudge(campaign, pipe)  # a feeder judges the campaign now, not a tick later
-        return [Enqueued(int(x)) for x in pipe.execute()[: len(records)]]
+        if records and replicas > 0:
+            pipe.execute_command("WAIT", replicas, replica_timeout_ms)  # type: ignore[no-untyped-call]
+        out = pipe.execute()
+        if records and replicas > 0 and int(out[-1]) < replicas:
+            raise Unreplicated(
+                f"not replicated: {int(out[-1])} of {replicas} Redis replicas acknowledged "
+                f"{len(records)} calls within {replica_timeout_ms} ms (REDIS_WAIT_REPLICAS, "
+                "REDIS_WAIT_TIMEOUT_MS); a failover could lose them: enqueue again (calls "
+                "already in are kept once)"
+            )
+        return [Enqueued(int(x)) for x in out[: len(records)]]
 
     # Worker side ------------------------------------------------------------------------
 

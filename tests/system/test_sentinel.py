@@ -148,3 +148,41 @@ def test_given_the_replica_lagging_when_the_master_takes_sent_marks_then_wait_ho
         r["request_id"]: int(r["attempts"]) for r in verdict(ledger, "lag", sim.truth())["records"]
     }
     assert all(n == 1 for n in rows.values())
+
+
+def _lag_replication(stack: SentinelStack, prefix: str) -> None:
+    """SIGSTOP the replica, then fill its socket with a large write, so what the master writes
+    next stays in the master's output buffer (a lagging link: the replica is still connected,
+    and counted, but has not received it)."""
+    stack.pause_replica()
+    stack.client(stack.master.port).set(f"{prefix}:lag-filler", "x" * (48 << 20))
+
+
+def test_given_the_replica_lagging_when_calls_are_enqueued_and_the_master_dies_then_no_accepted_call_is_lost(
+    on_sentinel: Settings, stack: SentinelStack, request: Any
+) -> None:
+    settings = on_sentinel
+    request.addfinalizer(stack.resume_replica)
+    _lag_replication(stack, settings.key_prefix)
+    accepted = 0
+    refused: Exception | None = None
+    try:
+        accepted = Enqueuer(settings).enqueue_file(as_stream(campaign_csv(N)), "intake").accepted
+    except Exception as exc:  # the fix: no replica holds the rows, the producer is told so
+        refused = exc
+    stack.kill_master()
+    stack.resume_replica()
+    wait_for(
+        lambda: stack.master_port() == stack.replica.port,
+        timeout=30,
+        message="the Sentinels promoting the replica",
+    )
+    ledger = Ledger(make_redis(stack.url), Keys(settings.key_prefix))
+    kept = len(list(ledger.iter_request_ids("intake")))
+    # Every call the producer was told was accepted is still there after the failover.
+    assert kept >= accepted, f"{accepted} calls accepted, {kept} left after the failover"
+    assert refused is not None and "REDIS_WAIT_REPLICAS" in str(refused), refused
+    # Told so, the producer enqueues the file again (idempotent): nothing is lost.
+    again = Enqueuer(settings).enqueue_file(as_stream(campaign_csv(N)), "intake")
+    assert again.accepted + again.existing == N
+    assert len(list(ledger.iter_request_ids("intake"))) == N
