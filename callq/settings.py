@@ -81,7 +81,8 @@ class Settings(BaseSettings):
     redis_sentinel_master: str = Field(default="mymaster", min_length=1)
     redis_sentinel_password: SecretStr = SecretStr("")
     # The sent mark must be on this many replicas before the POST (WAIT after mark_sent),
-    # and each enqueued batch before it is accepted (callq.intake.enqueue):
+    # and each enqueued batch, cancel, pause or resume before it is reported done
+    # (callq.intake.enqueue.confirming):
     # 'auto' = 1 while the master has a replica connected, none on a Redis without one.
     redis_wait_replicas: Literal["auto"] | Annotated[int, Field(ge=0, le=16)] = "auto"
     redis_wait_timeout_ms: Annotated[int, Field(ge=1, le=10000)] = 100

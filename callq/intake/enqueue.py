@@ -93,13 +93,26 @@ def _batches(items: Iterable[CallRequest], size: int) -> Iterator[list[CallReque
         yield batch
 
 
+def confirming(ledger: Ledger, settings: Settings) -> Ledger:
+    """``ledger``, its campaign operations acknowledged by replicas before the caller is told
+    of them (``REDIS_WAIT_REPLICAS``, the policy of the sent mark: callq.dialing.dialer): a
+    batch, a cancel or a pause the master alone holds could be lost by a failover."""
+
+    def replicas() -> int:
+        if settings.wait_replicas == 0 or settings.wait_strict:
+            return settings.wait_replicas
+        return min(settings.wait_replicas, ledger.replicas_connected())
+
+    return ledger.confirm_writes(replicas, settings.redis_wait_timeout_ms)
+
+
 class Enqueuer:
     """Holds one Redis client and one broker connection for a whole enqueue."""
 
     def __init__(self, settings: Settings, app: Celery | None = None) -> None:
         self.settings = settings
         self.app = app if app is not None else make_app(settings)
-        self.ledger = Ledger(redis_for(settings), Keys(settings.key_prefix))
+        self.ledger = confirming(Ledger(redis_for(settings), Keys(settings.key_prefix)), settings)
 
     def set_options(self, campaign: str, options: CampaignOptions | None) -> dict[str, str]:
         """Validate and store the campaign's controls; returns the meta hash as it now is.
@@ -145,7 +158,7 @@ class Enqueuer:
                 queue_key=messages.queue_key if messages else "",
                 messages=[messages.encode(rid) for rid, _ in records] if messages else None,
                 queued_overdue=self.settings.queued_overdue_seconds,
-                replicas=self._wait_replicas(),
+                replicas=self.ledger.replicas_to_confirm(),
                 replica_timeout_ms=self.settings.redis_wait_timeout_ms,
             )
             for code in codes:
@@ -159,15 +172,6 @@ class Enqueuer:
             if progress is not None:
                 progress(len(batch))
         return result
-
-    def _wait_replicas(self) -> int:
-        """How many replicas must acknowledge each batch (``REDIS_WAIT_REPLICAS``, the policy
-        of the sent mark: callq.dialing.dialer): a batch the master alone holds could be lost
-        by a failover after the producer was told its calls were accepted."""
-        s = self.settings
-        if s.wait_replicas == 0 or s.wait_strict:
-            return s.wait_replicas
-        return min(s.wait_replicas, self.ledger.replicas_connected())
 
     @staticmethod
     def _dedupe(

@@ -143,6 +143,47 @@ class Ledger:
         self.redis = client
         self.keys = keys
         self.scripts = Scripts(client)
+        # The producer's and the API's writes (enqueue, cancel, pause, resume, controls) wait
+        # for this many replicas (WAIT), and fail with Unreplicated without them: see
+        # :meth:`confirm_writes`. None: no WAIT (the workers, the receiver).
+        self.confirm_replicas: Callable[[], int] | None = None
+        self.confirm_timeout_ms = 100
+
+    def confirm_writes(self, replicas: Callable[[], int], timeout_ms: int) -> Ledger:
+        """From now on the campaign operations a caller is told of (enqueue, cancel, pause,
+        resume, controls) are acknowledged by ``replicas()`` Redis replicas within
+        ``timeout_ms``, else raise :class:`Unreplicated`: a failover cannot lose them."""
+        self.confirm_replicas = replicas
+        self.confirm_timeout_ms = timeout_ms
+        return self
+
+    def replicas_to_confirm(self) -> int:
+        return 0 if self.confirm_replicas is None else self.confirm_replicas()
+
+    def _wait(self, pipe: Any, replicas: int, timeout_ms: int) -> None:
+        if replicas > 0:
+            pipe.execute_command("WAIT", replicas, timeout_ms)
+
+    @staticmethod
+    def _acked(acked: Any, replicas: int, timeout_ms: int, what: str, again: str) -> None:
+        if replicas > 0 and int(acked) < replicas:
+            raise Unreplicated(
+                f"not replicated: {int(acked)} of {replicas} Redis replicas acknowledged "
+                f"{what} within {timeout_ms} ms (REDIS_WAIT_REPLICAS, REDIS_WAIT_TIMEOUT_MS); "
+                f"a failover could lose it: {again}"
+            )
+
+    def _confirmed_nudge(self, campaign: str, what: str) -> None:
+        """After a MULTI (WAIT cannot wait inside one): the nudge and WAIT on one connection,
+        so the replicas' acknowledgement covers the MULTI's writes before it."""
+        replicas = self.replicas_to_confirm()
+        if replicas <= 0:
+            return
+        pipe = self.redis.pipeline(transaction=False)
+        self.nudge(campaign, pipe)
+        self._wait(pipe, replicas, self.confirm_timeout_ms)
+        out = pipe.execute()
+        self._acked(out[-1], replicas, self.confirm_timeout_ms, what, "do it again")
 
     # Producer side ----------------------------------------------------------------------
 
@@ -190,16 +231,17 @@ class Ledger:
             )
         if records and not messages:
             self.nudge(campaign, pipe)  # a feeder judges the campaign now, not a tick later
-        if records and replicas > 0:
-            pipe.execute_command("WAIT", replicas, replica_timeout_ms)  # type: ignore[no-untyped-call]
+        if not records:
+            replicas = 0
+        self._wait(pipe, replicas, replica_timeout_ms)
         out = pipe.execute()
-        if records and replicas > 0 and int(out[-1]) < replicas:
-            raise Unreplicated(
-                f"not replicated: {int(out[-1])} of {replicas} Redis replicas acknowledged "
-                f"{len(records)} calls within {replica_timeout_ms} ms (REDIS_WAIT_REPLICAS, "
-                "REDIS_WAIT_TIMEOUT_MS); a failover could lose them: enqueue again (calls "
-                "already in are kept once)"
-            )
+        self._acked(
+            out[-1],
+            replicas,
+            replica_timeout_ms,
+            f"{len(records)} calls",
+            "enqueue again (calls already in are kept once)",
+        )
         return [Enqueued(int(x)) for x in out[: len(records)]]
 
     # Worker side ------------------------------------------------------------------------
@@ -495,7 +537,11 @@ class Ledger:
         pipe.hincrby(k.campaign_meta(campaign), "v", 1)
         pipe.zadd(k.wake(), {campaign: 0})
         self.nudge(campaign, pipe)
-        pipe.execute()
+        replicas = self.replicas_to_confirm()  # the last write: its WAIT covers the cancel
+        self._wait(pipe, replicas, self.confirm_timeout_ms)
+        out = pipe.execute()
+        what = f"the cancel of campaign {campaign}"
+        self._acked(out[-1], replicas, self.confirm_timeout_ms, what, "cancel again")
         return cancelled
 
     def pause(self, campaign: str) -> None:
@@ -509,6 +555,7 @@ class Ledger:
         pipe.zadd(self.keys.wake(), {campaign: 0})  # a judge sets the end_at wake, if any
         self.nudge(campaign, pipe)
         pipe.execute()
+        self._confirmed_nudge(campaign, f"the pause of campaign {campaign}")
 
     def resume(self, campaign: str) -> int:
         """Dial again: the sweepers drain the parked calls at the account's pace. Returns how
@@ -520,7 +567,9 @@ class Ledger:
         pipe.zcard(k.campaign_parked(campaign))
         pipe.hincrby(k.campaign_meta(campaign), "v", 1)
         self.nudge(campaign, pipe)
-        return int(pipe.execute()[2])
+        parked = int(pipe.execute()[2])
+        self._confirmed_nudge(campaign, f"the resume of campaign {campaign}")
+        return parked
 
     def nudge(self, campaign: str, pipe: Any = None) -> None:
         """Wake a feeder now (a campaign was enqueued, paused, resumed or changed)."""
@@ -540,6 +589,7 @@ class Ledger:
             pipe.zadd(self.keys.wake(), {campaign: 0})
             self.nudge(campaign, pipe)
             pipe.execute()
+            self._confirmed_nudge(campaign, f"the controls of campaign {campaign}")
 
     def meta(self, campaign: str) -> dict[str, str]:
         return cast(dict[str, str], self.redis.hgetall(self.keys.campaign_meta(campaign)))

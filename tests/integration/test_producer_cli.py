@@ -235,3 +235,19 @@ def test_given_strict_wait_and_no_replica_when_enqueueing_then_a_clear_error_and
     again = run(settings, "enqueue", str(path), "--campaign", "unrepl")
     assert again.returncode == 0, again.stderr
     assert len(list(ledger.iter_request_ids("unrepl"))) == 3
+
+
+@pytest.mark.parametrize("command", ["pause", "resume", "cancel"])
+def test_given_strict_wait_and_no_replica_when_a_campaign_is_stopped_or_resumed_then_a_clear_error(
+    settings: Settings, tmp_path: Path, command: str
+) -> None:
+    # A cancel (or pause, or resume) the master alone holds could be lost by a failover: the
+    # operator is told so (exit 1, the setting named), not told it is done.
+    path = tmp_path / "calls.csv"
+    path.write_bytes(campaign_csv(2))
+    assert run(settings, "enqueue", str(path), "--campaign", "ops").returncode == 0
+    strict = {"REDIS_WAIT_REPLICAS": "1", "REDIS_WAIT_TIMEOUT_MS": "20"}
+    proc = run(settings, command, "ops", env=strict)
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert "REDIS_WAIT_REPLICAS" in proc.stderr and f"the {command} of campaign ops" in proc.stderr
+    assert run(settings, command, "ops").returncode == 0  # no replica, no WAIT: it goes through

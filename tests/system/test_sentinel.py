@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 
+from callq.intake import cancel_campaign
 from callq.intake.enqueue import Enqueuer
 from callq.settings import Settings
 from callq.store.connect import make_redis
@@ -186,3 +187,32 @@ def test_given_the_replica_lagging_when_calls_are_enqueued_and_the_master_dies_t
     again = Enqueuer(settings).enqueue_file(as_stream(campaign_csv(N)), "intake")
     assert again.accepted + again.existing == N
     assert len(list(ledger.iter_request_ids("intake"))) == N
+
+
+def test_given_the_replica_lagging_when_a_campaign_is_cancelled_and_the_master_dies_then_the_cancel_is_not_lost(
+    on_sentinel: Settings, stack: SentinelStack, request: Any
+) -> None:
+    settings = on_sentinel
+    request.addfinalizer(stack.resume_replica)
+    Enqueuer(settings).enqueue_file(as_stream(campaign_csv(N)), "stop")
+    _lag_replication(stack, settings.key_prefix)
+    cancelled = 0
+    refused: Exception | None = None
+    try:
+        cancelled = cancel_campaign("stop", settings=settings)
+    except Exception as exc:  # the fix: no replica holds the cancel, the caller is told so
+        refused = exc
+    stack.kill_master()
+    stack.resume_replica()
+    wait_for(
+        lambda: stack.master_port() == stack.replica.port,
+        timeout=30,
+        message="the Sentinels promoting the replica",
+    )
+    ledger = Ledger(make_redis(stack.url), Keys(settings.key_prefix))
+    states = ledger.status("stop").states
+    # A cancel the caller was told of holds after the failover: no call left to dial.
+    assert states.get("cancelled", 0) >= cancelled, f"{cancelled} cancelled, now {states}"
+    assert refused is not None and "REDIS_WAIT_REPLICAS" in str(refused), refused
+    assert cancel_campaign("stop", settings=settings) + states.get("cancelled", 0) == N
+    assert ledger.status("stop").states.get("cancelled", 0) == N
