@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import redis
 
 from callq.intake import cancel_campaign
 from callq.intake.enqueue import Enqueuer
@@ -151,6 +152,17 @@ def test_given_the_replica_lagging_when_the_master_takes_sent_marks_then_wait_ho
     assert all(n == 1 for n in rows.values())
 
 
+def _promoted(stack: SentinelStack) -> bool:
+    """The replica is the master, and a Sentinel client reaches it (the Sentinels may still
+    flag a replica just resumed from SIGSTOP as down for a moment)."""
+    if stack.master_port() != stack.replica.port:
+        return False
+    try:
+        return bool(make_redis(stack.url).ping())
+    except redis.RedisError:
+        return False
+
+
 def _lag_replication(stack: SentinelStack, prefix: str) -> None:
     """SIGSTOP the replica, then fill its socket with a large write, so what the master writes
     next stays in the master's output buffer (a lagging link: the replica is still connected,
@@ -173,11 +185,7 @@ def test_given_the_replica_lagging_when_calls_are_enqueued_and_the_master_dies_t
         refused = exc
     stack.kill_master()
     stack.resume_replica()
-    wait_for(
-        lambda: stack.master_port() == stack.replica.port,
-        timeout=30,
-        message="the Sentinels promoting the replica",
-    )
+    wait_for(lambda: _promoted(stack), timeout=30, message="the Sentinels promoting the replica")
     ledger = Ledger(make_redis(stack.url), Keys(settings.key_prefix))
     kept = len(list(ledger.iter_request_ids("intake")))
     # Every call the producer was told was accepted is still there after the failover.
@@ -204,11 +212,7 @@ def test_given_the_replica_lagging_when_a_campaign_is_cancelled_and_the_master_d
         refused = exc
     stack.kill_master()
     stack.resume_replica()
-    wait_for(
-        lambda: stack.master_port() == stack.replica.port,
-        timeout=30,
-        message="the Sentinels promoting the replica",
-    )
+    wait_for(lambda: _promoted(stack), timeout=30, message="the Sentinels promoting the replica")
     ledger = Ledger(make_redis(stack.url), Keys(settings.key_prefix))
     states = ledger.status("stop").states
     # A cancel the caller was told of holds after the failover: no call left to dial.
