@@ -36,6 +36,7 @@ from callq.metrics import (
 )
 from callq.settings import Settings
 from callq.store.callbacks import CallbackStore
+from callq.store.connect import MasterCheck
 from callq.store.controls_cache import ControlsCache
 from callq.store.ledger import Claim, Finish, Ledger, ReleaseAction
 from callq.store.records import CallRecord, SendMark, State
@@ -88,8 +89,11 @@ class Dialer:
     # The replicas the master had connected at the last look (auto WAIT policy), and when.
     _replicas_seen: int = field(default=1, init=False, repr=False)
     _replicas_at: float = field(default=-1e9, init=False, repr=False)
+    # Under Sentinel: is the server that took a sent mark the master? (None: plain Redis.)
+    _master_check: MasterCheck | None = field(default=None, init=False, repr=False)
 
     def __post_init__(self) -> None:
+        self._master_check = MasterCheck.of(self.ledger.redis)
         self.callbacks = CallbackStore(self.ledger.redis, self.ledger.keys)
         self.default_account = Account(
             "default", self.settings, self.client, self.limiter, self.breaker
@@ -241,22 +245,34 @@ class Dialer:
             action: ReleaseAction = "expired" if late_gate.kind == "expire" else "park"
             self._release(request_id, claim, action=action, wake_in=late_gate.wait)
             return Step(action, late_gate.why), None
+        replicas = self._wait_replicas()
+        # auto found the master without a replica: no WAIT, so nothing proves the mark will
+        # outlive a failover. Under Sentinel, the server that took it must at least be the
+        # master the Sentinels name (an old master that came back after its replica was
+        # promoted would take it and lose it at its demotion).
+        check = self._master_check if replicas == 0 and self.settings.wait_replicas > 0 else None
         marked = self.ledger.mark_sent(
             request_id,
             claim,
             lease_seconds=self.send_lease,
             account=acct.name,
             parties=request_parties(params),
-            replicas=self._wait_replicas(),
+            replicas=replicas,
             replica_timeout_ms=self.settings.redis_wait_timeout_ms,
+            confirm=check.confirm if check is not None else None,
         )
         if not marked:
-            if marked is SendMark.UNREPLICATED:
-                # No replica holds the sent mark: a failover now would lose it, and a redial
-                # could follow. Nothing was sent: give the attempt back, uncounted, and retry.
+            if marked in (SendMark.UNREPLICATED, SendMark.NOT_MASTER):
+                # No replica holds the sent mark (a failover now would lose it), or the server
+                # that holds it is no longer the master (its demotion will): a redial could
+                # follow. Nothing was sent: give the attempt back, uncounted, and retry. The
+                # release goes through the pool, whose stale connections were dropped.
                 why = (
                     f"not sent: no Redis replica acknowledged the sent mark within "
                     f"{self.settings.redis_wait_timeout_ms} ms (WAIT)"
+                    if marked is SendMark.UNREPLICATED
+                    else "not sent: the Redis server that took the sent mark is not the "
+                    "master the Sentinels name (or no Sentinel answered)"
                 )
                 self.ledger.release(
                     request_id,
@@ -270,9 +286,10 @@ class Dialer:
                         "at": round(time.time(), 3),
                     },
                 )
-                UNREPLICATED.inc()
+                if marked is SendMark.UNREPLICATED:
+                    UNREPLICATED.inc()
                 log.warning("%s held back: %s", request_id, why)
-                return Step("unreplicated", retry_in=1.0), None
+                return Step(str(marked), retry_in=1.0), None
             if marked is SendMark.LOST:
                 log.warning("lease lost for %s attempt %d; not sending", request_id, attempt)
                 return Step("lease_lost"), None

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal, cast
 
 import redis
+from redis.connection import AbstractConnection
 
 from callq.campaign.controls import Held
 from callq.errors import Unreplicated
@@ -310,6 +311,7 @@ class Ledger:
         parties: str = "",
         replicas: int = 0,
         replica_timeout_ms: int = 100,
+        confirm: Callable[[AbstractConnection], bool] | None = None,
     ) -> SendMark:
         """The sent mark, right before the POST: ``SENT`` (go; the only true answer), or
         ``LOST`` (the attempt is no longer ours), ``PAUSED`` or ``CANCELLED`` (the campaign
@@ -319,7 +321,12 @@ class Ledger:
 
         ``replicas`` > 0: ``WAIT replicas replica_timeout_ms`` on the same connection right
         after the mark (WAIT counts the writes of its own connection), so the mark survives a
-        failover; fewer acknowledgements in time give ``UNREPLICATED``: do not send."""
+        failover; fewer acknowledgements in time give ``UNREPLICATED``: do not send.
+
+        ``replicas`` 0 and ``confirm`` given (auto policy under Sentinel, no replica): the
+        mark is taken on one pinned connection, then ``confirm(that connection)`` must say it
+        talks to the master (:class:`callq.store.connect.MasterCheck`); if not,
+        ``NOT_MASTER``: do not send."""
         k = self.keys
         keys = [
             k.call(request_id),
@@ -328,8 +335,28 @@ class Ledger:
             k.unresolved(),
         ]
         args: list[str | int] = [request_id, claim, _ms(lease_seconds), account, parties]
-        if replicas <= 0:
+        if replicas <= 0 and confirm is None:
             return SendMark(self.scripts.mark_sent(keys=keys, args=args))
+        if replicas <= 0:
+            assert confirm is not None
+            # The check must be about the server that took the mark, not any server of the
+            # pool (an idle pooled connection may still reach an old master that came back,
+            # while a new one reaches the promoted replica). So one connection is pinned for
+            # both: the mark runs on it, and only then is its address (which a reconnect in
+            # between would have updated, as SentinelManagedConnection reconnects through
+            # the Sentinels) compared with the Sentinels' master. Checking after the mark's
+            # reply also covers a mark sent to a master that stalled before it was checked.
+            pinned = redis.Redis(
+                connection_pool=self.redis.connection_pool, single_connection_client=True
+            )
+            try:
+                mark = SendMark(self.scripts.mark_sent(keys=keys, args=args, client=pinned))
+                conn = pinned.connection
+                if mark is SendMark.SENT and (conn is None or not confirm(conn)):
+                    return SendMark.NOT_MASTER
+                return mark
+            finally:
+                pinned.close()
         pipe = self.redis.pipeline(transaction=False)
         self.scripts.mark_sent(keys=keys, args=args, client=pipe)
         pipe.execute_command("WAIT", replicas, replica_timeout_ms)  # type: ignore[no-untyped-call]
