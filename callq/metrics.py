@@ -33,6 +33,11 @@ FED_LATE = Counter(
     "Fed calls that reached a worker after their permit's slot (the permit went unused; the "
     "call reserved another): a sign of too few free worker threads",
 )
+UNREPLICATED = Counter(
+    "callq_unreplicated",
+    "Calls held back unsent because no Redis replica acknowledged the sent mark in time "
+    "(REDIS_WAIT_REPLICAS); they are retried",
+)
 CALLBACKS = Counter(
     "callq_callbacks",
     "StatusCallbacks received, by call status and match result",

@@ -79,6 +79,15 @@ class Settings(BaseSettings):
     # Redis: the broker, the ledger and the limiter.
     redis_url: str | None = None
     key_prefix: str = "callq"
+    # Sentinel (REDIS_URL=sentinel://...): the master's name and the Sentinels' own password.
+    redis_sentinel_master: str = Field(default="mymaster", min_length=1)
+    redis_sentinel_password: SecretStr = SecretStr("")
+    # The sent mark must be on this many replicas before the POST (WAIT after mark_sent),
+    # and each enqueued batch, cancel, pause or resume before it is reported done
+    # (callq.intake.enqueue.confirming):
+    # 'auto' = 1 while the master has a replica connected, none on a Redis without one.
+    redis_wait_replicas: Literal["auto"] | Annotated[int, Field(ge=0, le=16)] = "auto"
+    redis_wait_timeout_ms: Annotated[int, Field(ge=1, le=10000)] = 100
 
     # Exotel account and endpoint.
     exotel_account_sid: str = ""
@@ -313,6 +322,38 @@ class Settings(BaseSettings):
             raise ConfigError("REDIS_URL is not set (for example redis://localhost:6379/0)")
         return self.redis_url
 
+    @property
+    def uses_sentinel(self) -> bool:
+        return bool(self.redis_url) and str(self.redis_url).strip().lower().startswith(
+            "sentinel://"
+        )
+
+    @property
+    def wait_replicas(self) -> int:
+        """Replicas that must hold the sent mark before the POST (``REDIS_WAIT_REPLICAS``).
+        'auto' is 1, but only while the master has a replica connected (see
+        :attr:`wait_strict`); 0 = no WAIT."""
+        return 1 if self.redis_wait_replicas == "auto" else self.redis_wait_replicas
+
+    @property
+    def wait_strict(self) -> bool:
+        """A number in ``REDIS_WAIT_REPLICAS``: WAIT for that many even when fewer replicas
+        are connected (no call goes out until they are back). 'auto': WAIT for the replicas
+        the master has, so a master left alone after a failover still dials."""
+        return self.redis_wait_replicas != "auto"
+
+    @property
+    def failover_hold_seconds(self) -> float:
+        """How long every account's limiter stays shut after a new Redis master is seen: one
+        period, plus the furthest a permit granted by the old master may still be used (the
+        longest wait for a permit) and the margin, for the slowest account."""
+        return max(
+            a.rate_limit_period_seconds
+            + a.rate_limit_max_wait_seconds
+            + a.rate_limit_margin_seconds
+            for a in (self.for_account(n) for n in self.account_names())
+        )
+
     def require_exotel(self) -> None:
         missing = [
             name
@@ -420,6 +461,8 @@ class Settings(BaseSettings):
 
 
 _SECRET_FIELDS = {
+    "redis_url",
+    "redis_sentinel_password",
     "exotel_api_key",
     "exotel_api_token",
     "callback_token",

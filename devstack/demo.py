@@ -44,7 +44,7 @@ from urllib.parse import urlsplit
 
 from callq.ids import CAMPAIGN_RE
 from callq.settings import ConfigError, Settings, load_settings, time_scaled
-from callq.store.connect import make_redis
+from callq.store.connect import redis_for
 from callq.store.keys import Keys
 from callq.store.ledger import Ledger
 from devstack.progress import Monitor, Snapshot, render_line, render_live, render_summary, summarise
@@ -279,7 +279,7 @@ class Run:
         too (a run that was interrupted resumes here)."""
         assert self.settings is not None
         s = self.settings
-        client = make_redis(s.require_redis_url())
+        client = redis_for(s)
         try:
             ledger = Ledger(client, Keys(s.key_prefix))
             names = sorted(client.sscan_iter(ledger.keys.campaigns(), count=500))[:limit]
@@ -297,9 +297,11 @@ class Run:
 
     @staticmethod
     def _safe_url(url: str) -> str:
-        parts = urlsplit(url)
-        if parts.password:
-            return url.replace(f":{parts.password}@", ":***@")
+        """The URL with every password hidden (each part of a Sentinel URL too)."""
+        for part in url.split(";"):
+            password = urlsplit(part).password
+            if password:
+                url = url.replace(f":{password}@", ":***@")
         return url
 
     def _start_simulator(self, overrides: dict[str, Any]) -> None:
@@ -525,7 +527,7 @@ class Run:
         """Show progress until settled with callbacks in, a timeout, or an interrupt."""
         assert self.settings is not None
         s = self.settings
-        ledger = Ledger(make_redis(s.require_redis_url()), Keys(s.key_prefix))
+        ledger = Ledger(redis_for(s), Keys(s.key_prefix))
         mon = Monitor(
             ledger,
             campaign,

@@ -6,6 +6,7 @@ returns a :class:`Step` that the task maps (retry later, or nothing more to do).
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 import time
@@ -32,15 +33,19 @@ from callq.metrics import (
     LIMITER_WAIT,
     LIVE_CALLS_REFUSED,
     RATE_LIMITED,
+    UNREPLICATED,
 )
 from callq.settings import Settings
 from callq.store.callbacks import CallbackStore
+from callq.store.connect import MasterCheck
 from callq.store.controls_cache import ControlsCache
 from callq.store.ledger import Claim, Finish, Ledger, ReleaseAction
 from callq.store.records import CallRecord, ClaimCode, SendMark, State
 from callq.store.slots import LiveSlots, claim_for
 
 log = logging.getLogger("callq.dialer")
+#: How often the auto WAIT policy asks the master how many replicas it has (ROLE).
+REPLICAS_TTL_SECONDS = 1.0
 
 
 def _stopped_unsent(claimed: Claim) -> bool:
@@ -92,8 +97,14 @@ class Dialer:
     accounts: dict[str, Account] = field(default_factory=dict)  # besides the default one
     controls: ControlsCache | None = None
     clock: Callable[[], float] = time.time  # wall clock for calling windows (tests fake it)
+    # The replicas the master had connected at the last look (auto WAIT policy), and when.
+    _replicas_seen: int = field(default=1, init=False, repr=False)
+    _replicas_at: float = field(default=-1e9, init=False, repr=False)
+    # Under Sentinel: is the server that took a sent mark the master? (None: plain Redis.)
+    _master_check: MasterCheck | None = field(default=None, init=False, repr=False)
 
     def __post_init__(self) -> None:
+        self._master_check = MasterCheck.of(self.ledger.redis)
         self.callbacks = CallbackStore(
             self.ledger.redis, self.ledger.keys, events=self.ledger.events
         )
@@ -108,6 +119,20 @@ class Dialer:
                 default_window=self.settings.calling_window,
                 default_timezone=self.settings.calling_timezone,
             )
+
+    def _wait_replicas(self) -> int:
+        """How many replicas must acknowledge the sent mark (WAIT). 'auto': 1 while the master
+        has one connected, looked at (ROLE) at most once a second per process; a replica that
+        connects in between has the mark from its full sync anyway."""
+        wanted = self.settings.wait_replicas
+        if wanted == 0 or self.settings.wait_strict:
+            return wanted
+        now = time.monotonic()
+        if now - self._replicas_at >= REPLICAS_TTL_SECONDS:
+            with contextlib.suppress(redis.RedisError):  # keep the last count
+                self._replicas_seen = self.ledger.replicas_connected()
+            self._replicas_at = now
+        return min(wanted, self._replicas_seen)
 
     def account(self, name: str) -> Account | None:
         if name in ("", "default"):
@@ -171,6 +196,38 @@ class Dialer:
     def _drop_probe(acct: Account | None) -> None:
         if acct is not None and acct.breaker is not None:
             acct.breaker.redis.delete(acct.breaker.probe_key)
+
+    def _unreplicated(
+        self, request_id: str, claim: str, attempt: int, marked: SendMark, acct: Account
+    ) -> Step:
+        """No replica holds the sent mark (a failover now would lose it), or the server that
+        holds it is no longer the master (its demotion will): a redial could follow. Nothing
+        was sent: give the attempt back, uncounted, with its live-call slots, and retry. The
+        release goes through the pool, whose stale connections were dropped."""
+        why = (
+            f"not sent: no Redis replica acknowledged the sent mark within "
+            f"{self.settings.redis_wait_timeout_ms} ms (WAIT)"
+            if marked is SendMark.UNREPLICATED
+            else "not sent: the Redis server that took the sent mark is not the "
+            "master the Sentinels name (or no Sentinel answered)"
+        )
+        if self.ledger.release(
+            request_id,
+            claim,
+            republish_after=acct.settings.retry_overdue_seconds,
+            unsent=True,
+            log={
+                "attempt": attempt,
+                "outcome": "unsent",
+                "error": why,
+                "at": round(time.time(), 3),
+            },
+        ):
+            self._free_slots(request_id, acct)
+        if marked is SendMark.UNREPLICATED:
+            UNREPLICATED.inc()
+        log.warning("%s held back: %s", request_id, why)
+        return Step(str(marked), retry_in=1.0)
 
     def _attempt(
         self,
@@ -248,14 +305,25 @@ class Dialer:
             action: ReleaseAction = "expired" if late_gate.kind == "expire" else "park"
             self._release(request_id, claim, action=action, wake_in=late_gate.wait, acct=acct)
             return Step(action, late_gate.why), None
+        replicas = self._wait_replicas()
+        # auto found the master without a replica: no WAIT, so nothing proves the mark will
+        # outlive a failover. Under Sentinel, the server that took it must at least be the
+        # master the Sentinels name (an old master that came back after its replica was
+        # promoted would take it and lose it at its demotion).
+        check = self._master_check if replicas == 0 and self.settings.wait_replicas > 0 else None
         marked = self.ledger.mark_sent(
             request_id,
             claim,
             lease_seconds=self.send_lease,
             account=acct.name,
             parties=request_parties(params),
+            replicas=replicas,
+            replica_timeout_ms=self.settings.redis_wait_timeout_ms,
+            confirm=check.confirm if check is not None else None,
         )
         if not marked:
+            if marked in (SendMark.UNREPLICATED, SendMark.NOT_MASTER):
+                return self._unreplicated(request_id, claim, attempt, marked, acct), None
             if marked is SendMark.LOST:
                 log.warning("lease lost for %s attempt %d; not sending", request_id, attempt)
                 return Step("lease_lost"), None

@@ -39,9 +39,10 @@ import redis
 
 from callq.errors import LimiterUnavailable, Stopping
 from callq.settings import Settings
+from callq.store.epoch import MasterWatch
 from callq.store.keys import Keys
 from callq.store.scripts import Scripts
-from callq.store.slots import SlotClaim
+from callq.store.slots import LiveSlots, SlotClaim
 
 MAX_LATE_IN_A_ROW = 3
 
@@ -141,12 +142,15 @@ class Limiter:
         sleep: Callable[[float], None] = time.sleep,
         max_live: int | None = None,
         name: str = "default",
+        hold: MasterWatch | None = None,
     ) -> None:
         if calls <= 0 or period <= 0:
             raise ValueError("calls and period must be positive")
         self.key = keys.limiter(account)
         # Live-call slots are kept under the account's name ('default' or its EXOTEL_ACCOUNTS
         # key), which the call record keeps: whoever frees them knows it.
+        self.name = name
+        self._keys = keys
         self.slots_key = keys.live_slots(name)
         self.max_live = max_live
         self.calls = calls
@@ -161,6 +165,9 @@ class Limiter:
         self._client = client
         self._scripts = scripts or Scripts(client)
         self._sleep = sleep
+        # After a Redis failover the new master may lack the schedule's last moves: no permit
+        # until the hold ends (callq.store.epoch).
+        self.hold = hold
 
     @classmethod
     def for_settings(
@@ -170,6 +177,7 @@ class Limiter:
         settings: Settings,
         scripts: Scripts | None = None,
         name: str = "default",
+        hold: MasterWatch | None = None,
     ) -> Limiter:
         """The limiter of the account ``settings`` describe (see ``Settings.for_account``);
         ``name``: the account's name, under which its live-call slots are kept."""
@@ -185,6 +193,7 @@ class Limiter:
             scripts=scripts,
             max_live=settings.exotel_max_live_calls,
             name=name,
+            hold=hold,
         )
 
     @property
@@ -231,12 +240,25 @@ class Limiter:
             for c in claims[: max(count, 1)]:
                 args.extend(c.args())
         sent = time.monotonic()
+        held = self.held_for()
+        if held > 0:
+            return Grant(0, held, 0, self.interval_us, sent, sent)
         try:
             reply = self._scripts.limiter_acquire(keys=keys, args=args)
         except redis.RedisError as exc:
             raise LimiterUnavailable(f"limiter unreachable: {exc.__class__.__name__}") from exc
         got, wait_us, server_now = reply[:3]
         full = int(reply[3]) if len(reply) > 3 else -1
+        held = self.held_for()
+        if held > 0:
+            # This round trip opened the first connection to a new master, and its watch set
+            # the hold before the script ran: the permits it got are not used, and the slots
+            # the script took with them are given back (no call of theirs goes out).
+            if self.max_live is not None and claims and int(got) > 0:
+                slots = LiveSlots(self._client, self._keys, self._scripts)
+                for c in claims[: int(got)]:
+                    slots.free(c.request_id, self.name)
+            return Grant(0, held, 0, self.interval_us, sent, time.monotonic())
         return Grant(
             count=int(got),
             wait=int(wait_us) / 1e6,
@@ -322,9 +344,15 @@ class Limiter:
         now = int(sec) * 1_000_000 + int(usec)
         return max(int(float(str(raw).split()[0])) if raw else now, now), now
 
+    def held_for(self) -> float:
+        """Seconds this limiter stays shut after a Redis failover (0: not held)."""
+        return 0.0 if self.hold is None else self.hold.held_for()
+
     def free_slots(self, within: float) -> int:
         """How many permits could still be reserved from now to ``within`` seconds ahead (one
         round trip, reserves nothing)."""
+        if self.held_for() > 0:
+            return 0
         tat, now = self.next_free()
         return max(0, (now + round(within * 1e6) - tat) // self.interval_us)
 

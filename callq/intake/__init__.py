@@ -21,11 +21,18 @@ from typing import IO, Any
 
 from callq.campaign.controls import CampaignOptions, Controls, Held
 from callq.dialing.breaker import Breaker
-from callq.intake.enqueue import Dedupe, Enqueuer, EnqueueResult, Progress, check_campaign
+from callq.intake.enqueue import (
+    Dedupe,
+    Enqueuer,
+    EnqueueResult,
+    Progress,
+    check_campaign,
+    confirming,
+)
 from callq.intake.report import report_rows, write_report
 from callq.intake.request import CallRequest
 from callq.settings import ConfigError, Settings, load_settings
-from callq.store.connect import make_redis
+from callq.store.connect import redis_for
 from callq.store.events import EventFlags
 from callq.store.keys import Keys
 from callq.store.ledger import CampaignStatus, Ledger
@@ -50,7 +57,7 @@ __all__ = [
 
 def _ledger(settings: Settings | None) -> Ledger:
     s = settings or load_settings()
-    return Ledger(make_redis(s.require_redis_url()), Keys(s.key_prefix), EventFlags.for_settings(s))
+    return confirming(Ledger(redis_for(s), Keys(s.key_prefix), EventFlags.for_settings(s)), s)
 
 
 def enqueue_file(

@@ -19,6 +19,7 @@ import redis
 from kombu.exceptions import OperationalError
 
 from callq.campaign.controls import REDIAL_STATUSES, CampaignOptions, parse_time
+from callq.errors import Unreplicated
 from callq.intake import (
     campaign_status,
     cancel_campaign,
@@ -29,7 +30,7 @@ from callq.intake import (
 )
 from callq.intake.enqueue import DEDUPE_CHOICES, Enqueuer, check_campaign, options_meta
 from callq.settings import ConfigError, Settings, load_settings
-from callq.store.connect import make_redis
+from callq.store.connect import redis_for
 from callq.store.events import EventLog, sink_id
 from callq.store.keys import Keys
 from callq.store.records import STATES
@@ -281,7 +282,7 @@ def _event_log() -> tuple[EventLog, list[tuple[str, str]]]:
     sinks = [(sink_id(url), url) for url in settings.event_urls()]
     if not sinks:
         raise ConfigError("EVENTS_URL is not set: there is no receiver to send events to")
-    client = make_redis(settings.require_redis_url())
+    client = redis_for(settings)
     return EventLog(client, Keys(settings.key_prefix)), sinks
 
 
@@ -482,6 +483,9 @@ def main(argv: list[str] | None = None, prog: str = "python -m producer") -> int
     except ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except Unreplicated as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
     except (redis.RedisError, OperationalError) as exc:
         # The URL is not printed: it may hold a password.
         print(

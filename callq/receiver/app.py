@@ -35,7 +35,7 @@ from callq.receiver.openapi import CALLBACK_PATH, document
 from callq.receiver.parsing import CONTENT_TYPES, BadCallback, media_type, parse_callback
 from callq.settings import ConfigError, Settings, load_settings
 from callq.store.callbacks import Applied, CallbackEvent, CallbackStore
-from callq.store.connect import make_redis
+from callq.store.connect import redis_for
 from callq.store.events import EventFlags
 from callq.store.keys import Keys
 
@@ -95,7 +95,7 @@ class _Runtime:
     @classmethod
     def build(cls, settings: Settings) -> _Runtime:
         check_settings(settings)
-        client = make_redis(settings.require_redis_url())
+        client = redis_for(settings)
         return cls(
             settings=settings,
             client=client,

@@ -132,6 +132,16 @@ class Keys:
         lua/slot_free.lua, and a member past its score is dropped by the next taker."""
         return f"{self.prefix}:live:{account}"
 
+    def master_epoch(self) -> str:
+        """String: the ``run_id`` of the Redis master the workers last saw (callq.store.epoch).
+        Replicated with everything else, so a promoted replica still holds its old master's."""
+        return f"{self.prefix}:master_epoch"
+
+    def master_hold(self) -> str:
+        """String with TTL: set when a new Redis master is seen; while it lives no limiter
+        grants a permit (its value: the run_id of the master before)."""
+        return f"{self.prefix}:master_hold"
+
     def breaker(self, account: str) -> str:
         """Hash: per-account breaker (state, reason, until)."""
         return f"{self.prefix}:breaker:{account}"

@@ -17,8 +17,10 @@ from dataclasses import dataclass, field
 from typing import Any, Literal, cast
 
 import redis
+from redis.connection import AbstractConnection
 
 from callq.campaign.controls import Held
+from callq.errors import Unreplicated
 from callq.ids import campaign_of
 from callq.store.events import EventFlags
 from callq.store.keys import Keys
@@ -154,11 +156,52 @@ class Ledger:
         self.scripts = Scripts(client)
         # What the transitions write to the events stream (nothing without EVENTS_URL).
         self.events = events or EventFlags()
+        # The producer's and the API's writes (enqueue, cancel, pause, resume, controls) wait
+        # for this many replicas (WAIT), and fail with Unreplicated without them: see
+        # :meth:`confirm_writes`. None: no WAIT (the workers, the receiver).
+        self.confirm_replicas: Callable[[], int] | None = None
+        self.confirm_timeout_ms = 100
 
     def _event_keys(self, campaign: str) -> list[str]:
         """The KEYS every final transition appends: the events stream and the campaign's
         events hash (see emit_final in lua/prelude.lua)."""
         return [self.keys.events(), self.keys.campaign_events(campaign)]
+
+    def confirm_writes(self, replicas: Callable[[], int], timeout_ms: int) -> Ledger:
+        """From now on the campaign operations a caller is told of (enqueue, cancel, pause,
+        resume, controls) are acknowledged by ``replicas()`` Redis replicas within
+        ``timeout_ms``, else raise :class:`Unreplicated`: a failover cannot lose them."""
+        self.confirm_replicas = replicas
+        self.confirm_timeout_ms = timeout_ms
+        return self
+
+    def replicas_to_confirm(self) -> int:
+        return 0 if self.confirm_replicas is None else self.confirm_replicas()
+
+    def _wait(self, pipe: Any, replicas: int, timeout_ms: int) -> None:
+        if replicas > 0:
+            pipe.execute_command("WAIT", replicas, timeout_ms)
+
+    @staticmethod
+    def _acked(acked: Any, replicas: int, timeout_ms: int, what: str, again: str) -> None:
+        if replicas > 0 and int(acked) < replicas:
+            raise Unreplicated(
+                f"not replicated: {int(acked)} of {replicas} Redis replicas acknowledged "
+                f"{what} within {timeout_ms} ms (REDIS_WAIT_REPLICAS, REDIS_WAIT_TIMEOUT_MS); "
+                f"a failover could lose it: {again}"
+            )
+
+    def _confirmed_nudge(self, campaign: str, what: str) -> None:
+        """After a MULTI (WAIT cannot wait inside one): the nudge and WAIT on one connection,
+        so the replicas' acknowledgement covers the MULTI's writes before it."""
+        replicas = self.replicas_to_confirm()
+        if replicas <= 0:
+            return
+        pipe = self.redis.pipeline(transaction=False)
+        self.nudge(campaign, pipe)
+        self._wait(pipe, replicas, self.confirm_timeout_ms)
+        out = pipe.execute()
+        self._acked(out[-1], replicas, self.confirm_timeout_ms, what, "do it again")
 
     # Producer side ----------------------------------------------------------------------
 
@@ -170,6 +213,8 @@ class Ledger:
         queue_key: str = "",
         messages: Sequence[str] | None = None,
         queued_overdue: float = 21600.0,
+        replicas: int = 0,
+        replica_timeout_ms: int = 100,
     ) -> list[Enqueued]:
         """Write many records in one pipelined round trip (one ``enqueue.lua`` call per
         :data:`ENQUEUE_CHUNK` records), each with its task message (a
@@ -177,7 +222,10 @@ class Ledger:
         to the queue at its account's pace, so no campaign's backlog sits in the shared list
         ahead of another campaign's or another account's calls.
 
-        Returns, per record, what happened to it (:class:`Enqueued`).
+        Returns, per record, what happened to it (:class:`Enqueued`). ``replicas`` > 0:
+        ``WAIT replicas replica_timeout_ms`` in the same round trip; fewer acknowledgements
+        raise :class:`Unreplicated` (the records are on the master only: a failover could lose
+        calls the producer was told were accepted; enqueueing them again is harmless).
         """
         k = self.keys
         shared = [
@@ -208,7 +256,17 @@ class Ledger:
             self.scripts.enqueue(keys=[*shared, *call_keys], args=args, client=pipe)
         if records and not messages:
             self.nudge(campaign, pipe)  # a feeder judges the campaign now, not a tick later
+        if not records:
+            replicas = 0
+        self._wait(pipe, replicas, replica_timeout_ms)
         replies = pipe.execute()
+        self._acked(
+            replies[-1],
+            replicas,
+            replica_timeout_ms,
+            f"{len(records)} calls",
+            "enqueue again (calls already in are kept once)",
+        )
         chunks = (len(records) + ENQUEUE_CHUNK - 1) // ENQUEUE_CHUNK
         return [Enqueued(int(x)) for reply in replies[:chunks] for x in reply]
 
@@ -277,23 +335,69 @@ class Ledger:
         lease_seconds: float,
         account: str = "default",
         parties: str = "",
+        replicas: int = 0,
+        replica_timeout_ms: int = 100,
+        confirm: Callable[[AbstractConnection], bool] | None = None,
     ) -> SendMark:
         """The sent mark, right before the POST: ``SENT`` (go; the only true answer), or
         ``LOST`` (the attempt is no longer ours), ``PAUSED`` or ``CANCELLED`` (the campaign
         changed since the claim). ``parties`` (callq.exotel.parties) puts the call in the
         unresolved index until its attempt is settled, so reconcile sees every request that
-        could own a call it finds."""
+        could own a call it finds.
+
+        ``replicas`` > 0: ``WAIT replicas replica_timeout_ms`` on the same connection right
+        after the mark (WAIT counts the writes of its own connection), so the mark survives a
+        failover; fewer acknowledgements in time give ``UNREPLICATED``: do not send.
+
+        ``replicas`` 0 and ``confirm`` given (auto policy under Sentinel, no replica): the
+        mark is taken on one pinned connection, then ``confirm(that connection)`` must say it
+        talks to the master (:class:`callq.store.connect.MasterCheck`); if not,
+        ``NOT_MASTER``: do not send."""
         k = self.keys
-        raw = self.scripts.mark_sent(
-            keys=[
-                k.call(request_id),
-                k.deadlines(),
-                k.campaign_meta(campaign_of(request_id)),
-                k.unresolved(),
-            ],
-            args=[request_id, claim, _ms(lease_seconds), account, parties],
-        )
-        return SendMark(raw)
+        keys = [
+            k.call(request_id),
+            k.deadlines(),
+            k.campaign_meta(campaign_of(request_id)),
+            k.unresolved(),
+        ]
+        args: list[str | int] = [request_id, claim, _ms(lease_seconds), account, parties]
+        if replicas <= 0 and confirm is None:
+            return SendMark(self.scripts.mark_sent(keys=keys, args=args))
+        if replicas <= 0:
+            assert confirm is not None
+            # The check must be about the server that took the mark, not any server of the
+            # pool (an idle pooled connection may still reach an old master that came back,
+            # while a new one reaches the promoted replica). So one connection is pinned for
+            # both: the mark runs on it, and only then is its address (which a reconnect in
+            # between would have updated, as SentinelManagedConnection reconnects through
+            # the Sentinels) compared with the Sentinels' master. Checking after the mark's
+            # reply also covers a mark sent to a master that stalled before it was checked.
+            pinned = redis.Redis(
+                connection_pool=self.redis.connection_pool, single_connection_client=True
+            )
+            try:
+                mark = SendMark(self.scripts.mark_sent(keys=keys, args=args, client=pinned))
+                conn = pinned.connection
+                if mark is SendMark.SENT and (conn is None or not confirm(conn)):
+                    return SendMark.NOT_MASTER
+                return mark
+            finally:
+                pinned.close()
+        pipe = self.redis.pipeline(transaction=False)
+        self.scripts.mark_sent(keys=keys, args=args, client=pipe)
+        pipe.execute_command("WAIT", replicas, replica_timeout_ms)  # type: ignore[no-untyped-call]
+        raw, acked = pipe.execute()
+        mark = SendMark(raw)
+        if mark is SendMark.SENT and int(acked) < replicas:
+            return SendMark.UNREPLICATED
+        return mark
+
+    def replicas_connected(self) -> int:
+        """How many replicas the master has connected (``ROLE``; 0 on a replica)."""
+        role = self.redis.execute_command("ROLE")  # type: ignore[no-untyped-call]
+        if not isinstance(role, list) or not role or role[0] != "master":
+            return 0
+        return len(role[2]) if len(role) > 2 and isinstance(role[2], list) else 0
 
     def release(
         self,
@@ -304,10 +408,11 @@ class Ledger:
         unsent: bool = False,
         action: ReleaseAction = "",
         wake_in: float | None = None,
+        log: Mapping[str, Any] | None = None,
     ) -> bool:
         """Give back an attempt that sent nothing; it does not count. ``action``: '' back to
         the queue (the caller republishes), 'park' (the sweeper drains it after ``wake_in``),
-        or a final 'cancelled' / 'expired'."""
+        or a final 'cancelled' / 'expired'. ``log``: a line for the attempts log (why)."""
         campaign = campaign_of(request_id)
         return bool(
             self.scripts.release(
@@ -315,6 +420,7 @@ class Ledger:
                     *self._waiting_keys(request_id, campaign),
                     self.keys.unresolved(),
                     *self._event_keys(campaign),
+                    self.keys.attempts(request_id),
                 ],
                 args=[
                     request_id,
@@ -325,6 +431,7 @@ class Ledger:
                     "" if wake_in is None else _ms(wake_in),
                     campaign,
                     self.events.arg(),
+                    json.dumps(dict(log), separators=(",", ":"), sort_keys=True) if log else "",
                 ],
             )
         )
@@ -493,7 +600,11 @@ class Ledger:
         pipe.hincrby(k.campaign_meta(campaign), "v", 1)
         pipe.zadd(k.wake(), {campaign: 0})
         self.nudge(campaign, pipe)
-        pipe.execute()
+        replicas = self.replicas_to_confirm()  # the last write: its WAIT covers the cancel
+        self._wait(pipe, replicas, self.confirm_timeout_ms)
+        out = pipe.execute()
+        what = f"the cancel of campaign {campaign}"
+        self._acked(out[-1], replicas, self.confirm_timeout_ms, what, "cancel again")
         return cancelled
 
     def pause(self, campaign: str) -> None:
@@ -507,6 +618,7 @@ class Ledger:
         pipe.zadd(self.keys.wake(), {campaign: 0})  # a judge sets the end_at wake, if any
         self.nudge(campaign, pipe)
         pipe.execute()
+        self._confirmed_nudge(campaign, f"the pause of campaign {campaign}")
 
     def resume(self, campaign: str) -> int:
         """Dial again: the sweepers drain the parked calls at the account's pace. Returns how
@@ -518,7 +630,9 @@ class Ledger:
         pipe.zcard(k.campaign_parked(campaign))
         pipe.hincrby(k.campaign_meta(campaign), "v", 1)
         self.nudge(campaign, pipe)
-        return int(pipe.execute()[2])
+        parked = int(pipe.execute()[2])
+        self._confirmed_nudge(campaign, f"the resume of campaign {campaign}")
+        return parked
 
     def nudge(self, campaign: str, pipe: Any = None) -> None:
         """Wake a feeder now (a campaign was enqueued, paused, resumed or changed)."""
@@ -538,6 +652,7 @@ class Ledger:
             pipe.zadd(self.keys.wake(), {campaign: 0})
             self.nudge(campaign, pipe)
             pipe.execute()
+            self._confirmed_nudge(campaign, f"the controls of campaign {campaign}")
 
     def meta(self, campaign: str) -> dict[str, str]:
         return cast(dict[str, str], self.redis.hgetall(self.keys.campaign_meta(campaign)))

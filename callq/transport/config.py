@@ -12,6 +12,7 @@ from typing import Any
 from celery import Celery
 
 from callq.settings import Settings
+from callq.store.connect import is_sentinel_url, parse_sentinel_url
 from callq.transport.queues import CALLS_QUEUE
 
 
@@ -30,8 +31,20 @@ def celery_config(settings: Settings, argv: list[str] | None = None) -> dict[str
     }
     if settings.broker_key_prefix:
         transport["global_keyprefix"] = settings.broker_key_prefix
+    broker_url = settings.require_redis_url()
+    if is_sentinel_url(broker_url):
+        # kombu's `sentinel` transport: the master by name, the Sentinels' own password in
+        # sentinel_kwargs (the one in the URL is the master's). kombu takes the password and
+        # the database from the URL's first part only, so every part carries them.
+        broker_url = parse_sentinel_url(broker_url).celery_url()
+        transport["master_name"] = settings.redis_sentinel_master
+        sentinel_kwargs: dict[str, Any] = {"socket_connect_timeout": 3, "socket_timeout": 3}
+        password = settings.redis_sentinel_password.get_secret_value()
+        if password:
+            sentinel_kwargs["password"] = password
+        transport["sentinel_kwargs"] = sentinel_kwargs
     config: dict[str, Any] = {
-        "broker_url": settings.require_redis_url(),
+        "broker_url": broker_url,
         "broker_transport_options": transport,
         "broker_connection_retry_on_startup": True,
         "task_default_queue": CALLS_QUEUE,

@@ -22,7 +22,8 @@ from callq.dialing.retry import RetryPolicy
 from callq.exotel.client import ExotelClient, make_session
 from callq.ids import campaign_of
 from callq.settings import ConfigError, Settings, caller_ids, load_settings
-from callq.store.connect import make_redis
+from callq.store.connect import redis_for
+from callq.store.epoch import MasterWatch
 from callq.store.events import EventFlags
 from callq.store.keys import Keys
 from callq.store.ledger import Ledger
@@ -47,17 +48,24 @@ class Runtime:
     def build(cls, settings: Settings) -> Runtime:
         settings.require_exotel()
         settings.event_sinks()  # with EVENTS_URL, a secret for each, or no start (ConfigError)
-        client = make_redis(
-            settings.require_redis_url(), max_connections=settings.worker_concurrency * 2 + 8
-        )
         keys = Keys(settings.key_prefix)
+        # Every new connection checks for a new Redis master (a failover): the limiters are
+        # then held shut for a period (callq.store.epoch).
+        watch = MasterWatch(keys, settings.failover_hold_seconds)
+        client = redis_for(
+            settings,
+            max_connections=settings.worker_concurrency * 2 + 8,
+            on_connect=watch.on_connect,
+        )
         ledger = Ledger(client, keys, EventFlags.for_settings(settings))
         policy = RetryPolicy.for_settings(settings)
         name = f"{socket.gethostname()}:{os.getpid()}"
 
         def account(acct_name: str) -> Account:
             s = settings.for_account(acct_name)
-            limiter = Limiter.for_settings(client, keys, s, scripts=ledger.scripts, name=acct_name)
+            limiter = Limiter.for_settings(
+                client, keys, s, scripts=ledger.scripts, name=acct_name, hold=watch
+            )
             exotel = ExotelClient(s, make_session(pool_size=settings.worker_concurrency + 4))
             breaker = Breaker(
                 client,

@@ -76,3 +76,23 @@ def test_given_exotels_own_504_when_dialling_then_not_placed_and_retried(
     assert step.result == "not_placed" and step.retry_in is not None
     assert ledger.get(rid)["state"] == "retrying"
     assert sim.truth()["originated"] == 0
+
+
+def test_given_wait_for_a_replica_that_does_not_answer_when_dialling_then_the_call_is_held_back_unsent_and_uncounted(
+    settings: Settings, ledger: Ledger, sim: Any
+) -> None:
+    # REDIS_WAIT_REPLICAS=1 (strict) on the test Redis, which has no replica: the sent mark
+    # is on no replica, so a failover could lose it. The request must not go out.
+    assert ledger.replicas_connected() == 0
+    strict = settings.model_copy(update={"redis_wait_replicas": 1, "redis_wait_timeout_ms": 20})
+    rid = enqueue_one(ledger, 9)
+    step = make_dialer(strict, ledger).place(rid)
+    assert (step.result, step.retry_in) == ("unreplicated", 1.0)
+    assert sim.truth()["requests"] == 0  # nothing reached Exotel
+    rec = ledger.get(rid)
+    assert (rec["state"], rec["attempts"], rec["sent"]) == ("queued", "0", "0")
+    (entry,) = ledger.attempts_log(rid)
+    assert entry["outcome"] == "unsent" and "no Redis replica acknowledged" in entry["error"]
+    # The shipped policy (auto) waits only for the replicas the master has: none here.
+    assert make_dialer(settings, ledger).place(rid).result == "originated"
+    assert sim.truth()["by_custom_field"] == {rid: 1}

@@ -402,3 +402,27 @@ def test_given_a_slot_freed_during_a_feed_pass_at_the_cap_when_the_pass_ends_the
     ledger.redis.zadd(ledger.keys.feeds(), {"default": 0})  # due now: the pass runs
     assert feeder.drain_once() == {}  # at the cap: nothing fed, the slot frees after
     assert feeder.drain_once() == {"fed": 1}  # the freed slot is used at once
+
+
+class _HoldSetByTheRoundTrip:
+    """A master watch whose hold starts while the limiter's script runs: the round trip
+    opened the first connection to a new master (callq.store.epoch)."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    def held_for(self) -> float:
+        self.calls += 1
+        return 0.0 if self.calls == 1 else 30.0
+
+
+def test_given_a_hold_set_by_the_round_trip_when_permits_are_dropped_then_their_slots_are_freed(
+    rclient: redis.Redis,  # type: ignore[type-arg]
+    keys: Keys,
+) -> None:
+    lim = capped(rclient, keys, cap=4)
+    lim.hold = _HoldSetByTheRoundTrip()  # type: ignore[assignment]
+    got = lim.reserve(count=2, claims=[SlotClaim("r1", 2, 60), SlotClaim("r2", 2, 60)])
+    assert got.count == 0 and got.wait == 30.0
+    # No call of these goes out, so none may keep a slot until its lease lapses.
+    assert LiveSlots(rclient, keys).used("acct") == 0

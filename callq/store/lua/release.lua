@@ -13,7 +13,9 @@
 -- ARGV[6] for 'park': ms until the sweeper drains the parked set ('' = now)
 -- ARGV[7] campaign id
 -- KEYS[8] events stream   KEYS[9] campaign events hash (see prelude's emit_final)
+-- KEYS[10] the call's attempts list (optional; for ARGV[9])
 -- ARGV[8] the events flag (prelude): a call cancelled or expired here is final (its event)
+-- ARGV[9] one JSON line for the attempts log ('' or absent = none): why it was given back
 -- A park in a paused campaign sets no wake (resume does); a park in a campaign that is not
 -- paused always sets one, so a call parked just after a resume is not stranded.
 -- Returns 1 when released, 0 when the attempt was not ours or was already marked sent.
@@ -35,6 +37,7 @@ redis.call('HSET', KEYS[1], 'attempts', tonumber(rec[2]) - 1, 'sent', 0)
 redis.call('HDEL', KEYS[1], 'lease_until', 'worker', 'claimed_from')
 if rec[6] then redis.call('ZREM', KEYS[7], rec[6] .. '|' .. ARGV[1]) end
 if to == 'retrying' then redis.call('HSET', KEYS[1], 'next_at', now) end
+if KEYS[10] and ARGV[9] and ARGV[9] ~= '' then redis.call('RPUSH', KEYS[10], ARGV[9]) end
 if action == 'cancelled' or action == 'expired' then
   redis.call('ZREM', KEYS[3], ARGV[1])
   emit_final(KEYS[1], KEYS[2], KEYS[8], KEYS[9], ARGV[1], ARGV[8], now)
