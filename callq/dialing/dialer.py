@@ -11,7 +11,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import redis
 
@@ -38,6 +38,7 @@ from callq.metrics import (
 )
 from callq.settings import Settings
 from callq.store.callbacks import CallbackStore
+from callq.store.connect import MasterCheck
 from callq.store.controls_cache import ControlsCache
 from callq.store.ledger import Claim, Finish, Ledger, NumberCheck, ReleaseAction
 from callq.store.records import CallRecord, ClaimCode, SendMark, State
@@ -46,6 +47,28 @@ from callq.store.slots import LiveSlots, claim_for
 log = logging.getLogger("callq.dialer")
 #: How often the auto WAIT policy asks the master how many replicas it has (ROLE).
 REPLICAS_TTL_SECONDS = 1.0
+
+
+def _count_capped(claimed: Claim) -> None:
+    """callq_number_capped_total: a claim held or skipped at the per-number cap."""
+    if claimed.code in (ClaimCode.HELD, ClaimCode.SKIPPED):
+        NUMBER_CAPPED.labels(str(claimed.code)).inc()
+
+
+def _stopped_unsent(claimed: Claim) -> bool:
+    """The claim stopped the call unsent (parked it, cancelled it, let it expire, held or
+    skipped it at the per-number cap), or found it cancelled, expired or skipped before: no
+    attempt of it is live. Not an early copy of a retry's message, nor a skip of a call that
+    is dialling, in doubt or otherwise final."""
+    if claimed.code in (
+        ClaimCode.PARKED,
+        ClaimCode.CANCELLED,
+        ClaimCode.EXPIRED,
+        ClaimCode.HELD,  # at the per-number cap (a fed call whose cap was set since its feed)
+        ClaimCode.SKIPPED,
+    ):
+        return True
+    return claimed.code is ClaimCode.SKIP and claimed.state in ("cancelled", "expired", "skipped")
 
 
 @dataclass(frozen=True)
@@ -91,8 +114,11 @@ class Dialer:
     # The replicas the master had connected at the last look (auto WAIT policy), and when.
     _replicas_seen: int = field(default=1, init=False, repr=False)
     _replicas_at: float = field(default=-1e9, init=False, repr=False)
+    # Under Sentinel: is the server that took a sent mark the master? (None: plain Redis.)
+    _master_check: MasterCheck | None = field(default=None, init=False, repr=False)
 
     def __post_init__(self) -> None:
+        self._master_check = MasterCheck.of(self.ledger.redis)
         self.callbacks = CallbackStore(
             self.ledger.redis, self.ledger.keys, events=self.ledger.events
         )
@@ -185,6 +211,45 @@ class Dialer:
         if acct is not None and acct.breaker is not None:
             acct.breaker.redis.delete(acct.breaker.probe_key)
 
+    def _unreplicated(
+        self,
+        request_id: str,
+        claim: str,
+        attempt: int,
+        marked: SendMark,
+        acct: Account,
+        number: str = "",
+    ) -> Step:
+        """No replica holds the sent mark (a failover now would lose it), or the server that
+        holds it is no longer the master (its demotion will): a redial could follow. Nothing
+        was sent: give the attempt back, uncounted, with its live-call slots, and retry. The
+        release goes through the pool, whose stale connections were dropped."""
+        why = (
+            f"not sent: no Redis replica acknowledged the sent mark within "
+            f"{self.settings.redis_wait_timeout_ms} ms (WAIT)"
+            if marked is SendMark.UNREPLICATED
+            else "not sent: the Redis server that took the sent mark is not the "
+            "master the Sentinels name (or no Sentinel answered)"
+        )
+        if self.ledger.release(
+            request_id,
+            claim,
+            republish_after=acct.settings.retry_overdue_seconds,
+            unsent=True,
+            number=number,
+            log={
+                "attempt": attempt,
+                "outcome": "unsent",
+                "error": why,
+                "at": round(time.time(), 3),
+            },
+        ):
+            self._free_slots(request_id, acct)
+        if marked is SendMark.UNREPLICATED:
+            UNREPLICATED.inc()
+        log.warning("%s held back: %s", request_id, why)
+        return Step(str(marked), retry_in=1.0)
+
     def _attempt(
         self,
         request_id: str,
@@ -206,14 +271,15 @@ class Dialer:
             gate=_gate_arg(gate),
             number=check,
         )
-        if claimed.code in (ClaimCode.HELD, ClaimCode.SKIPPED):
-            NUMBER_CAPPED.labels(str(claimed.code)).inc()
-            # A fed call took its live slots with its permit (its cap set since the feed's
-            # pass took no count); held or skipped here, unsent: they go back now, not at
-            # their lease.
-            self._free_slots(request_id, acct)
         if not claimed.claimed:
+            _count_capped(claimed)
             log.info("%s: %s (%s) %s", request_id, claimed.code, claimed.state, gate.why)
+            if _stopped_unsent(claimed):
+                # A fed call took its slots with its permit (or a worker that died before its
+                # sent mark did, for this call); stopped here (paused, held by its gate,
+                # cancelled, expired), it sends nothing: they go back now, not at their
+                # lease. Not for any other skip (a copy of a message whose call is dialling).
+                self._free_slots(request_id, acct)
             return Step(claimed.code, claimed.state), None
         assert acct is not None and claimed.record is not None
         record = claimed.record
@@ -266,40 +332,26 @@ class Dialer:
                 request_id, claim, action=action, wake_in=late_gate.wait, acct=acct, number=number
             )
             return Step(action, late_gate.why), None
+        replicas = self._wait_replicas()
+        # auto found the master without a replica: no WAIT, so nothing proves the mark will
+        # outlive a failover. Under Sentinel, the server that took it must at least be the
+        # master the Sentinels name (an old master that came back after its replica was
+        # promoted would take it and lose it at its demotion).
+        master = self._master_check if replicas == 0 and self.settings.wait_replicas > 0 else None
         marked = self.ledger.mark_sent(
             request_id,
             claim,
             lease_seconds=self.send_lease,
             account=acct.name,
             parties=request_parties(params),
-            replicas=self._wait_replicas(),
+            replicas=replicas,
             replica_timeout_ms=self.settings.redis_wait_timeout_ms,
             number=number,
+            confirm=master.confirm if master is not None else None,
         )
         if not marked:
-            if marked is SendMark.UNREPLICATED:
-                # No replica holds the sent mark: a failover now would lose it, and a redial
-                # could follow. Nothing was sent: give the attempt back, uncounted, and retry.
-                why = (
-                    f"not sent: no Redis replica acknowledged the sent mark within "
-                    f"{self.settings.redis_wait_timeout_ms} ms (WAIT)"
-                )
-                self.ledger.release(
-                    request_id,
-                    claim,
-                    republish_after=s.retry_overdue_seconds,
-                    unsent=True,
-                    number=number,
-                    log={
-                        "attempt": attempt,
-                        "outcome": "unsent",
-                        "error": why,
-                        "at": round(time.time(), 3),
-                    },
-                )
-                UNREPLICATED.inc()
-                log.warning("%s held back: %s", request_id, why)
-                return Step("unreplicated", retry_in=1.0), None
+            if marked in (SendMark.UNREPLICATED, SendMark.NOT_MASTER):
+                return self._unreplicated(request_id, claim, attempt, marked, acct, number), None
             if marked is SendMark.LOST:
                 log.warning("lease lost for %s attempt %d; not sending", request_id, attempt)
                 return Step("lease_lost"), None
@@ -459,20 +511,20 @@ class Dialer:
         elif isinstance(outcome, NotPlaced):
             entry["error"] = outcome.reason
             self._free_slots(request_id, acct)
-            if outcome.at_capacity:
-                # Refused at Exotel's cap on live calls: the rate limit is not the cause, so
-                # nobody is pushed back; the call retries when our earliest slot lapses.
-                LIVE_CALLS_REFUSED.inc()
-                hint = self.slots.earliest_release(acct.name) if acct.limiter.max_live else None
-                outcome = NotPlaced(
-                    outcome.reason, outcome.http_status, hint or outcome.retry_after, False, True
-                )
             if outcome.rate_limited:
+                # Any 429, one naming concurrency too: it may be the rate's (callq cannot
+                # tell), and a missed push-back would let every worker go on at full rate.
                 RATE_LIMITED.inc()
                 try:
                     acct.limiter.push_back(outcome.retry_after or s.rate_limited_pushback_seconds)
                 except LimiterUnavailable:
                     log.warning("could not push the limiter back after a 429")
+            if outcome.at_capacity:
+                # Refused at Exotel's cap on live calls: the call retries when our earliest
+                # slot lapses (a callback may free one sooner).
+                LIVE_CALLS_REFUSED.inc()
+                hint = self.slots.earliest_release(acct.name) if acct.limiter.max_live else None
+                outcome = replace(outcome, retry_after=hint or outcome.retry_after)
             # A redial starts a fresh count of retries (attempts before it do not count).
             if self.policy.exhausted(attempt - record.redial_base):
                 fin = self._finish(

@@ -19,6 +19,7 @@ import redis
 from kombu.exceptions import OperationalError
 
 from callq.campaign.controls import REDIAL_STATUSES, CampaignOptions, parse_time
+from callq.errors import Unreplicated
 from callq.intake import (
     campaign_status,
     cancel_campaign,
@@ -490,6 +491,9 @@ def main(argv: list[str] | None = None, prog: str = "python -m producer") -> int
     except ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except Unreplicated as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
     except (redis.RedisError, OperationalError) as exc:
         # The URL is not printed: it may hold a password.
         print(

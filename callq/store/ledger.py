@@ -18,8 +18,10 @@ from dataclasses import dataclass, field
 from typing import Any, Literal, cast
 
 import redis
+from redis.connection import AbstractConnection
 
 from callq.campaign.controls import NUMBER_CAP_MAX_SECONDS, Held, NumberCap
+from callq.errors import Unreplicated
 from callq.exotel.parties import callee
 from callq.ids import campaign_of
 from callq.store.events import EventFlags
@@ -39,6 +41,11 @@ from callq.store.records import (
 from callq.store.scripts import Scripts
 
 ReleaseAction = Literal["", "park", "cancelled", "expired"]
+# Records per enqueue.lua call: one script call per chunk, not per record, because packing
+# a command of ~35 arguments per record was most of the producer's time (docs/benchmarks.md,
+# "At a million calls"). 250 keeps one call's time in Redis to ~2-3 ms (1,000 took ~9 ms,
+# every other client waiting meanwhile, the limiter's callers among them) at the same speed.
+ENQUEUE_CHUNK = 250
 
 
 @dataclass(frozen=True)
@@ -186,11 +193,52 @@ class Ledger:
         self.scripts = Scripts(client)
         # What the transitions write to the events stream (nothing without EVENTS_URL).
         self.events = events or EventFlags()
+        # The producer's and the API's writes (enqueue, cancel, pause, resume, controls) wait
+        # for this many replicas (WAIT), and fail with Unreplicated without them: see
+        # :meth:`confirm_writes`. None: no WAIT (the workers, the receiver).
+        self.confirm_replicas: Callable[[], int] | None = None
+        self.confirm_timeout_ms = 100
 
     def _event_keys(self, campaign: str) -> list[str]:
         """The KEYS every final transition appends: the events stream and the campaign's
         events hash (see emit_final in lua/prelude.lua)."""
         return [self.keys.events(), self.keys.campaign_events(campaign)]
+
+    def confirm_writes(self, replicas: Callable[[], int], timeout_ms: int) -> Ledger:
+        """From now on the campaign operations a caller is told of (enqueue, cancel, pause,
+        resume, controls) are acknowledged by ``replicas()`` Redis replicas within
+        ``timeout_ms``, else raise :class:`Unreplicated`: a failover cannot lose them."""
+        self.confirm_replicas = replicas
+        self.confirm_timeout_ms = timeout_ms
+        return self
+
+    def replicas_to_confirm(self) -> int:
+        return 0 if self.confirm_replicas is None else self.confirm_replicas()
+
+    def _wait(self, pipe: Any, replicas: int, timeout_ms: int) -> None:
+        if replicas > 0:
+            pipe.execute_command("WAIT", replicas, timeout_ms)
+
+    @staticmethod
+    def _acked(acked: Any, replicas: int, timeout_ms: int, what: str, again: str) -> None:
+        if replicas > 0 and int(acked) < replicas:
+            raise Unreplicated(
+                f"not replicated: {int(acked)} of {replicas} Redis replicas acknowledged "
+                f"{what} within {timeout_ms} ms (REDIS_WAIT_REPLICAS, REDIS_WAIT_TIMEOUT_MS); "
+                f"a failover could lose it: {again}"
+            )
+
+    def _confirmed_nudge(self, campaign: str, what: str) -> None:
+        """After a MULTI (WAIT cannot wait inside one): the nudge and WAIT on one connection,
+        so the replicas' acknowledgement covers the MULTI's writes before it."""
+        replicas = self.replicas_to_confirm()
+        if replicas <= 0:
+            return
+        pipe = self.redis.pipeline(transaction=False)
+        self.nudge(campaign, pipe)
+        self._wait(pipe, replicas, self.confirm_timeout_ms)
+        out = pipe.execute()
+        self._acked(out[-1], replicas, self.confirm_timeout_ms, what, "do it again")
 
     # Producer side ----------------------------------------------------------------------
 
@@ -202,38 +250,62 @@ class Ledger:
         queue_key: str = "",
         messages: Sequence[str] | None = None,
         queued_overdue: float = 21600.0,
+        replicas: int = 0,
+        replica_timeout_ms: int = 100,
     ) -> list[Enqueued]:
-        """Write many records in one pipelined round trip, each with its task message (a
+        """Write many records in one pipelined round trip (one ``enqueue.lua`` call per
+        :data:`ENQUEUE_CHUNK` records), each with its task message (a
         priority call) or, without ``messages``, parked: the sweepers feed the campaign's calls
         to the queue at its account's pace, so no campaign's backlog sits in the shared list
         ahead of another campaign's or another account's calls.
 
-        Returns, per record, what happened to it (:class:`Enqueued`).
+        Returns, per record, what happened to it (:class:`Enqueued`). ``replicas`` > 0:
+        ``WAIT replicas replica_timeout_ms`` in the same round trip; fewer acknowledgements
+        raise :class:`Unreplicated` (the records are on the master only: a failover could lose
+        calls the producer was told were accepted; enqueueing them again is harmless).
         """
         k = self.keys
-        common = [k.campaign_counts(campaign), k.campaign_calls(campaign), k.campaigns()]
-        queue = queue_key or k.campaigns()
-        meta = k.campaign_meta(campaign)
-        parking = [k.campaign_parked(campaign), k.wake(), k.campaigns_by_id()]
+        shared = [
+            k.campaign_counts(campaign),
+            k.campaign_calls(campaign),
+            k.campaigns(),
+            queue_key or k.campaigns(),
+            k.deadlines(),
+            k.campaign_meta(campaign),
+            k.campaign_parked(campaign),
+            k.wake(),
+            k.campaigns_by_id(),
+        ]
+        head = [campaign, str(_ms(queued_overdue)), "1" if messages else ""]
+        dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
         pipe = self.redis.pipeline(transaction=False)
-        for i, (request_id, fields) in enumerate(records):
-            args: list[str] = [
-                request_id,
-                campaign,
-                messages[i] if messages else "",
-                str(_ms(queued_overdue)),
-            ]
-            for name, value in fields.items():
-                args.append(name)
-                args.append(value)
-            self.scripts.enqueue(
-                keys=[k.call(request_id), *common, queue, k.deadlines(), meta, *parking],
-                args=args,
-                client=pipe,
-            )
+        for start in range(0, len(records), ENQUEUE_CHUNK):
+            chunk = records[start : start + ENQUEUE_CHUNK]
+            call_keys: list[str] = []
+            args = list(head)
+            for i, (request_id, fields) in enumerate(chunk, start):
+                call_keys.append(k.call(request_id))
+                flat: list[str] = []
+                for name, value in fields.items():
+                    flat.append(name)
+                    flat.append(str(value))
+                args += (request_id, messages[i] if messages else "", dumps(flat))
+            self.scripts.enqueue(keys=[*shared, *call_keys], args=args, client=pipe)
         if records and not messages:
             self.nudge(campaign, pipe)  # a feeder judges the campaign now, not a tick later
-        return [Enqueued(int(x)) for x in pipe.execute()[: len(records)]]
+        if not records:
+            replicas = 0
+        self._wait(pipe, replicas, replica_timeout_ms)
+        replies = pipe.execute()
+        self._acked(
+            replies[-1],
+            replicas,
+            replica_timeout_ms,
+            f"{len(records)} calls",
+            "enqueue again (calls already in are kept once)",
+        )
+        chunks = (len(records) + ENQUEUE_CHUNK - 1) // ENQUEUE_CHUNK
+        return [Enqueued(int(x)) for reply in replies[:chunks] for x in reply]
 
     # Worker side ------------------------------------------------------------------------
 
@@ -314,6 +386,7 @@ class Ledger:
         replicas: int = 0,
         replica_timeout_ms: int = 100,
         number: str = "",
+        confirm: Callable[[AbstractConnection], bool] | None = None,
     ) -> SendMark:
         """The sent mark, right before the POST: ``SENT`` (go; the only true answer), or
         ``LOST`` (the attempt is no longer ours), ``PAUSED`` or ``CANCELLED`` (the campaign
@@ -324,7 +397,12 @@ class Ledger:
         ``replicas`` > 0: ``WAIT replicas replica_timeout_ms`` on the same connection right
         after the mark (WAIT counts the writes of its own connection), so the mark survives a
         failover; fewer acknowledgements in time give ``UNREPLICATED``: do not send.
-        ``number``: the callee whose per-number count the claim took: stamped now."""
+
+        ``replicas`` 0 and ``confirm`` given (auto policy under Sentinel, no replica): the
+        mark is taken on one pinned connection, then ``confirm(that connection)`` must say it
+        talks to the master (:class:`callq.store.connect.MasterCheck`); if not,
+        ``NOT_MASTER``: do not send. ``number``: the callee whose per-number count the claim
+        took: stamped now."""
         k = self.keys
         keys = [
             k.call(request_id),
@@ -334,8 +412,28 @@ class Ledger:
             *([k.number_calls(number)] if number else []),
         ]
         args: list[str | int] = [request_id, claim, _ms(lease_seconds), account, parties]
-        if replicas <= 0:
+        if replicas <= 0 and confirm is None:
             return SendMark(self.scripts.mark_sent(keys=keys, args=args))
+        if replicas <= 0:
+            assert confirm is not None
+            # The check must be about the server that took the mark, not any server of the
+            # pool (an idle pooled connection may still reach an old master that came back,
+            # while a new one reaches the promoted replica). So one connection is pinned for
+            # both: the mark runs on it, and only then is its address (which a reconnect in
+            # between would have updated, as SentinelManagedConnection reconnects through
+            # the Sentinels) compared with the Sentinels' master. Checking after the mark's
+            # reply also covers a mark sent to a master that stalled before it was checked.
+            pinned = redis.Redis(
+                connection_pool=self.redis.connection_pool, single_connection_client=True
+            )
+            try:
+                mark = SendMark(self.scripts.mark_sent(keys=keys, args=args, client=pinned))
+                conn = pinned.connection
+                if mark is SendMark.SENT and (conn is None or not confirm(conn)):
+                    return SendMark.NOT_MASTER
+                return mark
+            finally:
+                pinned.close()
         pipe = self.redis.pipeline(transaction=False)
         self.scripts.mark_sent(keys=keys, args=args, client=pipe)
         pipe.execute_command("WAIT", replicas, replica_timeout_ms)  # type: ignore[no-untyped-call]
@@ -556,7 +654,11 @@ class Ledger:
         pipe.hincrby(k.campaign_meta(campaign), "v", 1)
         pipe.zadd(k.wake(), {campaign: 0})
         self.nudge(campaign, pipe)
-        pipe.execute()
+        replicas = self.replicas_to_confirm()  # the last write: its WAIT covers the cancel
+        self._wait(pipe, replicas, self.confirm_timeout_ms)
+        out = pipe.execute()
+        what = f"the cancel of campaign {campaign}"
+        self._acked(out[-1], replicas, self.confirm_timeout_ms, what, "cancel again")
         return cancelled
 
     def pause(self, campaign: str) -> None:
@@ -570,6 +672,7 @@ class Ledger:
         pipe.zadd(self.keys.wake(), {campaign: 0})  # a judge sets the end_at wake, if any
         self.nudge(campaign, pipe)
         pipe.execute()
+        self._confirmed_nudge(campaign, f"the pause of campaign {campaign}")
 
     def resume(self, campaign: str) -> int:
         """Dial again: the sweepers drain the parked calls at the account's pace. Returns how
@@ -581,7 +684,9 @@ class Ledger:
         pipe.zcard(k.campaign_parked(campaign))
         pipe.hincrby(k.campaign_meta(campaign), "v", 1)
         self.nudge(campaign, pipe)
-        return int(pipe.execute()[2])
+        parked = int(pipe.execute()[2])
+        self._confirmed_nudge(campaign, f"the resume of campaign {campaign}")
+        return parked
 
     def nudge(self, campaign: str, pipe: Any = None) -> None:
         """Wake a feeder now (a campaign was enqueued, paused, resumed or changed)."""
@@ -601,6 +706,7 @@ class Ledger:
             pipe.zadd(self.keys.wake(), {campaign: 0})
             self.nudge(campaign, pipe)
             pipe.execute()
+            self._confirmed_nudge(campaign, f"the controls of campaign {campaign}")
 
     def meta(self, campaign: str) -> dict[str, str]:
         return cast(dict[str, str], self.redis.hgetall(self.keys.campaign_meta(campaign)))
@@ -657,15 +763,20 @@ class Ledger:
                 pipe.zadd(self.keys.feed(account), {campaign: delta}, xx=True, incr=True)
             pipe.execute()
 
-    def feed_done(self, account: str, next_at_ms: int) -> bool:
+    def feed_done(
+        self, account: str, next_at_ms: int, *, room: tuple[str, int, int] | None = None
+    ) -> bool:
         """End a feed pass: the next one at ``next_at_ms`` (Redis clock), or none when the
-        account's feed is empty. Returns False in that case."""
+        account's feed is empty. Returns False in that case. ``room``: (the account's
+        live-slots key, its cap, the slots of the call the cap refused) for a pass the cap
+        stopped: if slots were freed since, the next pass is due now (see feed_done.lua)."""
         k = self.keys
-        return bool(
-            self.scripts.feed_done(
-                keys=[k.feed(account), k.feeds()], args=[account, int(next_at_ms)]
-            )
-        )
+        keys = [k.feed(account), k.feeds()]
+        args: list[str | int] = [account, int(next_at_ms)]
+        if room is not None:
+            keys.append(room[0])
+            args.extend(room[1:])
+        return bool(self.scripts.feed_done(keys=keys, args=args))
 
     def parked_many(self, campaigns: Sequence[str], count: int) -> dict[str, list[str]]:
         """The first ``count`` parked request ids of each campaign (one round trip)."""

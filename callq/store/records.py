@@ -254,6 +254,9 @@ class SendMark(StrEnum):
     # Marked, but no replica acknowledged the mark in time (WAIT): a failover now could lose
     # it, so the caller must not send; it releases the attempt unsent.
     UNREPLICATED = "unreplicated"
+    # Marked, but on a server the Sentinels no longer name as the master (an old master that
+    # came back after a failover): the mark is lost at its demotion. Released unsent too.
+    NOT_MASTER = "not_master"
 
     def __bool__(self) -> bool:
         return self is SendMark.SENT

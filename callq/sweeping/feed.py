@@ -36,7 +36,7 @@ from celery import Celery
 from callq.campaign.controls import Controls
 from callq.campaign.share import Member, advances, allocate
 from callq.dialing.dialer import Account, Dialer
-from callq.dialing.limiter import Grant, Slot
+from callq.dialing.limiter import Grant, Limiter, Slot
 from callq.metrics import FED, NUMBER_CAPPED
 from callq.settings import Settings
 from callq.store.ledger import Ledger, NumberCheck, NumberTake, Unpark
@@ -247,10 +247,11 @@ class Feeder:
             return 0
         claims = self._claims(acct, [rid for _, rid in named])
         grant = lim.reserve(ahead=lead, count=len(named), claims=claims)
+        room = _room(lim, grant, claims)
         # The counts of the calls with no permit go back; the claim keeps the others'.
         ledger.number_give_back(counted[rid] for _, rid in named[grant.count :] if rid in counted)
         if not grant.granted:
-            self._done(account, _next_pass(grant, lead, self.recheck))
+            self._done(account, _next_pass(grant, lead, self.recheck), room=room)
             return 0
         calls: dict[str, list[tuple[str, str]]] = {m.campaign: [] for m in ready}
         for i, (campaign, rid) in enumerate(named[: grant.count]):
@@ -273,7 +274,9 @@ class Feeder:
         if gone:
             self._leave(account, gone)
         FED.inc(moved)
-        self._done(account, _next_pass(grant, lead, self.recheck), now_ms=grant.now_us // 1000)
+        self._done(
+            account, _next_pass(grant, lead, self.recheck), now_ms=grant.now_us // 1000, room=room
+        )
         return moved
 
     def _give_back(
@@ -356,11 +359,26 @@ class Feeder:
             if count:
                 ledger.rewake(campaign, 0.0)
 
-    def _done(self, account: str, next_in: float, *, now_ms: int | None = None) -> None:
+    def _done(
+        self,
+        account: str,
+        next_in: float,
+        *,
+        now_ms: int | None = None,
+        room: tuple[str, int, int] | None = None,
+    ) -> None:
         if now_ms is None:
             sec, usec = self.ledger.redis.time()
             now_ms = int(sec) * 1000 + int(usec) // 1000
-        self.ledger.feed_done(account, now_ms + max(1, int(next_in * 1000)))
+        self.ledger.feed_done(account, now_ms + max(1, int(next_in * 1000)), room=room)
+
+
+def _room(lim: Limiter, grant: Grant, claims: list[SlotClaim]) -> tuple[str, int, int] | None:
+    """For a pass the cap stopped: what feed_done needs to tell whether a slot was freed
+    since the reservation (its end would otherwise overwrite the freed slot's wake)."""
+    if grant.slots_full is None or lim.max_live is None or len(claims) <= grant.count:
+        return None
+    return (lim.slots_key, lim.max_live, claims[grant.count].weight)
 
 
 def _named(order: list[str], ids: dict[str, list[str]]) -> list[tuple[str, str]]:
@@ -377,8 +395,8 @@ def _named(order: list[str], ids: dict[str, list[str]]) -> list[tuple[str, str]]
 def _next_pass(grant: Grant, lead: float, recheck: float) -> float:
     """Seconds until an account's next feed pass: when the next permit can be reserved within
     the lead; at the cap on live calls, when the earliest slot lapses (a freed slot makes the
-    account due at once: slot_free.lua), or after ``recheck`` at the latest (a slot freed
-    between this pass's reservation and its end is then not missed for long)."""
+    account due at once: slot_free.lua; one freed between this pass's reservation and its
+    end, feed_done.lua sees), or after ``recheck`` at the latest."""
     if not grant.granted:
         wait = grant.wait
     else:
