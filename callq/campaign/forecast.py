@@ -145,6 +145,7 @@ class Forecast:
     bound: Bound  # the account's rate or its live-call cap
     share: float  # the campaign's share of the account at the start (1: alone)
     advice: tuple[str, ...] = ()  # controls that would change the expiries
+    redials_cut: int = 0  # redials that would fall due after end_at (not scheduled)
     timezone: str = "Asia/Kolkata"
 
     def local(self, epoch: float) -> str:
@@ -159,6 +160,7 @@ class Forecast:
             "dials": round(self.dials, 1),
             "redials": round(self.expected_redials, 1),
             "expire": self.expire,
+            "redials_cut": self.redials_cut,
             "calls_per_second": round(self.throughput, 4),
             "bound": self.bound,
             "share": round(self.share, 4),
@@ -183,6 +185,9 @@ class Forecast:
         ]
         if self.expire:
             out.append(f"  {self.expire} calls expire at end_at")
+        if self.redials_cut:
+            out.append(f"  {self.redials_cut} redials would fall due after end_at (not made)")
+        if self.expire:
             out.extend(f"  - {a}" for a in self.advice)
         return out
 
@@ -203,6 +208,7 @@ class _Run:
     finish: float | None
     dials: float
     expire: float
+    cut: float = 0.0  # redials pending at end_at: due after it, never scheduled
 
 
 def _expected_redials(plan: Plan) -> float:
@@ -223,6 +229,7 @@ class _Fluid:
         self.pending: list[tuple[float, int, float]] = []  # (due, generation, amount)
         self.others = [[o.weight, float(o.waiting)] for o in plan.others if o.waiting > 0]
         self.dials = 0.0
+        self.last = 0.0  # when the last dial went out
 
     def due(self, t: float) -> None:
         while self.pending and self.pending[0][0] <= t:
@@ -250,6 +257,7 @@ class _Fluid:
             self.ready[gen] -= take
             capacity -= take
             self.dials += take
+            self.last = t + step
             if gen < self.plan.redials and self.p > 0:
                 due = t + step / 2 + self.plan.redial_delay(gen + 1)
                 heapq.heappush(self.pending, (due, gen + 1, take * self.p))
@@ -271,7 +279,9 @@ def _simulate(plan: Plan, start: float) -> _Run:
         fluid.due(t)
         rest = fluid.rest()
         if plan.end_at is not None and t >= plan.end_at:
-            return _Run(None, fluid.dials, rest)
+            ready = sum(fluid.ready)  # these expire; the redials pending are never made
+            finish = fluid.last if ready < _EPS else None
+            return _Run(finish, fluid.dials + ready * (ready < _EPS), ready, rest - ready)
         if rest < _EPS:  # under half a call left: that is the last one
             return _Run(t, fluid.dials + rest, 0.0)
         if t >= horizon:
@@ -319,6 +329,7 @@ def forecast(plan: Plan, *, advise: bool = True) -> Forecast:
         dials=run.dials,
         expected_redials=_expected_redials(plan),
         expire=expire,
+        redials_cut=round(run.cut),
         throughput=rate,
         bound=bound,
         share=share,

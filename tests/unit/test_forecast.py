@@ -204,3 +204,23 @@ def test_given_any_plan_when_forecast_then_dialled_and_expired_add_up_to_the_cal
     # Never faster than the whole account's rate, never slower than its share.
     if f.finish is not None:
         assert (calls - 1) / RATE * 0.99 <= f.finish - f.start <= (calls + rival) / RATE * 1.01 + 1
+
+
+def test_given_redials_due_after_end_at_when_forecast_then_they_are_cut_not_expired() -> None:
+    # 100 calls dialled in 30 s; every one busy; its redial would come 600 s later, after
+    # end_at (300 s): the redials are not scheduled, and no call waits to expire.
+    plan = Plan(
+        calls=100,
+        now=T0,
+        rate=RATE,
+        end_at=T0 + 300,
+        redial_on=("busy",),
+        redials=1,
+        mix={"busy": 1.0},
+        redial_interval=600.0,
+        call_seconds=10.0,
+    )
+    f = forecast(plan)
+    assert (f.expire, f.redials_cut) == (0, 100)
+    assert f.finish == pytest.approx(T0 + 100 / RATE, abs=1)
+    assert "100 redials would fall due after end_at" in "\n".join(f.lines())
