@@ -163,7 +163,7 @@ def cmd_forecast(args: argparse.Namespace) -> int:
             _options(args),
             settings,
             mix=args.mix,
-            campaign=args.campaign or "forecast",
+            campaign=args.campaign,
             call_seconds=args.call_seconds,
         )
     except ValueError as exc:

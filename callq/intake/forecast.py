@@ -143,17 +143,22 @@ def forecast_file(
     settings: Settings,
     *,
     mix: Mapping[str, float] | None = None,
-    campaign: str = "forecast",
+    campaign: str | None = None,
     call_seconds: float = DEFAULT_CALL_SECONDS,
     now: float | None = None,
 ) -> tuple[Forecast, FileCount]:
     """The forecast of a campaign file enqueued now with ``options`` (``mix``: the call_status
-    mix expected, for the redials). The account's open campaigns share its rate with it.
-    Raises ValueError naming a bad option, ConfigError for an unknown account, OSError."""
+    mix expected, for the redials). The account's open campaigns share its rate with it;
+    ``campaign``, when the file's campaign exists already: its stored controls are the base
+    the options change, and it is not counted among the others. Raises ValueError naming a
+    bad option, ConfigError for an unknown account, OSError."""
     fields = options_meta(options, settings)
     client = redis_for(settings)
-    meta = _text(client.hgetall(Keys(settings.key_prefix).campaign_meta(check_campaign(campaign))))
-    ctl = _controls(campaign, meta | fields, settings)  # its controls, then the options given
+    meta: dict[str, str] = {}
+    if campaign is not None:
+        key = Keys(settings.key_prefix).campaign_meta(check_campaign(campaign))
+        meta = _text(client.hgetall(key))
+    ctl = _controls(campaign or "forecast", meta | fields, settings)  # stored, then given
     settings.for_account(ctl.account)  # an unknown account: ConfigError before the file
     count = count_file(source, settings)
     rows = account_campaigns(client, settings, ctl.account or "default")

@@ -8,6 +8,7 @@ import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+from callq.campaign.controls import CampaignOptions
 from callq.intake.enqueue import Enqueuer
 from callq.settings import Settings
 from callq.store.demand import account_rate
@@ -87,3 +88,21 @@ def test_given_a_running_campaign_when_status_forecast_then_json_has_the_same_fi
     assert abs(fc["seconds"] - 300 / account_rate(settings)) <= 0.02 * 300 / account_rate(settings)
     text = run(settings, "status", "live", "--forecast").stdout
     assert "forecast: 300 calls" in text and "finishes" in text
+
+
+def test_given_an_enqueued_campaign_when_its_file_is_forecast_then_its_stored_controls_count(
+    settings: Settings, tmp_path: Path
+) -> None:
+    send_at = datetime.now(UTC).replace(microsecond=0) + timedelta(seconds=60)
+    end_at = send_at + timedelta(seconds=100 / account_rate(settings))
+    options = CampaignOptions(send_at=send_at, end_at=end_at)
+    Enqueuer(settings).enqueue_file(as_stream(campaign_csv(400)), "stored", options=options)
+    path = tmp_path / "calls.csv"
+    path.write_bytes(campaign_csv(400))
+    doc = json.loads(run(settings, "forecast", str(path), "--campaign", "stored", "--json").stdout)
+    # Its own send_at and end_at (300 of 400 expire), and it is not its own rival.
+    assert datetime.fromisoformat(doc["start"]) == send_at
+    assert abs(doc["expire"] - 300) <= 10 and doc["share"] == 1.0
+    # Without --campaign the file is a new campaign beside "stored": half the permits.
+    doc = json.loads(run(settings, "forecast", str(path), "--json").stdout)
+    assert doc["share"] == 0.5 and doc["expire"] == 0
