@@ -19,7 +19,7 @@ import redis
 from kombu.exceptions import OperationalError
 
 from callq.campaign.controls import REDIAL_STATUSES, CampaignOptions, parse_time
-from callq.campaign.forecast import parse_mix
+from callq.campaign.forecast import Forecast, parse_mix
 from callq.errors import Unreplicated
 from callq.intake import (
     campaign_status,
@@ -182,13 +182,9 @@ def cmd_forecast(args: argparse.Namespace) -> int:
     return 0
 
 
-def _status_forecast(args: argparse.Namespace, settings: Settings) -> dict[str, object] | None:
-    if not args.forecast:
-        return None
-    result = forecast_campaign(
-        args.campaign, settings, mix=args.mix, call_seconds=args.call_seconds
-    )
-    return None if result is None else result.as_dict()
+def _status_forecast(args: argparse.Namespace, settings: Settings) -> Forecast | None:
+    """``status --forecast``: the running campaign's forecast (the calls it has left)."""
+    return forecast_campaign(args.campaign, settings, mix=args.mix, call_seconds=args.call_seconds)
 
 
 def cmd_status(args: argparse.Namespace) -> int:
@@ -200,7 +196,8 @@ def cmd_status(args: argparse.Namespace) -> int:
     if args.json:
         out = status.as_dict(details=args.details)
         if args.forecast:
-            out["forecast"] = _status_forecast(args, settings)
+            fc = _status_forecast(args, settings)
+            out["forecast"] = None if fc is None else fc.as_dict()
         print(json.dumps(out))
         return 0
     print(f"campaign {status.campaign}: {status.total} calls")
@@ -232,12 +229,9 @@ def cmd_status(args: argparse.Namespace) -> int:
         print("call_status:")
         for name, count in status.call_status.items():
             print(f"  {name:<11} {count:>8}")
-    if args.forecast:
-        result = forecast_campaign(
-            args.campaign, settings, mix=args.mix, call_seconds=args.call_seconds
-        )
-        for line in [] if result is None else result.lines():
-            print(line)
+    fc = _status_forecast(args, settings) if args.forecast else None
+    for line in [] if fc is None else fc.lines():
+        print(line)
     return 0
 
 
