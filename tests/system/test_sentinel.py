@@ -250,6 +250,12 @@ def test_given_an_old_master_back_after_the_promotion_when_a_pooled_connection_s
     # The pooled connection reaches the old master, whose ROLE shows no replica: auto skips
     # WAIT. The mark it takes would be gone at the demotion, and the call redialled.
     first = dialer.place(rid)
+    if first.result != "not_master" and (
+        stack.client(old).execute_command("ROLE")[0] != "master"  # type: ignore[no-untyped-call]
+    ):
+        # The Sentinels demote the old master ~10 s after it is back; on a loaded machine that
+        # can come before this dial, and then no connection reaches a stale master at all.
+        pytest.skip("the old master was demoted before the dial: the stale window was missed")
     assert (first.result, sim.truth()["requests"]) == ("not_master", 0), (
         f"{first.result}: the sent mark went to the old master (port {old}) and the request "
         f"out; on the new master the call is "
