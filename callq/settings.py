@@ -111,6 +111,11 @@ class Settings(BaseSettings):
     # More accounts, by name: a campaign names one (``--account``); '' = the one above.
     exotel_accounts: dict[str, ExotelAccount] = Field(default_factory=dict)
 
+    # Per-number cap: at most this many placed calls to one number (the callee) in any
+    # rolling 24 h, over every campaign and account (unset: no cap). A campaign's own
+    # ``--number-cap N/PERIOD`` replaces it for that campaign's calls.
+    number_daily_cap: Annotated[int, Field(gt=0)] | None = None
+
     # Campaign defaults (a campaign may set its own). No window by default: Calls/connect
     # carries transactional calls, and a window is a campaign's choice (``--window``).
     calling_window: str = "always"

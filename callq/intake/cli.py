@@ -100,6 +100,7 @@ def _options(args: argparse.Namespace) -> CampaignOptions:
         redial_interval=args.redial_interval,
         redial_backoff=args.redial_backoff,
         weight=args.weight,
+        number_cap=args.number_cap,
     )
 
 
@@ -419,6 +420,13 @@ def _control_args(p: argparse.ArgumentParser) -> None:
         type=float,
         help="this campaign's share of its account's permits against the account's other "
         "campaigns (default 1: equal turns; 2 gets twice as many)",
+    )
+    g.add_argument(
+        "--number-cap",
+        metavar="N/PERIOD",
+        help="at most N placed calls to one number (the callee) per rolling PERIOD, over "
+        "every campaign and account, e.g. 2/1d or 1/6h (default: NUMBER_DAILY_CAP per 24 h; "
+        "'none' follows it again); a call over it waits, or ends `skipped` past --end-at",
     )
     g.add_argument(
         "--redial-backoff",

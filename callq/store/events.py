@@ -1,10 +1,11 @@
 """Events sent onward: the stream the Lua transitions write to, and its delivery state.
 
-A transition that makes a call final (``failed``, ``cancelled``, ``expired``, or ``originated``
-once its terminal call_status is known and no redial follows) writes a ``call.final`` event
-into one Redis stream in the same script (``emit_final`` in ``lua/prelude.lua``); the call's
-last final event completes its campaign (``campaign.completed``). Optionally each recorded
-attempt outcome writes ``call.attempt``. Nothing is written when no ``EVENTS_URL`` is set.
+A transition that makes a call final (``failed``, ``cancelled``, ``expired``, ``skipped``, or
+``originated`` once its terminal call_status is known and no redial follows) writes a
+``call.final`` event into one Redis stream in the same script (``emit_final`` in
+``lua/prelude.lua``); the call's last final event completes its campaign
+(``campaign.completed``). Optionally each recorded attempt outcome writes ``call.attempt``.
+Nothing is written when no ``EVENTS_URL`` is set.
 
 Delivery (callq.sweeping.events) reads the stream with one consumer group and hands every
 entry to each receiver ("sink") through a due set of its own; this module owns those keys.

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -19,8 +20,9 @@ from typing import Any, Literal, cast
 import redis
 from redis.connection import AbstractConnection
 
-from callq.campaign.controls import Held
+from callq.campaign.controls import NUMBER_CAP_MAX_SECONDS, Held, NumberCap
 from callq.errors import Unreplicated
+from callq.exotel.parties import callee
 from callq.ids import campaign_of
 from callq.store.events import EventFlags
 from callq.store.keys import Keys
@@ -47,6 +49,40 @@ ENQUEUE_CHUNK = 250
 
 
 @dataclass(frozen=True)
+class NumberCheck:
+    """A claim's per-number cap: ``number`` (the callee, E.164) may have at most ``cap``
+    placed calls in any ``cap.seconds``; ``end_at`` (epoch seconds) is the campaign's."""
+
+    number: str
+    cap: NumberCap
+    end_at: float | None = None
+
+    def args(self) -> list[str | int]:
+        """ARGV of the cap in claim.lua and number_take.lua: cap, period, keep, end_at, label."""
+        return [
+            self.cap.calls,
+            self.cap.seconds * 1000,
+            NUMBER_CAP_MAX_SECONDS * 1000,
+            "" if self.end_at is None else math.floor(self.end_at * 1000),
+            str(self.cap),
+        ]
+
+
+@dataclass(frozen=True)
+class NumberTake:
+    """:meth:`Ledger.number_take_many` for one call: ``verdict`` 'taken' (``member`` holds
+    its count in ``number``'s set), 'held', 'skipped' or 'gone'."""
+
+    verdict: str
+    number: str
+    member: str = ""
+
+    @property
+    def taken(self) -> bool:
+        return self.verdict == "taken"
+
+
+@dataclass(frozen=True)
 class Claim:
     """What :meth:`Ledger.claim` did. ``record`` and ``claim`` are set only when claimed."""
 
@@ -58,6 +94,7 @@ class Claim:
     now_us: int = 0  # the server's clock when the claim ran (a fed call's slot is on it)
     sent: float = 0.0  # time.monotonic() before the round trip
     received: float = 0.0  # and after it
+    held_until_ms: int = 0  # HELD: when the number may be called again (Redis clock)
 
     @property
     def claimed(self) -> bool:
@@ -280,13 +317,21 @@ class Ledger:
         early_tolerance: float,
         worker: str,
         gate: str | float = "",
+        number: NumberCheck | None = None,
     ) -> Claim:
-        """Claim a waiting call. ``gate``: '' to dial, 'expire', or seconds to wait (parked)."""
+        """Claim a waiting call. ``gate``: '' to dial, 'expire', or seconds to wait (parked).
+        ``number``: the per-number cap, checked and taken in the same step (``HELD`` or
+        ``SKIPPED`` at the cap)."""
         campaign = campaign_of(request_id)
         claim = uuid.uuid4().hex
         sent = time.monotonic()
+        capped: list[str | int] = []
+        keys = [*self._waiting_keys(request_id, campaign), *self._event_keys(campaign)]
+        if number is not None:
+            keys.append(self.keys.number_calls(number.number))
+            capped = number.args()
         raw = self.scripts.claim(
-            keys=[*self._waiting_keys(request_id, campaign), *self._event_keys(campaign)],
+            keys=keys,
             args=[
                 request_id,
                 _ms(lease_seconds),
@@ -296,11 +341,13 @@ class Ledger:
                 gate if isinstance(gate, str) else _ms(gate),
                 campaign,
                 self.events.arg(),
+                *capped,
             ],
         )
         received = time.monotonic()
         code, attempts, state, now_us, *rest = raw
         claimed = ClaimCode(code) is ClaimCode.CLAIMED
+        held = int(rest[0]) if ClaimCode(code) is ClaimCode.HELD and rest else 0
         return Claim(
             code=ClaimCode(code),
             attempts=int(attempts),
@@ -312,6 +359,7 @@ class Ledger:
             now_us=int(now_us),
             sent=sent,
             received=received,
+            held_until_ms=held,
         )
 
     def _waiting_keys(self, request_id: str, campaign: str) -> list[str]:
@@ -337,6 +385,7 @@ class Ledger:
         parties: str = "",
         replicas: int = 0,
         replica_timeout_ms: int = 100,
+        number: str = "",
         confirm: Callable[[AbstractConnection], bool] | None = None,
     ) -> SendMark:
         """The sent mark, right before the POST: ``SENT`` (go; the only true answer), or
@@ -352,13 +401,15 @@ class Ledger:
         ``replicas`` 0 and ``confirm`` given (auto policy under Sentinel, no replica): the
         mark is taken on one pinned connection, then ``confirm(that connection)`` must say it
         talks to the master (:class:`callq.store.connect.MasterCheck`); if not,
-        ``NOT_MASTER``: do not send."""
+        ``NOT_MASTER``: do not send. ``number``: the callee whose per-number count the claim
+        took: stamped now."""
         k = self.keys
         keys = [
             k.call(request_id),
             k.deadlines(),
             k.campaign_meta(campaign_of(request_id)),
             k.unresolved(),
+            *([k.number_calls(number)] if number else []),
         ]
         args: list[str | int] = [request_id, claim, _ms(lease_seconds), account, parties]
         if replicas <= 0 and confirm is None:
@@ -409,10 +460,12 @@ class Ledger:
         action: ReleaseAction = "",
         wake_in: float | None = None,
         log: Mapping[str, Any] | None = None,
+        number: str = "",
     ) -> bool:
         """Give back an attempt that sent nothing; it does not count. ``action``: '' back to
         the queue (the caller republishes), 'park' (the sweeper drains it after ``wake_in``),
-        or a final 'cancelled' / 'expired'. ``log``: a line for the attempts log (why)."""
+        or a final 'cancelled' / 'expired'. ``log``: a line for the attempts log (why).
+        ``number``: the callee whose per-number count the claim took: given back too."""
         campaign = campaign_of(request_id)
         return bool(
             self.scripts.release(
@@ -421,6 +474,7 @@ class Ledger:
                     self.keys.unresolved(),
                     *self._event_keys(campaign),
                     self.keys.attempts(request_id),
+                    *([self.keys.number_calls(number)] if number else []),
                 ],
                 args=[
                     request_id,
@@ -730,6 +784,60 @@ class Ledger:
         for campaign in campaigns:
             pipe.zrange(self.keys.campaign_parked(campaign), 0, count - 1)
         return {c: cast(list[str], ids) for c, ids in zip(campaigns, pipe.execute(), strict=True)}
+
+    def callees(self, request_ids: Sequence[str]) -> list[str]:
+        """Each call's callee (callq.exotel.parties.callee: To, or From for a flow call), ''
+        for none (one round trip)."""
+        pipe = self.redis.pipeline(transaction=False)
+        for rid in request_ids:
+            pipe.hmget(self.keys.call(rid), "from", "to", "url")
+        return [callee(*fields) for fields in pipe.execute()]
+
+    def number_take_many(self, calls: Sequence[tuple[str, NumberCheck]]) -> list[NumberTake]:
+        """The feed's per-number take for parked calls, before it reserves their permits
+        (number_take.lua; one round trip): per call, its count taken, or the call held or
+        skipped at the cap, or gone (no longer parked)."""
+        pipe = self.redis.pipeline(transaction=False)
+        k = self.keys
+        for rid, check in calls:
+            campaign = campaign_of(rid)
+            self.scripts.number_take(
+                keys=[
+                    k.call(rid),
+                    k.campaign_counts(campaign),
+                    k.deadlines(),
+                    k.campaign_parked(campaign),
+                    *self._event_keys(campaign),
+                    k.number_calls(check.number),
+                ],
+                args=[rid, *check.args(), self.events.arg()],
+                client=pipe,
+            )
+        return [
+            NumberTake(str(raw[0]), check.number, str(raw[1]) if raw[0] == "taken" else "")
+            for (_, check), raw in zip(calls, pipe.execute(), strict=True)
+        ]
+
+    def number_give_back(self, taken: Iterable[NumberTake]) -> None:
+        """Give back counts the feed took for calls it did not hand out (number_give.lua; one
+        round trip): only of calls still parked and waiting. One claimed since (a stray copy
+        of its message) keeps the count the feed took, and may have sent on it."""
+        members = [t for t in taken if t.member]
+        if not members:
+            return
+        pipe = self.redis.pipeline(transaction=False)
+        for t in members:
+            rid = t.member.rpartition("#")[0]
+            self.scripts.number_give(
+                keys=[
+                    self.keys.call(rid),
+                    self.keys.campaign_parked(campaign_of(rid)),
+                    self.keys.number_calls(t.number),
+                ],
+                args=[rid, t.member],
+                client=pipe,
+            )
+        pipe.execute()
 
     def parked_counts(self, campaigns: Sequence[str]) -> list[int]:
         """How many calls each campaign has parked (one round trip)."""

@@ -66,6 +66,7 @@ def test_given_bad_rows_when_enqueued_then_each_is_reported_by_line_and_field_an
             "failed": 0,
             "cancelled": 0,
             "expired": 0,
+            "skipped": 0,
         },
         "call_status": {},
         "held": None,
