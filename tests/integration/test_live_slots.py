@@ -20,7 +20,7 @@ from callq.store.ledger import Ledger
 from callq.store.slots import LiveSlots, SlotClaim, live_caps
 from producer import cancel_campaign, pause_campaign
 from tests.campaigns import agent_csv, as_stream
-from tests.conftest import make_dialer
+from tests.conftest import make_dialer, placed
 from tests.integration.test_dialer import enqueue_one
 from tests.integration.test_feed import feeder_for, queued
 
@@ -342,7 +342,7 @@ def test_given_a_terminal_callback_when_it_frees_slots_then_it_adds_one_round_tr
     # slot_free script alone: the account comes back with the callback's own script.
     dialer = make_dialer(settings.model_copy(update={"exotel_max_live_calls": 4}), ledger)
     rid = enqueue_one(ledger, 6)
-    assert dialer.place(rid).result == "originated"
+    assert placed(dialer, rid).result == "originated"
     store = CallbackStore(ledger.redis, ledger.keys)
     ev = CallbackEvent(ledger.get(rid)["sid"], "completed", rid, {})
     sent: list[str] = []
