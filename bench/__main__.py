@@ -10,6 +10,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from bench import (
+    forecast,
     limiter_cost,
     live_calls,
     memory,
@@ -206,6 +207,15 @@ def main(argv: list[str] | None = None) -> int:
             target, live_calls.LiveLoad(calls=60) if quick else live_calls.LiveLoad(), log
         )
 
+        log("8. forecast against reality ...")
+        fc = forecast.run(
+            target,
+            forecast.ForecastLoad(calls=300, rival=150, runs=1, cut_calls=200)
+            if quick
+            else forecast.ForecastLoad(),
+            log,
+        )
+
     def drawn(name: str, draw: Callable[[Path], str]) -> tuple[str, str]:
         """(path relative to the report, or "", note)."""
         path = out.parent / "img" / name
@@ -240,6 +250,7 @@ def main(argv: list[str] | None = None) -> int:
         priority=prio,
         pipeline=pipe,
         live_calls=live,
+        forecast=fc,
     )
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(render(report, intro_of(out)), encoding="utf-8")

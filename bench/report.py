@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bench import (
+    forecast,
     limiter_cost,
     live_calls,
     memory,
@@ -22,6 +23,7 @@ from bench import (
     throughput,
 )
 from bench.env import Machine
+from bench.forecast import ForecastResult
 from bench.limiter_cost import CostResult
 from bench.live_calls import LiveResult
 from bench.markdown import mib, table, thousands, verdict
@@ -93,6 +95,7 @@ class Everything:
     priority: PrioResult | None = None
     pipeline: list[PipeResult] | None = None
     live_calls: LiveResult | None = None
+    forecast: ForecastResult | None = None
 
 
 def intro_of(path: Path) -> str:
@@ -232,6 +235,14 @@ def _goals(e: Everything) -> list[str]:
                 verdict(u >= 0.95),
             ]
         )
+    if e.forecast is not None and e.forecast.runs:
+        rows.append(
+            [
+                f"Forecast finish within {100 * forecast.GOAL:g} % (issue 17)",
+                f"worst {100 * e.forecast.worst:.1f} % of {len(e.forecast.runs)} runs",
+                verdict(e.forecast.worst <= forecast.GOAL),
+            ]
+        )
     return [
         "## Goals at a glance",
         "",
@@ -279,6 +290,7 @@ def render(e: Everything, intro: str) -> str:
         ),
         *(([*priority.render(e.priority), ""]) if e.priority is not None else []),
         *(([*live_calls.render(e.live_calls), ""]) if e.live_calls is not None else []),
+        *(([*forecast.render(e.forecast), ""]) if e.forecast is not None else []),
         *_reproduce(e),
     ]
     return "\n".join(lines).rstrip() + "\n"

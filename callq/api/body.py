@@ -62,6 +62,7 @@ CONTROLS: Final = (
     "redial_interval",
     "redial_backoff",
     "weight",
+    "number_cap",
 )
 #: What only an enqueue takes besides the controls.
 ENQUEUE_FLAGS: Final = ("priority", "strict", "dedupe")
@@ -322,6 +323,7 @@ _CONVERT: Final[dict[str, Callable[[Any, str], Any]]] = {
     "redial_interval": _float,
     "redial_backoff": _text,
     "weight": _float,
+    "number_cap": _text,
 }
 
 

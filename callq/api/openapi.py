@@ -75,6 +75,9 @@ _CONTROLS_DOC = {
     "redial_interval": "Seconds before the first redial.",
     "redial_backoff": "linear or exponential.",
     "weight": f"Share of the account's permits, {MIN_WEIGHT:g} to {MAX_WEIGHT:g}.",
+    "number_cap": "At most N placed calls to one number per rolling period, over every "
+    "campaign and account: N/PERIOD, e.g. 2/1d or 1/6h (`none`: NUMBER_DAILY_CAP). A call "
+    "over it waits, or ends `skipped` when it may not be called again before end_at.",
 }
 
 

@@ -27,6 +27,9 @@ from callq.campaign.window import ALWAYS, Window
 
 REDIAL_STATUSES = ("busy", "no-answer", "failed")
 WINDOW_ZONES = ("campaign", "callee")
+#: The longest period a per-number cap may count over (``--number-cap N/PERIOD``).
+NUMBER_CAP_MAX_SECONDS = 7 * 86400
+_PERIOD_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 MIN_WEIGHT, MAX_WEIGHT = 0.01, 100.0
 
 
@@ -111,6 +114,35 @@ class Held:
 
 
 @dataclass(frozen=True)
+class NumberCap:
+    """At most ``calls`` placed calls to one number (the callee) in any ``seconds``,
+    counted over every campaign and account."""
+
+    calls: int
+    seconds: int
+
+    @classmethod
+    def parse(cls, text: str, what: str = "number_cap") -> NumberCap:
+        """``N/PERIOD``: ``2/1d``, ``1/6h``, ``3/90m``, ``1/3600s`` (a period of at most 7 d)."""
+        m = re.fullmatch(r"\s*(\d+)\s*/\s*(\d+)\s*([smhd])\s*", text or "")
+        if not m:
+            raise ValueError(f"{what}: {text!r} is not N/PERIOD, e.g. 2/1d or 1/6h")
+        calls, seconds = int(m[1]), int(m[2]) * _PERIOD_UNITS[m[3]]
+        if calls < 1:
+            raise ValueError(f"{what}: at least 1 call per period")
+        if not 1 <= seconds <= NUMBER_CAP_MAX_SECONDS:
+            raise ValueError(f"{what}: the period must be from 1 s to 7 d")
+        return cls(calls, seconds)
+
+    def __str__(self) -> str:
+        for unit in ("d", "h", "m"):
+            size = _PERIOD_UNITS[unit]
+            if self.seconds % size == 0:
+                return f"{self.calls}/{self.seconds // size}{unit}"
+        return f"{self.calls}/{self.seconds}s"
+
+
+@dataclass(frozen=True)
 class Controls:
     campaign: str
     paused: bool = False
@@ -127,6 +159,7 @@ class Controls:
     redial_interval: float = 600.0
     redial_backoff: Literal["linear", "exponential"] = "linear"
     weight: float = 1.0  # its share of the account's permits against the account's others
+    number_cap: NumberCap | None = None  # None: the NUMBER_DAILY_CAP setting, if any
     version: str = ""  # the meta's `v`: bumped by every pause, resume, set and cancel
 
     @classmethod
@@ -159,6 +192,7 @@ class Controls:
             redial_interval=float(meta.get("redial_interval") or 600),
             redial_backoff="exponential" if backoff == "exponential" else "linear",
             weight=float(meta.get("weight") or 1.0),
+            number_cap=NumberCap.parse(meta["number_cap"]) if meta.get("number_cap") else None,
             version=meta.get("v", ""),
         )
 
@@ -253,6 +287,8 @@ class Controls:
                 out[name] = datetime.fromtimestamp(value, ZoneInfo(self.timezone)).isoformat()
         if self.weight != 1.0:
             out["weight"] = self.weight
+        if self.number_cap is not None:
+            out["number_cap"] = str(self.number_cap)
         if self.redials:
             out["redial"] = {
                 "on": list(self.redial_on),
@@ -280,6 +316,7 @@ class CampaignOptions:
     redial_interval: float | None = None
     redial_backoff: str | None = None
     weight: float | None = None
+    number_cap: str | None = None  # N/PERIOD
 
     def to_meta(self) -> dict[str, str]:
         """The meta fields to write; raises ValueError naming the option at fault."""
@@ -378,6 +415,8 @@ _ENCODERS: dict[str, Callable[[Any], str]] = {
     "redial_interval": _redial_interval,
     "redial_backoff": _redial_backoff,
     "weight": _weight,
+    # 'none': the campaign follows NUMBER_DAILY_CAP again.
+    "number_cap": lambda value: "" if value.strip() == "none" else str(NumberCap.parse(value)),
 }
 
 

@@ -144,6 +144,17 @@ class Keys:
         lua/slot_free.lua, and a member past its score is dropped by the next taker."""
         return f"{self.prefix}:live:{account}"
 
+    def number_calls(self, number: str) -> str:
+        """Sorted set: ``{request id}#{redial base}`` -> ms (Redis clock) when the call to
+        ``number`` (E.164, the callee) was taken for dialling, restamped with its sent time by
+        lua/mark_sent.lua, over every campaign and account: the per-number cap
+        (NUMBER_DAILY_CAP, ``--number-cap``). Checked and taken in the claim's own step
+        (lua/claim.lua) or by the feed before the permit (lua/number_take.lua); given back by
+        a release (lua/release.lua) or by the feed for a call still parked
+        (lua/number_give.lua); members older than the longest cap period go with the next
+        take."""
+        return f"{self.prefix}:number:{number}"
+
     def master_epoch(self) -> str:
         """String: the ``run_id`` of the Redis master the workers last saw (callq.store.epoch).
         Replicated with everything else, so a promoted replica still holds its old master's."""

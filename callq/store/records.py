@@ -14,6 +14,8 @@ States::
     originated -> retrying                               (a redial on busy/no-answer/failed)
     queued | retrying -> cancelled                       (campaign cancelled)
     queued | retrying -> expired                         (campaign's end_at passed)
+    queued | retrying -> skipped                         (over the per-number cap until
+                                                          past the campaign's end_at)
 
 A waiting call (`queued`, `retrying`) may also be *parked*: held in its campaign's parked set
 (the campaign paused, outside its calling window, its account's breaker open, or no permit
@@ -37,13 +39,16 @@ class State(StrEnum):
     FAILED = "failed"
     CANCELLED = "cancelled"
     EXPIRED = "expired"
+    SKIPPED = "skipped"
 
 
 STATES: Final = tuple(State)
 #: Waiting for an attempt: these may be parked, cancelled or expired.
 WAITING: Final = frozenset({State.QUEUED, State.RETRYING})
 #: Nothing more happens to the call (but a redial on its call_status, from `originated`).
-FINAL: Final = frozenset({State.ORIGINATED, State.FAILED, State.CANCELLED, State.EXPIRED})
+FINAL: Final = frozenset(
+    {State.ORIGINATED, State.FAILED, State.CANCELLED, State.EXPIRED, State.SKIPPED}
+)
 #: A campaign is settled when none of its calls is in one of these.
 UNSETTLED: Final = frozenset({State.QUEUED, State.DIALING, State.RETRYING, State.IN_DOUBT})
 
@@ -234,6 +239,8 @@ class ClaimCode(StrEnum):
     PARKED = "parked"  # held in the campaign's parked set (paused or waiting)
     CANCELLED = "cancelled"  # ended here: the campaign is cancelled
     EXPIRED = "expired"  # ended here: past the campaign's end_at
+    HELD = "held"  # over the per-number cap: held until the count lapses (its deadline)
+    SKIPPED = "skipped"  # ended here: over the per-number cap until past end_at
     EARLY = "early"  # a retry's message came before its next_at (a stray copy)
     SKIP = "skip"  # nothing to do: already dialing, in doubt, or final
     MISSING = "missing"  # no such record
@@ -249,6 +256,9 @@ class SendMark(StrEnum):
     # Marked, but no replica acknowledged the mark in time (WAIT): a failover now could lose
     # it, so the caller must not send; it releases the attempt unsent.
     UNREPLICATED = "unreplicated"
+    # Marked, but on a server the Sentinels no longer name as the master (an old master that
+    # came back after a failover): the mark is lost at its demotion. Released unsent too.
+    NOT_MASTER = "not_master"
 
     def __bool__(self) -> bool:
         return self is SendMark.SENT

@@ -57,6 +57,8 @@ class Scripts:
         self.feed_turn = register("feed_turn")
         self.feed_join = register("feed_join")
         self.feed_done = register("feed_done")
+        self.number_take = register("number_take")
+        self.number_give = register("number_give")
         # Events sent onward (callq.store.events).
         self.events_take = register("events_take")
         # The limiter.

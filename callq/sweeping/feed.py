@@ -37,10 +37,10 @@ from callq.campaign import zones
 from callq.campaign.controls import Controls
 from callq.campaign.share import Member, advances, allocate
 from callq.dialing.dialer import Account, Dialer
-from callq.dialing.limiter import Grant, Slot
-from callq.metrics import FED
+from callq.dialing.limiter import Grant, Limiter, Slot
+from callq.metrics import FED, NUMBER_CAPPED
 from callq.settings import Settings
-from callq.store.ledger import Ledger, Unpark
+from callq.store.ledger import Ledger, NumberCheck, NumberTake, Unpark
 from callq.store.slots import SlotClaim
 from callq.transport.messages import TaskMessages
 from callq.transport.queues import CALLS_QUEUE, PRIORITY_QUEUE
@@ -340,18 +340,21 @@ class Feeder:
             self._done(account, self.settings.sweep_interval_seconds)
             return 0
         want = min(most, sum(m.available for m in ready))
-        order = allocate(want, ready)
-        claims = self._claims(acct, order, ids)
-        grant = lim.reserve(ahead=lead, count=want, claims=claims)
-        if not grant.granted:
-            self._done(account, _next_pass(grant, lead, self.recheck))
+        named = _named(allocate(want, ready), ids)
+        named, counted = self._number_caps(named)
+        if not named:  # every call chosen was held at its number's cap: choose again now
+            self._done(account, MIN_PASS_GAP)
             return 0
-        order = order[: grant.count]
+        claims = self._claims(acct, [rid for _, rid in named])
+        grant = lim.reserve(ahead=lead, count=len(named), claims=claims)
+        room = _room(lim, grant, claims)
+        # The counts of the calls with no permit go back; the claim keeps the others'.
+        ledger.number_give_back(counted[rid] for _, rid in named[grant.count :] if rid in counted)
+        if not grant.granted:
+            self._done(account, _next_pass(grant, lead, self.recheck), room=room)
+            return 0
         calls: dict[str, list[tuple[str, str]]] = {m.campaign: [] for m in ready}
-        taken = dict.fromkeys(calls, 0)
-        for i, campaign in enumerate(order):
-            rid = ids[campaign][taken[campaign]]
-            taken[campaign] += 1
+        for i, (campaign, rid) in enumerate(named[: grant.count]):
             calls[campaign].append((rid, self.normal.encode(rid, Slot(grant.slot_us(i), account))))
         batches = [Unpark(c, calls[c], self.normal.queue_key) for c in calls if calls[c]]
         results = ledger.unpark_many(batches, overdue=self.settings.retry_overdue_seconds)
@@ -366,31 +369,71 @@ class Feeder:
                 gone.append(b.campaign)
             if done.moved < len(b.calls):
                 stopped[b.campaign] = [rid for rid, _ in b.calls]
-        if stopped and claims:
-            # Paused (or fed by another feeder) since the calls were read: the slots taken
-            # for calls still parked go back.
-            self.dialer.slots.free_unless_moved(account, stopped)
+        self._give_back(account, stopped, slots=bool(claims), counted=counted)
         ledger.advance_feed(account, advances(fed, {m.campaign: m.weight for m in ready}))
         if gone:
             self._leave(account, gone)
         FED.inc(moved)
-        self._done(account, _next_pass(grant, lead, self.recheck), now_ms=grant.now_us // 1000)
+        self._done(
+            account, _next_pass(grant, lead, self.recheck), now_ms=grant.now_us // 1000, room=room
+        )
         return moved
 
-    def _claims(
-        self, acct: Account, order: list[str], ids: dict[str, list[str]]
-    ) -> list[SlotClaim]:
+    def _give_back(
+        self,
+        account: str,
+        stopped: dict[str, list[str]],
+        *,
+        slots: bool,
+        counted: dict[str, NumberTake],
+    ) -> None:
+        """Paused (or fed by another feeder) since the calls were read: the live slots and
+        the per-number counts taken for calls still parked go back."""
+        if not stopped:
+            return
+        if slots:
+            self.dialer.slots.free_unless_moved(account, stopped)
+        if counted:  # only of calls still parked: number_give.lua checks, in its own step
+            self.ledger.number_give_back(
+                counted[rid] for rids in stopped.values() for rid in rids if rid in counted
+            )
+
+    def _claims(self, acct: Account, named: list[str]) -> list[SlotClaim]:
         """Under a cap on live calls each permit goes with its call's slots, in the same step:
-        the calls, named in slot order (allocate's order is the same for any prefix, so the
-        first ``count`` granted are those of allocate(count)). None without a cap."""
+        the calls, named in slot order (permit i goes to the i-th: the script stops at the
+        first call the cap refuses). None without a cap."""
         if acct.limiter.max_live is None:
             return []
-        taken = dict.fromkeys(ids, 0)
-        named = []
-        for campaign in order:
-            named.append(ids[campaign][taken[campaign]])
-            taken[campaign] += 1
         return self.dialer.slots.claims(named, acct.settings)
+
+    def _number_caps(
+        self, named: list[tuple[str, str]]
+    ) -> tuple[list[tuple[str, str]], dict[str, NumberTake]]:
+        """Under a per-number cap each call's count is taken before its permit is reserved
+        (number_take.lua), so a call the cap refuses spends no permit: it is held (or
+        skipped) there, and left out. Returns the calls still to feed, in slot order, and
+        the counts taken, by request id (given back for a call not handed out)."""
+        checks: dict[str, NumberCheck] = {}
+        capped = []
+        for campaign, rid in named:
+            ctl = self.dialer.controls_of(campaign)
+            cap = self.dialer.number_cap(ctl)
+            if cap is not None:
+                capped.append((rid, cap, ctl.end_at))
+        if not capped:
+            return named, {}
+        numbers = self.ledger.callees([rid for rid, _, _ in capped])
+        for (rid, cap, end_at), number in zip(capped, numbers, strict=True):
+            if number:
+                checks[rid] = NumberCheck(number, cap, end_at)
+        takes = self.ledger.number_take_many(list(checks.items()))
+        verdicts = dict(zip(checks, takes, strict=True))
+        counted = {rid: t for rid, t in verdicts.items() if t.taken}
+        kept = [(c, rid) for c, rid in named if rid not in verdicts or verdicts[rid].taken]
+        for t in takes:
+            if t.verdict in ("held", "skipped"):
+                NUMBER_CAPPED.labels(t.verdict).inc()
+        return kept, counted
 
     def _shares(
         self, account: str, members: list[tuple[str, float]]
@@ -417,18 +460,44 @@ class Feeder:
             if count:
                 ledger.rewake(campaign, 0.0)
 
-    def _done(self, account: str, next_in: float, *, now_ms: int | None = None) -> None:
+    def _done(
+        self,
+        account: str,
+        next_in: float,
+        *,
+        now_ms: int | None = None,
+        room: tuple[str, int, int] | None = None,
+    ) -> None:
         if now_ms is None:
             sec, usec = self.ledger.redis.time()
             now_ms = int(sec) * 1000 + int(usec) // 1000
-        self.ledger.feed_done(account, now_ms + max(1, int(next_in * 1000)))
+        self.ledger.feed_done(account, now_ms + max(1, int(next_in * 1000)), room=room)
+
+
+def _room(lim: Limiter, grant: Grant, claims: list[SlotClaim]) -> tuple[str, int, int] | None:
+    """For a pass the cap stopped: what feed_done needs to tell whether a slot was freed
+    since the reservation (its end would otherwise overwrite the freed slot's wake)."""
+    if grant.slots_full is None or lim.max_live is None or len(claims) <= grant.count:
+        return None
+    return (lim.slots_key, lim.max_live, claims[grant.count].weight)
+
+
+def _named(order: list[str], ids: dict[str, list[str]]) -> list[tuple[str, str]]:
+    """(campaign, request id) of each permit in slot order: the i-th time a campaign comes
+    in ``order`` it feeds its i-th parked call."""
+    taken = dict.fromkeys(ids, 0)
+    named = []
+    for campaign in order:
+        named.append((campaign, ids[campaign][taken[campaign]]))
+        taken[campaign] += 1
+    return named
 
 
 def _next_pass(grant: Grant, lead: float, recheck: float) -> float:
     """Seconds until an account's next feed pass: when the next permit can be reserved within
     the lead; at the cap on live calls, when the earliest slot lapses (a freed slot makes the
-    account due at once: slot_free.lua), or after ``recheck`` at the latest (a slot freed
-    between this pass's reservation and its end is then not missed for long)."""
+    account due at once: slot_free.lua; one freed between this pass's reservation and its
+    end, feed_done.lua sees), or after ``recheck`` at the latest."""
     if not grant.granted:
         wait = grant.wait
     else:

@@ -30,39 +30,56 @@ local campaign = ARGV[1]
 local overdue = tonumber(ARGV[2])
 local push = ARGV[3] == '1'
 local now = now_ms()
+-- First every read and every decode, then the writes: a command that raises (a key of the
+-- wrong type, a refused key) aborts the script before it wrote anything, so no row is left
+-- written without its counters, calls-list entry and campaign (a re-run would not count it).
+local plan = {}  -- per row: 0 leave alone, 1 create, 2 exists and still queued
+local since = {}  -- per row 2: its created_at (its score in the parked set)
+local data = {}  -- per row 1: its fields, decoded
+local fresh = {}  -- the call keys this batch creates (a row repeated in it is a 2)
+for i = 1, n do
+  local call = KEYS[9 + i]
+  local base = 4 + (i - 1) * 3
+  local state = 'queued'
+  if not fresh[call] then state = redis.call('HGET', call, 'state') end
+  if state and state ~= 'queued' then
+    plan[i] = 0
+  elseif state then
+    plan[i] = 2
+    since[i] = now
+    if not fresh[call] then since[i] = tonumber(redis.call('HGET', call, 'created_at')) or now end
+  else
+    plan[i] = 1
+    data[i] = cjson.decode(ARGV[base + 2])
+    fresh[call] = true
+  end
+end
 local created_ids = {}
 local parked_any = false
 for i = 1, n do
   local call = KEYS[9 + i]
   local base = 4 + (i - 1) * 3
   local rid = ARGV[base]
-  local state = redis.call('HGET', call, 'state')
-  if state and state ~= 'queued' then
-    codes[i] = 0
-  else
-    local created = now
-    if state then created = tonumber(redis.call('HGET', call, 'created_at')) or now end
+  codes[i] = plan[i]
+  if plan[i] ~= 0 then
     if push then
       redis.call('LPUSH', KEYS[4], ARGV[base + 1])
     else
-      redis.call('ZADD', KEYS[7], 'NX', created, rid)
+      redis.call('ZADD', KEYS[7], 'NX', since[i] or now, rid)
       parked_any = true
     end
-    if state then
-      codes[i] = 2
+  end
+  if plan[i] == 1 then
+    local fields = data[i]
+    redis.call('HSET', call, 'request_id', rid, 'campaign', campaign, 'state', 'queued',
+      'attempts', 0, 'sent', 0, 'created_at', now, 'updated_at', now)
+    if #fields > 0 then redis.call('HSET', call, unpack(fields)) end
+    if push then
+      redis.call('ZADD', KEYS[5], now + overdue, rid)
     else
-      local fields = cjson.decode(ARGV[base + 2])
-      redis.call('HSET', call, 'request_id', rid, 'campaign', campaign, 'state', 'queued',
-        'attempts', 0, 'sent', 0, 'created_at', now, 'updated_at', now)
-      if #fields > 0 then redis.call('HSET', call, unpack(fields)) end
-      if push then
-        redis.call('ZADD', KEYS[5], now + overdue, rid)
-      else
-        redis.call('HSET', call, 'parked', 'new')
-      end
-      created_ids[#created_ids + 1] = rid
-      codes[i] = 1
+      redis.call('HSET', call, 'parked', 'new')
     end
+    created_ids[#created_ids + 1] = rid
   end
 end
 if parked_any then
