@@ -15,6 +15,7 @@ from dataclasses import dataclass, field, replace
 
 import redis
 
+from callq.campaign import zones
 from callq.campaign.controls import GO, Controls, Gate, NumberCap
 from callq.dialing.backfill import status_due_in
 from callq.dialing.breaker import Breaker
@@ -174,7 +175,9 @@ class Dialer:
         ``slot``: the permit the feed reserved for this call (its message carries it)."""
         ctl = self.controls_of(campaign_of(request_id))
         acct = self.account(ctl.account)
-        gate = ctl.gate(self.clock())
+        # A callee-zone campaign judges each call in the zone recorded on it (one more read).
+        zone = self.ledger.call_zone(request_id) if ctl.by_callee else None
+        gate = ctl.gate(self.clock(), zone)
         probe = False
         if acct is None:
             log.error(
@@ -193,7 +196,9 @@ class Dialer:
                 gate = Gate("wait", max(check.wait, 1.0), "account breaker open")
             probe = check.mode == "probe"
         try:
-            step, outcome = self._attempt(request_id, ctl, acct, gate, priority=priority, slot=slot)
+            step, outcome = self._attempt(
+                request_id, ctl, acct, gate, priority=priority, slot=slot, zone=zone
+            )
         except BaseException:
             if probe:
                 self._drop_probe(acct)
@@ -259,8 +264,10 @@ class Dialer:
         *,
         priority: bool,
         slot: Slot | None = None,
+        zone: str | None = None,
     ) -> tuple[Step, Outcome | None]:
-        """Claim, permit, sent mark, POST, record. The outcome is None when nothing was sent."""
+        """Claim, permit, sent mark, POST, record. The outcome is None when nothing was sent.
+        ``zone``: the callee zone read for a callee-zone campaign (None for any other)."""
         check = self._number_check(request_id, ctl) if gate.kind == "go" else None
         number = "" if check is None else check.number
         claimed = self.ledger.claim(
@@ -269,6 +276,7 @@ class Dialer:
             early_tolerance=1.0,
             worker=self.worker,
             gate=_gate_arg(gate),
+            band=_band(gate, zone),
             number=check,
         )
         if not claimed.claimed:
@@ -324,12 +332,19 @@ class Dialer:
             self._release(request_id, claim, action="park", wake_in=got, acct=acct, number=number)
             return Step("parked", "rate"), None
         permit = got
-        late_gate = ctl.gate(self.clock())
+        zone = record.zone if ctl.by_callee else None
+        late_gate = ctl.gate(self.clock(), zone)
         if late_gate.kind != "go":
             # The window closed (or end_at passed) while this call waited for its slot.
             action: ReleaseAction = "expired" if late_gate.kind == "expire" else "park"
             self._release(
-                request_id, claim, action=action, wake_in=late_gate.wait, acct=acct, number=number
+                request_id,
+                claim,
+                action=action,
+                wake_in=late_gate.wait,
+                acct=acct,
+                band=_band(late_gate, zone),
+                number=number,
             )
             return Step(action, late_gate.why), None
         replicas = self._wait_replicas()
@@ -453,6 +468,7 @@ class Dialer:
         action: ReleaseAction = "",
         wake_in: float | None = None,
         acct: Account | None = None,
+        band: int = 0,
         number: str = "",
     ) -> None:
         try:
@@ -462,6 +478,7 @@ class Dialer:
                 republish_after=self.settings.retry_overdue_seconds,
                 action=action,
                 wake_in=wake_in,
+                band=band,
                 number=number,
             )
         except redis.RedisError:
@@ -599,6 +616,15 @@ class Dialer:
                 time.sleep(delay)
         log.error("could not record the outcome of %s; it will be judged in doubt", request_id)
         return None
+
+
+def _band(gate: Gate, zone: str | None) -> int:
+    """Where a call parked by ``gate`` waits: a callee-zone campaign's call outside its own
+    window waits in its zone's band (callq.campaign.zones), out of the feed's way; any other
+    in the ready band (0)."""
+    if zone is None or gate.kind != "wait" or not gate.window:
+        return 0
+    return zones.held_offset(zone)
 
 
 def _gate_arg(gate: Gate) -> str | float:

@@ -18,7 +18,7 @@ from typing import TextIO
 import redis
 from kombu.exceptions import OperationalError
 
-from callq.campaign.controls import REDIAL_STATUSES, CampaignOptions, parse_time
+from callq.campaign.controls import REDIAL_STATUSES, WINDOW_ZONES, CampaignOptions, parse_time
 from callq.campaign.forecast import Forecast, parse_mix
 from callq.errors import Unreplicated
 from callq.intake import (
@@ -93,6 +93,7 @@ def _options(args: argparse.Namespace) -> CampaignOptions:
         account=args.account,
         window=args.window,
         timezone=args.timezone,
+        window_zone=args.window_zone,
         send_at=args.send_at,
         end_at=args.end_at,
         redial_on=args.redial_on,
@@ -207,6 +208,8 @@ def cmd_status(args: argparse.Namespace) -> int:
     c = status.controls
     flags = [name.upper() for name in ("cancelled", "paused") if c.get(name)]
     window = f"window {c.get('window')} {c.get('timezone')}"
+    if c.get("window_zone") == "callee":
+        window = f"window {c.get('window')} in each callee's zone (else {c.get('timezone')})"
     extra = ", ".join(f"{k} {c[k]}" for k in ("send_at", "end_at") if k in c)
     print(
         f"  {' '.join(flags) + ', ' if flags else ''}account {c.get('account')}, {window}"
@@ -397,6 +400,13 @@ def _control_args(p: argparse.ArgumentParser) -> None:
     )
     g.add_argument(
         "--timezone", help="time zone of the window (default: CALLING_TIMEZONE, Asia/Kolkata)"
+    )
+    g.add_argument(
+        "--window-zone",
+        choices=WINDOW_ZONES,
+        help="judge the window in the campaign's --timezone (campaign, the default) or in each "
+        "callee's own zone (callee: To, or From for a call flow; the campaign's zone where "
+        "the number maps to several zones or none)",
     )
     g.add_argument(
         "--send-at",

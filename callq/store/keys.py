@@ -46,6 +46,18 @@ class Keys:
         messages were consumed: this set is their only pointer until the sweeper drains it."""
         return f"{self.prefix}:campaign:{campaign}:parked"
 
+    def campaign_zones(self, campaign: str) -> str:
+        """Set: the callee zones recorded on the campaign's calls ('' for none), written at
+        enqueue. A hint for a ``--window-zone callee`` campaign's judge (which zones to look
+        at); the dialer judges every call's own zone whatever it holds."""
+        return f"{self.prefix}:campaign:{campaign}:zones"
+
+    def campaign_zone_sort(self, campaign: str) -> str:
+        """Hash: zone band -> how many calls of it a ``--window-zone callee`` judge has looked
+        at and left (their zone closed): the next judge goes on from there, so calls of an
+        open zone behind many of a closed one sharing their band are reached."""
+        return f"{self.prefix}:campaign:{campaign}:zone_sort"
+
     def wake(self) -> str:
         """Sorted set: campaign -> ms (Redis clock) when a feeder next judges the campaign
         (its controls, window, end_at: see worker.feed). Every script that parks a call sets

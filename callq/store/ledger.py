@@ -20,6 +20,7 @@ from typing import Any, Literal, cast
 import redis
 from redis.connection import AbstractConnection
 
+from callq.campaign import zones
 from callq.campaign.controls import NUMBER_CAP_MAX_SECONDS, Held, NumberCap
 from callq.errors import Unreplicated
 from callq.exotel.parties import callee
@@ -291,6 +292,10 @@ class Ledger:
                     flat.append(str(value))
                 args += (request_id, messages[i] if messages else "", dumps(flat))
             self.scripts.enqueue(keys=[*shared, *call_keys], args=args, client=pipe)
+        # The callee zones of these calls: a hint for a `--window-zone callee` judge.
+        seen = {str(fields.get("zone", "")) for _, fields in records}
+        if seen:
+            pipe.sadd(k.campaign_zones(campaign), *seen)
         if records and not messages:
             self.nudge(campaign, pipe)  # a feeder judges the campaign now, not a tick later
         if not records:
@@ -317,9 +322,11 @@ class Ledger:
         early_tolerance: float,
         worker: str,
         gate: str | float = "",
+        band: int = 0,
         number: NumberCheck | None = None,
     ) -> Claim:
-        """Claim a waiting call. ``gate``: '' to dial, 'expire', or seconds to wait (parked).
+        """Claim a waiting call. ``gate``: '' to dial, 'expire', or seconds to wait (parked;
+        ``band``: in its callee zone's band, see callq.campaign.zones).
         ``number``: the per-number cap, checked and taken in the same step (``HELD`` or
         ``SKIPPED`` at the cap)."""
         campaign = campaign_of(request_id)
@@ -341,7 +348,8 @@ class Ledger:
                 gate if isinstance(gate, str) else _ms(gate),
                 campaign,
                 self.events.arg(),
-                *capped,
+                *(capped or ([""] * 5 if band else [])),
+                *([str(band)] if band else []),
             ],
         )
         received = time.monotonic()
@@ -460,6 +468,7 @@ class Ledger:
         action: ReleaseAction = "",
         wake_in: float | None = None,
         log: Mapping[str, Any] | None = None,
+        band: int = 0,
         number: str = "",
     ) -> bool:
         """Give back an attempt that sent nothing; it does not count. ``action``: '' back to
@@ -486,6 +495,7 @@ class Ledger:
                     campaign,
                     self.events.arg(),
                     json.dumps(dict(log), separators=(",", ":"), sort_keys=True) if log else "",
+                    str(band) if band else "",
                 ],
             )
         )
@@ -779,10 +789,12 @@ class Ledger:
         return bool(self.scripts.feed_done(keys=keys, args=args))
 
     def parked_many(self, campaigns: Sequence[str], count: int) -> dict[str, list[str]]:
-        """The first ``count`` parked request ids of each campaign (one round trip)."""
+        """The first ``count`` ready parked request ids of each campaign (one round trip):
+        a call held for its callee zone's window (a band above) is not taken."""
         pipe = self.redis.pipeline(transaction=False)
         for campaign in campaigns:
-            pipe.zrange(self.keys.campaign_parked(campaign), 0, count - 1)
+            key = self.keys.campaign_parked(campaign)
+            pipe.zrangebyscore(key, "-inf", f"({zones.SPAN}", start=0, num=count)
         return {c: cast(list[str], ids) for c, ids in zip(campaigns, pipe.execute(), strict=True)}
 
     def callees(self, request_ids: Sequence[str]) -> list[str]:
@@ -839,12 +851,73 @@ class Ledger:
             )
         pipe.execute()
 
-    def parked_counts(self, campaigns: Sequence[str]) -> list[int]:
-        """How many calls each campaign has parked (one round trip)."""
+    def parked_counts(self, campaigns: Sequence[str], *, ready: bool = False) -> list[int]:
+        """How many calls each campaign has parked (one round trip); ``ready``: only those
+        the feed may take (not held for their callee zone's window)."""
         pipe = self.redis.pipeline(transaction=False)
         for campaign in campaigns:
-            pipe.zcard(self.keys.campaign_parked(campaign))
+            key = self.keys.campaign_parked(campaign)
+            if ready:
+                pipe.zcount(key, "-inf", f"({zones.SPAN}")
+            else:
+                pipe.zcard(key)
         return [int(n) for n in pipe.execute()]
+
+    # Callee zones (callq.campaign.zones) ----------------------------------------------------
+
+    def campaign_zones(self, campaign: str) -> set[str]:
+        """The callee zones recorded on the campaign's calls ('' for none): a hint."""
+        return cast(set[str], self.redis.smembers(self.keys.campaign_zones(campaign)))
+
+    def parked_band(
+        self, campaign: str, lo: int, hi: int, count: int, *, start: int = 0
+    ) -> list[tuple[str, float, str]]:
+        """Up to ``count`` parked calls with scores in ``[lo, hi)``, from ``start``: (request
+        id, score, the callee zone on its record), in two round trips."""
+        got = cast(
+            list[tuple[str, float]],
+            self.redis.zrangebyscore(
+                self.keys.campaign_parked(campaign),
+                lo,
+                f"({hi}",
+                start=start,
+                num=count,
+                withscores=True,
+            ),
+        )
+        if not got:
+            return []
+        pipe = self.redis.pipeline(transaction=False)
+        for rid, _ in got:
+            pipe.hget(self.keys.call(rid), "zone")
+        return [(rid, score, z or "") for (rid, score), z in zip(got, pipe.execute(), strict=True)]
+
+    def zone_sort_start(self, campaign: str, band: int) -> int:
+        """Where the judge's sort of a zone band goes on from (0: its head)."""
+        got = self.redis.hget(self.keys.campaign_zone_sort(campaign), str(band))
+        return int(got) if got else 0
+
+    def set_zone_sort_start(self, campaign: str, band: int, start: int) -> None:
+        """Where the next judge's sort of a zone band goes on from (0: its head)."""
+        key = self.keys.campaign_zone_sort(campaign)
+        if start:
+            self.redis.hset(key, str(band), start)
+        else:
+            self.redis.hdel(key, str(band))
+
+    def move_parked(self, campaign: str, moves: Sequence[tuple[str, float, int]]) -> int:
+        """Move parked calls between bands: (request id, the score read, the new score);
+        each only if its score is still the one read (zone_move.lua)."""
+        if not moves:
+            return 0
+        args: list[str | int] = []
+        for rid, old, new in moves:
+            args += [rid, repr(old), new]
+        return int(self.scripts.zone_move(keys=[self.keys.campaign_parked(campaign)], args=args))
+
+    def call_zone(self, request_id: str) -> str:
+        """The callee zone recorded on a call ('' for none)."""
+        return cast(str, self.redis.hget(self.keys.call(request_id), "zone") or "")
 
     def unpark_many(self, batches: Sequence[Unpark], *, overdue: float) -> list[Unparked]:
         """:meth:`unpark` for several campaigns in one round trip; each keeps its judge's
@@ -868,9 +941,15 @@ class Ledger:
             keys=[k.wake(), k.campaign_meta(campaign)], args=[campaign, _ms(seconds), version]
         )
 
-    def parked(self, campaign: str, count: int) -> list[str]:
-        """The first ``count`` parked request ids, oldest first."""
-        return cast(list[str], self.redis.zrange(self.keys.campaign_parked(campaign), 0, count - 1))
+    def parked(self, campaign: str, count: int, *, ready: bool = False) -> list[str]:
+        """The first ``count`` parked request ids, oldest first (those held for their callee
+        zone's window last); ``ready``: only those the feed may take."""
+        key = self.keys.campaign_parked(campaign)
+        if ready:
+            return cast(
+                list[str], self.redis.zrangebyscore(key, "-inf", f"({zones.SPAN}", 0, count)
+            )
+        return cast(list[str], self.redis.zrange(key, 0, count - 1))
 
     def unpark(
         self,

@@ -108,6 +108,7 @@ class CallRecord:
     time_out: int | None = None
     extra: str = ""
     line: int | None = None
+    zone: str = ""  # the callee's time zone, '' for none (recorded at enqueue)
     # The current attempt.
     claim: str = ""
     claimed_from: str = ""
@@ -147,7 +148,7 @@ class CallRecord:
             "sent_at", "account", "parties", "next_at", "parked", "sid", "call_status",
             "call_status_source", "callback_sid", "callback_at", "callback_sid_mismatch",
             "callback_sid_mismatch_status", "last_error", "in_doubt_since", "originated_at",
-            "prev_sids", "redials_done", "redial_base",
+            "prev_sids", "redials_done", "redial_base", "zone",
         }  # fmt: skip
         return cls(
             request_id=h.get("request_id", ""),
@@ -165,6 +166,7 @@ class CallRecord:
             time_out=_int(h.get("time_out")),
             extra=h.get("extra", ""),
             line=_int(h.get("line")),
+            zone=h.get("zone", ""),
             claim=h.get("claim", ""),
             claimed_from=h.get("claimed_from", ""),
             worker=h.get("worker", ""),

@@ -51,6 +51,7 @@ class Scripts:
         # Parked calls and the feed.
         self.unpark = register("unpark")
         self.settle_parked = register("settle_parked")
+        self.zone_move = register("zone_move")
         self.due = register("due")
         self.rewake = register("rewake")
         self.feed_turn = register("feed_turn")

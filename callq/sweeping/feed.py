@@ -33,6 +33,7 @@ from dataclasses import dataclass, field
 import redis
 from celery import Celery
 
+from callq.campaign import zones
 from callq.campaign.controls import Controls
 from callq.campaign.share import Member, advances, allocate
 from callq.dialing.dialer import Account, Dialer
@@ -52,6 +53,8 @@ MAX_FEED_BATCH = 100  # permits handed out in one pass, at most
 MIN_PASS_GAP = 0.05  # seconds: no account is fed more often than this
 DUE_LIMIT = 50  # campaigns and accounts taken from one poll
 RECHECK_TICKS = 10  # an open campaign is judged again after this many sweep intervals
+ZONES_BATCH = 1000  # parked calls a callee-zone campaign's judge sorts per band, per round
+ZONES_ROUNDS = 5  # rounds over the head of its ready band
 
 
 @dataclass
@@ -147,11 +150,19 @@ class Feeder:
             ledger.leave_feed(acct_name, [campaign])
             ledger.rewake(campaign, 60.0, version=ctl.version)
             return "unknown_account"
+        # Open. A callee-zone campaign's calls go to the ready band or their zone's band first
+        # (callq.campaign.zones): the feed takes only ready calls, so none outside its own
+        # window costs a permit, and the campaign is judged again when a zone opens or closes.
+        zone_change = self._sort_zones(campaign, ctl) if ctl.by_callee else self._unband(campaign)
         if ctl.priority:
             return self._push_priority(campaign, ctl, acct)
-        # Open: stay judged until the window closes or end_at, then look again.
+        # Stay judged until the window closes (a zone opens or closes) or end_at, then look
+        # again.
         closes_in = ctl.open_for(self.dialer.clock())
-        rewake_in = self.recheck if closes_in is None else min(self.recheck, closes_in + 0.001)
+        rewake_in = self.recheck
+        for change in (closes_in, zone_change):
+            if change is not None:
+                rewake_in = min(rewake_in, change + 0.001)
         done = ledger.unpark(
             campaign,
             [],
@@ -165,9 +176,98 @@ class Feeder:
             return "paused"  # paused since the controls were read
         if done.left == 0:
             return "empty"  # its wake entry went with its last parked call
+        if ctl.by_callee and not ledger.parked_counts([campaign], ready=True)[0]:
+            # Every parked call waits for its own zone's window: the wake set above (the
+            # next zone opening at the latest) brings the campaign back.
+            ledger.leave_feed(acct.name, [campaign])
+            return "waiting_zones"
         ledger.join_feed(acct.name, campaign)
         self._joined.append(acct.name)
         return "open"
+
+    def _sort_zones(self, campaign: str, ctl: Controls) -> float | None:
+        """Sort a callee-zone campaign's parked calls by their own zone's window, now: the
+        held ones of a zone now open to the ready band, the ready ones at the head of the
+        queue (what the feed takes before the next look) of a zone now closed to its band.
+        Returns the seconds until one of its zones next opens or closes (sooner when a batch
+        was full: more to sort). The dialer still judges each call's own zone before it
+        dials, so a call this missed is never dialled outside its window either."""
+        ledger = self.ledger
+        now = self.dialer.clock()
+        present = ledger.campaign_zones(campaign) | {""}
+        is_open: dict[str, bool] = {}
+        changes: list[float] = []
+
+        def opened(zone: str) -> bool:
+            if zone not in is_open:
+                tz = ctl.zone_of(zone)
+                wait = ctl.window_wait(now, tz)
+                is_open[zone] = wait is None
+                if zone in present:
+                    changes.append(ctl.window_closes_in(now, tz) if wait is None else wait)
+            return is_open[zone]
+
+        def where(zone: str, score: float) -> int:
+            """The score a parked call belongs at now: ready, or its closed zone's band."""
+            created = zones.created_of(score)
+            return created if opened(zone) else zones.held_offset(zone) + created
+
+        # The bands of the zones open now, then the head of the ready band.
+        bands = sorted({zones.band(z) for z in present if opened(z)})
+        full = False
+        for b in bands:
+            # Where the last judge stopped: calls of a closed zone sharing the band, more than
+            # one judge reads, would otherwise hide those of the open zone behind them.
+            start = ledger.zone_sort_start(campaign, b)
+            lo, hi = zones.band_base(b), zones.band_base(b + 1)
+            left = self._sort_band(campaign, lo, hi, where, start=start)
+            if left is not None or start:
+                ledger.set_zone_sort_start(campaign, b, left or 0)
+            full = left is not None or full
+        head = self._sort_band(campaign, 0, zones.SPAN, where, enough=ZONES_BATCH)
+        full = head is not None or full
+        for zone in present:
+            opened(zone)  # every zone's next change counts, sorted or not
+        if full:
+            changes.append(self.settings.sweep_interval_seconds)
+        return min(changes) if changes else None
+
+    def _sort_band(
+        self,
+        campaign: str,
+        lo: int,
+        hi: int,
+        where: Callable[[str, float], int],
+        *,
+        enough: int | None = None,
+        start: int = 0,
+    ) -> int | None:
+        """Move the parked calls scored in ``[lo, hi)`` to where they belong (``where``: by
+        their zone and score), in rounds of ZONES_BATCH past those that stay, from the
+        ``start``-th, until the band is done or ``enough`` stay (the head of the ready band:
+        more than the feed takes before the next look). Returns None when the band was read
+        to its end, else how many calls stay before where this stopped (more may be
+        unsorted: every round was full)."""
+        kept = start
+        for _ in range(ZONES_ROUNDS):
+            got = self.ledger.parked_band(campaign, lo, hi, ZONES_BATCH, start=kept)
+            moves = [(rid, score, where(z, score)) for rid, score, z in got]
+            moves = [m for m in moves if m[2] != m[1]]
+            self.ledger.move_parked(campaign, moves)
+            kept += len(got) - len(moves)
+            if len(got) < ZONES_BATCH or (enough is not None and kept >= enough):
+                return None
+        return kept
+
+    def _unband(self, campaign: str) -> float | None:
+        """A campaign judged in its own zone holds no call in a zone band; any left from a
+        ``--window-zone callee`` since changed go back to the ready band (the window is
+        judged for the campaign as a whole again)."""
+        got = self.ledger.parked_band(
+            campaign, zones.SPAN, zones.band_base(zones.CAMPAIGN_BAND + 1), ZONES_BATCH
+        )
+        self.ledger.move_parked(campaign, [(r, s, zones.created_of(s)) for r, s, _ in got])
+        return self.settings.sweep_interval_seconds if len(got) == ZONES_BATCH else None
 
     def _settle(self, campaign: str, to: str) -> str:
         n = self.ledger.settle_parked(campaign, to, SETTLE_BATCH)  # type: ignore[arg-type]
@@ -179,7 +279,7 @@ class Feeder:
         s = acct.settings
         within = self.settings.sweep_interval_seconds + s.rate_limit_max_ahead_seconds
         count = min(MAX_PRIORITY_PUSH, acct.limiter.free_slots(within) + 1)
-        ids = self.ledger.parked(campaign, count)
+        ids = self.ledger.parked(campaign, count, ready=True)
         done = self.ledger.unpark(
             campaign,
             [(rid, self.priority.encode(rid)) for rid in ids],
@@ -355,7 +455,8 @@ class Feeder:
         meanwhile is judged again (its park also set its wake: belt and braces)."""
         ledger = self.ledger
         ledger.leave_feed(account, campaigns)
-        for campaign, count in zip(campaigns, ledger.parked_counts(campaigns), strict=True):
+        ready = ledger.parked_counts(campaigns, ready=True)  # not those held for their zone
+        for campaign, count in zip(campaigns, ready, strict=True):
             if count:
                 ledger.rewake(campaign, 0.0)
 

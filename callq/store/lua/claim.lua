@@ -17,6 +17,8 @@
 --         the claim: at the cap the call is held until the count lapses (the sweeper
 --         republishes it then: its deadline), attempt uncounted, no permit asked for; or,
 --         when that is past end_at, ends `skipped`. The reason goes to last_error.
+-- ARGV[14] (optional) for a wait gate: the callee zone's band (ms, see prelude's park), or ''
+--         (ARGV[9..13] are then '' when there is no per-number cap)
 -- The campaign's `cancelled` and `paused` flags are read here, in the same step as the claim,
 -- so a pause or cancel is never missed by a claim that raced it.
 -- Returns {code, attempts, state, now_us, field, value, ...}, where now_us is the server's
@@ -57,7 +59,7 @@ if meta[2] == '1' or gate ~= '' then
     park(KEYS[1], KEYS[5], KEYS[6], ARGV[1], ARGV[7], tonumber(rec[4]) or now, 'paused', nil)
   else
     park(KEYS[1], KEYS[5], KEYS[6], ARGV[1], ARGV[7], tonumber(rec[4]) or now, 'waiting',
-      now + tonumber(gate))
+      now + tonumber(gate), ARGV[14])
   end
   return {'parked', attempts, state, now_us}
 end

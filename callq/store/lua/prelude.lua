@@ -24,9 +24,16 @@ end
 
 -- A waiting call is parked: in its campaign's parked set (oldest first, by `score`), with
 -- the reason on its record; unless the campaign is paused (`at` nil), its campaign is judged
--- again at `at` (ms) at the latest, so a parked call always has a way back.
-local function park(call, parked, wake, rid, campaign, score, reason, at)
-  redis.call('ZADD', parked, 'NX', score, rid)
+-- again at `at` (ms) at the latest, so a parked call always has a way back. `band` (ms, or
+-- nil/0): a call held for its callee zone's window goes above the ready band, score + band
+-- (callq.campaign.zones), wherever it was; the feed reads only the ready band.
+local function park(call, parked, wake, rid, campaign, score, reason, at, band)
+  band = tonumber(band) or 0
+  if band > 0 then
+    redis.call('ZADD', parked, score + band, rid)
+  else
+    redis.call('ZADD', parked, 'NX', score, rid)
+  end
   redis.call('HSET', call, 'parked', reason)
   if at then
     local cur = redis.call('ZSCORE', wake, campaign)

@@ -16,6 +16,8 @@
 -- KEYS[10] the call's attempts list (optional; for ARGV[9])
 -- ARGV[8] the events flag (prelude): a call cancelled or expired here is final (its event)
 -- ARGV[9] one JSON line for the attempts log ('' or absent = none): why it was given back
+-- ARGV[10] (optional) for 'park' in a campaign not paused: the callee zone's band (ms, see
+--          prelude's park), or ''
 -- KEYS[11] (optional) the callee's number zset (per-number cap): the dial's count, taken by
 --         the claim, is given back (nothing was sent); the next claim takes it again.
 -- A park in a paused campaign sets no wake (resume does); a park in a campaign that is not
@@ -51,7 +53,7 @@ elseif action == 'park' then
     park(KEYS[1], KEYS[5], KEYS[6], ARGV[1], ARGV[7], score, 'paused', nil)
   else
     park(KEYS[1], KEYS[5], KEYS[6], ARGV[1], ARGV[7], score, 'waiting',
-      now + (tonumber(ARGV[6]) or 0))
+      now + (tonumber(ARGV[6]) or 0), ARGV[10])
   end
 else
   redis.call('ZADD', KEYS[3], now + tonumber(ARGV[3]), ARGV[1])
