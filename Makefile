@@ -73,6 +73,10 @@ bench: $(STAMP) ## benchmarks, ~10 min: producer, limiter, strictness vs fixed w
 	$(BIN)/pip install -q -e ".[test,bench]"
 	$(BIN)/python -m bench $(ARGS)
 
+.PHONY: bench-million
+bench-million: $(STAMP) ## one campaign of 1,000,000 calls, ~6 min: enqueue time, Redis memory, status, report RSS, feeder pass (prints Markdown)
+	$(BIN)/python -m bench.million $(ARGS)
+
 .PHONY: simulator
 simulator: $(STAMP) ## run the Exotel simulator in the foreground on :8099
 	$(BIN)/python -m simulator --port 8099

@@ -11,6 +11,7 @@ from pathlib import Path
 
 from bench import (
     accounts,
+    forecast,
     limiter_cost,
     live_calls,
     memory,
@@ -207,7 +208,15 @@ def main(argv: list[str] | None = None) -> int:
             target, live_calls.LiveLoad(calls=60) if quick else live_calls.LiveLoad(), log
         )
 
-        log("8. many accounts at once (a private redis-server) ...")
+        log("8. forecast against reality ...")
+        fc = forecast.run(
+            target,
+            forecast.ForecastLoad(calls=300, rival=150, runs=1, cut_calls=200)
+            if quick
+            else forecast.ForecastLoad(),
+            log,
+        )
+        log("9. many accounts at once (a private redis-server) ...")
         acc = accounts.run_all(accounts.loads(quick), log, quick=quick)
 
     def drawn(name: str, draw: Callable[[Path], str]) -> tuple[str, str]:
@@ -244,6 +253,7 @@ def main(argv: list[str] | None = None) -> int:
         priority=prio,
         pipeline=pipe,
         live_calls=live,
+        forecast=fc,
         accounts=acc,
     )
     out.parent.mkdir(parents=True, exist_ok=True)

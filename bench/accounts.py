@@ -25,7 +25,7 @@ per account on its strict sliding window. Measured:
 Everything runs on a private ``redis-server`` (``devstack.embedded``, no persistence), so the
 ``INFO`` deltas are this run's alone, not those of others sharing 127.0.0.1:6379.
 
-Part of ``make bench`` (section 8); alone:
+Part of ``make bench`` (section 9); alone:
 ``python -m bench.accounts [--accounts 10,50,200] [--limit 10 --period 5] [--workers 3]``.
 """
 
@@ -672,7 +672,7 @@ def goal_rows(rep: AccountsReport) -> list[list[str]]:
 
 def render(rep: AccountsReport) -> list[str]:
     out = [
-        "## 8. Many accounts at once",
+        "## 9. Many accounts at once",
         "",
         "Each account has its own time-scaled limit (the same at the simulator and in "
         "`EXOTEL_ACCOUNTS`) and one campaign of its own (`--account`) of `limit x periods` "

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from bench import (
     accounts,
+    forecast,
     limiter_cost,
     live_calls,
     memory,
@@ -24,6 +25,7 @@ from bench import (
 )
 from bench.accounts import AccountsReport
 from bench.env import Machine
+from bench.forecast import ForecastResult
 from bench.limiter_cost import CostResult
 from bench.live_calls import LiveResult
 from bench.markdown import mib, table, thousands, verdict
@@ -95,6 +97,7 @@ class Everything:
     priority: PrioResult | None = None
     pipeline: list[PipeResult] | None = None
     live_calls: LiveResult | None = None
+    forecast: ForecastResult | None = None
     accounts: AccountsReport | None = None
 
 
@@ -235,6 +238,14 @@ def _goals(e: Everything) -> list[str]:
                 verdict(u >= 0.95),
             ]
         )
+    if e.forecast is not None and e.forecast.runs:
+        rows.append(
+            [
+                f"Forecast finish within {100 * forecast.GOAL:g} % (issue 17)",
+                f"worst {100 * e.forecast.worst:.1f} % of {len(e.forecast.runs)} runs",
+                verdict(e.forecast.worst <= forecast.GOAL),
+            ]
+        )
     if e.accounts is not None:
         rows.extend(accounts.goal_rows(e.accounts))
     return [
@@ -284,6 +295,7 @@ def render(e: Everything, intro: str) -> str:
         ),
         *(([*priority.render(e.priority), ""]) if e.priority is not None else []),
         *(([*live_calls.render(e.live_calls), ""]) if e.live_calls is not None else []),
+        *(([*forecast.render(e.forecast), ""]) if e.forecast is not None else []),
         *(accounts.render(e.accounts) if e.accounts is not None else []),
         *_reproduce(e),
     ]

@@ -475,8 +475,8 @@ def render(p: ProducerReport) -> list[str]:
         "## 1. Producer throughput",
         "",
         "`Enqueuer(settings).enqueue_file(io.BytesIO(csv), campaign)` (read and validate "
-        "every row, then write each record and park it in its campaign, one script per call, "
-        "pipelined per batch) against a plain loop of "
+        "every row, then write each record and park it in its campaign, one script call per "
+        "250 calls, one round trip per 1,000) against a plain loop of "
         "`app.send_task(PLACE_CALL, args=(rid,), queue=CALLS_QUEUE)` for the same number of "
         "calls. Each run has fresh ledger and broker key prefixes; runs alternate enqueue / "
         "loop. The loop uses the shipped Celery config (`callq.transport.config.make_app`), which "
@@ -576,8 +576,9 @@ def _why(p: ProducerReport) -> list[str]:
     if parse is not None and ledger is not None:
         lines.append(
             f"- Parse and validation take {1e6 / parse.rate:.0f} us per row and the ledger "
-            f"write {1e6 / ledger.rate:.0f} us per call (one EVALSHA per call, pipelined per "
-            f"1,000), of the {1e6 / ref.enqueue_rate:.0f} us per call of the whole enqueue at "
+            f"write {1e6 / ledger.rate:.0f} us per call (one EVALSHA per 250 calls, one "
+            f"round trip per 1,000), of the {1e6 / ref.enqueue_rate:.0f} us per call of the whole "
+            f"enqueue at "
             f"{thousands(ref.size)} calls. No task message is built at enqueue: the call is parked "
             "by the same script (`enqueue.lua`), and a sweeper builds its message when the "
             "call's turn comes."

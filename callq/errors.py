@@ -15,6 +15,11 @@ class UnknownCall(LedgerError):
     """No call record exists for this request id."""
 
 
+class Unreplicated(LedgerError):
+    """The master took the writes, but fewer Redis replicas than ``REDIS_WAIT_REPLICAS``
+    acknowledged them in time: a failover now could lose them. Safe to do again."""
+
+
 class LimiterUnavailable(CallqError):
     """The limiter could not be reached. It fails closed: no request may go out."""
 

@@ -27,6 +27,12 @@ LIVE_CALLS_REFUSED = Counter(
     "Calls Exotel refused at its cap on concurrent calls (EXOTEL_MAX_LIVE_CALLS is above the "
     "account's real cap, or another client uses the account)",
 )
+NUMBER_CAPPED = Counter(
+    "callq_number_capped",
+    "Calls refused at the per-number cap (NUMBER_DAILY_CAP, --number-cap): held until the "
+    "number may be called again, or skipped (that is past the campaign's end_at)",
+    ["verdict"],
+)
 FED = Counter("callq_fed_calls", "Parked calls the feed handed to the queue with a permit")
 FED_LATE = Counter(
     "callq_fed_late",

@@ -58,8 +58,8 @@ class ExotelAccount(BaseModel):
     caller_id: str | None = None
     rate_limit_calls: Annotated[int, Field(gt=0)] | None = None
     rate_limit_period_seconds: Annotated[float, Field(gt=0)] | None = None
-    #: This account's cap on live calls, in slots (EXOTEL_MAX_LIVE_CALLS).
-    max_live_calls: Annotated[int, Field(gt=0)] | None = None
+    #: This account's cap on live calls, in slots (EXOTEL_MAX_LIVE_CALLS; at least 2).
+    max_live_calls: Annotated[int, Field(ge=2)] | None = None
     #: Zone of this account's plain timestamps (an account in another region shows its own).
     timezone: str | None = None
 
@@ -82,7 +82,9 @@ class Settings(BaseSettings):
     # Sentinel (REDIS_URL=sentinel://...): the master's name and the Sentinels' own password.
     redis_sentinel_master: str = Field(default="mymaster", min_length=1)
     redis_sentinel_password: SecretStr = SecretStr("")
-    # The sent mark must be on this many replicas before the POST (WAIT after mark_sent):
+    # The sent mark must be on this many replicas before the POST (WAIT after mark_sent),
+    # and each enqueued batch, cancel, pause or resume before it is reported done
+    # (callq.intake.enqueue.confirming):
     # 'auto' = 1 while the master has a replica connected, none on a Redis without one.
     redis_wait_replicas: Literal["auto"] | Annotated[int, Field(ge=0, le=16)] = "auto"
     redis_wait_timeout_ms: Annotated[int, Field(ge=1, le=10000)] = 100
@@ -102,11 +104,17 @@ class Settings(BaseSettings):
     # flow call 1); unset = no cap. A slot is held from before the POST until the call's
     # terminal callback, a not-placed outcome, the backfill finding it ended, or its lease
     # (EXOTEL_LIVE_CALL_LEASE_SECONDS, by default the origination window + TimeOut +
-    # TimeLimit, Exotel's maxima for those a row leaves unset).
-    exotel_max_live_calls: Annotated[int, Field(gt=0)] | None = None
+    # TimeLimit, Exotel's maxima for those a row leaves unset). At least 2: under a cap of 1
+    # no connect call could ever be granted.
+    exotel_max_live_calls: Annotated[int, Field(ge=2)] | None = None
     exotel_live_call_lease_seconds: PositiveFloat | None = None
     # More accounts, by name: a campaign names one (``--account``); '' = the one above.
     exotel_accounts: dict[str, ExotelAccount] = Field(default_factory=dict)
+
+    # Per-number cap: at most this many placed calls to one number (the callee) in any
+    # rolling 24 h, over every campaign and account (unset: no cap). A campaign's own
+    # ``--number-cap N/PERIOD`` replaces it for that campaign's calls.
+    number_daily_cap: Annotated[int, Field(gt=0)] | None = None
 
     # Campaign defaults (a campaign may set its own). No window by default: Calls/connect
     # carries transactional calls, and a window is a campaign's choice (``--window``).

@@ -32,13 +32,14 @@ __all__ = [
 ]
 
 LIVE_STATES = STATES
-_SHOWN_IF_ANY = ("cancelled", "expired")
+_SHOWN_IF_ANY = ("cancelled", "expired", "skipped")
 UNSETTLED = ("queued", "dialing", "retrying", "in_doubt")
 _BAR = {
     "originated": ("█", "32"),
     "failed": ("x", "31"),
     "cancelled": ("-", "90"),
     "expired": ("e", "90"),
+    "skipped": ("s", "90"),
     "in_doubt": ("?", "35"),
     "retrying": ("r", "33"),
     "dialing": (">", "36"),
@@ -170,6 +171,7 @@ def _bar(states: Mapping[str, int], total: int, width: int, color: bool) -> str:
         "failed",
         "cancelled",
         "expired",
+        "skipped",
         "in_doubt",
         "retrying",
         "dialing",

@@ -136,6 +136,15 @@ class SentinelStack:
         if self.replica.proc is not None:
             self.replica.proc.send_signal(signal.SIGCONT)
 
+    def pause_master(self) -> None:
+        """SIGSTOP the master (a VM pause, a stopped process): its connections stay open."""
+        if self.master.proc is not None and self.master.proc.poll() is None:
+            self.master.proc.send_signal(signal.SIGSTOP)
+
+    def resume_master(self) -> None:
+        if self.master.proc is not None and self.master.proc.poll() is None:
+            self.master.proc.send_signal(signal.SIGCONT)
+
     def stop(self) -> None:
         for proc in self.sentinels:
             if proc.poll() is None:
@@ -143,6 +152,7 @@ class SentinelStack:
                 proc.wait(timeout=10)
         self.sentinels.clear()
         self.resume_replica()
+        self.resume_master()
         for server in (self.replica, self.master):
             if server.proc is not None and server.proc.poll() is None:
                 server.proc.kill()

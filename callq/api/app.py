@@ -65,6 +65,7 @@ from callq.api.body import (
 )
 from callq.api.openapi import MAX_PAGE, document
 from callq.api.page import Page
+from callq.errors import Unreplicated
 from callq.ids import CAMPAIGN_RE
 from callq.intake import campaign_status
 from callq.intake.csvread import read_cells
@@ -189,6 +190,9 @@ class _Api:
                     f"body larger than {rt.settings.api_max_body_bytes} bytes (API_MAX_BODY_BYTES)",
                     headers={"Connection": "close"},
                 )
+            except Unreplicated as exc:
+                log.error("%s %s: %s", request.method, request.url.path, exc)
+                return _error(503, f"{exc}; retry later")
             except (redis.RedisError, OperationalError) as exc:
                 log.error("%s %s: Redis: %s", request.method, request.url.path, type(exc).__name__)
                 return _error(503, "ledger unavailable, retry later")

@@ -54,6 +54,7 @@ CONTROLS: Final = (
     "account",
     "window",
     "timezone",
+    "window_zone",
     "send_at",
     "end_at",
     "redial_on",
@@ -61,6 +62,7 @@ CONTROLS: Final = (
     "redial_interval",
     "redial_backoff",
     "weight",
+    "number_cap",
 )
 #: What only an enqueue takes besides the controls.
 ENQUEUE_FLAGS: Final = ("priority", "strict", "dedupe")
@@ -313,6 +315,7 @@ _CONVERT: Final[dict[str, Callable[[Any, str], Any]]] = {
     "account": _text,
     "window": _text,
     "timezone": _text,
+    "window_zone": _text,
     "send_at": _time,
     "end_at": _time,
     "redial_on": _statuses,
@@ -320,6 +323,7 @@ _CONVERT: Final[dict[str, Callable[[Any, str], Any]]] = {
     "redial_interval": _float,
     "redial_backoff": _text,
     "weight": _float,
+    "number_cap": _text,
 }
 
 

@@ -66,6 +66,8 @@ _CONTROLS_DOC = {
     "account": "The Exotel account: a name in EXOTEL_ACCOUNTS, or `default`.",
     "window": "Daily calling window HH:MM-HH:MM, or `always`.",
     "timezone": "Time zone of the window, e.g. Asia/Kolkata.",
+    "window_zone": "Judge the window in the campaign's timezone (campaign) or in each callee's "
+    "own zone (callee; the campaign's where a number maps to several zones or none).",
     "send_at": "Dial nothing before (ISO 8601 with an offset, 2026-11-24T10:00+05:30).",
     "end_at": "Calls not dialled by then end `expired` (ISO 8601 with an offset).",
     "redial_on": "Redial when a call ends with one of busy, no-answer, failed (comma-separated).",
@@ -73,6 +75,9 @@ _CONTROLS_DOC = {
     "redial_interval": "Seconds before the first redial.",
     "redial_backoff": "linear or exponential.",
     "weight": f"Share of the account's permits, {MIN_WEIGHT:g} to {MAX_WEIGHT:g}.",
+    "number_cap": "At most N placed calls to one number per rolling period, over every "
+    "campaign and account: N/PERIOD, e.g. 2/1d or 1/6h (`none`: NUMBER_DAILY_CAP). A call "
+    "over it waits, or ends `skipped` when it may not be called again before end_at.",
 }
 
 
@@ -99,6 +104,8 @@ def _control_schema(name: str, *, typed: bool) -> dict[str, Any]:
         return {"type": "string", "pattern": WINDOW_PATTERN, "description": doc}
     if name == "redial_backoff":
         return {"type": "string", "enum": ["linear", "exponential"], "description": doc}
+    if name == "window_zone":
+        return {"type": "string", "enum": ["campaign", "callee"], "description": doc}
     return {"type": "string", "description": doc}
 
 

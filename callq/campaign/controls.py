@@ -19,12 +19,17 @@ import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import lru_cache
 from typing import Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from callq.campaign.window import ALWAYS, Window
 
 REDIAL_STATUSES = ("busy", "no-answer", "failed")
+WINDOW_ZONES = ("campaign", "callee")
+#: The longest period a per-number cap may count over (``--number-cap N/PERIOD``).
+NUMBER_CAP_MAX_SECONDS = 7 * 86400
+_PERIOD_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 MIN_WEIGHT, MAX_WEIGHT = 0.01, 100.0
 
 
@@ -35,6 +40,7 @@ class Gate:
     kind: Literal["go", "wait", "expire"]
     wait: float = 0.0
     why: str = ""
+    window: bool = False  # the wait is for the calling window (not send_at, not a breaker)
 
 
 GO = Gate("go")
@@ -108,6 +114,35 @@ class Held:
 
 
 @dataclass(frozen=True)
+class NumberCap:
+    """At most ``calls`` placed calls to one number (the callee) in any ``seconds``,
+    counted over every campaign and account."""
+
+    calls: int
+    seconds: int
+
+    @classmethod
+    def parse(cls, text: str, what: str = "number_cap") -> NumberCap:
+        """``N/PERIOD``: ``2/1d``, ``1/6h``, ``3/90m``, ``1/3600s`` (a period of at most 7 d)."""
+        m = re.fullmatch(r"\s*(\d+)\s*/\s*(\d+)\s*([smhd])\s*", text or "")
+        if not m:
+            raise ValueError(f"{what}: {text!r} is not N/PERIOD, e.g. 2/1d or 1/6h")
+        calls, seconds = int(m[1]), int(m[2]) * _PERIOD_UNITS[m[3]]
+        if calls < 1:
+            raise ValueError(f"{what}: at least 1 call per period")
+        if not 1 <= seconds <= NUMBER_CAP_MAX_SECONDS:
+            raise ValueError(f"{what}: the period must be from 1 s to 7 d")
+        return cls(calls, seconds)
+
+    def __str__(self) -> str:
+        for unit in ("d", "h", "m"):
+            size = _PERIOD_UNITS[unit]
+            if self.seconds % size == 0:
+                return f"{self.calls}/{self.seconds // size}{unit}"
+        return f"{self.calls}/{self.seconds}s"
+
+
+@dataclass(frozen=True)
 class Controls:
     campaign: str
     paused: bool = False
@@ -116,6 +151,7 @@ class Controls:
     account: str = ""  # '' = the default account (EXOTEL_ACCOUNT_SID ...)
     window: Window = field(default_factory=Window)
     timezone: str = "Asia/Kolkata"
+    window_zone: Literal["campaign", "callee"] = "campaign"  # callee: each call's own zone
     send_at: float | None = None  # epoch seconds
     end_at: float | None = None
     redial_on: tuple[str, ...] = ()
@@ -123,6 +159,7 @@ class Controls:
     redial_interval: float = 600.0
     redial_backoff: Literal["linear", "exponential"] = "linear"
     weight: float = 1.0  # its share of the account's permits against the account's others
+    number_cap: NumberCap | None = None  # None: the NUMBER_DAILY_CAP setting, if any
     version: str = ""  # the meta's `v`: bumped by every pause, resume, set and cancel
 
     @classmethod
@@ -147,6 +184,7 @@ class Controls:
             account=meta.get("account", ""),
             window=Window.parse(meta.get("window") or default_window),
             timezone=meta.get("timezone") or default_timezone,
+            window_zone="callee" if meta.get("window_zone") == "callee" else "campaign",
             send_at=ms("send_at"),
             end_at=ms("end_at"),
             redial_on=tuple(x for x in meta.get("redial_on", "").split(",") if x),
@@ -154,26 +192,52 @@ class Controls:
             redial_interval=float(meta.get("redial_interval") or 600),
             redial_backoff="exponential" if backoff == "exponential" else "linear",
             weight=float(meta.get("weight") or 1.0),
+            number_cap=NumberCap.parse(meta["number_cap"]) if meta.get("number_cap") else None,
             version=meta.get("v", ""),
         )
 
-    def gate(self, now: float) -> Gate:
-        """Whether a call of this campaign may be dialled at epoch second ``now``."""
+    @property
+    def by_callee(self) -> bool:
+        """Each call's window is judged in its callee's zone (``--window-zone callee``)."""
+        return self.window_zone == "callee" and not self.window.always
+
+    def zone_of(self, zone: str) -> str:
+        """The zone a call's window is judged in: its callee's (recorded at enqueue) for a
+        ``--window-zone callee`` campaign, else (or when none was recorded) the campaign's."""
+        if zone and self.window_zone == "callee" and _known_zone(zone):
+            return zone
+        return self.timezone
+
+    def gate(self, now: float, zone: str | None = None) -> Gate:
+        """Whether a call of this campaign may be dialled at epoch second ``now``. ``zone``:
+        the call's recorded callee zone ('' for none); None judges the campaign as a whole,
+        which for a ``--window-zone callee`` campaign leaves the window to each call."""
         if self.end_at is not None and now >= self.end_at:
             return Gate("expire", why="past end_at")
         if self.send_at is not None and now < self.send_at:
             return Gate("wait", self.send_at - now, "before send_at")
-        if self.window.always:
+        if self.window.always or (zone is None and self.by_callee):
             return GO
-        local = datetime.fromtimestamp(now, ZoneInfo(self.timezone))
-        if self.window.is_open(local.hour * 60 + local.minute + local.second / 60):
+        wait = self.window_wait(now, self.timezone if zone is None else self.zone_of(zone))
+        if wait is None:
             return GO
-        # Timestamps, not aware datetimes: datetimes sharing a tzinfo subtract as wall clocks,
-        # an hour off across a DST change.
-        wait = self.window.next_open(local).timestamp() - now
         if self.end_at is not None:
             wait = min(wait, self.end_at - now)  # wake at end_at to expire what waits
-        return Gate("wait", max(wait, 1.0), f"outside the calling window {self.window}")
+        return Gate("wait", max(wait, 1.0), f"outside the calling window {self.window}", True)
+
+    def window_wait(self, now: float, tz: str) -> float | None:
+        """Seconds until the window opens in zone ``tz``, or None when it is open now."""
+        local = datetime.fromtimestamp(now, ZoneInfo(tz))
+        if self.window.is_open(local.hour * 60 + local.minute + local.second / 60):
+            return None
+        # Timestamps, not aware datetimes: datetimes sharing a tzinfo subtract as wall clocks,
+        # an hour off across a DST change.
+        return self.window.next_open(local).timestamp() - now
+
+    def window_closes_in(self, now: float, tz: str) -> float:
+        """Seconds until the window, open now in zone ``tz``, next closes."""
+        local = datetime.fromtimestamp(now, ZoneInfo(tz))
+        return self.window.next_close(local).timestamp() - now
 
     def held(self, now: float, count: int) -> Held | None:
         """Why ``count`` waiting calls are held back at epoch second ``now`` by the campaign's
@@ -201,9 +265,8 @@ class Controls:
         ends: list[float] = []
         if self.end_at is not None:
             ends.append(self.end_at - now)
-        if not self.window.always:
-            local = datetime.fromtimestamp(now, ZoneInfo(self.timezone))
-            ends.append(self.window.next_close(local).timestamp() - now)
+        if not self.window.always and not self.by_callee:
+            ends.append(self.window_closes_in(now, self.timezone))
         return max(min(ends), 0.0) if ends else None
 
     def describe(self) -> dict[str, object]:
@@ -216,12 +279,16 @@ class Controls:
             "window": str(self.window),
             "timezone": self.timezone,
         }
+        if self.window_zone != "campaign":
+            out["window_zone"] = self.window_zone
         for name in ("send_at", "end_at"):
             value = getattr(self, name)
             if value is not None:
                 out[name] = datetime.fromtimestamp(value, ZoneInfo(self.timezone)).isoformat()
         if self.weight != 1.0:
             out["weight"] = self.weight
+        if self.number_cap is not None:
+            out["number_cap"] = str(self.number_cap)
         if self.redials:
             out["redial"] = {
                 "on": list(self.redial_on),
@@ -241,6 +308,7 @@ class CampaignOptions:
     account: str | None = None
     window: str | None = None
     timezone: str | None = None
+    window_zone: str | None = None
     send_at: datetime | None = None
     end_at: datetime | None = None
     redial_on: tuple[str, ...] | None = None
@@ -248,6 +316,7 @@ class CampaignOptions:
     redial_interval: float | None = None
     redial_backoff: str | None = None
     weight: float | None = None
+    number_cap: str | None = None  # N/PERIOD
 
     def to_meta(self) -> dict[str, str]:
         """The meta fields to write; raises ValueError naming the option at fault."""
@@ -267,11 +336,28 @@ def _account(value: str) -> str:
     return "" if value == "default" else value
 
 
+@lru_cache(maxsize=1024)
+def _known_zone(zone: str) -> bool:
+    """Whether this machine's zone database knows ``zone`` (one ``phonenumbers`` names but
+    the database lacks is judged in the campaign's zone, rather than stall the campaign)."""
+    try:
+        ZoneInfo(zone)
+    except (ZoneInfoNotFoundError, ValueError):
+        return False
+    return True
+
+
 def _timezone(value: str) -> str:
     try:
         ZoneInfo(value)
     except (ZoneInfoNotFoundError, ValueError):
         raise ValueError(f"timezone: unknown time zone {value!r}") from None
+    return value
+
+
+def _window_zone(value: str) -> str:
+    if value not in WINDOW_ZONES:
+        raise ValueError(f"window_zone: {value!r} is not one of {', '.join(WINDOW_ZONES)}")
     return value
 
 
@@ -321,6 +407,7 @@ _ENCODERS: dict[str, Callable[[Any], str]] = {
     "account": _account,
     "window": lambda value: str(Window.parse(value)),
     "timezone": _timezone,
+    "window_zone": _window_zone,
     "send_at": _instant("send_at"),
     "end_at": _instant("end_at"),
     "redial_on": _redial_on,
@@ -328,6 +415,8 @@ _ENCODERS: dict[str, Callable[[Any], str]] = {
     "redial_interval": _redial_interval,
     "redial_backoff": _redial_backoff,
     "weight": _weight,
+    # 'none': the campaign follows NUMBER_DAILY_CAP again.
+    "number_cap": lambda value: "" if value.strip() == "none" else str(NumberCap.parse(value)),
 }
 
 

@@ -11,11 +11,12 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import redis
 
-from callq.campaign.controls import GO, Controls, Gate
+from callq.campaign import zones
+from callq.campaign.controls import GO, Controls, Gate, NumberCap
 from callq.dialing.backfill import status_due_in
 from callq.dialing.breaker import Breaker
 from callq.dialing.limiter import Limiter, NoSlot, Permit, Slot
@@ -24,7 +25,7 @@ from callq.errors import InvalidRow, LimiterUnavailable, Stopping
 from callq.exotel.client import ExotelClient
 from callq.exotel.outcome import NotPlaced, Originated, Outcome, Rejected, Unknown
 from callq.exotel.params import build_connect_params
-from callq.exotel.parties import request_parties
+from callq.exotel.parties import callee, request_parties
 from callq.ids import campaign_of
 from callq.metrics import (
     CALLS,
@@ -32,19 +33,43 @@ from callq.metrics import (
     FED_LATE,
     LIMITER_WAIT,
     LIVE_CALLS_REFUSED,
+    NUMBER_CAPPED,
     RATE_LIMITED,
     UNREPLICATED,
 )
 from callq.settings import Settings
 from callq.store.callbacks import CallbackStore
+from callq.store.connect import MasterCheck
 from callq.store.controls_cache import ControlsCache
-from callq.store.ledger import Claim, Finish, Ledger, ReleaseAction
-from callq.store.records import CallRecord, SendMark, State
+from callq.store.ledger import Claim, Finish, Ledger, NumberCheck, ReleaseAction
+from callq.store.records import CallRecord, ClaimCode, SendMark, State
 from callq.store.slots import LiveSlots, claim_for
 
 log = logging.getLogger("callq.dialer")
 #: How often the auto WAIT policy asks the master how many replicas it has (ROLE).
 REPLICAS_TTL_SECONDS = 1.0
+
+
+def _count_capped(claimed: Claim) -> None:
+    """callq_number_capped_total: a claim held or skipped at the per-number cap."""
+    if claimed.code in (ClaimCode.HELD, ClaimCode.SKIPPED):
+        NUMBER_CAPPED.labels(str(claimed.code)).inc()
+
+
+def _stopped_unsent(claimed: Claim) -> bool:
+    """The claim stopped the call unsent (parked it, cancelled it, let it expire, held or
+    skipped it at the per-number cap), or found it cancelled, expired or skipped before: no
+    attempt of it is live. Not an early copy of a retry's message, nor a skip of a call that
+    is dialling, in doubt or otherwise final."""
+    if claimed.code in (
+        ClaimCode.PARKED,
+        ClaimCode.CANCELLED,
+        ClaimCode.EXPIRED,
+        ClaimCode.HELD,  # at the per-number cap (a fed call whose cap was set since its feed)
+        ClaimCode.SKIPPED,
+    ):
+        return True
+    return claimed.code is ClaimCode.SKIP and claimed.state in ("cancelled", "expired", "skipped")
 
 
 @dataclass(frozen=True)
@@ -90,8 +115,11 @@ class Dialer:
     # The replicas the master had connected at the last look (auto WAIT policy), and when.
     _replicas_seen: int = field(default=1, init=False, repr=False)
     _replicas_at: float = field(default=-1e9, init=False, repr=False)
+    # Under Sentinel: is the server that took a sent mark the master? (None: plain Redis.)
+    _master_check: MasterCheck | None = field(default=None, init=False, repr=False)
 
     def __post_init__(self) -> None:
+        self._master_check = MasterCheck.of(self.ledger.redis)
         self.callbacks = CallbackStore(
             self.ledger.redis, self.ledger.keys, events=self.ledger.events
         )
@@ -147,7 +175,9 @@ class Dialer:
         ``slot``: the permit the feed reserved for this call (its message carries it)."""
         ctl = self.controls_of(campaign_of(request_id))
         acct = self.account(ctl.account)
-        gate = ctl.gate(self.clock())
+        # A callee-zone campaign judges each call in the zone recorded on it (one more read).
+        zone = self.ledger.call_zone(request_id) if ctl.by_callee else None
+        gate = ctl.gate(self.clock(), zone)
         probe = False
         if acct is None:
             log.error(
@@ -166,7 +196,9 @@ class Dialer:
                 gate = Gate("wait", max(check.wait, 1.0), "account breaker open")
             probe = check.mode == "probe"
         try:
-            step, outcome = self._attempt(request_id, ctl, acct, gate, priority=priority, slot=slot)
+            step, outcome = self._attempt(
+                request_id, ctl, acct, gate, priority=priority, slot=slot, zone=zone
+            )
         except BaseException:
             if probe:
                 self._drop_probe(acct)
@@ -184,6 +216,45 @@ class Dialer:
         if acct is not None and acct.breaker is not None:
             acct.breaker.redis.delete(acct.breaker.probe_key)
 
+    def _unreplicated(
+        self,
+        request_id: str,
+        claim: str,
+        attempt: int,
+        marked: SendMark,
+        acct: Account,
+        number: str = "",
+    ) -> Step:
+        """No replica holds the sent mark (a failover now would lose it), or the server that
+        holds it is no longer the master (its demotion will): a redial could follow. Nothing
+        was sent: give the attempt back, uncounted, with its live-call slots, and retry. The
+        release goes through the pool, whose stale connections were dropped."""
+        why = (
+            f"not sent: no Redis replica acknowledged the sent mark within "
+            f"{self.settings.redis_wait_timeout_ms} ms (WAIT)"
+            if marked is SendMark.UNREPLICATED
+            else "not sent: the Redis server that took the sent mark is not the "
+            "master the Sentinels name (or no Sentinel answered)"
+        )
+        if self.ledger.release(
+            request_id,
+            claim,
+            republish_after=acct.settings.retry_overdue_seconds,
+            unsent=True,
+            number=number,
+            log={
+                "attempt": attempt,
+                "outcome": "unsent",
+                "error": why,
+                "at": round(time.time(), 3),
+            },
+        ):
+            self._free_slots(request_id, acct)
+        if marked is SendMark.UNREPLICATED:
+            UNREPLICATED.inc()
+        log.warning("%s held back: %s", request_id, why)
+        return Step(str(marked), retry_in=1.0)
+
     def _attempt(
         self,
         request_id: str,
@@ -193,17 +264,30 @@ class Dialer:
         *,
         priority: bool,
         slot: Slot | None = None,
+        zone: str | None = None,
     ) -> tuple[Step, Outcome | None]:
-        """Claim, permit, sent mark, POST, record. The outcome is None when nothing was sent."""
+        """Claim, permit, sent mark, POST, record. The outcome is None when nothing was sent.
+        ``zone``: the callee zone read for a callee-zone campaign (None for any other)."""
+        check = self._number_check(request_id, ctl) if gate.kind == "go" else None
+        number = "" if check is None else check.number
         claimed = self.ledger.claim(
             request_id,
             lease_seconds=self.claim_lease,
             early_tolerance=1.0,
             worker=self.worker,
             gate=_gate_arg(gate),
+            band=_band(gate, zone),
+            number=check,
         )
         if not claimed.claimed:
+            _count_capped(claimed)
             log.info("%s: %s (%s) %s", request_id, claimed.code, claimed.state, gate.why)
+            if _stopped_unsent(claimed):
+                # A fed call took its slots with its permit (or a worker that died before its
+                # sent mark did, for this call); stopped here (paused, held by its gate,
+                # cancelled, expired), it sends nothing: they go back now, not at their
+                # lease. Not for any other skip (a copy of a message whose call is dialling).
+                self._free_slots(request_id, acct)
             return Step(claimed.code, claimed.state), None
         assert acct is not None and claimed.record is not None
         record = claimed.record
@@ -222,14 +306,14 @@ class Dialer:
         except Stopping:
             # Warm shutdown: nothing was sent. Give the call back, uncounted, for another
             # worker; the in-flight requests of this worker finish and are recorded.
-            self._release(request_id, claim, acct=acct)
+            self._release(request_id, claim, acct=acct, number=number)
             log.info("%s released: worker stopping, nothing was sent", request_id)
             return Step("released", retry_in=0.0), None
         except LimiterUnavailable as exc:
             # Nothing was sent: give the attempt back. If Redis is down this fails too, and
             # the sweeper requeues the call when the lease runs out.
             log.warning("no permit for %s: %s", request_id, exc)
-            self._release(request_id, claim, acct=acct)
+            self._release(request_id, claim, acct=acct, number=number)
             return Step("no_permit", retry_in=1.0), None
         if isinstance(got, NoSlot):
             # The account is at its cap on live calls: park the call, attempt uncounted, no
@@ -237,61 +321,64 @@ class Dialer:
             # which a freed slot wakes; a priority campaign's is looked at again after a tick
             # (or when the earliest slot lapses, if sooner).
             wake = min(got.wait, self.settings.sweep_interval_seconds) if priority else 0.0
-            self._release(request_id, claim, action="park", wake_in=wake, acct=acct)
+            self._release(request_id, claim, action="park", wake_in=wake, acct=acct, number=number)
             return Step("parked", "live_calls"), None
         if not isinstance(got, Permit):
             if priority:
-                self._release(request_id, claim, acct=acct)
+                self._release(request_id, claim, acct=acct, number=number)
                 return Step("no_permit", retry_in=1.0), None
             # No slot within the horizon: park the call (no thread waits, no ETA task); the
             # feed hands it a permit of its own when its turn comes.
-            self._release(request_id, claim, action="park", wake_in=got, acct=acct)
+            self._release(request_id, claim, action="park", wake_in=got, acct=acct, number=number)
             return Step("parked", "rate"), None
         permit = got
-        late_gate = ctl.gate(self.clock())
+        zone = record.zone if ctl.by_callee else None
+        late_gate = ctl.gate(self.clock(), zone)
         if late_gate.kind != "go":
             # The window closed (or end_at passed) while this call waited for its slot.
             action: ReleaseAction = "expired" if late_gate.kind == "expire" else "park"
-            self._release(request_id, claim, action=action, wake_in=late_gate.wait, acct=acct)
+            self._release(
+                request_id,
+                claim,
+                action=action,
+                wake_in=late_gate.wait,
+                acct=acct,
+                band=_band(late_gate, zone),
+                number=number,
+            )
             return Step(action, late_gate.why), None
+        replicas = self._wait_replicas()
+        # auto found the master without a replica: no WAIT, so nothing proves the mark will
+        # outlive a failover. Under Sentinel, the server that took it must at least be the
+        # master the Sentinels name (an old master that came back after its replica was
+        # promoted would take it and lose it at its demotion).
+        master = self._master_check if replicas == 0 and self.settings.wait_replicas > 0 else None
         marked = self.ledger.mark_sent(
             request_id,
             claim,
             lease_seconds=self.send_lease,
             account=acct.name,
             parties=request_parties(params),
-            replicas=self._wait_replicas(),
+            replicas=replicas,
             replica_timeout_ms=self.settings.redis_wait_timeout_ms,
+            number=number,
+            confirm=master.confirm if master is not None else None,
         )
         if not marked:
-            if marked is SendMark.UNREPLICATED:
-                # No replica holds the sent mark: a failover now would lose it, and a redial
-                # could follow. Nothing was sent: give the attempt back, uncounted, and retry.
-                why = (
-                    f"not sent: no Redis replica acknowledged the sent mark within "
-                    f"{self.settings.redis_wait_timeout_ms} ms (WAIT)"
-                )
-                self.ledger.release(
-                    request_id,
-                    claim,
-                    republish_after=s.retry_overdue_seconds,
-                    unsent=True,
-                    log={
-                        "attempt": attempt,
-                        "outcome": "unsent",
-                        "error": why,
-                        "at": round(time.time(), 3),
-                    },
-                )
-                UNREPLICATED.inc()
-                log.warning("%s held back: %s", request_id, why)
-                return Step("unreplicated", retry_in=1.0), None
+            if marked in (SendMark.UNREPLICATED, SendMark.NOT_MASTER):
+                return self._unreplicated(request_id, claim, attempt, marked, acct, number), None
             if marked is SendMark.LOST:
                 log.warning("lease lost for %s attempt %d; not sending", request_id, attempt)
                 return Step("lease_lost"), None
             # Paused or cancelled since the claim: stopped at its sent mark, nothing sent.
             paused = marked is SendMark.PAUSED
-            self._release(request_id, claim, action="park" if paused else "cancelled", acct=acct)
+            self._release(
+                request_id,
+                claim,
+                action="park" if paused else "cancelled",
+                acct=acct,
+                number=number,
+            )
             log.info("%s not sent: campaign %s", request_id, marked)
             return Step(marked, "stopped"), None
         if not acct.limiter.on_time(permit):
@@ -300,7 +387,11 @@ class Dialer:
             # (two requests N slots apart are then more than a period apart). This one is
             # late (a stall, a slow Redis): hold it back, unsent, and requeue it.
             if self.ledger.release(
-                request_id, claim, republish_after=s.retry_overdue_seconds, unsent=True
+                request_id,
+                claim,
+                republish_after=s.retry_overdue_seconds,
+                unsent=True,
+                number=number,
             ):
                 self._free_slots(request_id, acct)
             log.warning("%s held back: %.3f s late for its permit; requeued", request_id, late)
@@ -312,6 +403,28 @@ class Dialer:
         EXOTEL_LATENCY.observe(elapsed)
         step = self._record(request_id, claim, attempt, outcome, elapsed, waited, acct, record)
         return step, outcome
+
+    def number_cap(self, ctl: Controls) -> NumberCap | None:
+        """The campaign's per-number cap: its own (``--number-cap``), else NUMBER_DAILY_CAP
+        over a rolling 24 h; None for none."""
+        if ctl.number_cap is not None:
+            return ctl.number_cap
+        if self.settings.number_daily_cap is not None:
+            return NumberCap(self.settings.number_daily_cap, 86400)
+        return None
+
+    def _number_check(self, request_id: str, ctl: Controls) -> NumberCheck | None:
+        """The per-number cap this call's claim must pass: the campaign's own
+        (``--number-cap``), else NUMBER_DAILY_CAP over 24 h; None without one. Its callee is
+        read from the record (one round trip, only under a cap)."""
+        cap = self.number_cap(ctl)
+        if cap is None:
+            return None
+        frm, to, url = self.ledger.redis.hmget(
+            self.ledger.keys.call(request_id), "from", "to", "url"
+        )
+        number = callee(frm, to, url)
+        return NumberCheck(number, cap, ctl.end_at) if number else None
 
     def _permit(
         self,
@@ -355,6 +468,8 @@ class Dialer:
         action: ReleaseAction = "",
         wake_in: float | None = None,
         acct: Account | None = None,
+        band: int = 0,
+        number: str = "",
     ) -> None:
         try:
             released = self.ledger.release(
@@ -363,6 +478,8 @@ class Dialer:
                 republish_after=self.settings.retry_overdue_seconds,
                 action=action,
                 wake_in=wake_in,
+                band=band,
+                number=number,
             )
         except redis.RedisError:
             log.warning("could not release %s; the sweeper will requeue it", request_id)
@@ -411,20 +528,20 @@ class Dialer:
         elif isinstance(outcome, NotPlaced):
             entry["error"] = outcome.reason
             self._free_slots(request_id, acct)
-            if outcome.at_capacity:
-                # Refused at Exotel's cap on live calls: the rate limit is not the cause, so
-                # nobody is pushed back; the call retries when our earliest slot lapses.
-                LIVE_CALLS_REFUSED.inc()
-                hint = self.slots.earliest_release(acct.name) if acct.limiter.max_live else None
-                outcome = NotPlaced(
-                    outcome.reason, outcome.http_status, hint or outcome.retry_after, False, True
-                )
             if outcome.rate_limited:
+                # Any 429, one naming concurrency too: it may be the rate's (callq cannot
+                # tell), and a missed push-back would let every worker go on at full rate.
                 RATE_LIMITED.inc()
                 try:
                     acct.limiter.push_back(outcome.retry_after or s.rate_limited_pushback_seconds)
                 except LimiterUnavailable:
                     log.warning("could not push the limiter back after a 429")
+            if outcome.at_capacity:
+                # Refused at Exotel's cap on live calls: the call retries when our earliest
+                # slot lapses (a callback may free one sooner).
+                LIVE_CALLS_REFUSED.inc()
+                hint = self.slots.earliest_release(acct.name) if acct.limiter.max_live else None
+                outcome = replace(outcome, retry_after=hint or outcome.retry_after)
             # A redial starts a fresh count of retries (attempts before it do not count).
             if self.policy.exhausted(attempt - record.redial_base):
                 fin = self._finish(
@@ -499,6 +616,15 @@ class Dialer:
                 time.sleep(delay)
         log.error("could not record the outcome of %s; it will be judged in doubt", request_id)
         return None
+
+
+def _band(gate: Gate, zone: str | None) -> int:
+    """Where a call parked by ``gate`` waits: a callee-zone campaign's call outside its own
+    window waits in its zone's band (callq.campaign.zones), out of the feed's way; any other
+    in the ready band (0)."""
+    if zone is None or gate.kind != "wait" or not gate.window:
+        return 0
+    return zones.held_offset(zone)
 
 
 def _gate_arg(gate: Gate) -> str | float:

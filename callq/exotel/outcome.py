@@ -25,8 +25,9 @@ class NotPlaced:
     ``retry_after`` is the server's hint in seconds (Retry-After), if any.
     ``rate_limited`` is true for a 429, which also pushes the limiter back.
     ``at_capacity`` is true for a refusal at the account's cap on concurrent calls (its
-    message names concurrency): not the rate limit's doing, so nobody is pushed back, and
-    the retry waits for the earliest live-call slot to free.
+    message names concurrency); the retry waits for the earliest live-call slot to free.
+    Such a refusal with status 429 is ``rate_limited`` as well (the message is a reading: it
+    may be the rate's), and pushes back like any 429.
     """
 
     reason: str

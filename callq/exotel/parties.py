@@ -31,3 +31,9 @@ def request_parties(params: list[tuple[str, str]]) -> str:
     """:func:`parties` of a Calls/connect request's form parameters."""
     form = dict(params)
     return parties(form.get("From"), form.get("To"), form.get("CallerId"))
+
+
+def callee(frm: Any, to: Any, url: Any) -> str:
+    """The person a call is for, whom the per-number cap counts: To for a
+    connect-two-numbers call, From for a call connected to a flow (a Url)."""
+    return str((frm if url else to) or "")

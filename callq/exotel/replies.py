@@ -10,7 +10,8 @@ The classification table (``classify_response``)::
 
     2xx with a readable Call.Sid   -> Originated(sid, status)
     2xx without one                -> Unknown          (a call may exist: never redial)
-    4xx naming concurrent calls    -> NotPlaced(at_capacity=True) (the live-call cap)
+    4xx naming concurrent calls    -> NotPlaced(at_capacity=True) (the live-call cap; a 429
+                                      stays rate_limited too: it still pushes back)
     429                            -> NotPlaced(rate_limited=True, retry_after=Retry-After)
     500, 504                       -> NotPlaced        (Exotel: "could not originate on any route")
     502, 503                       -> Unknown          (see _NOT_PLACED_5XX below)
@@ -280,10 +281,13 @@ def _classify_response(status: int, headers: Mapping[str, str], body: bytes) -> 
     message = error_message(reply)
     if 400 <= status < 500 and message and _CONCURRENCY.search(message):
         # Refused at the account's cap on concurrent calls: not placed, whatever the code.
+        # A 429 stays rate limited as well: its message is a reading, and a rate 429 misread
+        # as the cap's must still push every worker back.
         return NotPlaced(
             reason=message,
             http_status=status,
             retry_after=parse_retry_after(header_value(headers, "Retry-After")),
+            rate_limited=status == 429,
             at_capacity=True,
         )
     if status == 429:

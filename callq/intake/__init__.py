@@ -21,7 +21,14 @@ from typing import IO, Any
 
 from callq.campaign.controls import CampaignOptions, Controls, Held
 from callq.dialing.breaker import Breaker
-from callq.intake.enqueue import Dedupe, Enqueuer, EnqueueResult, Progress, check_campaign
+from callq.intake.enqueue import (
+    Dedupe,
+    Enqueuer,
+    EnqueueResult,
+    Progress,
+    check_campaign,
+    confirming,
+)
 from callq.intake.report import report_rows, write_report
 from callq.intake.request import CallRequest
 from callq.settings import ConfigError, Settings, load_settings
@@ -50,7 +57,7 @@ __all__ = [
 
 def _ledger(settings: Settings | None) -> Ledger:
     s = settings or load_settings()
-    return Ledger(redis_for(s), Keys(s.key_prefix), EventFlags.for_settings(s))
+    return confirming(Ledger(redis_for(s), Keys(s.key_prefix), EventFlags.for_settings(s)), s)
 
 
 def enqueue_file(

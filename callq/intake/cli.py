@@ -18,7 +18,9 @@ from typing import TextIO
 import redis
 from kombu.exceptions import OperationalError
 
-from callq.campaign.controls import REDIAL_STATUSES, CampaignOptions, parse_time
+from callq.campaign.controls import REDIAL_STATUSES, WINDOW_ZONES, CampaignOptions, parse_time
+from callq.campaign.forecast import Forecast, parse_mix
+from callq.errors import Unreplicated
 from callq.intake import (
     campaign_status,
     cancel_campaign,
@@ -28,6 +30,7 @@ from callq.intake import (
     write_report_file,
 )
 from callq.intake.enqueue import DEDUPE_CHOICES, Enqueuer, check_campaign, options_meta
+from callq.intake.forecast import DEFAULT_CALL_SECONDS, forecast_campaign, forecast_file
 from callq.settings import ConfigError, Settings, load_settings
 from callq.store.connect import redis_for
 from callq.store.events import EventLog, sink_id
@@ -90,6 +93,7 @@ def _options(args: argparse.Namespace) -> CampaignOptions:
         account=args.account,
         window=args.window,
         timezone=args.timezone,
+        window_zone=args.window_zone,
         send_at=args.send_at,
         end_at=args.end_at,
         redial_on=args.redial_on,
@@ -97,6 +101,7 @@ def _options(args: argparse.Namespace) -> CampaignOptions:
         redial_interval=args.redial_interval,
         redial_backoff=args.redial_backoff,
         weight=args.weight,
+        number_cap=args.number_cap,
     )
 
 
@@ -152,6 +157,38 @@ def cmd_enqueue(args: argparse.Namespace) -> int:
     return 3 if result.rejected else 0
 
 
+def cmd_forecast(args: argparse.Namespace) -> int:
+    settings = load_settings()
+    try:
+        result, count = forecast_file(
+            args.file,
+            _options(args),
+            settings,
+            mix=args.mix,
+            campaign=args.campaign,
+            call_seconds=args.call_seconds,
+        )
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:
+        print(f"error: cannot read {args.file}: {exc.strerror}", file=sys.stderr)
+        return 1
+    if args.json:
+        print(json.dumps(result.as_dict() | {"rejected": count.rejected}))
+        return 0
+    if count.rejected:
+        print(f"({count.rejected} rows would be rejected: `enqueue` names each)")
+    for line in result.lines():
+        print(line)
+    return 0
+
+
+def _status_forecast(args: argparse.Namespace, settings: Settings) -> Forecast | None:
+    """``status --forecast``: the running campaign's forecast (the calls it has left)."""
+    return forecast_campaign(args.campaign, settings, mix=args.mix, call_seconds=args.call_seconds)
+
+
 def cmd_status(args: argparse.Namespace) -> int:
     settings = load_settings()
     status = campaign_status(args.campaign, settings=settings)
@@ -159,7 +196,11 @@ def cmd_status(args: argparse.Namespace) -> int:
         print(f"error: no campaign {args.campaign!r}", file=sys.stderr)
         return 1
     if args.json:
-        print(json.dumps(status.as_dict(details=args.details)))
+        out = status.as_dict(details=args.details)
+        if args.forecast:
+            fc = _status_forecast(args, settings)
+            out["forecast"] = None if fc is None else fc.as_dict()
+        print(json.dumps(out))
         return 0
     print(f"campaign {status.campaign}: {status.total} calls")
     if status.held is not None:
@@ -167,6 +208,8 @@ def cmd_status(args: argparse.Namespace) -> int:
     c = status.controls
     flags = [name.upper() for name in ("cancelled", "paused") if c.get(name)]
     window = f"window {c.get('window')} {c.get('timezone')}"
+    if c.get("window_zone") == "callee":
+        window = f"window {c.get('window')} in each callee's zone (else {c.get('timezone')})"
     extra = ", ".join(f"{k} {c[k]}" for k in ("send_at", "end_at") if k in c)
     print(
         f"  {' '.join(flags) + ', ' if flags else ''}account {c.get('account')}, {window}"
@@ -190,6 +233,9 @@ def cmd_status(args: argparse.Namespace) -> int:
         print("call_status:")
         for name, count in status.call_status.items():
             print(f"  {name:<11} {count:>8}")
+    fc = _status_forecast(args, settings) if args.forecast else None
+    for line in [] if fc is None else fc.lines():
+        print(line)
     return 0
 
 
@@ -356,6 +402,13 @@ def _control_args(p: argparse.ArgumentParser) -> None:
         "--timezone", help="time zone of the window (default: CALLING_TIMEZONE, Asia/Kolkata)"
     )
     g.add_argument(
+        "--window-zone",
+        choices=WINDOW_ZONES,
+        help="judge the window in the campaign's --timezone (campaign, the default) or in each "
+        "callee's own zone (callee: To, or From for a call flow; the campaign's zone where "
+        "the number maps to several zones or none)",
+    )
+    g.add_argument(
         "--send-at",
         type=_time("--send-at"),
         help="dial nothing before, e.g. 2026-11-24T10:00+05:30",
@@ -379,9 +432,50 @@ def _control_args(p: argparse.ArgumentParser) -> None:
         "campaigns (default 1: equal turns; 2 gets twice as many)",
     )
     g.add_argument(
+        "--number-cap",
+        metavar="N/PERIOD",
+        help="at most N placed calls to one number (the callee) per rolling PERIOD, over "
+        "every campaign and account, e.g. 2/1d or 1/6h (default: NUMBER_DAILY_CAP per 24 h; "
+        "'none' follows it again); a call over it waits, or ends `skipped` past --end-at",
+    )
+    g.add_argument(
         "--redial-backoff",
         choices=("linear", "exponential"),
         help="interval x n (linear, default) or x 2^(n-1) (exponential)",
+    )
+
+
+def _mix(value: str) -> dict[str, float]:
+    try:
+        return parse_mix(value)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _seconds(value: str) -> float:
+    try:
+        seconds = float(value)
+    except ValueError:
+        seconds = 0.0
+    if not 0 < seconds < 86400:
+        raise argparse.ArgumentTypeError(f"{value!r}: seconds, more than 0 and under 86400")
+    return seconds
+
+
+def _forecast_args(p: argparse.ArgumentParser, *, running: bool) -> None:
+    p.add_argument(
+        "--mix",
+        type=_mix,
+        help="the call_status mix expected, for the redials: e.g. "
+        "completed=0.6,busy=0.2,no-answer=0.2"
+        + (" (default: the campaign's call_status counts so far)" if running else ""),
+    )
+    p.add_argument(
+        "--call-seconds",
+        type=_seconds,
+        default=DEFAULT_CALL_SECONDS,
+        help="mean call length (ring + talk), for the live-call cap and the redials' delay "
+        f"(default {DEFAULT_CALL_SECONDS:g})",
     )
 
 
@@ -426,6 +520,12 @@ def build_parser(prog: str = "python -m producer") -> argparse.ArgumentParser:
     p.add_argument(
         "--details", action="store_true", help="with --json: add parked, redials and controls"
     )
+    p.add_argument(
+        "--forecast",
+        action="store_true",
+        help="when the campaign will finish and what will expire (with --json: `forecast`)",
+    )
+    _forecast_args(p, running=True)
     p.set_defaults(func=cmd_status)
 
     p = sub.add_parser("report", help="one row per call (or per attempt)")
@@ -456,6 +556,21 @@ def build_parser(prog: str = "python -m producer") -> argparse.ArgumentParser:
     _control_args(p)
     p.set_defaults(func=cmd_set)
 
+    p = sub.add_parser(
+        "forecast", help="when a campaign file would finish, and what would expire, if enqueued now"
+    )
+    p.add_argument("file", help="the campaign CSV (as for enqueue)")
+    p.add_argument(
+        "--campaign",
+        type=_campaign,
+        help="its campaign id, when it is already enqueued (it is then not counted twice "
+        "among the account's campaigns)",
+    )
+    p.add_argument("--json", action="store_true", help="print the forecast as JSON")
+    _forecast_args(p, running=False)
+    _control_args(p)
+    p.set_defaults(func=cmd_forecast)
+
     p = sub.add_parser("events", help="events sent onward to EVENTS_URL: replay, dead, status")
     ev = p.add_subparsers(dest="events_command", required=True)
     e = ev.add_parser("replay", help="send again every event since a time (receivers dedupe)")
@@ -482,6 +597,9 @@ def main(argv: list[str] | None = None, prog: str = "python -m producer") -> int
     except ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except Unreplicated as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
     except (redis.RedisError, OperationalError) as exc:
         # The URL is not printed: it may hold a password.
         print(

@@ -1,7 +1,8 @@
 """Bulk enqueue: validated rows -> ledger records, parked for the workers, in batches.
 
-Each call's record and its pointer are written by one script, atomically, and a batch goes
-in one pipelined round trip: a record never exists without a way back to a worker. The
+Each call's record and its pointer are written by one script, atomically (one script call
+per 250 calls, each row judged as if alone), and a batch goes in one round trip: a
+record never exists without a way back to a worker. The
 pointer is the campaign's parked set: the sweepers feed parked calls to the `calls` queue at
 the account's pace, so a 100k-call file never sits in the shared list ahead of another
 campaign's calls. A priority campaign's calls get their ``place_call`` message on
@@ -94,14 +95,30 @@ def _batches(items: Iterable[CallRequest], size: int) -> Iterator[list[CallReque
         yield batch
 
 
+def confirming(ledger: Ledger, settings: Settings) -> Ledger:
+    """``ledger``, its campaign operations acknowledged by replicas before the caller is told
+    of them (``REDIS_WAIT_REPLICAS``, the policy of the sent mark: callq.dialing.dialer): a
+    batch, a cancel or a pause the master alone holds could be lost by a failover."""
+
+    def replicas() -> int:
+        if settings.wait_replicas == 0 or settings.wait_strict:
+            return settings.wait_replicas
+        return min(settings.wait_replicas, ledger.replicas_connected())
+
+    return ledger.confirm_writes(replicas, settings.redis_wait_timeout_ms)
+
+
 class Enqueuer:
     """Holds one Redis client and one broker connection for a whole enqueue."""
 
     def __init__(self, settings: Settings, app: Celery | None = None) -> None:
         self.settings = settings
         self.app = app if app is not None else make_app(settings)
-        self.ledger = Ledger(
-            redis_for(settings), Keys(settings.key_prefix), EventFlags.for_settings(settings)
+        self.ledger = confirming(
+            Ledger(
+                redis_for(settings), Keys(settings.key_prefix), EventFlags.for_settings(settings)
+            ),
+            settings,
         )
 
     def set_options(self, campaign: str, options: CampaignOptions | None) -> dict[str, str]:
@@ -148,6 +165,8 @@ class Enqueuer:
                 queue_key=messages.queue_key if messages else "",
                 messages=[messages.encode(rid) for rid, _ in records] if messages else None,
                 queued_overdue=self.settings.queued_overdue_seconds,
+                replicas=self.ledger.replicas_to_confirm(),
+                replica_timeout_ms=self.settings.redis_wait_timeout_ms,
             )
             for code in codes:
                 if code == 1:

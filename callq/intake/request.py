@@ -33,7 +33,7 @@ from callq.exotel.params import (
     URL_MAX,
 )
 from callq.ids import CAMPAIGN_RE
-from callq.intake.phone import normalise_number, show
+from callq.intake.phone import callee_zone, normalise_number, show
 
 __all__ = [
     "CUSTOM_FIELD_MAX",
@@ -304,6 +304,8 @@ class CallRequest(pydantic.BaseModel, frozen=True, extra="forbid"):
             "time_out": "" if self.time_out is None else str(self.time_out),
             "extra": json.dumps(self.extra, sort_keys=True, separators=(",", ":")),
             "line": str(self.line),
+            # The callee's zone (To, or From for a call flow), for `--window-zone callee`.
+            "zone": callee_zone(self.to if self.to is not None else self.from_),
         }
 
 

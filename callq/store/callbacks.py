@@ -239,12 +239,13 @@ class CallbackStore:
                 *([flag] if (flag := self.events.arg()) else []),
             ],
         )
-        code, previous_state, mismatch, previous_status, redialled = raw
+        code, previous_state, mismatch, previous_status, redialled = raw[:5]
         if code == "missing":
             return None
         if code == "matched" and not int(mismatch) and ev.status in CALL_STATUSES:
-            # The call has ended: its live-call slots are free (EXOTEL_MAX_LIVE_CALLS).
-            self.slots.free(request_id)
+            # The call has ended: its live-call slots are free (EXOTEL_MAX_LIVE_CALLS). The
+            # script gave its account: one round trip more per terminal callback, not two.
+            self.slots.free(request_id, (str(raw[5]) if len(raw) > 5 else "") or None)
         if int(mismatch):
             log.warning(
                 "callback sid %s for %s differs from the recorded sid; kept as "

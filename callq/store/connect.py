@@ -10,10 +10,16 @@ new connection, so after a failover the next command goes to the promoted replic
 
 ``on_connect`` runs on each new connection, after the handshake (the worker's new-master
 watch, :mod:`callq.store.epoch`).
+
+:class:`MasterCheck` (Sentinel only) tells whether one connection still talks to the master
+the Sentinels name: an old master that stalled and came back after its replica was promoted
+keeps its clients' open connections, and a master, until the Sentinels demote it.
 """
 
 from __future__ import annotations
 
+import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -21,13 +27,22 @@ from urllib.parse import unquote, urlsplit
 
 import redis
 from redis.connection import AbstractConnection
-from redis.sentinel import Sentinel
+from redis.sentinel import Sentinel, SentinelConnectionPool
 
 from callq.settings import ConfigError, Settings
 
-__all__ = ["SentinelURL", "is_sentinel_url", "make_redis", "parse_sentinel_url", "redis_for"]
+__all__ = [
+    "MasterCheck",
+    "SentinelURL",
+    "is_sentinel_url",
+    "make_redis",
+    "parse_sentinel_url",
+    "redis_for",
+]
 
 DEFAULT_SENTINEL_PORT = 26379
+#: How long the Sentinels' answer to "which is the master" is reused (MasterCheck).
+MASTER_CHECK_TTL_SECONDS = 1.0
 OnConnect = Callable[[AbstractConnection], None]
 
 
@@ -154,3 +169,63 @@ def redis_for(
         sentinel_password=settings.redis_sentinel_password.get_secret_value() or None,
         on_connect=on_connect,
     )
+
+
+class MasterCheck:
+    """Is the server a connection talks to the master the Sentinels name now? For a client
+    from a Sentinel ``REDIS_URL`` only (:meth:`of` gives ``None`` for a plain one).
+
+    The Sentinels' answer (redis-py's ``discover_master``) is reused for
+    ``MASTER_CHECK_TTL_SECONDS``, so a worker asks them about once a second while it asks at
+    all. :meth:`confirm` says no when the Sentinels name another server (and disconnects that
+    connection and the pool's idle ones, so the next command opens a new connection, which
+    asks the Sentinels for the master), or when no Sentinel answers."""
+
+    def __init__(
+        self,
+        pool: SentinelConnectionPool,
+        *,
+        ttl: float = MASTER_CHECK_TTL_SECONDS,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.pool = pool
+        self.ttl = ttl
+        self.clock = clock
+        self._lock = threading.Lock()
+        self._master: tuple[str, int] | None = None
+        self._at = -1e9
+
+    @classmethod
+    def of(cls, client: redis.Redis) -> MasterCheck | None:
+        pool = client.connection_pool
+        return cls(pool) if isinstance(pool, SentinelConnectionPool) else None
+
+    def master(self) -> tuple[str, int]:
+        """The master's address as the Sentinels give it (cached). Raises ``RedisError``
+        (``MasterNotFoundError``, a connection error) when no Sentinel names one."""
+        with self._lock:
+            if self._master is not None and self.clock() - self._at < self.ttl:
+                return self._master
+        manager = self.pool.sentinel_manager
+        host, port = manager.discover_master(self.pool.service_name)
+        found = (str(host), int(port))
+        with self._lock:
+            self._master, self._at = found, self.clock()
+        return found
+
+    def confirm(self, conn: AbstractConnection) -> bool:
+        """``conn`` (connected) talks to the Sentinels' master. ``False`` if no Sentinel
+        answers (the connection is kept: a new one could not find the master either), or if
+        they name another server: then ``conn`` and the pool's idle connections are
+        disconnected, so the next command reaches the master they name."""
+        try:
+            master = self.master()
+        except (redis.RedisError, OSError):
+            return False
+        if (str(getattr(conn, "host", "")), int(getattr(conn, "port", 0) or 0)) == master:
+            return True
+        with self._lock:
+            self._master = None  # ask again next time
+        conn.disconnect()  # type: ignore[no-untyped-call]
+        self.pool.disconnect(inuse_connections=False)
+        return False

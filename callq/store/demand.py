@@ -22,8 +22,9 @@ dialled now instead, and turns it into the threads that dialling needs.
 
 Cost: two pipelined round trips, O(accounts + campaigns with parked calls): the campaigns come
 from the wake set (every campaign with parked calls has an entry there, except a paused one
-without end_at, which is held anyway), and each costs one HGETALL of its controls and one
-ZCARD. Nothing here writes, and nothing on a call's path calls it.
+without end_at, which is held anyway), and each costs one HGETALL of its controls, one ZCARD
+and one ZCOUNT (its ready band: a call held in a callee zone's band counts under ``held``).
+Nothing here writes, and nothing on a call's path calls it.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ from dataclasses import dataclass, field
 
 import redis
 
+from callq.campaign import zones
 from callq.campaign.controls import Controls
 from callq.settings import Settings
 from callq.store.keys import Keys
@@ -122,21 +124,25 @@ def read_demand(
     for c in campaigns:
         pipe.hgetall(keys.campaign_meta(c))
         pipe.zcard(keys.campaign_parked(c))
+        # Those the feed may take: not those held for their callee zone's window (a band).
+        pipe.zcount(keys.campaign_parked(c), "-inf", f"({zones.SPAN}")
     values = pipe.execute()
 
     ready = dict.fromkeys(accounts, 0)
     by_campaign: dict[str, int] = {}
     held = 0
     for i, campaign in enumerate(campaigns):
-        meta, parked = values[2 * i], int(values[2 * i + 1] or 0)
+        meta, parked = values[3 * i], int(values[3 * i + 1] or 0)
         if not parked:
             continue
         account = _feedable(campaign, meta, settings, clock, open_breaker)
+        banded = parked - int(values[3 * i + 2] or 0)
+        held += banded
         if account is None:
-            held += parked
-        else:
-            ready[account] += parked
-            by_campaign[campaign] = parked
+            held += parked - banded
+        elif parked > banded:
+            ready[account] += parked - banded
+            by_campaign[campaign] = parked - banded
 
     hold, worst = hold_seconds(settings), worst_hold_seconds(settings)
     per_account = []

@@ -1,10 +1,11 @@
 """Events sent onward: the stream the Lua transitions write to, and its delivery state.
 
-A transition that makes a call final (``failed``, ``cancelled``, ``expired``, or ``originated``
-once its terminal call_status is known and no redial follows) writes a ``call.final`` event
-into one Redis stream in the same script (``emit_final`` in ``lua/prelude.lua``); the call's
-last final event completes its campaign (``campaign.completed``). Optionally each recorded
-attempt outcome writes ``call.attempt``. Nothing is written when no ``EVENTS_URL`` is set.
+A transition that makes a call final (``failed``, ``cancelled``, ``expired``, ``skipped``, or
+``originated`` once its terminal call_status is known and no redial follows) writes a
+``call.final`` event into one Redis stream in the same script (``emit_final`` in
+``lua/prelude.lua``); the call's last final event completes its campaign
+(``campaign.completed``). Optionally each recorded attempt outcome writes ``call.attempt``.
+Nothing is written when no ``EVENTS_URL`` is set.
 
 Delivery (callq.sweeping.events) reads the stream with one consumer group and hands every
 entry to each receiver ("sink") through a due set of its own; this module owns those keys.
@@ -17,6 +18,7 @@ import json
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, cast
+from urllib.parse import urlsplit, urlunsplit
 
 import redis
 
@@ -56,6 +58,17 @@ class EventFlags:
         return "f" + ("a" if self.per_attempt else "") + ("o" if of else "")
 
 
+def shown_url(url: str) -> str:
+    """A receiver's URL as it may be stored and printed: scheme, host, port and path, without
+    any user:password or query (either may carry a credential)."""
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    if ":" in host:
+        host = f"[{host}]"
+    port = f":{parts.port}" if parts.port else ""
+    return urlunsplit((parts.scheme, host + port, parts.path, "", ""))
+
+
 def sink_id(url: str) -> str:
     """A receiver's short stable name (its due set's key): a hash of its URL, so no
     secret and no path shows in key names."""
@@ -87,6 +100,16 @@ class Event:
         """The POST body: the same bytes on every try."""
         doc = {"id": self.id, "type": self.type, "at": self.at, "data": self.data}
         return json.dumps(doc, separators=(",", ":"), sort_keys=True).encode("utf-8")
+
+
+def _min_id(a: str, b: str) -> str:
+    """The older of two stream entry ids."""
+
+    def parts(x: str) -> tuple[int, int]:
+        ms, _, seq = x.partition("-")
+        return int(ms), int(seq or 0)
+
+    return a if parts(a) <= parts(b) else b
 
 
 def entry_ms(entry: str) -> int:
@@ -179,10 +202,11 @@ class EventLog:
         self.redis.zadd(self.keys.events_due(sink), {entry: at_ms}, xx=True)
 
     def bury(self, sink: str, url: str, event: Event, tries: int, error: str, now_ms: int) -> None:
-        """Give up on one receiver for one event: keep it in the dead hash for inspection."""
+        """Give up on one receiver for one event: keep it in the dead hash for inspection
+        (the URL without credentials: see :func:`shown_url`)."""
         doc = {
             "sink": sink,
-            "url": url,
+            "url": shown_url(url),
             "entry": event.entry,
             "event": json.loads(event.body()),
             "tries": tries,
@@ -195,9 +219,48 @@ class EventLog:
         pipe.hdel(self.keys.events_tries(sink), event.entry)
         pipe.execute()
 
-    def trim(self, older_than_ms: int) -> int:
-        """Drop stream entries older than ``older_than_ms`` (Redis clock)."""
-        return int(self.redis.xtrim(self.keys.events(), minid=f"{older_than_ms}-0"))
+    def trim(self, older_than_ms: int, sinks: Sequence[str], *, batch: int = 500) -> int:
+        """Drop stream entries older than ``older_than_ms`` (Redis clock), but never one not
+        yet delivered: the trim stops at the oldest entry the consumer group has not read or
+        not acked, or that is still due at one of ``sinks`` (being retried). Without the
+        group (nothing read yet) nothing is dropped. Returns how many entries went."""
+        key = self.keys.events()
+        try:
+            groups = self.redis.xinfo_groups(key)
+        except redis.ResponseError:  # no stream
+            return 0
+        group = next((g for g in groups if str(g.get("name")) == GROUP), None)
+        if group is None:
+            return 0
+        floor = f"{older_than_ms}-0"
+        # Not read yet: the entries after the group's last-delivered-id.
+        unread = self.redis.xrange(key, "(" + str(group["last-delivered-id"]), "+", count=1)
+        if unread:
+            floor = _min_id(floor, str(unread[0][0]))
+        # Read but not acked (a consumer killed before its MULTI).
+        pending = self.redis.xpending(key, GROUP)
+        if pending.get("pending") and pending.get("min"):
+            floor = _min_id(floor, str(pending["min"]))
+        # Still due at a receiver: the oldest such entry among those the trim would drop.
+        start = "-"
+        while sinks:
+            entries = self.redis.xrange(key, start, "(" + floor, count=batch)
+            if not entries:
+                break
+            ids = [str(e) for e, _ in entries]
+            pipe = self.redis.pipeline(transaction=False)
+            for sink in sinks:
+                pipe.zmscore(self.keys.events_due(sink), ids)
+            due = [
+                i
+                for i, scores in enumerate(zip(*pipe.execute(), strict=True))
+                if any(x is not None for x in scores)
+            ]
+            if due:
+                floor = ids[due[0]]
+                break
+            start = "(" + ids[-1]
+        return int(self.redis.xtrim(key, minid=floor))
 
     # Operators: replay and the dead events ------------------------------------------------
 

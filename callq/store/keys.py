@@ -46,6 +46,18 @@ class Keys:
         messages were consumed: this set is their only pointer until the sweeper drains it."""
         return f"{self.prefix}:campaign:{campaign}:parked"
 
+    def campaign_zones(self, campaign: str) -> str:
+        """Set: the callee zones recorded on the campaign's calls ('' for none), written at
+        enqueue. A hint for a ``--window-zone callee`` campaign's judge (which zones to look
+        at); the dialer judges every call's own zone whatever it holds."""
+        return f"{self.prefix}:campaign:{campaign}:zones"
+
+    def campaign_zone_sort(self, campaign: str) -> str:
+        """Hash: zone band -> how many calls of it a ``--window-zone callee`` judge has looked
+        at and left (their zone closed): the next judge goes on from there, so calls of an
+        open zone behind many of a closed one sharing their band are reached."""
+        return f"{self.prefix}:campaign:{campaign}:zone_sort"
+
     def wake(self) -> str:
         """Sorted set: campaign -> ms (Redis clock) when a feeder next judges the campaign
         (its controls, window, end_at: see worker.feed). Every script that parks a call sets
@@ -131,6 +143,17 @@ class Keys:
         call, 1 for a flow call. Taken with the permit (lua/limiter_acquire.lua), freed by
         lua/slot_free.lua, and a member past its score is dropped by the next taker."""
         return f"{self.prefix}:live:{account}"
+
+    def number_calls(self, number: str) -> str:
+        """Sorted set: ``{request id}#{redial base}`` -> ms (Redis clock) when the call to
+        ``number`` (E.164, the callee) was taken for dialling, restamped with its sent time by
+        lua/mark_sent.lua, over every campaign and account: the per-number cap
+        (NUMBER_DAILY_CAP, ``--number-cap``). Checked and taken in the claim's own step
+        (lua/claim.lua) or by the feed before the permit (lua/number_take.lua); given back by
+        a release (lua/release.lua) or by the feed for a call still parked
+        (lua/number_give.lua); members older than the longest cap period go with the next
+        take."""
+        return f"{self.prefix}:number:{number}"
 
     def master_epoch(self) -> str:
         """String: the ``run_id`` of the Redis master the workers last saw (callq.store.epoch).

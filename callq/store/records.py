@@ -14,6 +14,8 @@ States::
     originated -> retrying                               (a redial on busy/no-answer/failed)
     queued | retrying -> cancelled                       (campaign cancelled)
     queued | retrying -> expired                         (campaign's end_at passed)
+    queued | retrying -> skipped                         (over the per-number cap until
+                                                          past the campaign's end_at)
 
 A waiting call (`queued`, `retrying`) may also be *parked*: held in its campaign's parked set
 (the campaign paused, outside its calling window, its account's breaker open, or no permit
@@ -37,13 +39,16 @@ class State(StrEnum):
     FAILED = "failed"
     CANCELLED = "cancelled"
     EXPIRED = "expired"
+    SKIPPED = "skipped"
 
 
 STATES: Final = tuple(State)
 #: Waiting for an attempt: these may be parked, cancelled or expired.
 WAITING: Final = frozenset({State.QUEUED, State.RETRYING})
 #: Nothing more happens to the call (but a redial on its call_status, from `originated`).
-FINAL: Final = frozenset({State.ORIGINATED, State.FAILED, State.CANCELLED, State.EXPIRED})
+FINAL: Final = frozenset(
+    {State.ORIGINATED, State.FAILED, State.CANCELLED, State.EXPIRED, State.SKIPPED}
+)
 #: A campaign is settled when none of its calls is in one of these.
 UNSETTLED: Final = frozenset({State.QUEUED, State.DIALING, State.RETRYING, State.IN_DOUBT})
 
@@ -103,6 +108,7 @@ class CallRecord:
     time_out: int | None = None
     extra: str = ""
     line: int | None = None
+    zone: str = ""  # the callee's time zone, '' for none (recorded at enqueue)
     # The current attempt.
     claim: str = ""
     claimed_from: str = ""
@@ -142,7 +148,7 @@ class CallRecord:
             "sent_at", "account", "parties", "next_at", "parked", "sid", "call_status",
             "call_status_source", "callback_sid", "callback_at", "callback_sid_mismatch",
             "callback_sid_mismatch_status", "last_error", "in_doubt_since", "originated_at",
-            "prev_sids", "redials_done", "redial_base",
+            "prev_sids", "redials_done", "redial_base", "zone",
         }  # fmt: skip
         return cls(
             request_id=h.get("request_id", ""),
@@ -160,6 +166,7 @@ class CallRecord:
             time_out=_int(h.get("time_out")),
             extra=h.get("extra", ""),
             line=_int(h.get("line")),
+            zone=h.get("zone", ""),
             claim=h.get("claim", ""),
             claimed_from=h.get("claimed_from", ""),
             worker=h.get("worker", ""),
@@ -232,6 +239,8 @@ class ClaimCode(StrEnum):
     PARKED = "parked"  # held in the campaign's parked set (paused or waiting)
     CANCELLED = "cancelled"  # ended here: the campaign is cancelled
     EXPIRED = "expired"  # ended here: past the campaign's end_at
+    HELD = "held"  # over the per-number cap: held until the count lapses (its deadline)
+    SKIPPED = "skipped"  # ended here: over the per-number cap until past end_at
     EARLY = "early"  # a retry's message came before its next_at (a stray copy)
     SKIP = "skip"  # nothing to do: already dialing, in doubt, or final
     MISSING = "missing"  # no such record
@@ -247,6 +256,9 @@ class SendMark(StrEnum):
     # Marked, but no replica acknowledged the mark in time (WAIT): a failover now could lose
     # it, so the caller must not send; it releases the attempt unsent.
     UNREPLICATED = "unreplicated"
+    # Marked, but on a server the Sentinels no longer name as the master (an old master that
+    # came back after a failover): the mark is lost at its demotion. Released unsent too.
+    NOT_MASTER = "not_master"
 
     def __bool__(self) -> bool:
         return self is SendMark.SENT

@@ -51,11 +51,14 @@ class Scripts:
         # Parked calls and the feed.
         self.unpark = register("unpark")
         self.settle_parked = register("settle_parked")
+        self.zone_move = register("zone_move")
         self.due = register("due")
         self.rewake = register("rewake")
         self.feed_turn = register("feed_turn")
         self.feed_join = register("feed_join")
         self.feed_done = register("feed_done")
+        self.number_take = register("number_take")
+        self.number_give = register("number_give")
         # Events sent onward (callq.store.events).
         self.events_take = register("events_take")
         # The limiter.

@@ -7,10 +7,12 @@ slots in the same step as its permit (``lua/limiter_acquire.lua``, :class:`SlotC
 frees them (``lua/slot_free.lua``, :meth:`LiveSlots.free`) on whichever comes first:
 
 * its terminal StatusCallback, or the call_status backfill finding it ended;
-* a not-placed or rejected outcome, or an attempt given back unsent;
+* a not-placed or rejected outcome, or an attempt given back unsent (a fed call stopped at
+  its claim: paused, cancelled, expired);
 * reconcile settling an in-doubt call (found, ended; or proven unplaced);
 * its lease: the origination window + TimeOut + TimeLimit (Exotel's maxima for those unset)
-  after it was taken, or ``EXOTEL_LIVE_CALL_LEASE_SECONDS``; past it the next taker drops
+  after its permit's slot (when it is sent, up to a priority call's max wait after the slots
+  were taken), or ``EXOTEL_LIVE_CALL_LEASE_SECONDS``; past it the next taker drops
   it, so a lost callback cannot leak a slot for good.
 
 An in-doubt call keeps its slots until it is settled or its lease lapses: an unknown
@@ -57,8 +59,9 @@ def weight_of(record: CallRecord) -> int:
 
 def slot_lease(time_out: int | None, time_limit: int | None, settings: Settings) -> float:
     """How long a call's slots may be held at most: until it could have ended (the
-    origination window + TimeOut + TimeLimit) plus the feed's lead (a fed call takes its
-    slots before its permit's slot), or ``EXOTEL_LIVE_CALL_LEASE_SECONDS``."""
+    origination window + TimeOut + TimeLimit) plus the feed's lead as slack, or
+    ``EXOTEL_LIVE_CALL_LEASE_SECONDS``; counted from the permit's slot (limiter_acquire.lua),
+    not from when the slots were taken."""
     if settings.exotel_live_call_lease_seconds is not None:
         return settings.exotel_live_call_lease_seconds
     return (
@@ -130,16 +133,20 @@ class LiveSlots:
         return out
 
     def free_unless_moved(self, account: str, parked: dict[str, list[str]]) -> int:
-        """Free the slots taken for calls that are still parked (``parked``: campaign ->
-        request ids; the feed took their slots, then a pause stopped their move)."""
+        """Free the slots taken for calls that were not moved (``parked``: campaign ->
+        request ids; the feed took their slots, then a pause, cancel or expiry stopped their
+        move): those still parked, and those cancelled or expired (out of the parked set,
+        but never to be claimed). A call another feeder moved keeps them."""
         pipe = self.redis.pipeline(transaction=False)
         pairs = [(c, rid) for c, ids in parked.items() for rid in ids]
         for c, rid in pairs:
             pipe.zscore(self.keys.campaign_parked(c), rid)
+            pipe.hget(self.keys.call(rid), "state")
+        got = pipe.execute()
         return sum(
             self.free(rid, account)
-            for (_, rid), score in zip(pairs, pipe.execute(), strict=True)
-            if score is not None
+            for (_, rid), score, state in zip(pairs, got[::2], got[1::2], strict=True)
+            if score is not None or state in ("cancelled", "expired")
         )
 
     def used(self, account: str) -> int:

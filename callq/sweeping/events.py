@@ -15,7 +15,8 @@ is set). It never touches the dialling path: the Lua transitions only XADD to a 
    hash (``callq events dead``). A batch's lease is its sends' worst case (``BATCH`` x
    ``EVENTS_TIMEOUT_SECONDS`` + 5 s): a worker killed mid-send leaves it to run out, and the
    entry is sent again by another. Receivers dedupe on the event's ``id``.
-3. **trim**: entries older than ``EVENTS_RETAIN_SECONDS`` leave the stream (``replay`` reads it).
+3. **trim**: entries older than ``EVENTS_RETAIN_SECONDS`` leave the stream (``replay`` reads it),
+   except from the oldest one not yet delivered on (unread, unacked, or still due somewhere).
 """
 
 from __future__ import annotations
@@ -107,7 +108,7 @@ class Delivery:
                 seen[what] += n
         if time.monotonic() - self._trimmed > TRIM_EVERY_SECONDS:
             now_ms = int(float(self.log.redis.time()[0]) * 1000)
-            self.log.trim(now_ms - int(self.settings.events_retain_seconds * 1000))
+            self.log.trim(now_ms - int(self.settings.events_retain_seconds * 1000), ids)
             self._trimmed = time.monotonic()
         return seen
 

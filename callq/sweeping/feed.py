@@ -33,13 +33,14 @@ from dataclasses import dataclass, field
 import redis
 from celery import Celery
 
+from callq.campaign import zones
 from callq.campaign.controls import Controls
 from callq.campaign.share import Member, advances, allocate
 from callq.dialing.dialer import Account, Dialer
-from callq.dialing.limiter import Grant, Slot
-from callq.metrics import FED
+from callq.dialing.limiter import Grant, Limiter, Slot
+from callq.metrics import FED, NUMBER_CAPPED
 from callq.settings import Settings
-from callq.store.ledger import Ledger, Unpark
+from callq.store.ledger import Ledger, NumberCheck, NumberTake, Unpark
 from callq.store.slots import SlotClaim
 from callq.transport.messages import TaskMessages
 from callq.transport.queues import CALLS_QUEUE, PRIORITY_QUEUE
@@ -56,6 +57,8 @@ DUE_LIMIT = 50  # campaigns taken from one poll
 # none holds many turns while it feeds the others one by one.
 CLAIM_LIMIT = 8
 RECHECK_TICKS = 10  # an open campaign is judged again after this many sweep intervals
+ZONES_BATCH = 1000  # parked calls a callee-zone campaign's judge sorts per band, per round
+ZONES_ROUNDS = 5  # rounds over the head of its ready band
 
 
 @dataclass
@@ -157,11 +160,19 @@ class Feeder:
             ledger.leave_feed(acct_name, [campaign])
             ledger.rewake(campaign, 60.0, version=ctl.version)
             return "unknown_account"
+        # Open. A callee-zone campaign's calls go to the ready band or their zone's band first
+        # (callq.campaign.zones): the feed takes only ready calls, so none outside its own
+        # window costs a permit, and the campaign is judged again when a zone opens or closes.
+        zone_change = self._sort_zones(campaign, ctl) if ctl.by_callee else self._unband(campaign)
         if ctl.priority:
             return self._push_priority(campaign, ctl, acct)
-        # Open: stay judged until the window closes or end_at, then look again.
+        # Stay judged until the window closes (a zone opens or closes) or end_at, then look
+        # again.
         closes_in = ctl.open_for(self.dialer.clock())
-        rewake_in = self.recheck if closes_in is None else min(self.recheck, closes_in + 0.001)
+        rewake_in = self.recheck
+        for change in (closes_in, zone_change):
+            if change is not None:
+                rewake_in = min(rewake_in, change + 0.001)
         done = ledger.unpark(
             campaign,
             [],
@@ -175,9 +186,98 @@ class Feeder:
             return "paused"  # paused since the controls were read
         if done.left == 0:
             return "empty"  # its wake entry went with its last parked call
+        if ctl.by_callee and not ledger.parked_counts([campaign], ready=True)[0]:
+            # Every parked call waits for its own zone's window: the wake set above (the
+            # next zone opening at the latest) brings the campaign back.
+            ledger.leave_feed(acct.name, [campaign])
+            return "waiting_zones"
         ledger.join_feed(acct.name, campaign)
         self._joined.append(acct.name)
         return "open"
+
+    def _sort_zones(self, campaign: str, ctl: Controls) -> float | None:
+        """Sort a callee-zone campaign's parked calls by their own zone's window, now: the
+        held ones of a zone now open to the ready band, the ready ones at the head of the
+        queue (what the feed takes before the next look) of a zone now closed to its band.
+        Returns the seconds until one of its zones next opens or closes (sooner when a batch
+        was full: more to sort). The dialer still judges each call's own zone before it
+        dials, so a call this missed is never dialled outside its window either."""
+        ledger = self.ledger
+        now = self.dialer.clock()
+        present = ledger.campaign_zones(campaign) | {""}
+        is_open: dict[str, bool] = {}
+        changes: list[float] = []
+
+        def opened(zone: str) -> bool:
+            if zone not in is_open:
+                tz = ctl.zone_of(zone)
+                wait = ctl.window_wait(now, tz)
+                is_open[zone] = wait is None
+                if zone in present:
+                    changes.append(ctl.window_closes_in(now, tz) if wait is None else wait)
+            return is_open[zone]
+
+        def where(zone: str, score: float) -> int:
+            """The score a parked call belongs at now: ready, or its closed zone's band."""
+            created = zones.created_of(score)
+            return created if opened(zone) else zones.held_offset(zone) + created
+
+        # The bands of the zones open now, then the head of the ready band.
+        bands = sorted({zones.band(z) for z in present if opened(z)})
+        full = False
+        for b in bands:
+            # Where the last judge stopped: calls of a closed zone sharing the band, more than
+            # one judge reads, would otherwise hide those of the open zone behind them.
+            start = ledger.zone_sort_start(campaign, b)
+            lo, hi = zones.band_base(b), zones.band_base(b + 1)
+            left = self._sort_band(campaign, lo, hi, where, start=start)
+            if left is not None or start:
+                ledger.set_zone_sort_start(campaign, b, left or 0)
+            full = left is not None or full
+        head = self._sort_band(campaign, 0, zones.SPAN, where, enough=ZONES_BATCH)
+        full = head is not None or full
+        for zone in present:
+            opened(zone)  # every zone's next change counts, sorted or not
+        if full:
+            changes.append(self.settings.sweep_interval_seconds)
+        return min(changes) if changes else None
+
+    def _sort_band(
+        self,
+        campaign: str,
+        lo: int,
+        hi: int,
+        where: Callable[[str, float], int],
+        *,
+        enough: int | None = None,
+        start: int = 0,
+    ) -> int | None:
+        """Move the parked calls scored in ``[lo, hi)`` to where they belong (``where``: by
+        their zone and score), in rounds of ZONES_BATCH past those that stay, from the
+        ``start``-th, until the band is done or ``enough`` stay (the head of the ready band:
+        more than the feed takes before the next look). Returns None when the band was read
+        to its end, else how many calls stay before where this stopped (more may be
+        unsorted: every round was full)."""
+        kept = start
+        for _ in range(ZONES_ROUNDS):
+            got = self.ledger.parked_band(campaign, lo, hi, ZONES_BATCH, start=kept)
+            moves = [(rid, score, where(z, score)) for rid, score, z in got]
+            moves = [m for m in moves if m[2] != m[1]]
+            self.ledger.move_parked(campaign, moves)
+            kept += len(got) - len(moves)
+            if len(got) < ZONES_BATCH or (enough is not None and kept >= enough):
+                return None
+        return kept
+
+    def _unband(self, campaign: str) -> float | None:
+        """A campaign judged in its own zone holds no call in a zone band; any left from a
+        ``--window-zone callee`` since changed go back to the ready band (the window is
+        judged for the campaign as a whole again)."""
+        got = self.ledger.parked_band(
+            campaign, zones.SPAN, zones.band_base(zones.CAMPAIGN_BAND + 1), ZONES_BATCH
+        )
+        self.ledger.move_parked(campaign, [(r, s, zones.created_of(s)) for r, s, _ in got])
+        return self.settings.sweep_interval_seconds if len(got) == ZONES_BATCH else None
 
     def _settle(self, campaign: str, to: str) -> str:
         n = self.ledger.settle_parked(campaign, to, SETTLE_BATCH)  # type: ignore[arg-type]
@@ -189,7 +289,7 @@ class Feeder:
         s = acct.settings
         within = self.settings.sweep_interval_seconds + s.rate_limit_max_ahead_seconds
         count = min(MAX_PRIORITY_PUSH, acct.limiter.free_slots(within) + 1)
-        ids = self.ledger.parked(campaign, count)
+        ids = self.ledger.parked(campaign, count, ready=True)
         done = self.ledger.unpark(
             campaign,
             [(rid, self.priority.encode(rid)) for rid in ids],
@@ -251,18 +351,21 @@ class Feeder:
             self._done(account, self.settings.sweep_interval_seconds)
             return 0
         want = min(most, sum(m.available for m in ready))
-        order = allocate(want, ready)
-        claims = self._claims(acct, order, ids)
-        grant = lim.reserve(ahead=lead, count=want, claims=claims)
-        if not grant.granted:
-            self._done(account, _next_pass(grant, lead, self.recheck))
+        named = _named(allocate(want, ready), ids)
+        named, counted = self._number_caps(named)
+        if not named:  # every call chosen was held at its number's cap: choose again now
+            self._done(account, MIN_PASS_GAP)
             return 0
-        order = order[: grant.count]
+        claims = self._claims(acct, [rid for _, rid in named])
+        grant = lim.reserve(ahead=lead, count=len(named), claims=claims)
+        room = _room(lim, grant, claims)
+        # The counts of the calls with no permit go back; the claim keeps the others'.
+        ledger.number_give_back(counted[rid] for _, rid in named[grant.count :] if rid in counted)
+        if not grant.granted:
+            self._done(account, _next_pass(grant, lead, self.recheck), room=room)
+            return 0
         calls: dict[str, list[tuple[str, str]]] = {m.campaign: [] for m in ready}
-        taken = dict.fromkeys(calls, 0)
-        for i, campaign in enumerate(order):
-            rid = ids[campaign][taken[campaign]]
-            taken[campaign] += 1
+        for i, (campaign, rid) in enumerate(named[: grant.count]):
             calls[campaign].append((rid, self.normal.encode(rid, Slot(grant.slot_us(i), account))))
         batches = [Unpark(c, calls[c], self.normal.queue_key) for c in calls if calls[c]]
         results = ledger.unpark_many(batches, overdue=self.settings.retry_overdue_seconds)
@@ -277,31 +380,71 @@ class Feeder:
                 gone.append(b.campaign)
             if done.moved < len(b.calls):
                 stopped[b.campaign] = [rid for rid, _ in b.calls]
-        if stopped and claims:
-            # Paused (or fed by another feeder) since the calls were read: the slots taken
-            # for calls still parked go back.
-            self.dialer.slots.free_unless_moved(account, stopped)
+        self._give_back(account, stopped, slots=bool(claims), counted=counted)
         ledger.advance_feed(account, advances(fed, {m.campaign: m.weight for m in ready}))
         if gone:
             self._leave(account, gone)
         FED.inc(moved)
-        self._done(account, _next_pass(grant, lead, self.recheck), now_ms=grant.now_us // 1000)
+        self._done(
+            account, _next_pass(grant, lead, self.recheck), now_ms=grant.now_us // 1000, room=room
+        )
         return moved
 
-    def _claims(
-        self, acct: Account, order: list[str], ids: dict[str, list[str]]
-    ) -> list[SlotClaim]:
+    def _give_back(
+        self,
+        account: str,
+        stopped: dict[str, list[str]],
+        *,
+        slots: bool,
+        counted: dict[str, NumberTake],
+    ) -> None:
+        """Paused (or fed by another feeder) since the calls were read: the live slots and
+        the per-number counts taken for calls still parked go back."""
+        if not stopped:
+            return
+        if slots:
+            self.dialer.slots.free_unless_moved(account, stopped)
+        if counted:  # only of calls still parked: number_give.lua checks, in its own step
+            self.ledger.number_give_back(
+                counted[rid] for rids in stopped.values() for rid in rids if rid in counted
+            )
+
+    def _claims(self, acct: Account, named: list[str]) -> list[SlotClaim]:
         """Under a cap on live calls each permit goes with its call's slots, in the same step:
-        the calls, named in slot order (allocate's order is the same for any prefix, so the
-        first ``count`` granted are those of allocate(count)). None without a cap."""
+        the calls, named in slot order (permit i goes to the i-th: the script stops at the
+        first call the cap refuses). None without a cap."""
         if acct.limiter.max_live is None:
             return []
-        taken = dict.fromkeys(ids, 0)
-        named = []
-        for campaign in order:
-            named.append(ids[campaign][taken[campaign]])
-            taken[campaign] += 1
         return self.dialer.slots.claims(named, acct.settings)
+
+    def _number_caps(
+        self, named: list[tuple[str, str]]
+    ) -> tuple[list[tuple[str, str]], dict[str, NumberTake]]:
+        """Under a per-number cap each call's count is taken before its permit is reserved
+        (number_take.lua), so a call the cap refuses spends no permit: it is held (or
+        skipped) there, and left out. Returns the calls still to feed, in slot order, and
+        the counts taken, by request id (given back for a call not handed out)."""
+        checks: dict[str, NumberCheck] = {}
+        capped = []
+        for campaign, rid in named:
+            ctl = self.dialer.controls_of(campaign)
+            cap = self.dialer.number_cap(ctl)
+            if cap is not None:
+                capped.append((rid, cap, ctl.end_at))
+        if not capped:
+            return named, {}
+        numbers = self.ledger.callees([rid for rid, _, _ in capped])
+        for (rid, cap, end_at), number in zip(capped, numbers, strict=True):
+            if number:
+                checks[rid] = NumberCheck(number, cap, end_at)
+        takes = self.ledger.number_take_many(list(checks.items()))
+        verdicts = dict(zip(checks, takes, strict=True))
+        counted = {rid: t for rid, t in verdicts.items() if t.taken}
+        kept = [(c, rid) for c, rid in named if rid not in verdicts or verdicts[rid].taken]
+        for t in takes:
+            if t.verdict in ("held", "skipped"):
+                NUMBER_CAPPED.labels(t.verdict).inc()
+        return kept, counted
 
     def _shares(
         self, account: str, members: list[tuple[str, float]]
@@ -323,22 +466,49 @@ class Feeder:
         meanwhile is judged again (its park also set its wake: belt and braces)."""
         ledger = self.ledger
         ledger.leave_feed(account, campaigns)
-        for campaign, count in zip(campaigns, ledger.parked_counts(campaigns), strict=True):
+        ready = ledger.parked_counts(campaigns, ready=True)  # not those held for their zone
+        for campaign, count in zip(campaigns, ready, strict=True):
             if count:
                 ledger.rewake(campaign, 0.0)
 
-    def _done(self, account: str, next_in: float, *, now_ms: int | None = None) -> None:
+    def _done(
+        self,
+        account: str,
+        next_in: float,
+        *,
+        now_ms: int | None = None,
+        room: tuple[str, int, int] | None = None,
+    ) -> None:
         if now_ms is None:
             sec, usec = self.ledger.redis.time()
             now_ms = int(sec) * 1000 + int(usec) // 1000
-        self.ledger.feed_done(account, now_ms + max(1, int(next_in * 1000)))
+        self.ledger.feed_done(account, now_ms + max(1, int(next_in * 1000)), room=room)
+
+
+def _room(lim: Limiter, grant: Grant, claims: list[SlotClaim]) -> tuple[str, int, int] | None:
+    """For a pass the cap stopped: what feed_done needs to tell whether a slot was freed
+    since the reservation (its end would otherwise overwrite the freed slot's wake)."""
+    if grant.slots_full is None or lim.max_live is None or len(claims) <= grant.count:
+        return None
+    return (lim.slots_key, lim.max_live, claims[grant.count].weight)
+
+
+def _named(order: list[str], ids: dict[str, list[str]]) -> list[tuple[str, str]]:
+    """(campaign, request id) of each permit in slot order: the i-th time a campaign comes
+    in ``order`` it feeds its i-th parked call."""
+    taken = dict.fromkeys(ids, 0)
+    named = []
+    for campaign in order:
+        named.append((campaign, ids[campaign][taken[campaign]]))
+        taken[campaign] += 1
+    return named
 
 
 def _next_pass(grant: Grant, lead: float, recheck: float) -> float:
     """Seconds until an account's next feed pass: when the next permit can be reserved within
     the lead; at the cap on live calls, when the earliest slot lapses (a freed slot makes the
-    account due at once: slot_free.lua), or after ``recheck`` at the latest (a slot freed
-    between this pass's reservation and its end is then not missed for long)."""
+    account due at once: slot_free.lua; one freed between this pass's reservation and its
+    end, feed_done.lua sees), or after ``recheck`` at the latest."""
     if not grant.granted:
         wait = grant.wait
     else:

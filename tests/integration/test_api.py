@@ -179,6 +179,7 @@ def test_given_a_multipart_upload_with_controls_when_posted_then_the_campaign_ke
         "redials": "2",
         "redial_interval": "900",
         "weight": "2",
+        "number_cap": "2/1d",
     }
     resp = api.post("/v1/campaigns/api-form/calls", files=files, data=fields)
     assert resp.status_code == 200, resp.text
@@ -192,6 +193,7 @@ def test_given_a_multipart_upload_with_controls_when_posted_then_the_campaign_ke
     assert controls["window"] == "10:00-19:00"
     assert controls["end_at"] == "2030-11-24T19:00:00+05:30"
     assert controls["weight"] == 2.0
+    assert controls["number_cap"] == "2/1d"
     assert controls["redial"] == {
         "on": ["busy", "no-answer"],
         "redials": 2,
@@ -233,6 +235,7 @@ def test_given_json_rows_when_posted_then_they_are_read_by_the_same_rules(
         ({"redials": "eleven"}, "redials"),
         ({"redials": "11"}, "redials"),
         ({"weight": "1000"}, "weight"),
+        ({"number_cap": "2/1w"}, "number_cap"),
         ({"redial_on": "engaged"}, "redial_on"),
         ({"dedupe": "none"}, "dedupe"),
         ({"strict": "maybe"}, "strict"),
@@ -451,12 +454,18 @@ def test_given_a_campaign_when_paused_resumed_set_and_cancelled_then_each_acts_a
     assert held["reason"] == "paused" and held["count"] == 5
     resumed = api.post("/v1/campaigns/api-ctl/resume").json()
     assert resumed["paused"] is False and resumed["parked"] == 5
-    patch = {"window": "09:00-21:00", "end_at": "2030-11-24T21:00+05:30", "weight": 3}
+    patch = {
+        "window": "09:00-21:00",
+        "end_at": "2030-11-24T21:00+05:30",
+        "weight": 3,
+        "number_cap": "1/6h",
+    }
     resp = api.patch("/v1/campaigns/api-ctl", json=patch)
     assert resp.status_code == 200, resp.text
     rc, out = run_cli(capsys, "set", "api-ctl")  # no option: prints the controls
     assert rc == 0 and resp.json() == json.loads(out)
     assert resp.json()["window"] == "09:00-21:00" and resp.json()["weight"] == 3.0
+    assert resp.json()["number_cap"] == "1/6h"
     bad = api.patch("/v1/campaigns/api-ctl", json={"redials": 99})
     assert bad.status_code == 422 and bad.json()["field"] == "redials"
     bad = api.patch("/v1/campaigns/api-ctl", json={"priority": True})  # not a control of set

@@ -21,6 +21,7 @@ from tests.campaigns import mobile
 from tests.conftest import (
     callback_receiver,
     make_dialer,
+    placed,
     wait_for,
 )
 
@@ -65,7 +66,7 @@ def place(settings: Settings, ledger: Ledger, n: int, start: int = 0) -> list[st
         ids.append(rid)
     dialer = make_dialer(settings, ledger)
     for rid in ids:
-        assert dialer.place(rid).result == "originated"
+        assert placed(dialer, rid).result == "originated"
     return ids
 
 

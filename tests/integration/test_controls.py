@@ -23,7 +23,7 @@ from callq.sweeping.feed import Feeder
 from callq.transport.config import make_app
 from producer import campaign_status, pause_campaign, resume_campaign
 from tests.campaigns import as_stream, campaign_csv, mobile
-from tests.conftest import make_dialer
+from tests.conftest import make_dialer, placed
 
 IST = ZoneInfo("Asia/Kolkata")
 
@@ -165,7 +165,7 @@ def test_given_the_shipped_defaults_at_23_00_ist_when_a_campaign_is_enqueued_the
     feeder = Feeder(ledger, settings, dialer, make_app(settings))
     assert feeder.drain_once() == {"open": 1, "fed": 3}
     for rid in first_ids(ledger, "late"):
-        assert dialer.place(rid).result == "originated"
+        assert placed(dialer, rid).result == "originated"
     assert sorted(sim.truth()["by_custom_field"].values()) == [1, 1, 1]
 
 
@@ -225,7 +225,7 @@ def test_given_a_paused_campaign_when_its_calls_come_then_they_park_and_resume_d
     assert ledger.redis.llen(queue) == before + 3
     assert feeder.drain_once() == {}  # each parked call is pushed once
     for rid in ids:
-        assert dialer.place(rid).result == "originated"
+        assert placed(dialer, rid).result == "originated"
     assert sorted(sim.truth()["by_custom_field"].values()) == [1, 1, 1]
 
 

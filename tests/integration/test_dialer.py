@@ -9,7 +9,7 @@ from callq.dialing.limiter import Limiter, Permit
 from callq.settings import Settings
 from callq.store.ledger import Ledger
 from tests.campaigns import mobile
-from tests.conftest import make_dialer
+from tests.conftest import make_dialer, placed
 
 
 class LateLimiter(Limiter):
@@ -47,7 +47,7 @@ def test_given_a_send_late_for_its_permit_when_dialling_then_it_is_held_back_uns
     assert sim.truth()["requests"] == 0  # nothing reached Exotel
     rec = ledger.get(rid)
     assert (rec["state"], rec["attempts"], rec["sent"]) == ("queued", "0", "0")
-    assert make_dialer(settings, ledger).place(rid).result == "originated"
+    assert placed(make_dialer(settings, ledger), rid).result == "originated"
     assert sim.truth()["by_custom_field"] == {rid: 1}
 
 
@@ -94,5 +94,5 @@ def test_given_wait_for_a_replica_that_does_not_answer_when_dialling_then_the_ca
     (entry,) = ledger.attempts_log(rid)
     assert entry["outcome"] == "unsent" and "no Redis replica acknowledged" in entry["error"]
     # The shipped policy (auto) waits only for the replicas the master has: none here.
-    assert make_dialer(settings, ledger).place(rid).result == "originated"
+    assert placed(make_dialer(settings, ledger), rid).result == "originated"
     assert sim.truth()["by_custom_field"] == {rid: 1}

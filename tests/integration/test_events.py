@@ -216,7 +216,7 @@ def test_given_per_attempt_events_when_attempts_end_then_each_outcome_has_one(
     assert got == [
         ("call.attempt", f"call.attempt:{a}:1:retrying"),
         ("call.attempt", f"call.attempt:{a}:2:in_doubt"),
-        ("call.attempt", f"call.attempt:{a}:2:failed"),
+        ("call.attempt", f"call.attempt:{a}:3:failed"),
         ("call.final", f"call.final:{a}"),
         ("campaign.completed", f"campaign.completed:{CAMPAIGN}:1"),
     ]
@@ -376,3 +376,152 @@ def test_given_events_when_operators_replay_and_list_dead_then_the_cli_says_what
     with pytest.raises(SystemExit):
         main(["events", "replay", "--since", "yesterday"])
     assert "--since" in capsys.readouterr().err
+
+
+def _delivered(receiver: Receiver) -> set[str]:
+    """Event ids the receiver got (after its script of failures ran out: each answered 200)."""
+    return {json.loads(b)["id"] for _, b in receiver.got}
+
+
+def test_given_retention_equal_to_the_horizon_when_an_event_is_still_retried_then_the_trim_keeps_it(
+    evledger: Ledger,
+    rclient: redis.Redis,
+    keys: Keys,  # type: ignore[type-arg]
+) -> None:
+    # EVENTS_RETAIN_SECONDS may equal EVENTS_RETRY_SECONDS; an event's last try can come a
+    # backoff (up to 10 min) after the horizon, so the trim must not take it from the stream
+    # while it is still due: it is delivered (or kept dead), never dropped unsent.
+    (a,) = enqueue(evledger, 1)
+    evledger.finish(a, sent(evledger, a), "failed")
+    rec = Receiver([500] * 100)
+    try:
+        s = Settings(
+            redis_url="redis://unused",
+            key_prefix=keys.prefix,
+            events_url=rec.url,
+            events_secret=SecretStr(SECRET),
+            events_retry_seconds=1.0,
+            events_retain_seconds=1.0,
+        )
+        d = Delivery(rclient, keys, s, "c1")
+        sink = sink_id(rec.url)
+        due = keys.events_due(sink)
+        d.run_once()  # pumped, sent, refused: due again after a backoff
+        assert rclient.zcard(due) == 2
+        # A later backoff puts the next try past the retention (as after a few failures).
+        rclient.zadd(due, dict.fromkeys(rclient.zrange(due, 0, -1), 2**50), xx=True)
+        # Older than EVENTS_RETAIN_SECONDS now (the trim reads the clock in whole seconds).
+        threading.Event().wait(2.1)
+        d._trimmed = float("-inf")
+        d.run_once()  # a trim pass while the retries wait
+        with rec.lock:
+            rec.got.clear()
+            rec.script = []  # the receiver is back: 200 from now on
+        rclient.zadd(due, dict.fromkeys(rclient.zrange(due, 0, -1), 0), xx=True)
+        for _ in range(5):
+            d.run_once()
+        d._trimmed = float("-inf")
+        d.run_once()  # delivered now: the next trim takes them
+        assert not rclient.xlen(keys.events())
+    finally:
+        rec.close()
+    dead = {x["event"]["id"] for x in EventLog(rclient, keys).dead()}
+    wanted = {f"call.final:{a}", f"campaign.completed:{CAMPAIGN}:1"}
+    assert _delivered(rec) | dead == wanted
+    assert not rclient.zcard(due)
+
+
+def test_given_an_entry_a_killed_worker_read_when_the_trim_runs_then_it_stays_for_delivery(
+    evledger: Ledger,
+    rclient: redis.Redis,
+    keys: Keys,  # type: ignore[type-arg]
+) -> None:
+    # A worker SIGKILLed between its XREADGROUP and the MULTI that moves the entries into the
+    # due sets leaves them pending; another claims them after one lease. A trim in between
+    # (the entry already past EVENTS_RETAIN_SECONDS) must keep it.
+    rec = Receiver([])
+    try:
+        s = Settings(
+            redis_url="redis://unused",
+            key_prefix=keys.prefix,
+            events_url=rec.url,
+            events_secret=SecretStr(SECRET),
+            events_retry_seconds=1.0,
+            events_retain_seconds=1.0,
+        )
+        d = Delivery(rclient, keys, s, "live")
+        d.run_once()  # the group exists; nothing to send yet
+        (a,) = enqueue(evledger, 1)
+        evledger.finish(a, sent(evledger, a), "failed")  # call.final and campaign.completed
+        got = rclient.xreadgroup("callq-delivery", "killed", {keys.events(): ">"}, count=1)
+        (killed,) = [str(e) for _, entries in got for e, _ in entries]
+        # Older than EVENTS_RETAIN_SECONDS now (the trim reads the clock in whole seconds).
+        threading.Event().wait(2.1)
+        d._trimmed = float("-inf")
+        d.run_once()  # sends the unread entry; the killed one's lease has not run out: trims
+        # The killed worker's lease runs out (its idle time brought forward, not waited).
+        rclient.xclaim(
+            keys.events(), "callq-delivery", "killed", 0, [killed], idle=d.lease_ms + 1000
+        )
+        for _ in range(3):
+            d.run_once()
+    finally:
+        rec.close()
+    assert _delivered(rec) == {f"call.final:{a}", f"campaign.completed:{CAMPAIGN}:1"}
+
+
+def test_given_per_attempt_events_when_refusals_are_uncounted_then_each_outcome_has_its_own_id(
+    rclient: redis.Redis,
+    keys: Keys,  # type: ignore[type-arg]
+) -> None:
+    # An account-level refusal (the breaker's fault) uncounts its attempt, so the next attempt
+    # has the same number: its event must not share the first one's id, or the receiver, which
+    # dedupes on it, drops it.
+    ledger = Ledger(rclient, keys, EventFlags(on=True, per_attempt=True))
+    (a,) = enqueue(ledger, 1)
+    for _ in range(2):
+        token = sent(ledger, a)
+        assert ledger.finish(
+            a, token, "retrying", error="HTTP 403", next_in=0, look_again_in=60, uncount=True
+        ).ok
+    ledger.finish(a, sent(ledger, a), "failed", error="HTTP 400")
+    attempts = [e for e in events(ledger) if e["type"] == "call.attempt"]
+    assert [e["data"]["state"] for e in attempts] == ["retrying", "retrying", "failed"]
+    assert len({e["id"] for e in attempts}) == 3
+
+
+def test_given_a_receiver_url_with_credentials_when_its_event_is_dead_then_no_credential_shows(
+    evledger: Ledger,
+    rclient: redis.Redis,
+    keys: Keys,
+    redis_url: str,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],  # type: ignore[type-arg]
+) -> None:
+    from callq.intake.cli import main
+
+    (a,) = enqueue(evledger, 1)
+    evledger.finish(a, sent(evledger, a), "failed")
+    down = Receiver([500] * 100)
+    try:
+        port = down.server.server_address[1]
+        url = f"http://hook-user:pw-in-the-url-9@127.0.0.1:{port}/events?token=tok-in-the-url-9"
+        s = Settings(
+            redis_url="redis://unused",
+            key_prefix=keys.prefix,
+            events_url=url,
+            events_secret=SecretStr(SECRET),
+            events_retry_seconds=0.001,
+        )
+        Delivery(rclient, keys, s, "c1").run_once()
+    finally:
+        down.close()
+    monkeypatch.setenv("REDIS_URL", redis_url)
+    monkeypatch.setenv("KEY_PREFIX", keys.prefix)
+    monkeypatch.setenv("EVENTS_URL", url)
+    assert main(["events", "dead"]) == 0
+    assert main(["events", "dead", "--json"]) == 0
+    out = capsys.readouterr().out + json.dumps(rclient.hgetall(keys.events_dead()))
+    assert f"http://127.0.0.1:{port}/events" in out  # the receiver is named
+    for secret in ("pw-in-the-url-9", "tok-in-the-url-9", "hook-user", SECRET):
+        assert secret not in out

@@ -5,8 +5,9 @@ from __future__ import annotations
 import time
 
 import pytest
+import redis
 
-from callq.store.ledger import Ledger
+from callq.store.ledger import ENQUEUE_CHUNK, Ledger
 
 CAMPAIGN = "c1"
 
@@ -297,3 +298,93 @@ def test_given_a_campaign_id_equal_to_the_prefix_when_paged_then_every_page_move
             break
         after = nxt
     assert seen == ["page-c1", "page-c10", "page-c11"]
+
+
+def test_given_a_batch_over_one_script_call_when_enqueued_then_each_row_is_judged_in_order(
+    ledger: Ledger,
+) -> None:
+    k = ledger.keys
+    n = ENQUEUE_CHUNK + 5  # two enqueue.lua calls in one round trip
+    ids = [rid(i) for i in range(n)]
+    first = ledger.enqueue_many(CAMPAIGN, [(ids[0], {"from": "+919000000000"})])
+    claim(ledger, ids[0])  # dialling now: 0, left alone
+    records = [
+        (r, {"from": "+91900000000" + str(i % 10), "custom_field": "ü"}) for i, r in enumerate(ids)
+    ]
+    records.insert(3, (ids[1], {"from": "again"}))  # the same call twice in one batch
+    codes = ledger.enqueue_many(CAMPAIGN, records)
+    assert first == [1]
+    assert codes == [0, 1, 1, 2] + [1] * (n - 3)
+    assert ledger.get(ids[1])["from"] == "+919000000001"  # the first row of the two wins
+    assert ledger.get(ids[2])["custom_field"] == "ü"
+    assert ledger.get(ids[2])["parked"] == "new"
+    assert ledger.redis.lrange(k.campaign_calls(CAMPAIGN), 0, -1) == ids  # enqueue order
+    assert ledger.redis.zcard(k.campaign_parked(CAMPAIGN)) == n - 1  # all but the claimed one
+    assert ledger.redis.zscore(k.wake(), CAMPAIGN) is not None
+    assert ledger.redis.zrange(k.campaigns_by_id(), 0, -1) == [CAMPAIGN]
+    assert ledger.status(CAMPAIGN).total == n
+    assert_counters_match(ledger)
+    ledger.cancel(CAMPAIGN)
+    assert ledger.enqueue_many(CAMPAIGN, [(rid(n), {}), (rid(n + 1), {})]) == [3, 3]
+    assert ledger.status(CAMPAIGN).total == n
+
+
+def test_given_a_script_call_failing_midway_when_rerun_then_each_call_counts_once(
+    ledger: Ledger,
+) -> None:
+    # Lua aborts a script at an error but keeps what it wrote before: rows 1-5 of this script
+    # call must not stay written without their counters, calls-list entry and campaign.
+    k = ledger.keys
+    ids = [rid(i) for i in range(10)]
+    records = [(r, {"from": "+919000000000"}) for r in ids]
+    ledger.redis.set(k.call(ids[5]), "not a hash")  # any error a command raises (WRONGTYPE)
+    with pytest.raises(redis.ResponseError):
+        ledger.enqueue_many(CAMPAIGN, records)
+    ledger.redis.delete(k.call(ids[5]))
+    codes = ledger.enqueue_many(CAMPAIGN, records)  # the re-run, the documented recovery
+    assert ledger.status(CAMPAIGN).total == 10
+    assert ledger.redis.lrange(k.campaign_calls(CAMPAIGN), 0, -1) == ids
+    assert ledger.redis.smembers(k.campaigns()) == {CAMPAIGN}
+    assert_counters_match(ledger)
+    assert codes == [1] * 10  # the failed script call wrote nothing at all
+
+
+def test_given_a_priority_batch_over_one_script_call_when_enqueued_then_each_row_is_pushed_as_alone(
+    ledger: Ledger,
+) -> None:
+    k = ledger.keys
+    queue = f"{k.prefix}.test-queue"
+    n = ENQUEUE_CHUNK + 3
+    ids = [rid(i) for i in range(n)]
+    assert ledger.enqueue_many(CAMPAIGN, [(ids[0], {"from": "+919000000000"})]) == [1]  # parked
+    records = [(r, {"from": "+919000000001", "custom_field": 'a "b"\nc'}) for r in ids]
+    records.insert(ENQUEUE_CHUNK, (ids[1], {}))  # a repeat, in the second script call
+    messages = [f"m-{r}" for r, _ in records]
+    codes = ledger.enqueue_many(
+        CAMPAIGN, records, queue_key=queue, messages=messages, queued_overdue=600.0
+    )
+    assert codes == [2] + [1] * (ENQUEUE_CHUNK - 1) + [2] + [1] * (n - ENQUEUE_CHUNK)
+    assert sorted(ledger.redis.lrange(queue, 0, -1)) == sorted(messages)  # one per row
+    assert set(ledger.redis.zrange(k.deadlines(), 0, -1)) == set(ids[1:])  # the created ones
+    assert ledger.redis.zrange(k.campaign_parked(CAMPAIGN), 0, -1) == [ids[0]]
+    assert ledger.get(ids[0])["from"] == "+919000000000"  # never changed
+    assert ledger.get(ids[2])["custom_field"] == 'a "b"\nc'
+    assert "parked" not in ledger.get(ids[2])
+    assert ledger.redis.lrange(k.campaign_calls(CAMPAIGN), 0, -1) == ids
+    assert_counters_match(ledger)
+
+
+def test_given_fields_with_odd_characters_when_enqueued_in_a_batch_then_each_is_stored_as_given(
+    ledger: Ledger,
+) -> None:
+    # The batch carries each row's fields as JSON, decoded in Lua by cjson.
+    odd = ["", "ü", "😀𝄞", "\u2028", "1e5", "0.10", "-0", "[]", "null", 'a "q"', "l1\nl2\r\n"]
+    odd += ["\t\x00\x01\x1f\x7f", "back\\slash", "\\u00e9", "\ufeff", "x" * 3000]
+    ids = [rid(i) for i in range(len(odd))]
+    codes = ledger.enqueue_many(
+        CAMPAIGN, [(r, {"custom_field": v, "extra": v}) for r, v in zip(ids, odd, strict=True)]
+    )
+    assert codes == [1] * len(odd)
+    for r, v in zip(ids, odd, strict=True):
+        rec = ledger.get(r)
+        assert (rec["custom_field"], rec["extra"], rec["state"]) == (v, v, "queued")

@@ -6,9 +6,10 @@ from __future__ import annotations
 import threading
 from typing import Any
 
+import pytest
 import redis
 
-from callq.dialing.limiter import Limiter
+from callq.dialing.limiter import Limiter, Slot
 from callq.intake import campaign_status
 from callq.intake.enqueue import Enqueuer
 from callq.settings import Settings
@@ -17,9 +18,9 @@ from callq.store.gauges import LedgerCollector
 from callq.store.keys import Keys
 from callq.store.ledger import Ledger
 from callq.store.slots import LiveSlots, SlotClaim, live_caps
-from producer import pause_campaign
+from producer import cancel_campaign, pause_campaign
 from tests.campaigns import agent_csv, as_stream
-from tests.conftest import make_dialer
+from tests.conftest import make_dialer, placed
 from tests.integration.test_dialer import enqueue_one
 from tests.integration.test_feed import feeder_for, queued
 
@@ -251,6 +252,156 @@ def test_given_slots_taken_by_the_feed_when_the_campaign_pauses_before_the_move_
     assert feeder.feed("default") == 0
     assert ledger.status("feed").parked == 5
     assert LiveSlots(ledger.redis, ledger.keys).used("default") == 0
+
+
+def test_given_a_429_naming_concurrency_when_dialling_then_the_limiter_is_still_pushed_back(
+    settings: Settings, ledger: Ledger, sim: Any
+) -> None:
+    # A 429 is the rate limit's status: one whose message names concurrency may still be the
+    # rate's (callq cannot tell), so it must push every worker back like any other 429.
+    sim.configure(max_live_slots=1)  # refused with the simulator's default: 429, "concurrent"
+    pushback = 60.0  # far longer than the test takes: the push-back is seen, not timed
+    s = settings.model_copy(
+        update={"exotel_max_live_calls": 4, "rate_limited_pushback_seconds": pushback}
+    )
+    dialer = make_dialer(s, ledger)
+    rid = enqueue_one(ledger, 5)
+    assert dialer.place(rid).kind == "not_placed"
+    assert "concurren" in ledger.get(rid)["last_error"]
+    tat, now = dialer.limiter.next_free()
+    assert tat - now > pushback / 2 * 1e6
+    assert LiveSlots(ledger.redis, ledger.keys).used("default") == 0
+
+
+@pytest.mark.parametrize("stop", ["pause", "cancel"])
+def test_given_fed_calls_holding_slots_when_a_stop_comes_before_their_claim_then_the_slots_go_back(
+    settings: Settings, ledger: Ledger, stop: str
+) -> None:
+    # The feed took each call's slots with its permit; a pause or cancel before a worker
+    # claims the message parks or cancels the call at the claim, unsent: its slots must go
+    # back then, not after the lease (the origination window plus TimeOut plus TimeLimit).
+    capped_settings = settings.model_copy(update={"exotel_max_live_calls": 4})
+    Enqueuer(capped_settings).enqueue_file(as_stream(agent_csv(5)), "feed")
+    feeder = feeder_for(capped_settings, ledger)
+    assert feeder.drain_once() == {"open": 1, "fed": 2}
+    slots = LiveSlots(ledger.redis, ledger.keys)
+    assert slots.used("default") == 4
+    if stop == "pause":
+        pause_campaign("feed", settings=capped_settings)
+    else:
+        cancel_campaign("feed", settings=capped_settings)
+    dialer = make_dialer(capped_settings, ledger)
+    for rid, kw in queued(ledger, capped_settings):
+        step = dialer.place(rid, slot=Slot(kw["slot"], kw["account"]))
+        assert step.result == ("parked:queued" if stop == "pause" else "skip:cancelled")
+    assert slots.used("default") == 0
+
+
+def test_given_slots_taken_by_the_feed_when_the_campaign_is_cancelled_before_the_move_then_they_go_back(
+    settings: Settings, ledger: Ledger
+) -> None:
+    # A cancel takes the calls out of the parked set: they are not parked any more, but not
+    # moved either, and nobody will ever claim them to give their slots back.
+    capped_settings = settings.model_copy(update={"exotel_max_live_calls": 4})
+    Enqueuer(capped_settings).enqueue_file(as_stream(agent_csv(5)), "feed")
+    feeder = feeder_for(capped_settings, ledger)
+    feeder.judge("feed")
+    unpark = feeder.ledger.unpark_many
+
+    def cancelled_then_unpark(*args: Any, **kw: Any) -> Any:
+        cancel_campaign("feed", settings=capped_settings)  # between the grant and the move
+        return unpark(*args, **kw)
+
+    feeder.ledger.unpark_many = cancelled_then_unpark  # type: ignore[method-assign]
+    assert feeder.feed("default") == 0
+    assert ledger.status("feed").states.get("cancelled") == 5
+    assert LiveSlots(ledger.redis, ledger.keys).used("default") == 0
+
+
+def test_given_a_permit_reserved_ahead_when_it_takes_slots_then_their_lease_runs_from_its_slot(
+    rclient: redis.Redis,  # type: ignore[type-arg]
+    keys: Keys,
+) -> None:
+    # A priority call may reserve up to RATE_LIMIT_MAX_WAIT_SECONDS ahead and is sent at its
+    # permit's slot; the call may live its lease from then on. A lease counted from the
+    # reservation lapses that much early, and the next taker frees a live call's slots.
+    lim = Limiter(rclient, keys, "acct", calls=10, period=1.0, max_ahead=0.1, max_live=4)
+    now = 5_000_000_000_000
+    for _ in range(30):  # 3 s of permits ahead, none of them a call's
+        assert lim.reserve(now_us=now, ahead=5.0).granted
+    g = lim.reserve(now_us=now, ahead=5.0, claims=[SlotClaim("late", 2, 60)])
+    assert g.count == 1 and g.wait >= 2.9
+    lapse = rclient.zscore(keys.live_slots("default"), "2:late")
+    assert lapse is not None and lapse >= (g.slot_us(0) // 1000) + 60_000
+
+
+def test_given_a_terminal_callback_when_it_frees_slots_then_it_adds_one_round_trip_only(
+    settings: Settings, ledger: Ledger, sim: Any
+) -> None:
+    # The receiver answers Exotel within its 15 s; freeing a call's slots costs it the
+    # slot_free script alone: the account comes back with the callback's own script.
+    dialer = make_dialer(settings.model_copy(update={"exotel_max_live_calls": 4}), ledger)
+    rid = enqueue_one(ledger, 6)
+    assert placed(dialer, rid).result == "originated"
+    store = CallbackStore(ledger.redis, ledger.keys)
+    ev = CallbackEvent(ledger.get(rid)["sid"], "completed", rid, {})
+    sent: list[str] = []
+    real = ledger.redis.execute_command
+
+    def counted(*args: Any, **kw: Any) -> Any:
+        sent.append(str(args[0]))
+        return real(*args, **kw)
+
+    ledger.redis.execute_command = counted  # type: ignore[method-assign]
+    try:
+        applied = store.apply_event(ev)
+    finally:
+        ledger.redis.execute_command = real  # type: ignore[method-assign]
+    assert applied.result == "matched"
+    assert LiveSlots(ledger.redis, ledger.keys).used("default") == 0
+    assert [c.upper() for c in sent] == ["EVALSHA", "EVALSHA"]  # callback.lua, slot_free.lua
+
+
+def test_given_a_worker_killed_after_taking_slots_when_its_call_is_cancelled_then_they_go_back(
+    settings: Settings, ledger: Ledger
+) -> None:
+    # A worker took the call's slots with its permit, then died before its sent mark: the
+    # sweeper requeues the call (a message without a fed permit). Cancelled before that
+    # message is claimed, the call is never dialled again: nothing but the claim frees them.
+    s = settings.model_copy(update={"exotel_max_live_calls": 4})
+    dialer = make_dialer(s, ledger)
+    rid = enqueue_one(ledger, 7)
+    record = ledger.get(rid)
+    claim = SlotClaim(rid, 2 if not record.get("url") else 1, 60)
+    assert dialer.limiter.reserve(claims=[claim]).count == 1  # the dead worker's
+    cancel_campaign("d", settings=s)
+    assert dialer.place(rid).result == "skip:cancelled"
+    assert LiveSlots(ledger.redis, ledger.keys).used("default") == 0
+
+
+def test_given_a_slot_freed_during_a_feed_pass_at_the_cap_when_the_pass_ends_then_it_is_not_missed(
+    settings: Settings, ledger: Ledger
+) -> None:
+    # A callback frees a slot after the pass's reservation was refused at the cap, before the
+    # pass sets the account's next pass: slot_free made it due now, and the pass's own end
+    # must not push that back to the earliest lease (or ten sweep ticks).
+    capped_settings = settings.model_copy(update={"exotel_max_live_calls": 4})
+    Enqueuer(capped_settings).enqueue_file(as_stream(agent_csv(5)), "feed")
+    feeder = feeder_for(capped_settings, ledger)
+    assert feeder.drain_once() == {"open": 1, "fed": 2}
+    fed = [rid for rid, _ in queued(ledger, capped_settings)]
+    slots = LiveSlots(ledger.redis, ledger.keys)
+    done = feeder.ledger.feed_done
+
+    def freed_then_done(*args: Any, **kw: Any) -> Any:
+        slots.free(fed[0], "default")  # the first call's callback, mid-pass
+        feeder.ledger.feed_done = done  # type: ignore[method-assign]
+        return done(*args, **kw)
+
+    feeder.ledger.feed_done = freed_then_done  # type: ignore[method-assign]
+    ledger.redis.zadd(ledger.keys.feeds(), {"default": 0})  # due now: the pass runs
+    assert feeder.drain_once() == {}  # at the cap: nothing fed, the slot frees after
+    assert feeder.drain_once() == {"fed": 1}  # the freed slot is used at once
 
 
 class _HoldSetByTheRoundTrip:

@@ -66,6 +66,7 @@ def test_given_bad_rows_when_enqueued_then_each_is_reported_by_line_and_field_an
             "failed": 0,
             "cancelled": 0,
             "expired": 0,
+            "skipped": 0,
         },
         "call_status": {},
         "held": None,
@@ -217,3 +218,37 @@ def test_given_a_bad_campaign_id_when_enqueued_then_usage_error(
     proc = run(settings, "enqueue", str(path), "--campaign", "bad id:x")
     assert proc.returncode == 2
     assert "campaign id" in proc.stderr
+
+
+def test_given_strict_wait_and_no_replica_when_enqueueing_then_a_clear_error_and_a_retry_keeps_each_call_once(
+    settings: Settings, ledger: Ledger, tmp_path: Path
+) -> None:
+    # REDIS_WAIT_REPLICAS=1 on the test Redis, which has no replica: no batch is acknowledged,
+    # so the producer must not report its calls as accepted.
+    path = tmp_path / "calls.csv"
+    path.write_bytes(campaign_csv(3))
+    strict = {"REDIS_WAIT_REPLICAS": "1", "REDIS_WAIT_TIMEOUT_MS": "20"}
+    proc = run(settings, "enqueue", str(path), "--campaign", "unrepl", env=strict)
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert "REDIS_WAIT_REPLICAS" in proc.stderr and "enqueue again" in proc.stderr
+    assert "accepted" not in proc.stdout
+    # Enqueued again (the default policy: no replica, no WAIT), each call is there once.
+    again = run(settings, "enqueue", str(path), "--campaign", "unrepl")
+    assert again.returncode == 0, again.stderr
+    assert len(list(ledger.iter_request_ids("unrepl"))) == 3
+
+
+@pytest.mark.parametrize("command", ["pause", "resume", "cancel"])
+def test_given_strict_wait_and_no_replica_when_a_campaign_is_stopped_or_resumed_then_a_clear_error(
+    settings: Settings, tmp_path: Path, command: str
+) -> None:
+    # A cancel (or pause, or resume) the master alone holds could be lost by a failover: the
+    # operator is told so (exit 1, the setting named), not told it is done.
+    path = tmp_path / "calls.csv"
+    path.write_bytes(campaign_csv(2))
+    assert run(settings, "enqueue", str(path), "--campaign", "ops").returncode == 0
+    strict = {"REDIS_WAIT_REPLICAS": "1", "REDIS_WAIT_TIMEOUT_MS": "20"}
+    proc = run(settings, command, "ops", env=strict)
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert "REDIS_WAIT_REPLICAS" in proc.stderr and f"the {command} of campaign ops" in proc.stderr
+    assert run(settings, command, "ops").returncode == 0  # no replica, no WAIT: it goes through

@@ -23,7 +23,7 @@ from callq.store.callbacks import CallbackEvent, CallbackStore
 from callq.store.keys import Keys
 from callq.store.ledger import Ledger
 from tests.campaigns import mobile
-from tests.conftest import SIM_SID, callback_receiver, make_dialer, wait_for
+from tests.conftest import SIM_SID, callback_receiver, make_dialer, placed, wait_for
 
 CAMPAIGN = "rc"
 
@@ -204,7 +204,7 @@ def redial_in_doubt(
     sim.configure(callbacks=True, time_scale=0.01, slow_seconds=1.5, status_mix={"busy": 1.0})
     with callback_receiver(settings) as cb:
         dialer = make_dialer(cb, ledger)
-        assert dialer.place(rid).result == "originated"
+        assert placed(dialer, rid).result == "originated"
         s1 = ledger.get(rid)["sid"]
         wait_for(lambda: ledger.get(rid)["state"] == "retrying", timeout=10, message="redial")
         sim.configure(callbacks=False)  # the redial's callback is lost

@@ -33,6 +33,7 @@ def test_every_producer_command_is_documented() -> None:
         "pause",
         "resume",
         "set",
+        "forecast",
         "events",
     ]
     assert [c for c in commands if f"python -m producer {c}" not in OPERATIONS] == []

@@ -656,7 +656,7 @@ def test_classify_exception_never_raises(kind: type[BaseException], args: list[o
 
 
 @pytest.mark.parametrize("status", [429, 403, 400])
-def test_a_refusal_naming_concurrent_calls_is_not_placed_at_capacity_not_rate_limited(
+def test_a_refusal_naming_concurrent_calls_is_not_placed_at_capacity_a_429_rate_limited_too(
     status: int,
 ) -> None:
     message = "Too many concurrent calls: the account's concurrency limit has been reached"
@@ -665,8 +665,13 @@ def test_a_refusal_naming_concurrent_calls_is_not_placed_at_capacity_not_rate_li
         (rest_xml(status, message), "application/xml"),
     ):
         outcome = classify_response(status, {"Content-Type": ctype}, body)
+        # A 429 naming concurrency may still be the rate's: it stays rate limited (pushes back).
         assert outcome == NotPlaced(
-            reason=message, http_status=status, retry_after=None, at_capacity=True
+            reason=message,
+            http_status=status,
+            retry_after=None,
+            rate_limited=status == 429,
+            at_capacity=True,
         )
     # A plain rate-limit 429 stays what it was.
     plain = classify_response(429, {}, rest_json(429, "Too Many Requests"))

@@ -440,6 +440,7 @@ def test_given_a_call_then_to_record_is_flat_strings() -> None:
         "time_out": "20",
         "extra": '{"CallType":"trans","Record":"true"}',
         "line": "2",
+        "zone": "Asia/Calcutta",  # the callee's (To's) zone
     }
 
 
@@ -525,3 +526,9 @@ def test_given_good_rows_among_quote_free_junk_then_every_good_row_is_returned(
             out.append(junk)
     rows = split(read(b"\n".join(out) + b"\n"))[0]
     assert [r.line for r in rows if r.to and r.to.startswith("+9190521600")] == good_lines
+
+
+def test_given_a_call_then_its_callee_zone_is_to_s_or_for_a_flow_from_s() -> None:
+    assert _call(to="+971501234567").to_record()["zone"] == "Asia/Dubai"
+    flow = _call(from_="+12025550123", to=None, url="http://my.exotel.com/sid/exoml/start/1")
+    assert flow.to_record()["zone"] == "America/New_York"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from callq.settings import ConfigError, Settings
-from callq.store.connect import is_sentinel_url, parse_sentinel_url
+from callq.store.connect import MasterCheck, is_sentinel_url, make_redis, parse_sentinel_url
 from callq.transport.config import celery_config
 
 
@@ -80,3 +80,9 @@ def test_given_the_wait_policy_when_read_then_auto_waits_for_one_replica_and_a_n
         load_settings(_env_file=None, redis_wait_replicas="some")
     with pytest.raises(ConfigError, match="REDIS_WAIT_TIMEOUT_MS"):
         load_settings(_env_file=None, redis_wait_timeout_ms=0)
+
+
+def test_given_a_plain_redis_url_when_the_master_check_is_made_then_there_is_none() -> None:
+    # The check against the Sentinels exists only for a Sentinel URL (no connection is opened).
+    assert MasterCheck.of(make_redis("redis://127.0.0.1:1/0")) is None
+    assert isinstance(MasterCheck.of(make_redis("sentinel://127.0.0.1:1/0")), MasterCheck)

@@ -59,3 +59,18 @@ def test_given_live_call_caps_when_read_then_each_account_has_its_own_and_bad_on
         load_settings(exotel_max_live_calls=0)
     with pytest.raises(ConfigError, match=r"EXOTEL_ACCOUNTS\[north\]\.\[max_live_calls\]"):
         load_settings(exotel_accounts={"north": {**north, "max_live_calls": -1}})
+
+
+def test_given_a_live_call_cap_below_one_connect_call_when_read_then_it_is_refused_by_name() -> (
+    None
+):
+    # A connect-two-numbers call holds 2 slots: under a cap of 1 none could ever be granted,
+    # and the feed would look again every 50 ms (nothing held, so no lease to wait for).
+    from callq.settings import ConfigError, load_settings
+
+    with pytest.raises(ConfigError, match="EXOTEL_MAX_LIVE_CALLS"):
+        load_settings(exotel_max_live_calls=1)
+    north = {"account_sid": "n", "api_key": "k", "api_token": "t", "max_live_calls": 1}
+    with pytest.raises(ConfigError, match=r"EXOTEL_ACCOUNTS\[north\]\.\[max_live_calls\]"):
+        load_settings(exotel_accounts={"north": north})
+    assert load_settings(exotel_max_live_calls=2).exotel_max_live_calls == 2

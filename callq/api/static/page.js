@@ -4,10 +4,10 @@
 
 const POLL_MS = 2000;
 const SVG = "http://www.w3.org/2000/svg";
-const STATE_ORDER = ["queued", "dialing", "retrying", "in_doubt", "originated", "failed", "cancelled", "expired"];
+const STATE_ORDER = ["queued", "dialing", "retrying", "in_doubt", "originated", "failed", "cancelled", "expired", "skipped"];
 const COLOURS = {
   queued: "#9aa5b1", dialing: "#2f80ed", retrying: "#f2c94c", in_doubt: "#bb6bd9",
-  originated: "#27ae60", failed: "#eb5757", cancelled: "#4f4f4f", expired: "#828282",
+  originated: "#27ae60", failed: "#eb5757", cancelled: "#4f4f4f", expired: "#828282", skipped: "#a0a0a0",
   completed: "#27ae60", busy: "#f2994a", "no-answer": "#f2c94c",
 };
 const csrf = document.querySelector('meta[name="csrf-token"]').content;
@@ -271,7 +271,7 @@ async function pollList() {
       tr.append(name, el("td", { class: "num" }, c.total), el("td", { class: "num" }, (s.queued || 0) + (s.retrying || 0)),
         el("td", { class: "num" }, s.dialing || 0), el("td", { class: "num" }, s.in_doubt || 0),
         el("td", { class: "num" }, s.originated || 0), el("td", { class: "num" }, s.failed || 0),
-        el("td", { class: "num" }, (s.cancelled || 0) + (s.expired || 0)));
+        el("td", { class: "num" }, (s.cancelled || 0) + (s.expired || 0) + (s.skipped || 0)));
       tbody.appendChild(tr);
     }
     $("list-empty").hidden = body.campaigns.length > 0;

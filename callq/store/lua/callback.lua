@@ -24,10 +24,12 @@
 -- terminal callback causes one redial however many times it arrives. Every matched callback
 -- is logged in the attempts list (sid, call_status), which the per-attempt report reads.
 -- Returns {code, previous state, mismatch (0|1), previous call_status, redialled (0|1)},
--- where code is 'matched', 'duplicate', or 'missing' (no such record; nothing written).
+-- where code is 'matched', 'duplicate', or 'missing' (no such record; nothing written);
+-- 'matched' adds the record's account (its mark_sent's), whose live-call slots a terminal
+-- status frees without another look-up.
 local rec = redis.call('HMGET', KEYS[1], 'state', 'sid', 'call_status',
   'callback_sid_mismatch', 'callback_sid_mismatch_status', 'prev_sids', 'redials_done',
-  'attempts', 'callback_sid', 'parties')
+  'attempts', 'callback_sid', 'parties', 'account')
 local state = rec[1]
 if not state then return {'missing', '', 0, '', 0} end
 local sid, status = ARGV[2], ARGV[3]
@@ -119,4 +121,4 @@ if not mismatch then
     emit_final(KEYS[1], KEYS[2], KEYS[12], KEYS[13], ARGV[1], evflag, now)
   end
 end
-return {'matched', state, flag, old, redialled}
+return {'matched', state, flag, old, redialled, rec[11] or ''}

@@ -9,6 +9,16 @@
 -- ARGV[7] campaign id
 -- KEYS[7] events stream   KEYS[8] campaign events hash (see prelude's emit_final)
 -- ARGV[8] the events flag (prelude): a call cancelled or expired here is final (its event)
+-- KEYS[9] (optional) the callee's number zset (per-number cap, `{request id}#{redial base}`
+--         -> ms claimed), with ARGV[9] the cap (calls), ARGV[10] its period in ms,
+--         ARGV[11] the longest period any cap counts over in ms (older members are dropped),
+--         ARGV[12] the campaign's end_at in ms ('' = none), ARGV[13] the cap as said (2/1d).
+--         The call's dial (all its attempts until a redial) counts once, taken here with
+--         the claim: at the cap the call is held until the count lapses (the sweeper
+--         republishes it then: its deadline), attempt uncounted, no permit asked for; or,
+--         when that is past end_at, ends `skipped`. The reason goes to last_error.
+-- ARGV[14] (optional) for a wait gate: the callee zone's band (ms, see prelude's park), or ''
+--         (ARGV[9..13] are then '' when there is no per-number cap)
 -- The campaign's `cancelled` and `paused` flags are read here, in the same step as the claim,
 -- so a pause or cancel is never missed by a claim that raced it.
 -- Returns {code, attempts, state, now_us, field, value, ...}, where now_us is the server's
@@ -17,13 +27,16 @@
 --                              is ours;
 --   {'parked', n, state, now_us}     - held in the campaign's parked set (paused or waiting);
 --   {'cancelled'|'expired', n, state, now_us} - the call ended here (state is the new state);
+--   {'held', n, state, now_us, at_ms} - over the per-number cap: held until at_ms;
+--   {'skipped', n, 'skipped', now_us} - over the cap until past end_at: ended here;
 --   {'early', n, 'retrying', now_us} - a retry message came before the call's next_at (a
 --                              stray copy);
 --   {'skip', n, state, now_us}       - nothing to do: already dialing, in doubt, or final;
 --   {'missing', 0, '', now_us}       - no such record.
 local now_us = now_us()
 local now = math.floor(now_us / 1000)
-local rec = redis.call('HMGET', KEYS[1], 'state', 'attempts', 'next_at', 'created_at')
+local rec = redis.call('HMGET', KEYS[1], 'state', 'attempts', 'next_at', 'created_at',
+  'redial_base')
 local state = rec[1]
 if not state then return {'missing', 0, '', now_us} end
 local attempts = tonumber(rec[2]) or 0
@@ -46,12 +59,19 @@ if meta[2] == '1' or gate ~= '' then
     park(KEYS[1], KEYS[5], KEYS[6], ARGV[1], ARGV[7], tonumber(rec[4]) or now, 'paused', nil)
   else
     park(KEYS[1], KEYS[5], KEYS[6], ARGV[1], ARGV[7], tonumber(rec[4]) or now, 'waiting',
-      now + tonumber(gate))
+      now + tonumber(gate), ARGV[14])
   end
   return {'parked', attempts, state, now_us}
 end
 if state == 'retrying' and rec[3] and (tonumber(rec[3]) or 0) - tonumber(ARGV[3]) > now then
   return {'early', attempts, state, now_us}
+end
+if KEYS[9] and ARGV[9] and ARGV[9] ~= '' then
+  local verdict, at = number_take(KEYS[1], KEYS[2], KEYS[3], KEYS[5], KEYS[7], KEYS[8],
+    KEYS[9], ARGV[1], state, rec[5], ARGV[9], ARGV[10], ARGV[11], ARGV[12], ARGV[13], ARGV[8],
+    now)
+  if verdict == 'skipped' then return {'skipped', attempts, 'skipped', now_us} end
+  if verdict == 'held' then return {'held', attempts, state, now_us, at} end
 end
 attempts = attempts + 1
 local lease = now + tonumber(ARGV[2])

@@ -15,7 +15,7 @@
 --          callback has brought it ('' = never: the backfill is off)
 -- ARGV[11] the events flag (prelude: '' none; 'f' a failed call's event, and an originated
 --          one's with 'o'; 'a' one call.attempt event per outcome recorded, not for an
---          in-doubt call that stays in doubt)
+--          in-doubt call that stays in doubt; its id counts them: `attempt_events`)
 -- Allowed from `dialing` or `in_doubt` of the same claim (a late reply after the lease ran
 -- out still tells the truth). Returns {1, new state, pending} on success, where pending is 1
 -- when a callback for this sid is waiting; {0, current state, 0} when refused.
@@ -50,7 +50,10 @@ if ARGV[8] ~= '' then redis.call('RPUSH', KEYS[5], ARGV[8]) end
 if ARGV[9] == '1' then redis.call('HINCRBY', KEYS[1], 'attempts', -1) end
 if events_on(ARGV[11], 'a') and from ~= to then  -- not a reconcile's look again
   local n = redis.call('HGET', KEYS[1], 'attempts') or '0'
-  redis.call('XADD', KEYS[9], '*', 'id', 'call.attempt:' .. ARGV[1] .. ':' .. n .. ':' .. to,
+  -- The id counts the call's attempt events: the attempt number alone repeats (an uncounted
+  -- account-level refusal gives the next attempt the same number), and a receiver dedupes.
+  local seq = redis.call('HINCRBY', KEYS[1], 'attempt_events', 1)
+  redis.call('XADD', KEYS[9], '*', 'id', 'call.attempt:' .. ARGV[1] .. ':' .. seq .. ':' .. to,
     'type', 'call.attempt', 'at', now, 'data', cjson.encode({request_id = ARGV[1],
       campaign = redis.call('HGET', KEYS[1], 'campaign') or '', attempt = tonumber(n),
       state = to, sid = ARGV[4], error = ARGV[5]}))

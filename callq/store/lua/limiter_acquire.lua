@@ -11,10 +11,11 @@
 -- KEYS[2] (optional) the account's live-slots zset, `{weight}:{request id}` -> lapse ms
 -- ARGV[6] the account's cap on live slots ('' or absent = no cap: KEYS[2] is not touched)
 -- ARGV[7..] with a cap, per permit in slot order: request id, weight (2 connect, 1 flow),
---         lease ms. Permit i goes to the i-th call only with its slots: members past their
---         lapse are dropped, a call that already holds its slots keeps them (lease renewed),
---         and granting stops at the first call whose slots would pass the cap. The permits
---         not granted are not spent (the schedule moves by the count granted).
+--         lease ms, counted from permit i's slot (when the call is sent). Permit i goes
+--         to the i-th call only with its slots: members past their lapse are dropped, a
+--         call that already holds its slots keeps them (lease renewed), and granting stops
+--         at the first call whose slots would pass the cap. The permits not granted are
+--         not spent (the schedule moves by the count granted).
 -- Returns {count, wait_us, now_us}. count >= 1: the caller holds count permits, at
 -- now + wait_us + i * interval for i in [0, count); it sleeps until a slot, then sends.
 -- count 0: no permit is free within the horizon; wait_us is how long until one could be.
@@ -99,7 +100,10 @@ if cap then
       end
       used = used + weight
     end
-    redis.call('ZADD', KEYS[2], math.max(now_ms + tonumber(ARGV[j + 2]), tonumber(held or 0)),
+    -- The lease runs from the permit's slot, when the call is sent (up to the horizon, or
+    -- a priority call's max wait, after now): counted from now it would lapse early.
+    local slot_ms = math.floor((tat + (i - 1) * interval) / 1000)
+    redis.call('ZADD', KEYS[2], math.max(slot_ms + tonumber(ARGV[j + 2]), tonumber(held or 0)),
       member)
     n = i
   end

@@ -7,11 +7,15 @@
 --         reconciled with that account, even if the campaign's account changes later)
 -- ARGV[5] the request's parties (`{from}:{to}` digits, callq.parties), or '' for none: kept
 --         on the record and indexed until the attempt is settled (finish, release, callback)
+-- KEYS[5] (optional) the callee's number zset (per-number cap): the dial's count, taken by
+--         the claim, is stamped with the sent time (if present), so a number's period runs
+--         from when its call went out and no two sends are closer than the period.
 -- Returns 'sent' when marked; 'lost' when the attempt is no longer ours (its lease ran out, or
 -- another state); 'paused' or 'cancelled' when the campaign was paused or cancelled since the
 -- claim (nothing is marked: the caller releases the call with that action). Unless 'sent',
 -- the caller must NOT send.
-local rec = redis.call('HMGET', KEYS[1], 'state', 'claim', 'lease_until', 'parties')
+local rec = redis.call('HMGET', KEYS[1], 'state', 'claim', 'lease_until', 'parties',
+  'redial_base')
 if rec[1] ~= 'dialing' or rec[2] ~= ARGV[2] then return 'lost' end
 local now = now_ms()
 if (tonumber(rec[3]) or 0) <= now then return 'lost' end
@@ -30,4 +34,5 @@ if ARGV[5] ~= '' then
   redis.call('ZADD', KEYS[4], 0, ARGV[5] .. '|' .. ARGV[1])
 end
 redis.call('ZADD', KEYS[2], lease, ARGV[1])
+if KEYS[5] then redis.call('ZADD', KEYS[5], 'XX', now, ARGV[1] .. '#' .. (rec[5] or '0')) end
 return 'sent'

@@ -24,9 +24,16 @@ end
 
 -- A waiting call is parked: in its campaign's parked set (oldest first, by `score`), with
 -- the reason on its record; unless the campaign is paused (`at` nil), its campaign is judged
--- again at `at` (ms) at the latest, so a parked call always has a way back.
-local function park(call, parked, wake, rid, campaign, score, reason, at)
-  redis.call('ZADD', parked, 'NX', score, rid)
+-- again at `at` (ms) at the latest, so a parked call always has a way back. `band` (ms, or
+-- nil/0): a call held for its callee zone's window goes above the ready band, score + band
+-- (callq.campaign.zones), wherever it was; the feed reads only the ready band.
+local function park(call, parked, wake, rid, campaign, score, reason, at, band)
+  band = tonumber(band) or 0
+  if band > 0 then
+    redis.call('ZADD', parked, score + band, rid)
+  else
+    redis.call('ZADD', parked, 'NX', score, rid)
+  end
   redis.call('HSET', call, 'parked', reason)
   if at then
     local cur = redis.call('ZSCORE', wake, campaign)
@@ -74,4 +81,51 @@ local function emit_final(call, counts, stream, evhash, rid, flag, now)
       'type', 'campaign.completed', 'at', now, 'data', cjson.encode({campaign = campaign,
         total = total, final = final, states = states, call_status = statuses}))
   end
+end
+
+-- The per-number cap (NUMBER_DAILY_CAP, --number-cap) for one waiting call, in the step
+-- that claims it (claim.lua) or feeds it (number_take.lua). `number` is the callee's zset of
+-- dials, `{rid}#{redial base}` -> ms; a dial counts once, however many attempts it takes.
+-- `cap` calls per `period` ms; members older than `keep` ms go; `end_at` ms or ''; `label`
+-- the cap as said (2/1d). Returns 'taken' (the dial holds a count: taken now, or already),
+-- 'held', at (over the cap: out of the parked set, on its deadline `at`, when the count
+-- falls below the cap; the reason in last_error), or 'skipped' (that is past end_at: final).
+local function number_take(call, counts, deadlines, parked, stream, evhash, number, rid, state,
+    redial_base, cap, period, keep, end_at, label, flag, now)
+  cap, period = tonumber(cap), tonumber(period)
+  local member = rid .. '#' .. (redial_base or '0')
+  redis.call('ZREMRANGEBYSCORE', number, '-inf', now - tonumber(keep))
+  if not redis.call('ZSCORE', number, member) then
+    local n = redis.call('ZCOUNT', number, '(' .. (now - period), '+inf')
+    if n >= cap then
+      -- The count falls below the cap when its (n - cap + 1)-th oldest lapses.
+      local head = redis.call('ZRANGEBYSCORE', number, '(' .. (now - period), '+inf',
+        'WITHSCORES', 'LIMIT', n - cap, 1)
+      local at = tonumber(head[2]) + period
+      local why = 'number cap ' .. label .. ': the number was called ' .. n ..
+        ' times in the period'
+      local last = tonumber(end_at or '')
+      redis.call('HDEL', call, 'parked')
+      redis.call('ZREM', parked, rid)
+      if last and at >= last then
+        redis.call('HSET', call, 'last_error', why .. '; it may not be called again ' ..
+          "before the campaign's end_at")
+        move(call, counts, state, 'skipped', now)
+        redis.call('HDEL', call, 'next_at', 'held_until')
+        redis.call('ZREM', deadlines, rid)
+        emit_final(call, counts, stream, evhash, rid, flag, now)
+        return 'skipped'
+      end
+      redis.call('HSET', call, 'last_error', why .. '; held until it may be called again',
+        'held_until', at)
+      if state == 'retrying' then redis.call('HSET', call, 'next_at', at) end
+      redis.call('ZADD', deadlines, at, rid)
+      return 'held', at
+    end
+  end
+  redis.call('ZADD', number, now, member)
+  redis.call('PEXPIRE', number, tonumber(keep))
+  -- Held before: its reason is no longer true.
+  if redis.call('HDEL', call, 'held_until') == 1 then redis.call('HDEL', call, 'last_error') end
+  return 'taken'
 end

@@ -16,11 +16,15 @@
 -- KEYS[10] the call's attempts list (optional; for ARGV[9])
 -- ARGV[8] the events flag (prelude): a call cancelled or expired here is final (its event)
 -- ARGV[9] one JSON line for the attempts log ('' or absent = none): why it was given back
+-- ARGV[10] (optional) for 'park' in a campaign not paused: the callee zone's band (ms, see
+--          prelude's park), or ''
+-- KEYS[11] (optional) the callee's number zset (per-number cap): the dial's count, taken by
+--         the claim, is given back (nothing was sent); the next claim takes it again.
 -- A park in a paused campaign sets no wake (resume does); a park in a campaign that is not
 -- paused always sets one, so a call parked just after a resume is not stranded.
 -- Returns 1 when released, 0 when the attempt was not ours or was already marked sent.
 local rec = redis.call('HMGET', KEYS[1], 'state', 'attempts', 'sent', 'claim', 'claimed_from',
-  'parties')
+  'parties', 'redial_base')
 if rec[1] ~= 'dialing' or rec[4] ~= ARGV[2] then return 0 end
 if rec[3] == ARGV[2] and ARGV[4] ~= '1' then return 0 end
 local now = now_ms()
@@ -37,6 +41,7 @@ redis.call('HSET', KEYS[1], 'attempts', tonumber(rec[2]) - 1, 'sent', 0)
 redis.call('HDEL', KEYS[1], 'lease_until', 'worker', 'claimed_from')
 if rec[6] then redis.call('ZREM', KEYS[7], rec[6] .. '|' .. ARGV[1]) end
 if to == 'retrying' then redis.call('HSET', KEYS[1], 'next_at', now) end
+if KEYS[11] then redis.call('ZREM', KEYS[11], ARGV[1] .. '#' .. (rec[7] or '0')) end
 if KEYS[10] and ARGV[9] and ARGV[9] ~= '' then redis.call('RPUSH', KEYS[10], ARGV[9]) end
 if action == 'cancelled' or action == 'expired' then
   redis.call('ZREM', KEYS[3], ARGV[1])
@@ -48,7 +53,7 @@ elseif action == 'park' then
     park(KEYS[1], KEYS[5], KEYS[6], ARGV[1], ARGV[7], score, 'paused', nil)
   else
     park(KEYS[1], KEYS[5], KEYS[6], ARGV[1], ARGV[7], score, 'waiting',
-      now + (tonumber(ARGV[6]) or 0))
+      now + (tonumber(ARGV[6]) or 0), ARGV[10])
   end
 else
   redis.call('ZADD', KEYS[3], now + tonumber(ARGV[3]), ARGV[1])
