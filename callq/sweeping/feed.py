@@ -110,11 +110,11 @@ class Feeder:
                 log.error("campaign %s: cannot judge it: %s", campaign, exc)
                 self.ledger.rewake(campaign, 60.0)
                 result.count("error")
-        # The accounts a campaign just joined (their turns taken one by one): fed in this
-        # pass, not the next (one fed above is due again at once, for the next poll).
+        # The accounts a campaign just joined or made ready (a window or a callee zone that
+        # opened): fed in this pass, not the next, with their turns taken one by one; one fed
+        # above before its campaigns were judged is fed again (its turn is free once fed).
         for account in dict.fromkeys(self._joined):
-            if account not in due.accounts:
-                result.fed += self.feed(account)
+            result.fed += self.feed(account)
         if due.campaigns or due.accounts:
             result.next_in = 0.0  # what was done set new due times: look again at once
         return result
