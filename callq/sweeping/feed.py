@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -94,13 +95,14 @@ class Feeder:
 
     def run_once(self) -> PassResult:
         """Judge the campaigns due and feed the accounts due; say when the next is due."""
+        polled = time.monotonic()
         due = self.ledger.due_work(DUE_LIMIT, accounts=CLAIM_LIMIT, lease=self.turn_lease)
         result = PassResult(next_in=due.next_in)
         self._joined = []
         # First the accounts due: this feeder holds their turns (due.lua took them), whose
         # leases run while it works.
         for account in due.accounts:
-            result.fed += self.feed(account, held=True)
+            result.fed += self.feed(account, held_since=polled)
         for campaign in due.campaigns:
             try:
                 result.count(self.judge(campaign))
@@ -303,12 +305,17 @@ class Feeder:
 
     # Feeding an account ---------------------------------------------------------------------
 
-    def feed(self, account: str, *, held: bool = False) -> int:
+    def feed(self, account: str, *, held_since: float | None = None) -> int:
         """One pass over one account's feed, if it is due and this feeder takes the turn
-        (``held``: it holds the turn already, from :meth:`Ledger.due_work`). Returns how
-        many calls were handed to the queue."""
+        (``held_since``: it holds the turn already, taken by :meth:`Ledger.due_work` at that
+        ``time.monotonic()``). Returns how many calls were handed to the queue."""
         ledger = self.ledger
-        if not held and not ledger.take_feed_turn(account, self.turn_lease):
+        if held_since is not None and time.monotonic() - held_since > self.turn_lease / 2:
+            # Slow over the accounts before this one: the turn's lease may have run out and
+            # another feeder may hold it now. Take it again (refused while either holds it:
+            # then it is fed when the hold ends), never feed on a turn that may be gone.
+            held_since = None
+        if held_since is None and not ledger.take_feed_turn(account, self.turn_lease):
             return 0
         try:
             return self._feed(account)

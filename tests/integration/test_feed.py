@@ -304,3 +304,21 @@ def test_given_an_open_judge_with_old_controls_when_a_set_closes_the_window_then
     feeder.dialer.controls_of("ow", fresh=True)
     assert feeder.run_once().judged == {"waiting": 1}
     assert ledger.redis.zscore(ledger.keys.feed("default"), "ow") is None
+
+
+def test_given_a_slow_feeder_whose_polled_turn_lapsed_when_another_holds_it_then_it_feeds_none(
+    settings: Settings, ledger: Ledger
+) -> None:
+    # A poll takes up to 8 turns at once (due.lua), each leased from the poll: a feeder slow
+    # over the first accounts finds a later one's lease run out, and another feeder holding
+    # it. It must not feed that account as if the turn were still its own.
+    Enqueuer(settings).enqueue_file(as_stream(agent_csv(100)), "lapsed")
+    a, b = feeder_for(settings, ledger), feeder_for(settings, ledger)
+    assert a.judge("lapsed") == "open"
+    polled = time.monotonic()
+    assert ledger.due_work(50, accounts=8, lease=a.turn_lease).accounts == ["default"]
+    time.sleep(a.turn_lease + 0.2)  # a is slow: its lease on the turn runs out
+    assert ledger.take_feed_turn("default", 2.0)  # b takes the turn, as b's poll would
+    assert a.feed("default", held_since=polled) == 0  # a's turn is gone
+    assert queued(ledger, settings) == []
+    assert b.feed("default", held_since=time.monotonic()) == 20  # the holder feeds it
