@@ -101,8 +101,12 @@ class Feeder:
         self._joined = []
         # First the accounts due: this feeder holds their turns (due.lua took them), whose
         # leases run while it works.
-        for account in due.accounts:
-            result.fed += self.feed(account, held_since=polled)
+        for i, account in enumerate(due.accounts):
+            try:
+                result.fed += self.feed(account, held_since=polled)
+            except BaseException:
+                self._hand_back(due.accounts[i + 1 :], due.now_ms, polled)
+                raise
         for campaign in due.campaigns:
             try:
                 result.count(self.judge(campaign))
@@ -477,6 +481,18 @@ class Feeder:
         for campaign, count in zip(campaigns, ready, strict=True):
             if count:
                 ledger.rewake(campaign, 0.0)
+
+    def _hand_back(self, accounts: list[str], polled_ms: int, polled: float) -> None:
+        """A pass that fails (a Redis error) gives back the turns its poll took and it did not
+        reach, due again at once, for another feeder: not left for their leases to run out.
+        Only while the leases surely last (past half of one, another may hold a turn now)."""
+        if not accounts or time.monotonic() - polled > self.turn_lease / 2:
+            return
+        try:
+            for account in accounts:
+                self.ledger.feed_done(account, polled_ms)
+        except redis.RedisError as exc:
+            log.warning("cannot give back feed turns: %s", exc.__class__.__name__)
 
     def _done(
         self,

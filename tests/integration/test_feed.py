@@ -16,11 +16,15 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
+import redis
+from pydantic import SecretStr
 
 from callq.campaign.controls import CampaignOptions
-from callq.dialing.limiter import Slot
+from callq.dialing.dialer import Account
+from callq.dialing.limiter import Limiter, Slot
+from callq.exotel.client import ExotelClient, make_session
 from callq.intake.enqueue import Enqueuer
-from callq.settings import Settings
+from callq.settings import ExotelAccount, Settings
 from callq.store.ledger import Ledger
 from callq.sweeping.feed import Feeder
 from callq.transport.config import make_app
@@ -322,3 +326,31 @@ def test_given_a_slow_feeder_whose_polled_turn_lapsed_when_another_holds_it_then
     assert a.feed("default", held_since=polled) == 0  # a's turn is gone
     assert queued(ledger, settings) == []
     assert b.feed("default", held_since=time.monotonic()) == 20  # the holder feeds it
+
+
+def test_given_a_pass_that_fails_on_one_account_then_the_turns_it_did_not_reach_are_due_again(
+    settings: Settings, ledger: Ledger
+) -> None:
+    # The poll takes up to 8 turns at once: a Redis error feeding the first account must not
+    # leave the others held, unfed, until their leases run out (another feeder feeds them).
+    north = ExotelAccount(account_sid="north-sid", api_key=SecretStr("k"), api_token=SecretStr("t"))
+    two = settings.model_copy(update={"exotel_accounts": {"north": north}})
+    enq = Enqueuer(two)
+    enq.enqueue_file(as_stream(agent_csv(40)), "south")
+    enq.enqueue_file(
+        as_stream(agent_csv(40, start=1000)), "north", options=CampaignOptions(account="north")
+    )
+    a, b = feeder_for(two, ledger), feeder_for(two, ledger)
+    for f in (a, b):  # as the worker builds its accounts (callq.worker.runtime)
+        s = two.for_account("north")
+        limiter = Limiter.for_settings(ledger.redis, ledger.keys, s, name="north")
+        f.dialer.accounts["north"] = Account("north", s, ExotelClient(s, make_session()), limiter)
+    assert a.judge("south") == "open" and a.judge("north") == "open"
+    k = ledger.keys
+    ledger.redis.zadd(k.feeds(), {"north": 1, "default": 2})  # north first in the poll
+    ledger.redis.delete(k.feed("north"))
+    ledger.redis.set(k.feed("north"), "not a zset")  # feeding north fails (WRONGTYPE)
+    with pytest.raises(redis.ResponseError):
+        a.run_once()
+    assert queued(ledger, two) == []
+    assert b.run_once().fed == 20  # the default account's turn came back: b feeds it
