@@ -69,7 +69,7 @@ fmt: $(STAMP) ## format the code with ruff
 	$(BIN)/ruff check --fix .
 
 .PHONY: bench
-bench: $(STAMP) ## benchmarks, ~10 min: producer, limiter, strictness vs fixed windows/limits/Celery rate_limit, worker memory, receiver, priority latency (writes docs/benchmarks.md)
+bench: $(STAMP) ## benchmarks, ~10 min: producer, limiter, strictness vs fixed windows/limits/Celery rate_limit, worker memory, receiver, priority latency, live-call cap, many accounts (writes docs/benchmarks.md)
 	$(BIN)/pip install -q -e ".[test,bench]"
 	$(BIN)/python -m bench $(ARGS)
 

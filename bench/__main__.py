@@ -10,6 +10,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from bench import (
+    accounts,
     forecast,
     limiter_cost,
     live_calls,
@@ -215,6 +216,8 @@ def main(argv: list[str] | None = None) -> int:
             else forecast.ForecastLoad(),
             log,
         )
+        log("9. many accounts at once (a private redis-server) ...")
+        acc = accounts.run_all(accounts.loads(quick), log, quick=quick)
 
     def drawn(name: str, draw: Callable[[Path], str]) -> tuple[str, str]:
         """(path relative to the report, or "", note)."""
@@ -251,6 +254,7 @@ def main(argv: list[str] | None = None) -> int:
         pipeline=pipe,
         live_calls=live,
         forecast=fc,
+        accounts=acc,
     )
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(render(report, intro_of(out)), encoding="utf-8")

@@ -1,8 +1,8 @@
 """docs/benchmarks.md: a hand-written intro (kept as found) and the generated figures.
 
 Each bench module renders its own section (``render`` in pipeline, throughput,
-limiter_cost, strictness, memory, receiver and priority); this module assembles the
-document: the intro above the marker, the machine table, the goals at a glance, the
+limiter_cost, strictness, memory, receiver, priority, live_calls and accounts); this module
+assembles the document: the intro above the marker, the machine table, the goals at a glance, the
 sections in order, and how to reproduce the run.
 """
 
@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bench import (
+    accounts,
     forecast,
     limiter_cost,
     live_calls,
@@ -22,6 +23,7 @@ from bench import (
     strictness,
     throughput,
 )
+from bench.accounts import AccountsReport
 from bench.env import Machine
 from bench.forecast import ForecastResult
 from bench.limiter_cost import CostResult
@@ -96,6 +98,7 @@ class Everything:
     pipeline: list[PipeResult] | None = None
     live_calls: LiveResult | None = None
     forecast: ForecastResult | None = None
+    accounts: AccountsReport | None = None
 
 
 def intro_of(path: Path) -> str:
@@ -243,6 +246,8 @@ def _goals(e: Everything) -> list[str]:
                 verdict(e.forecast.worst <= forecast.GOAL),
             ]
         )
+    if e.accounts is not None:
+        rows.extend(accounts.goal_rows(e.accounts))
     return [
         "## Goals at a glance",
         "",
@@ -291,6 +296,7 @@ def render(e: Everything, intro: str) -> str:
         *(([*priority.render(e.priority), ""]) if e.priority is not None else []),
         *(([*live_calls.render(e.live_calls), ""]) if e.live_calls is not None else []),
         *(([*forecast.render(e.forecast), ""]) if e.forecast is not None else []),
+        *(accounts.render(e.accounts) if e.accounts is not None else []),
         *_reproduce(e),
     ]
     return "\n".join(lines).rstrip() + "\n"

@@ -21,7 +21,10 @@ account's key and token, else 401):
 Rate limit: a strict sliding window per account over every authenticated request (connect and
 Call Details alike). A request is refused with 429 when the window already holds
 ``rate_limit`` arrivals; the refused arrival is still counted, and ``max_in_window`` counts
-every arrival (so a client that never saw a 429 has ``max_in_window <= rate_limit``).
+every arrival (so a client that never saw a 429 has ``max_in_window <= rate_limit``). Each
+account has its own limit and window (``Account.rate_limit``, ``Account.period``; any number
+of accounts, keyed by the sid in the URL); ``truth()`` gives ``max_in_window`` and
+``rate_limited_by_account`` per sid, and ``rate_limited`` in all.
 
 Faults: ``500``, ``504``, ``429`` (not placed), ``slow_placed`` (placed, reply after
 ``slow_seconds``, unscaled), ``reset_before`` (TCP RST, not placed), ``reset_after`` (placed,

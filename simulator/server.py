@@ -503,6 +503,10 @@ class Simulator:
     def arrivals(self) -> dict[str, Any]:
         return self.state.arrivals()
 
+    def counts(self) -> dict[str, int]:
+        """Requests, originations and 429s so far (cheap: for polling during a run)."""
+        return self.state.counts()
+
     def script(self, key: str, faults: list[str]) -> None:
         self.state.script(key, faults)
 

