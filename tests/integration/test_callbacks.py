@@ -25,6 +25,7 @@ from hypothesis import HealthCheck, given
 from hypothesis import settings as hsettings
 from hypothesis import strategies as st
 from schemathesis import GenerationMode
+from schemathesis.specs.openapi.checks import negative_data_rejection
 from starlette.applications import Starlette
 
 import callq.receiver.app as callbacks_app
@@ -559,7 +560,15 @@ def test_given_the_openapi_document_when_schemathesis_fuzzes_it_then_the_app_con
         def check(case: Any) -> None:
             if case.path == CALLBACK_PATH:
                 case.query = {**(case.query or {}), "token": TOKEN}
-            case.call_and_validate()
+            # A negative case whose only violations vanish on the way is a valid request, and
+            # a 200 for it is right: the token it dropped is put back here, and a multipart
+            # form carries every value as a string (a "number" DateCreated is text again).
+            # schemathesis then reports "schema-violating request accepted" (CI, once). So
+            # negative mode checks what holds for every request, never a 5xx and an answer
+            # that conforms; that a malformed callback gets its 4xx is shown case by case
+            # by the tests above, as for the API (tests/integration/test_api.py).
+            excluded = [negative_data_rejection] if mode == GenerationMode.NEGATIVE else []
+            case.call_and_validate(excluded_checks=excluded)
 
         check()
 

@@ -40,9 +40,12 @@ def test_given_a_short_chaos_campaign_when_it_runs_then_every_verdict_line_passe
     assert figures["callbacks"]["duplicates"] > 0, table
     assert figures["ever_in_doubt"] > 0, table
     assert figures["calls_accepted"] == 300, table
-    # Issue 13's cases happened too: shared numbers, redials on busy, calls not ours listed,
-    # callbacks given up whose calls got their status from the backfill.
+    # Issue 13's cases happened too: shared numbers, redials on busy, calls not ours listed.
     assert figures["requests_sharing_numbers"] > 0, table
     assert figures["redials"] > 0, table
     assert figures["calls_listed_not_ours"] > 0, table
-    assert figures["callbacks"]["failed"] == 0 or figures["call_status_backfilled"] > 0, table
+    # A callback the simulator gave up on does not always leave a call for the backfill: the
+    # same status may have come by a duplicate, or the call was redialled and the given-up
+    # callback was its old Sid's (CI: 2 given up, 0 backfilled, every placed call with its
+    # call_status). The verdict's "placed calls without their call_status" line is the
+    # promise; the backfill itself is shown by tests/system/test_backfill_workers.py.
