@@ -38,6 +38,7 @@ from callq.store.callbacks import Applied, CallbackEvent, CallbackStore
 from callq.store.connect import redis_for
 from callq.store.events import EventFlags
 from callq.store.keys import Keys
+from callq.store.slots import live_caps
 
 __all__ = ["CALLBACK_PATH", "DEFAULT_MAX_BODY_BYTES", "app", "check_settings", "create_app"]
 
@@ -100,7 +101,10 @@ class _Runtime:
             settings=settings,
             client=client,
             store=CallbackStore(
-                client, Keys(settings.key_prefix), events=EventFlags.for_settings(settings)
+                client,
+                Keys(settings.key_prefix),
+                events=EventFlags.for_settings(settings),
+                capped=live_caps(settings),
             ),
             token=settings.callback_token.get_secret_value().encode("utf-8"),
         )

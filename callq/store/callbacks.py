@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final, Literal, cast
 
@@ -137,7 +137,10 @@ class CallbackStore:
         keys: Keys,
         pending_ttl: float = 86400,
         events: EventFlags | None = None,
+        capped: Collection[str] | None = None,
     ) -> None:
+        """``capped``: the accounts with a live-call cap (callq.store.slots.live_caps), whose
+        slots a terminal callback frees; None (not known here) frees on every one."""
         if not pending_ttl > 0:
             raise ValueError("pending_ttl must be > 0 seconds")
         self.redis = client
@@ -146,6 +149,7 @@ class CallbackStore:
         self.pending_ttl = pending_ttl
         self.scripts = Scripts(client)
         self.slots = LiveSlots(client, keys, self.scripts)
+        self.capped = None if capped is None else frozenset(capped)
 
     @property
     def _ttl_ms(self) -> int:
@@ -244,8 +248,11 @@ class CallbackStore:
             return None
         if code == "matched" and not int(mismatch) and ev.status in CALL_STATUSES:
             # The call has ended: its live-call slots are free (EXOTEL_MAX_LIVE_CALLS). The
-            # script gave its account: one round trip more per terminal callback, not two.
-            self.slots.free(request_id, (str(raw[5]) if len(raw) > 5 else "") or None)
+            # script gave its account: one round trip more per terminal callback of a capped
+            # account, none for an account without a cap.
+            account = str(raw[5]) if len(raw) > 5 else ""
+            if self.capped is None or (account or "default") in self.capped:
+                self.slots.free(request_id, account or None)
         if int(mismatch):
             log.warning(
                 "callback sid %s for %s differs from the recorded sid; kept as "

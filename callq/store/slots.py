@@ -23,6 +23,7 @@ and a redial of the same request takes its slots again.
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 import redis
@@ -117,6 +118,25 @@ class LiveSlots:
             log.warning("%s: could not free its live slots (%s); its lease will", request_id, exc)
             return 0
 
+    def free_many(self, request_ids: Iterable[str], account: str) -> int:
+        """:meth:`free` for many calls of one account, in one round trip; the slots freed."""
+        ids = list(request_ids)
+        if not ids:
+            return 0
+        name = account or "default"
+        k = self.keys
+        keys = [k.live_slots(name), k.feeds(), k.nudge()]
+        try:
+            pipe = self.redis.pipeline(transaction=False)
+            for rid in ids:
+                self.scripts.slot_free(keys=keys, args=[rid, name], client=pipe)
+            return sum(int(n) for n in pipe.execute())
+        except redis.RedisError as exc:
+            log.warning(
+                "could not free %d calls' live slots (%s); their leases will", len(ids), exc
+            )
+            return 0
+
     def claims(self, request_ids: list[str], settings: Settings) -> list[SlotClaim]:
         """The slot claim of each call (one round trip over their records)."""
         pipe = self.redis.pipeline(transaction=False)
@@ -143,10 +163,13 @@ class LiveSlots:
             pipe.zscore(self.keys.campaign_parked(c), rid)
             pipe.hget(self.keys.call(rid), "state")
         got = pipe.execute()
-        return sum(
-            self.free(rid, account)
-            for (_, rid), score, state in zip(pairs, got[::2], got[1::2], strict=True)
-            if score is not None or state in ("cancelled", "expired")
+        return self.free_many(
+            (
+                rid
+                for (_, rid), score, state in zip(pairs, got[::2], got[1::2], strict=True)
+                if score is not None or state in ("cancelled", "expired")
+            ),
+            account,
         )
 
     def used(self, account: str) -> int:

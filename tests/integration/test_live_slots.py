@@ -362,6 +362,31 @@ def test_given_a_terminal_callback_when_it_frees_slots_then_it_adds_one_round_tr
     assert [c.upper() for c in sent] == ["EVALSHA", "EVALSHA"]  # callback.lua, slot_free.lua
 
 
+def test_given_no_cap_on_its_account_when_a_terminal_callback_comes_then_it_costs_one_round_trip(
+    settings: Settings, ledger: Ledger, sim: Any
+) -> None:
+    # The receiver knows the capped accounts (live_caps): without a cap nothing is freed, so
+    # the shipped defaults pay callback.lua alone per terminal callback.
+    rid = enqueue_one(ledger, 8)
+    assert placed(make_dialer(settings, ledger), rid).result == "originated"
+    store = CallbackStore(ledger.redis, ledger.keys, capped=live_caps(settings))
+    assert store.capped == frozenset()
+    ev = CallbackEvent(ledger.get(rid)["sid"], "completed", rid, {})
+    sent: list[str] = []
+    real = ledger.redis.execute_command
+
+    def counted(*args: Any, **kw: Any) -> Any:
+        sent.append(str(args[0]))
+        return real(*args, **kw)
+
+    ledger.redis.execute_command = counted  # type: ignore[method-assign]
+    try:
+        assert store.apply_event(ev).result == "matched"
+    finally:
+        ledger.redis.execute_command = real  # type: ignore[method-assign]
+    assert [c.upper() for c in sent] == ["EVALSHA"]  # callback.lua only
+
+
 def test_given_a_worker_killed_after_taking_slots_when_its_call_is_cancelled_then_they_go_back(
     settings: Settings, ledger: Ledger
 ) -> None:
