@@ -307,7 +307,8 @@ class Run:
     def _start_simulator(self, overrides: dict[str, Any]) -> None:
         b = self.base
         period = b.rate_limit_period_seconds / self.speed
-        read_timeout = float(overrides["exotel_read_timeout"])
+        # Speed 1 has no overrides (time_scaled): the shipped read timeout then.
+        read_timeout = float(overrides.get("exotel_read_timeout", b.exotel_read_timeout))
         argv = python_module_argv(
             "simulator",
             "--host",
