@@ -167,6 +167,8 @@ class ChaosReport:
     workdir: str
     started_at: str
     code: str = "unknown"
+    #: A failed line explained (see :meth:`_Run.explain`): records, logs, deliveries.
+    diagnostics: list[str] = dataclasses.field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -187,6 +189,7 @@ class ChaosReport:
             "events": [{"t": round(t, 1), "event": e} for t, e in self.events],
             "timings": {k: round(v, 1) for k, v in self.timings.items()},
             "workdir": self.workdir,
+            "diagnostics": self.diagnostics,
         }
 
     def render(self) -> str:
@@ -274,6 +277,7 @@ class _Run:
         self.settings: Settings | None = None
         self.campaigns: dict[str, list[str]] = {}
         self.numbers: list[str] = []  # every From enqueued (for calls we did not place)
+        self.diagnostics: list[str] = []
 
     # --- helpers ---------------------------------------------------------------------------
 
@@ -582,6 +586,9 @@ class _Run:
             )
         sec, usec = ledger.redis.time()
         checks, figures = judge(data, truth, self.settings, sec * 1000 + usec // 1000)
+        for check in checks:
+            if not check.ok and check.subjects:
+                self.diagnostics += self.explain(check, truth)
         figures["workers_killed"] = self.pool.killed
         figures["workers_started"] = self.pool.started
         figures["workers_exited_by_themselves"] = len(self.pool.exits)
@@ -594,6 +601,51 @@ class _Run:
             1 for _ in ledger.redis.scan_iter(match=ledger.keys.pending_callback("*"), count=1000)
         )
         return checks, figures
+
+    def explain(self, check: Check, truth: dict[str, Any]) -> list[str]:
+        """What a failed line's calls went through, so that a failing run explains itself:
+        each one's record and attempts log, the simulator's calls and callback deliveries
+        for it (every try, with the receiver's answer), what the ledger keeps for those Sids
+        (index, pending callback), and the receiver's and workers' log lines naming it."""
+        assert self.ledger is not None and self.receiver is not None and self.pool is not None
+        ledger, keys = self.ledger, self.ledger.keys
+        logs = [self.receiver.log] + [w.log for w in self.pool.workers]
+        texts = {p: p.read_text(errors="replace").splitlines() for p in logs if p.exists()}
+        out = [f"EXPLAIN {check.name}:"]
+        for rid in check.subjects:
+            calls = [c for c in truth.get("calls", []) if c.get("custom_field") == rid]
+            sids = [str(c["sid"]) for c in calls]
+            deliveries = [
+                d
+                for d in truth.get("callbacks", {}).get("deliveries", [])
+                if d.get("custom_field") == rid or d.get("call_sid") in sids
+            ]
+            out.append(f"-- {rid}")
+            try:
+                out.append(f"   record: {ledger.redis.hgetall(keys.call(rid))!r}")
+                for line in ledger.redis.lrange(keys.attempts(rid), 0, -1):
+                    out.append(f"   attempt log: {line!r}")
+                for sid in sids:
+                    pending = ledger.redis.get(keys.pending_callback(sid))
+                    out.append(
+                        f"   sid {sid}: index -> {ledger.redis.hget(keys.sids(), sid)!r}, "
+                        f"pending callback: {pending!r}"
+                    )
+            except (redis.RedisError, OSError) as exc:
+                out.append(f"   ledger unreadable: {exc}")
+            for c in calls:
+                out.append(f"   simulator call: {c}")
+            for d in deliveries:
+                shown = {k: v for k, v in d.items() if k not in ("url", "tries")}
+                out.append(f"   delivery: {shown}")
+                for t in d.get("tries", []):
+                    out.append(f"     try at {t[0]}: HTTP {t[1]} {t[2]}")
+            needles = [rid, *sids]
+            for path, lines in texts.items():
+                for line in lines:
+                    if any(n in line for n in needles):
+                        out.append(f"   {path.name}: {line[:300]}")
+        return out
 
     def teardown(self) -> None:
         if self.pool is not None:
@@ -638,6 +690,7 @@ def run_chaos(cfg: ChaosConfig | None = None, out: Out = print) -> ChaosReport:
         workdir=str(run.workdir),
         started_at=started_at,
         code=code_at_start,
+        diagnostics=run.diagnostics,
     )
     code_at_end = code_version()
     if code_at_end != code_at_start:

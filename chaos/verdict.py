@@ -45,6 +45,8 @@ class Check:
     value: str
     expected: str
     examples: tuple[str, ...] = ()
+    #: The request ids the examples are about (the run explains them when the line fails).
+    subjects: tuple[str, ...] = ()
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -56,13 +58,20 @@ class Check:
         }
 
 
-def _check(name: str, bad: list[str], expected: str = "0", value: str | None = None) -> Check:
+def _check(
+    name: str,
+    bad: list[str],
+    expected: str = "0",
+    value: str | None = None,
+    subjects: list[str] | None = None,
+) -> Check:
     return Check(
         name=name,
         ok=not bad,
         value=str(len(bad)) if value is None else value,
         expected=expected,
         examples=tuple(bad[:5]),
+        subjects=tuple(dict.fromkeys(subjects or [])),
     )
 
 
@@ -192,6 +201,7 @@ def judge(  # noqa: C901
     deliveries = list(truth.get("callbacks", {}).get("deliveries", []))
     delivered = {(d["custom_field"], d["call_sid"]) for d in deliveries if d.get("state") == "sent"}
     cb_bad: list[str] = []
+    cb_rids: list[str] = []
     for rid, sid in sorted(delivered):
         if rid not in records:
             continue  # a stray: counted above
@@ -199,8 +209,10 @@ def judge(  # noqa: C901
         if got != want:
             state = records[rid].state
             cb_bad.append(f"{rid}: {state} call {sid[:8]} call_status={got!r}, sent {want!r}")
+            cb_rids.append(rid)
     mismatch = [rid for rid, r in records.items() if r.callback_sid_mismatch]
     cb_bad += [f"{rid}: a callback for another Sid" for rid in mismatch]
+    cb_rids += mismatch
 
     # 7b. every placed call has its call_status, its callback delivered or not (backfill)
     no_status: list[str] = []
@@ -258,6 +270,7 @@ def judge(  # noqa: C901
             "delivered callbacks not recorded",
             cb_bad,
             value=f"{len(cb_bad)} of {len(delivered)} delivered",
+            subjects=cb_rids[:5],
         ),
         _check(
             "placed calls without their call_status",
