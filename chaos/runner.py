@@ -49,9 +49,11 @@ from callq.intake.enqueue import Enqueuer
 from callq.intake.report import write_report
 from callq.intake.request import CallRequest, request_id
 from callq.settings import Settings, time_scaled
+from callq.store.callbacks import CallbackEvent
 from callq.store.connect import make_redis
 from callq.store.keys import Keys
 from callq.store.ledger import Ledger
+from callq.store.records import State
 from chaos.verdict import CampaignData, Check, judge
 from devstack.embedded import EmbeddedRedis, free_port
 from devstack.workers import Receiver, WorkerPool
@@ -457,11 +459,32 @@ class _Run:
         )
 
     def busy(self, *, in_doubt: bool) -> int | None:
+        """Calls not settled yet (None while Redis does not answer). With ``in_doubt``, those
+        in doubt count too, except the ones left for a person (reconcile's ``ambiguous``:
+        two requests with the same numbers, a candidate call either could own), which no
+        waiting settles."""
         states = self.states()
         if states is None:
             return None
         names = ["queued", "dialing", "retrying"] + (["in_doubt"] if in_doubt else [])
-        return sum(states.get(s, 0) for s in names)
+        busy = sum(states.get(s, 0) for s in names)
+        if in_doubt and busy and busy == states.get("in_doubt", 0):
+            left = self.left_for_a_person()
+            busy = busy - left if left is not None else busy
+        return busy
+
+    def left_for_a_person(self) -> int | None:
+        """In-doubt calls reconcile left ``ambiguous`` (None while Redis does not answer)."""
+        assert self.ledger is not None
+        try:
+            return sum(
+                1
+                for campaign in self.campaigns
+                for rec in self.ledger.call_records(campaign)
+                if rec.state is State.IN_DOUBT and rec.last_error.startswith("in doubt: ambiguous")
+            )
+        except (redis.RedisError, OSError):
+            return None
 
     def chaos_phase(self) -> None:
         """Kills, a Redis restart, a receiver restart, a second campaign: until nothing is
@@ -584,8 +607,11 @@ class _Run:
                     attempts=logs,
                 )
             )
+        pending = self.pending_callbacks()
         sec, usec = ledger.redis.time()
-        checks, figures = judge(data, truth, self.settings, sec * 1000 + usec // 1000)
+        checks, figures = judge(
+            data, truth, self.settings, sec * 1000 + usec // 1000, pending_callbacks=pending
+        )
         for check in checks:
             if not check.ok and check.subjects:
                 self.diagnostics += self.explain(check, truth)
@@ -597,10 +623,26 @@ class _Run:
         figures["redis_restarts"] = 1
         figures["receiver_restarts"] = self.receiver.restarts
         figures["awaiting_status_left"] = self.awaiting_status()
-        figures["pending_callbacks_left"] = sum(
-            1 for _ in ledger.redis.scan_iter(match=ledger.keys.pending_callback("*"), count=1000)
-        )
+        figures["pending_callbacks_left"] = len(pending)
         return checks, figures
+
+    def pending_callbacks(self) -> dict[str, str]:
+        """Sid -> status of every callback the ledger keeps pending (its Sid not recorded)."""
+        assert self.ledger is not None
+        ledger = self.ledger
+        prefix = ledger.keys.pending_callback("")
+        out: dict[str, str] = {}
+        for key in ledger.redis.scan_iter(match=prefix + "*", count=1000):
+            raw = ledger.redis.get(key)
+            if raw is None:
+                continue  # expired meanwhile
+            try:
+                ev = CallbackEvent.from_json(str(raw))
+            except ValueError:
+                out[str(key)[len(prefix) :]] = "(unreadable)"
+                continue
+            out[str(key)[len(prefix) :]] = ev.status
+        return out
 
     def explain(self, check: Check, truth: dict[str, Any]) -> list[str]:
         """What a failed line's calls went through, so that a failing run explains itself:
