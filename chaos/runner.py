@@ -49,9 +49,11 @@ from callq.intake.enqueue import Enqueuer
 from callq.intake.report import write_report
 from callq.intake.request import CallRequest, request_id
 from callq.settings import Settings, time_scaled
+from callq.store.callbacks import CallbackEvent
 from callq.store.connect import make_redis
 from callq.store.keys import Keys
 from callq.store.ledger import Ledger
+from callq.store.records import State
 from chaos.verdict import CampaignData, Check, judge
 from devstack.embedded import EmbeddedRedis, free_port
 from devstack.workers import Receiver, WorkerPool
@@ -167,6 +169,8 @@ class ChaosReport:
     workdir: str
     started_at: str
     code: str = "unknown"
+    #: A failed line explained (see :meth:`_Run.explain`): records, logs, deliveries.
+    diagnostics: list[str] = dataclasses.field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -187,6 +191,7 @@ class ChaosReport:
             "events": [{"t": round(t, 1), "event": e} for t, e in self.events],
             "timings": {k: round(v, 1) for k, v in self.timings.items()},
             "workdir": self.workdir,
+            "diagnostics": self.diagnostics,
         }
 
     def render(self) -> str:
@@ -274,6 +279,7 @@ class _Run:
         self.settings: Settings | None = None
         self.campaigns: dict[str, list[str]] = {}
         self.numbers: list[str] = []  # every From enqueued (for calls we did not place)
+        self.diagnostics: list[str] = []
 
     # --- helpers ---------------------------------------------------------------------------
 
@@ -453,11 +459,32 @@ class _Run:
         )
 
     def busy(self, *, in_doubt: bool) -> int | None:
+        """Calls not settled yet (None while Redis does not answer). With ``in_doubt``, those
+        in doubt count too, except the ones left for a person (reconcile's ``ambiguous``:
+        two requests with the same numbers, a candidate call either could own), which no
+        waiting settles."""
         states = self.states()
         if states is None:
             return None
         names = ["queued", "dialing", "retrying"] + (["in_doubt"] if in_doubt else [])
-        return sum(states.get(s, 0) for s in names)
+        busy = sum(states.get(s, 0) for s in names)
+        if in_doubt and busy and busy == states.get("in_doubt", 0):
+            left = self.left_for_a_person()
+            busy = busy - left if left is not None else busy
+        return busy
+
+    def left_for_a_person(self) -> int | None:
+        """In-doubt calls reconcile left ``ambiguous`` (None while Redis does not answer)."""
+        assert self.ledger is not None
+        try:
+            return sum(
+                1
+                for campaign in self.campaigns
+                for rec in self.ledger.call_records(campaign)
+                if rec.state is State.IN_DOUBT and rec.last_error.startswith("in doubt: ambiguous")
+            )
+        except (redis.RedisError, OSError):
+            return None
 
     def chaos_phase(self) -> None:
         """Kills, a Redis restart, a receiver restart, a second campaign: until nothing is
@@ -580,8 +607,14 @@ class _Run:
                     attempts=logs,
                 )
             )
+        pending = self.pending_callbacks()
         sec, usec = ledger.redis.time()
-        checks, figures = judge(data, truth, self.settings, sec * 1000 + usec // 1000)
+        checks, figures = judge(
+            data, truth, self.settings, sec * 1000 + usec // 1000, pending_callbacks=pending
+        )
+        for check in checks:
+            if not check.ok and check.subjects:
+                self.diagnostics += self.explain(check, truth)
         figures["workers_killed"] = self.pool.killed
         figures["workers_started"] = self.pool.started
         figures["workers_exited_by_themselves"] = len(self.pool.exits)
@@ -590,10 +623,71 @@ class _Run:
         figures["redis_restarts"] = 1
         figures["receiver_restarts"] = self.receiver.restarts
         figures["awaiting_status_left"] = self.awaiting_status()
-        figures["pending_callbacks_left"] = sum(
-            1 for _ in ledger.redis.scan_iter(match=ledger.keys.pending_callback("*"), count=1000)
-        )
+        figures["pending_callbacks_left"] = len(pending)
         return checks, figures
+
+    def pending_callbacks(self) -> dict[str, str]:
+        """Sid -> status of every callback the ledger keeps pending (its Sid not recorded)."""
+        assert self.ledger is not None
+        ledger = self.ledger
+        prefix = ledger.keys.pending_callback("")
+        out: dict[str, str] = {}
+        for key in ledger.redis.scan_iter(match=prefix + "*", count=1000):
+            raw = ledger.redis.get(key)
+            if raw is None:
+                continue  # expired meanwhile
+            try:
+                ev = CallbackEvent.from_json(str(raw))
+            except ValueError:
+                out[str(key)[len(prefix) :]] = "(unreadable)"
+                continue
+            out[str(key)[len(prefix) :]] = ev.status
+        return out
+
+    def explain(self, check: Check, truth: dict[str, Any]) -> list[str]:
+        """What a failed line's calls went through, so that a failing run explains itself:
+        each one's record and attempts log, the simulator's calls and callback deliveries
+        for it (every try, with the receiver's answer), what the ledger keeps for those Sids
+        (index, pending callback), and the receiver's and workers' log lines naming it."""
+        assert self.ledger is not None and self.receiver is not None and self.pool is not None
+        ledger, keys = self.ledger, self.ledger.keys
+        logs = [self.receiver.log] + [w.log for w in self.pool.workers]
+        texts = {p: p.read_text(errors="replace").splitlines() for p in logs if p.exists()}
+        out = [f"EXPLAIN {check.name}:"]
+        for rid in check.subjects:
+            calls = [c for c in truth.get("calls", []) if c.get("custom_field") == rid]
+            sids = [str(c["sid"]) for c in calls]
+            deliveries = [
+                d
+                for d in truth.get("callbacks", {}).get("deliveries", [])
+                if d.get("custom_field") == rid or d.get("call_sid") in sids
+            ]
+            out.append(f"-- {rid}")
+            try:
+                out.append(f"   record: {ledger.redis.hgetall(keys.call(rid))!r}")
+                for line in ledger.redis.lrange(keys.attempts(rid), 0, -1):
+                    out.append(f"   attempt log: {line!r}")
+                for sid in sids:
+                    pending = ledger.redis.get(keys.pending_callback(sid))
+                    out.append(
+                        f"   sid {sid}: index -> {ledger.redis.hget(keys.sids(), sid)!r}, "
+                        f"pending callback: {pending!r}"
+                    )
+            except (redis.RedisError, OSError) as exc:
+                out.append(f"   ledger unreadable: {exc}")
+            for c in calls:
+                out.append(f"   simulator call: {c}")
+            for d in deliveries:
+                shown = {k: v for k, v in d.items() if k not in ("url", "tries")}
+                out.append(f"   delivery: {shown}")
+                for t in d.get("tries", []):
+                    out.append(f"     try at {t[0]}: HTTP {t[1]} {t[2]}")
+            needles = [rid, *sids]
+            for path, lines in texts.items():
+                for line in lines:
+                    if any(n in line for n in needles):
+                        out.append(f"   {path.name}: {line[:300]}")
+        return out
 
     def teardown(self) -> None:
         if self.pool is not None:
@@ -638,6 +732,7 @@ def run_chaos(cfg: ChaosConfig | None = None, out: Out = print) -> ChaosReport:
         workdir=str(run.workdir),
         started_at=started_at,
         code=code_at_start,
+        diagnostics=run.diagnostics,
     )
     code_at_end = code_version()
     if code_at_end != code_at_start:

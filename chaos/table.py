@@ -49,6 +49,8 @@ def render_report(report: ChaosReport) -> str:
     for c in report.failures:
         for example in c.examples:
             parts.append(f"  FAIL {c.name}: {example}")
+    if report.diagnostics:
+        parts += ["", *report.diagnostics]
     if report.figures:
         parts += ["", table(["figure", "value"], [(k, _fmt(v)) for k, v in report.figures.items()])]
     parts += [

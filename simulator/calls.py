@@ -170,6 +170,8 @@ class Delivery:
     state: str = "pending"  # pending | sent | failed
     http_status: int | None = None
     last_error: str | None = None
+    #: Every attempt: [wall time, HTTP status or None, error or the start of the reply body].
+    tries: list[list[Any]] = field(default_factory=list)
 
     def summary(self) -> dict[str, Any]:
         return {
@@ -185,4 +187,7 @@ class Delivery:
             "state": self.state,
             "http_status": self.http_status,
             "last_error": self.last_error,
+            # What the receiver could match it by: a flow call's payload has no CustomField.
+            "payload_custom_field": self.payload.get("CustomField"),
+            "tries": [list(t) for t in self.tries],
         }

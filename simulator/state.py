@@ -498,10 +498,12 @@ class SimState:
         )
         status: int | None = None
         error: str | None = None
+        reply = ""
+        began = time.time()
         try:
             with _OPENER.open(request, timeout=CALLBACK_TIMEOUT) as response:
                 status = int(response.status)
-                response.read()
+                reply = response.read(200).decode("utf-8", "replace")
         except urllib.error.HTTPError as exc:
             status = exc.code
             error = f"HTTP {exc.code}"
@@ -513,6 +515,7 @@ class SimState:
             if delivery.generation != self._generation:
                 return
             delivery.http_status = status
+            delivery.tries.append([round(began, 3), status, error or reply])
             if ok:
                 delivery.state = "sent"
                 delivery.last_error = None

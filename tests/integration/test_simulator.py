@@ -834,8 +834,10 @@ def test_given_a_flow_call_with_terminal_events_when_it_ends_then_only_the_four_
     assert set(payload) == {"CallSid", "Status", "RecordingUrl", "DateUpdated"}
     assert payload["CallSid"] == sid
     wait_for(lambda: exo.truth()["callbacks"]["sent"] == 1)
-    # The ground truth still knows whose call it was.
-    assert exo.truth()["callbacks"]["deliveries"][0]["custom_field"] == "req-flow"
+    # The ground truth still knows whose call it was, and that the callback did not say.
+    delivery = exo.truth()["callbacks"]["deliveries"][0]
+    assert delivery["custom_field"] == "req-flow"
+    assert delivery["payload_custom_field"] is None
 
 
 def test_given_failing_receiver_when_callback_then_retried_until_2xx(
@@ -853,6 +855,10 @@ def test_given_failing_receiver_when_callback_then_retried_until_2xx(
     callbacks = exo.truth()["callbacks"]
     assert callbacks["retries"] == 2 and callbacks["failed"] == 0
     assert callbacks["deliveries"][0]["attempts"] == 3
+    # Every try is kept (time, status, error or the reply's start), for a run to explain.
+    tries = callbacks["deliveries"][0]["tries"]
+    assert [t[1:] for t in tries] == [[500, "HTTP 500"], [503, "HTTP 503"], [200, ""]]
+    assert tries[0][0] <= tries[1][0] <= tries[2][0]
 
 
 def test_given_unreachable_receiver_when_callback_then_given_up_after_five_retries(

@@ -173,3 +173,64 @@ def test_given_wrong_sid_window_overflow_lost_callback_or_drifting_counters_then
         "placed calls without their call_status",
         "counters differ from a recount",
     ]
+
+
+def _flow_pair_left_for_a_person(
+    last_error: str = "in doubt: ambiguous: 2 candidate call(s) (s1,s2) that request(s) ...",
+) -> tuple[CampaignData, dict[str, object]]:
+    """CI at f52355a, reproduced (`shared_every=2, flow_every=3`, resets after origination):
+    two flow calls from the same number, a:90 and b:270, both in doubt (reset after being
+    placed), each callback without CustomField (a flow's) kept pending, its Sid unknown;
+    Call Details lists both calls, either request could own either: left for a person."""
+    records = [
+        {
+            "request_id": rid,
+            "state": "in_doubt",
+            "sent_at": "1000000",
+            "in_doubt_since": "1000000",
+            "time_out": "1",
+            "time_limit": "2",
+            "last_error": last_error,
+        }
+        for rid in ("c:1", "c:2")
+    ]
+    truth = _truth(
+        [("c:1", "s1"), ("c:2", "s2")],
+        callbacks={
+            "deliveries": [
+                {"custom_field": cf, "call_sid": sid, "state": "sent", "payload_custom_field": None}
+                for cf, sid in (("c:1", "s1"), ("c:2", "s2"))
+            ]
+        },
+    )
+    return _campaign(records), truth
+
+
+def test_given_flow_calls_left_for_a_person_when_their_callbacks_are_kept_then_they_pass() -> None:
+    campaign, truth = _flow_pair_left_for_a_person()
+    now = 10**9  # long past the proof: they rest in doubt only as ambiguous
+    kept = {"s1": "completed", "s2": "completed"}
+    checks, figures = judge([campaign], truth, _settings(), now, pending_callbacks=kept)
+    assert _failed(checks) == []
+    assert figures["callbacks_kept_for_calls_in_doubt"] == 2
+    assert figures["in_doubt_left_for_a_person"] == 2
+
+
+def test_given_flow_calls_left_for_a_person_when_a_callback_is_lost_or_wrong_then_it_fails() -> (
+    None
+):
+    campaign, truth = _flow_pair_left_for_a_person()
+    now = 10**9
+    for kept in ({"s1": "completed"}, {"s1": "completed", "s2": "busy"}):
+        checks, _ = judge([campaign], truth, _settings(), now, pending_callbacks=kept)
+        line = next(c for c in checks if c.name == "delivered callbacks not recorded")
+        assert not line.ok and line.value == "1 of 2 delivered", kept
+        assert line.subjects == ("c:2",)
+
+
+def test_given_a_kept_callback_of_a_call_past_its_proof_not_ambiguous_then_it_fails() -> None:
+    campaign, truth = _flow_pair_left_for_a_person("in doubt: not found yet")
+    kept = {"s1": "completed", "s2": "completed"}
+    checks, _ = judge([campaign], truth, _settings(), 10**9, pending_callbacks=kept)
+    assert "delivered callbacks not recorded" in _failed(checks)
+    assert "in doubt past their proof, unsettled" in _failed(checks)
