@@ -268,7 +268,9 @@ class Dialer:
     ) -> tuple[Step, Outcome | None]:
         """Claim, permit, sent mark, POST, record. The outcome is None when nothing was sent.
         ``zone``: the callee zone read for a callee-zone campaign (None for any other)."""
-        check = self._number_check(request_id, ctl) if gate.kind == "go" else None
+        # Under a cap the claim is given the number whatever the gate: a call it stops unsent
+        # (parked, cancelled, expired) gives back the count the feed took with its permit.
+        check = self._number_check(request_id, ctl)
         number = "" if check is None else check.number
         claimed = self.ledger.claim(
             request_id,

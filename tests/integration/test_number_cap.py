@@ -334,3 +334,36 @@ def test_given_fed_calls_holding_slots_when_held_at_the_number_cap_at_their_clai
         step = dialer.place(rid, slot=Slot(kw["slot"], kw["account"]))
         assert step.result == "held:queued"
     assert slots.used("default") == 0
+
+
+@pytest.mark.parametrize("stop", ["paused", "cancelled", "expired"])
+def test_given_a_fed_call_when_stopped_unsent_at_its_claim_then_its_count_goes_and_the_number_is_not_held(
+    settings: Settings, ledger: Ledger, keys: Keys, stop: str
+) -> None:
+    # The feed took the call's per-number count with its permit. A pause, a cancel or an
+    # end_at that passed stops the call at its claim, unsent (the claim parks it, or ends it
+    # cancelled or expired): the count must go back, as release.lua gives back a count of a
+    # call parked or ended unsent, or the number stays "called" for the period (held, or
+    # skipped past end_at) though nothing was ever placed to it.
+    capped = settings.model_copy(update={"number_daily_cap": 1})
+    Enqueuer(capped).enqueue_file(as_stream(agent_csv(1)), "fed")
+    feeder = feeder_for(capped, ledger)
+    assert feeder.drain_once() == {"open": 1, "fed": 1}
+    ((rid, kw),) = queued(ledger, capped)
+    number = ledger.get(rid)["to"]
+    assert ledger.redis.zcard(keys.number_calls(number)) == 1  # the feed's take
+    if stop == "paused":
+        ledger.pause("fed")
+    elif stop == "cancelled":
+        ledger.cancel("fed")
+    else:
+        ledger.set_controls("fed", {"end_at": str(int((time.time() - 1) * 1000))})
+    dialer = make_dialer(capped, ledger)
+    step = dialer.place(rid, slot=Slot(kw["slot"], kw["account"]))
+    assert step.kind in ("parked", "skip", "expired"), step.result
+    assert ledger.get(rid)["attempts"] == "0"
+    if stop == "paused":
+        ledger.cancel("fed")  # and it never comes back
+    assert ledger.redis.zcard(keys.number_calls(number)) == 0
+    (other,) = enqueue(ledger, "other", 1, to=number)
+    assert dialer.place(other).result == "originated"
