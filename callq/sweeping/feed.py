@@ -25,6 +25,7 @@ due, so an enqueue is judged at once, and an idle feeder costs one round trip pe
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 import time
@@ -368,7 +369,14 @@ class Feeder:
             self._done(account, MIN_PASS_GAP)
             return 0
         claims = self._claims(acct, [rid for _, rid in named])
-        grant = lim.reserve(ahead=lead, count=len(named), claims=claims)
+        try:
+            grant = lim.reserve(ahead=lead, count=len(named), claims=claims)
+        except BaseException:
+            # Nothing handed out (the limiter unreachable): the counts taken go back now, not
+            # left on parked calls that may never be fed (cancelled or expired while parked).
+            with contextlib.suppress(redis.RedisError):
+                ledger.number_give_back(counted.values())
+            raise
         room = _room(lim, grant, claims)
         # The counts of the calls with no permit go back; the claim keeps the others'.
         ledger.number_give_back(counted[rid] for _, rid in named[grant.count :] if rid in counted)

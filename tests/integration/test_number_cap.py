@@ -367,3 +367,27 @@ def test_given_a_fed_call_when_stopped_unsent_at_its_claim_then_its_count_goes_a
     assert ledger.redis.zcard(keys.number_calls(number)) == 0
     (other,) = enqueue(ledger, "other", 1, to=number)
     assert dialer.place(other).result == "originated"
+
+
+def test_given_a_feed_pass_whose_reservation_fails_then_the_counts_it_took_go_back(
+    settings: Settings, ledger: Ledger, keys: Keys
+) -> None:
+    # The feed takes the chosen calls' per-number counts before it reserves their permits. A
+    # reservation that fails (the limiter unreachable: LimiterUnavailable, which the feed logs
+    # and leaves to the turn's lease) hands out nothing: the counts must go back with it, or
+    # the numbers stay "called" by parked calls that may never be dialled (cancelled or
+    # expired while parked: nothing else gives a parked call's count back).
+    capped = settings.model_copy(update={"number_daily_cap": 1})
+    Enqueuer(capped).enqueue_file(as_stream(agent_csv(3)), "fed")
+    feeder = feeder_for(capped, ledger)
+    limiter_key = feeder.dialer.limiter.key
+    ledger.redis.hset(limiter_key, "not", "a string")  # the reservation fails (WRONGTYPE)
+    assert feeder.drain_once() == {"open": 1}  # judged, nothing fed
+    assert queued(ledger, capped) == []
+    numbers = [r["to"] for r in ledger.iter_records("fed")]
+    assert [ledger.redis.zcard(keys.number_calls(n)) for n in numbers] == [0, 0, 0]
+    ledger.redis.delete(limiter_key)
+    ledger.cancel("fed")
+    (other,) = enqueue(ledger, "other", 1, to=numbers[0])
+    check = NumberCheck(numbers[0], NumberCap(1, 86400))
+    assert ledger.claim(other, lease_seconds=30, early_tolerance=1.0, worker="t", number=check).claimed
