@@ -327,7 +327,9 @@ class Feeder:
         except redis.RedisError:
             raise
         except Exception:
-            log.exception("feeding account %s failed; it is fed again after the turn's lease")
+            log.exception(
+                "feeding account %s failed; it is fed again after the turn's lease", account
+            )
             return 0
 
     def _feed(self, account: str) -> int:
