@@ -456,7 +456,7 @@ class Dialer:
                 # A sent mark since the slot was reserved: an attempt of this call may have
                 # gone out on it (a stray copy of the fed message, claimed again after that
                 # attempt came back not placed with a short backoff). One permit, one request.
-                log.warning("%s: its fed slot may have been spent by an earlier attempt", request_id)
+                log.warning("%s: its fed slot may be spent by an earlier attempt", request_id)
             elif acct.limiter.on_time(permit):
                 permit.sleep(self.stopping, time.sleep)
                 return Permit(permit.earliest, permit.latest, time.monotonic() - claimed.sent)

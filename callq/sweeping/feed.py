@@ -371,14 +371,7 @@ class Feeder:
             self._done(account, MIN_PASS_GAP)
             return 0
         claims = self._claims(acct, [rid for _, rid in named])
-        try:
-            grant = lim.reserve(ahead=lead, count=len(named), claims=claims)
-        except BaseException:
-            # Nothing handed out (the limiter unreachable): the counts taken go back now, not
-            # left on parked calls that may never be fed (cancelled or expired while parked).
-            with contextlib.suppress(redis.RedisError):
-                ledger.number_give_back(counted.values())
-            raise
+        grant = self._reserve(lim, lead, len(named), claims, counted)
         room = _room(lim, grant, claims)
         # The counts of the calls with no permit go back; the claim keeps the others'.
         ledger.number_give_back(counted[rid] for _, rid in named[grant.count :] if rid in counted)
@@ -410,6 +403,24 @@ class Feeder:
             account, _next_pass(grant, lead, self.recheck), now_ms=grant.now_us // 1000, room=room
         )
         return moved
+
+    def _reserve(
+        self,
+        lim: Limiter,
+        lead: float,
+        count: int,
+        claims: list[SlotClaim],
+        counted: dict[str, NumberTake],
+    ) -> Grant:
+        """The pass's permits. A reservation that fails (the limiter unreachable) hands out
+        nothing: the per-number counts taken go back now, not left on parked calls that may
+        never be fed (cancelled or expired while parked: nothing else gives those back)."""
+        try:
+            return lim.reserve(ahead=lead, count=count, claims=claims)
+        except BaseException:
+            with contextlib.suppress(redis.RedisError):
+                self.ledger.number_give_back(counted.values())
+            raise
 
     def _give_back(
         self,

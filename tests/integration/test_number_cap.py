@@ -390,4 +390,6 @@ def test_given_a_feed_pass_whose_reservation_fails_then_the_counts_it_took_go_ba
     ledger.cancel("fed")
     (other,) = enqueue(ledger, "other", 1, to=numbers[0])
     check = NumberCheck(numbers[0], NumberCap(1, 86400))
-    assert ledger.claim(other, lease_seconds=30, early_tolerance=1.0, worker="t", number=check).claimed
+    assert ledger.claim(
+        other, lease_seconds=30, early_tolerance=1.0, worker="t", number=check
+    ).claimed
