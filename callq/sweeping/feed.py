@@ -436,7 +436,7 @@ class Feeder:
             return
         if slots:
             self.dialer.slots.free_unless_moved(account, stopped)
-        if counted:  # only of calls still parked: number_give.lua checks, in its own step
+        if counted:  # of calls still parked (or ended): number_give.lua checks
             self.ledger.number_give_back(
                 counted[rid] for rids in stopped.values() for rid in rids if rid in counted
             )

@@ -393,3 +393,26 @@ def test_given_a_feed_pass_whose_reservation_fails_then_the_counts_it_took_go_ba
     assert ledger.claim(
         other, lease_seconds=30, early_tolerance=1.0, worker="t", number=check
     ).claimed
+
+
+@pytest.mark.parametrize("to", ["cancelled", "expired"])
+def test_given_a_feed_take_when_the_call_is_ended_before_its_move_then_the_give_back_frees_its_count(
+    ledger: Ledger, keys: Keys, to: str
+) -> None:
+    # The feed took a parked call's count; a cancel (cancel.lua) or a judge past end_at
+    # (settle_parked.lua) ends the call before the feed's move, which then moves nothing and
+    # gives the count back. The call is final, never placed: its count must go, as its live
+    # slots do (LiveSlots.free_unless_moved), though it is no longer a parked waiting call.
+    (a,) = enqueue(ledger, "p", 1)
+    (b,) = enqueue(ledger, "q", 1)
+    cap = NumberCap(1, 86400)
+    (took,) = ledger.number_take_many([(a, NumberCheck(SHARED, cap))])
+    assert took.taken
+    if to == "cancelled":
+        ledger.cancel("p")
+    else:
+        assert ledger.settle_parked("p", "expired", 10) == 1
+    assert ledger.get(a)["state"] == to
+    ledger.number_give_back([took])
+    assert ledger.redis.zcard(keys.number_calls(SHARED)) == 0
+    assert claim(ledger, b, cap).claimed
