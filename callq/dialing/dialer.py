@@ -268,7 +268,9 @@ class Dialer:
     ) -> tuple[Step, Outcome | None]:
         """Claim, permit, sent mark, POST, record. The outcome is None when nothing was sent.
         ``zone``: the callee zone read for a callee-zone campaign (None for any other)."""
-        check = self._number_check(request_id, ctl) if gate.kind == "go" else None
+        # Under a cap the claim is given the number whatever the gate: a call it stops unsent
+        # (parked, cancelled, expired) gives back the count the feed took with its permit.
+        check = self._number_check(request_id, ctl)
         number = "" if check is None else check.number
         claimed = self.ledger.claim(
             request_id,
@@ -447,8 +449,14 @@ class Dialer:
             # round trips); one that does came from before a backward step of the Redis
             # clock, and would hold this thread for the whole step.
             far = acct.settings.feed_lead_seconds + acct.limiter.margin
+            sent_at = claimed.record.sent_at if claimed.record is not None else None
             if permit.latest - time.monotonic() > far:
                 log.warning("a fed slot more than %.1f s ahead: the Redis clock stepped back?", far)
+            elif sent_at is not None and sent_at * 1000 >= slot.at_us - far * 1e6:
+                # A sent mark since the slot was reserved: an attempt of this call may have
+                # gone out on it (a stray copy of the fed message, claimed again after that
+                # attempt came back not placed with a short backoff). One permit, one request.
+                log.warning("%s: its fed slot may be spent by an earlier attempt", request_id)
             elif acct.limiter.on_time(permit):
                 permit.sleep(self.stopping, time.sleep)
                 return Permit(permit.earliest, permit.latest, time.monotonic() - claimed.sent)

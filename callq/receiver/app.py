@@ -105,6 +105,7 @@ class _Runtime:
                 Keys(settings.key_prefix),
                 events=EventFlags.for_settings(settings),
                 capped=live_caps(settings),
+                known=settings.account_names(),
             ),
             token=settings.callback_token.get_secret_value().encode("utf-8"),
         )

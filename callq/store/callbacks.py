@@ -138,9 +138,12 @@ class CallbackStore:
         pending_ttl: float = 86400,
         events: EventFlags | None = None,
         capped: Collection[str] | None = None,
+        known: Collection[str] | None = None,
     ) -> None:
         """``capped``: the accounts with a live-call cap (callq.store.slots.live_caps), whose
-        slots a terminal callback frees; None (not known here) frees on every one."""
+        slots a terminal callback frees; None (not known here) frees on every one.
+        ``known``: the accounts ``capped`` speaks for (Settings.account_names); a call of
+        any other account (EXOTEL_ACCOUNTS not given here: its cap unknown) is freed too."""
         if not pending_ttl > 0:
             raise ValueError("pending_ttl must be > 0 seconds")
         self.redis = client
@@ -150,6 +153,14 @@ class CallbackStore:
         self.scripts = Scripts(client)
         self.slots = LiveSlots(client, keys, self.scripts)
         self.capped = None if capped is None else frozenset(capped)
+        self.known = None if known is None else frozenset(known)
+
+    def _may_hold_slots(self, account: str) -> bool:
+        """Whether a call of ``account`` may hold live-call slots: its account is capped, or
+        not one these settings know (its cap is unknown here)."""
+        if self.capped is None or account in self.capped:
+            return True
+        return self.known is not None and account not in self.known
 
     @property
     def _ttl_ms(self) -> int:
@@ -251,7 +262,7 @@ class CallbackStore:
             # script gave its account: one round trip more per terminal callback of a capped
             # account, none for an account without a cap.
             account = str(raw[5]) if len(raw) > 5 else ""
-            if self.capped is None or (account or "default") in self.capped:
+            if self._may_hold_slots(account or "default"):
                 self.slots.free(request_id, account or None)
         if int(mismatch):
             log.warning(

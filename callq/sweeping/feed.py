@@ -25,6 +25,7 @@ due, so an enqueue is judged at once, and an idle feeder costs one round trip pe
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 import time
@@ -326,7 +327,9 @@ class Feeder:
         except redis.RedisError:
             raise
         except Exception:
-            log.exception("feeding account %s failed; it is fed again after the turn's lease")
+            log.exception(
+                "feeding account %s failed; it is fed again after the turn's lease", account
+            )
             return 0
 
     def _feed(self, account: str) -> int:
@@ -368,7 +371,7 @@ class Feeder:
             self._done(account, MIN_PASS_GAP)
             return 0
         claims = self._claims(acct, [rid for _, rid in named])
-        grant = lim.reserve(ahead=lead, count=len(named), claims=claims)
+        grant = self._reserve(lim, lead, len(named), claims, counted)
         room = _room(lim, grant, claims)
         # The counts of the calls with no permit go back; the claim keeps the others'.
         ledger.number_give_back(counted[rid] for _, rid in named[grant.count :] if rid in counted)
@@ -401,6 +404,24 @@ class Feeder:
         )
         return moved
 
+    def _reserve(
+        self,
+        lim: Limiter,
+        lead: float,
+        count: int,
+        claims: list[SlotClaim],
+        counted: dict[str, NumberTake],
+    ) -> Grant:
+        """The pass's permits. A reservation that fails (the limiter unreachable) hands out
+        nothing: the per-number counts taken go back now, not left on parked calls that may
+        never be fed (cancelled or expired while parked: nothing else gives those back)."""
+        try:
+            return lim.reserve(ahead=lead, count=count, claims=claims)
+        except BaseException:
+            with contextlib.suppress(redis.RedisError):
+                self.ledger.number_give_back(counted.values())
+            raise
+
     def _give_back(
         self,
         account: str,
@@ -415,7 +436,7 @@ class Feeder:
             return
         if slots:
             self.dialer.slots.free_unless_moved(account, stopped)
-        if counted:  # only of calls still parked: number_give.lua checks, in its own step
+        if counted:  # of calls still parked (or ended): number_give.lua checks
             self.ledger.number_give_back(
                 counted[rid] for rids in stopped.values() for rid in rids if rid in counted
             )

@@ -5,11 +5,15 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from callq.dialing.limiter import Limiter, Permit
+import pytest
+
+from callq.dialing.limiter import Limiter, Permit, Slot
+from callq.intake.enqueue import Enqueuer
 from callq.settings import Settings
 from callq.store.ledger import Ledger
-from tests.campaigns import mobile
+from tests.campaigns import agent_csv, as_stream, mobile
 from tests.conftest import make_dialer, placed
+from tests.integration.test_feed import feeder_for, queued
 
 
 class LateLimiter(Limiter):
@@ -96,3 +100,31 @@ def test_given_wait_for_a_replica_that_does_not_answer_when_dialling_then_the_ca
     # The shipped policy (auto) waits only for the replicas the master has: none here.
     assert placed(make_dialer(settings, ledger), rid).result == "originated"
     assert sim.truth()["by_custom_field"] == {rid: 1}
+
+
+def test_given_a_stray_copy_of_a_fed_message_when_the_first_copy_came_back_not_placed_then_it_does_not_send_on_the_same_permit(
+    settings: Settings, ledger: Ledger, sim: Any
+) -> None:
+    # A fed message carries its permit's slot. Its first copy sends on it and comes back not
+    # placed, retrying after a backoff shorter than the claim's early tolerance (1 s; the
+    # time-scaled settings, or RETRY_BACKOFF_BASE_SECONDS below ~3 s). A stray copy of the
+    # same message (restored after a worker's cold shutdown) claims the call at once while
+    # the slot is still on time: it must not send a second request on that one permit.
+    Enqueuer(settings).enqueue_file(as_stream(agent_csv(1)), "dup")
+    assert feeder_for(settings, ledger).drain_once() == {"open": 1, "fed": 1}
+    ((rid, kw),) = queued(ledger, settings)
+    sim.script(rid, ["504"])  # Exotel's own 504: not placed
+    dialer = make_dialer(settings, ledger)
+    first = dialer.place(rid, slot=Slot(kw["slot"], kw["account"]))
+    if first.kind == "late":
+        pytest.skip("the first copy was late for its fed slot (a loaded machine): not reached")
+    assert first.result == "not_placed"
+    assert first.retry_in is not None and first.retry_in < 1.0
+    schedule = ledger.redis.get(dialer.limiter.key)
+    stray = dialer.place(rid, slot=Slot(kw["slot"], kw["account"]))
+    if stray.kind == "late":  # late for a permit of its own: retried as a worker does
+        stray = placed(dialer, rid)
+    assert stray.result == "originated"
+    assert sim.truth()["requests"] == 2
+    # The second request had a permit of its own: the limiter's schedule moved.
+    assert ledger.redis.get(dialer.limiter.key) != schedule

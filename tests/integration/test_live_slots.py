@@ -8,11 +8,16 @@ from typing import Any
 
 import pytest
 import redis
+from pydantic import SecretStr
 
+from callq.campaign.controls import CampaignOptions
+from callq.dialing.dialer import Account
 from callq.dialing.limiter import Limiter, Slot
+from callq.exotel.client import ExotelClient, make_session
 from callq.intake import campaign_status
 from callq.intake.enqueue import Enqueuer
-from callq.settings import Settings
+from callq.receiver.app import _Runtime
+from callq.settings import ExotelAccount, Settings
 from callq.store.callbacks import CallbackEvent, CallbackStore
 from callq.store.gauges import LedgerCollector
 from callq.store.keys import Keys
@@ -20,7 +25,7 @@ from callq.store.ledger import Ledger
 from callq.store.slots import LiveSlots, SlotClaim, live_caps
 from producer import cancel_campaign, pause_campaign
 from tests.campaigns import agent_csv, as_stream
-from tests.conftest import make_dialer, placed
+from tests.conftest import SIM_KEY, SIM_SID, SIM_TOKEN, make_dialer, placed
 from tests.integration.test_dialer import enqueue_one
 from tests.integration.test_feed import feeder_for, queued
 
@@ -451,3 +456,40 @@ def test_given_a_hold_set_by_the_round_trip_when_permits_are_dropped_then_their_
     assert got.count == 0 and got.wait == 30.0
     # No call of these goes out, so none may keep a slot until its lease lapses.
     assert LiveSlots(rclient, keys).used("acct") == 0
+
+
+def test_given_a_receiver_without_exotel_accounts_when_a_named_accounts_call_ends_then_its_slots_are_freed(
+    settings: Settings, ledger: Ledger, sim: Any
+) -> None:
+    # EXOTEL_ACCOUNTS carries every account's API token: the callback receiver (the one
+    # internet-facing part) has no need of it, and the k8s manifests give it none of the
+    # Secret's keys but CALLBACK_TOKEN. A named account's cap (max_live_calls) is then unknown
+    # to it: it must still free that account's slots on a terminal callback (the backfill
+    # skips a call whose callback came), or they are held until their lease, each call's
+    # slots long after it ended, and the account stalls at its cap.
+    north = ExotelAccount(
+        account_sid=SIM_SID,
+        api_key=SecretStr(SIM_KEY),
+        api_token=SecretStr(SIM_TOKEN),
+        max_live_calls=4,
+    )
+    workers = settings.model_copy(update={"exotel_accounts": {"north": north}})
+    Enqueuer(workers).enqueue_file(
+        as_stream(agent_csv(1)), "n", options=CampaignOptions(account="north")
+    )
+    dialer = make_dialer(workers, ledger)
+    s = workers.for_account("north")
+    limiter = Limiter.for_settings(ledger.redis, ledger.keys, s, name="north")
+    dialer.accounts["north"] = Account("north", s, ExotelClient(s, make_session()), limiter)
+    (rid,) = ledger.iter_request_ids("n")
+    assert placed(dialer, rid).result == "originated"
+    slots = LiveSlots(ledger.redis, ledger.keys)
+    assert slots.used("north") == 2
+    # The receiver's settings: no EXOTEL_ACCOUNTS (as the receiver is built: live_caps).
+    receiver = _Runtime.build(settings.model_copy(update={"callback_token": SecretStr("t")}))
+    try:
+        ev = CallbackEvent(ledger.get(rid)["sid"], "completed", rid, {})
+        assert receiver.store.apply_event(ev).result == "matched"
+    finally:
+        receiver.client.close()
+    assert slots.used("north") == 0

@@ -334,3 +334,85 @@ def test_given_fed_calls_holding_slots_when_held_at_the_number_cap_at_their_clai
         step = dialer.place(rid, slot=Slot(kw["slot"], kw["account"]))
         assert step.result == "held:queued"
     assert slots.used("default") == 0
+
+
+@pytest.mark.parametrize("stop", ["paused", "cancelled", "expired"])
+def test_given_a_fed_call_when_stopped_unsent_at_its_claim_then_its_count_goes_and_the_number_is_not_held(
+    settings: Settings, ledger: Ledger, keys: Keys, stop: str
+) -> None:
+    # The feed took the call's per-number count with its permit. A pause, a cancel or an
+    # end_at that passed stops the call at its claim, unsent (the claim parks it, or ends it
+    # cancelled or expired): the count must go back, as release.lua gives back a count of a
+    # call parked or ended unsent, or the number stays "called" for the period (held, or
+    # skipped past end_at) though nothing was ever placed to it.
+    capped = settings.model_copy(update={"number_daily_cap": 1})
+    Enqueuer(capped).enqueue_file(as_stream(agent_csv(1)), "fed")
+    feeder = feeder_for(capped, ledger)
+    assert feeder.drain_once() == {"open": 1, "fed": 1}
+    ((rid, kw),) = queued(ledger, capped)
+    number = ledger.get(rid)["to"]
+    assert ledger.redis.zcard(keys.number_calls(number)) == 1  # the feed's take
+    if stop == "paused":
+        ledger.pause("fed")
+    elif stop == "cancelled":
+        ledger.cancel("fed")
+    else:
+        ledger.set_controls("fed", {"end_at": str(int((time.time() - 1) * 1000))})
+    dialer = make_dialer(capped, ledger)
+    step = dialer.place(rid, slot=Slot(kw["slot"], kw["account"]))
+    assert step.kind in ("parked", "skip", "expired"), step.result
+    assert ledger.get(rid)["attempts"] == "0"
+    if stop == "paused":
+        ledger.cancel("fed")  # and it never comes back
+    assert ledger.redis.zcard(keys.number_calls(number)) == 0
+    (other,) = enqueue(ledger, "other", 1, to=number)
+    assert dialer.place(other).result == "originated"
+
+
+def test_given_a_feed_pass_whose_reservation_fails_then_the_counts_it_took_go_back(
+    settings: Settings, ledger: Ledger, keys: Keys
+) -> None:
+    # The feed takes the chosen calls' per-number counts before it reserves their permits. A
+    # reservation that fails (the limiter unreachable: LimiterUnavailable, which the feed logs
+    # and leaves to the turn's lease) hands out nothing: the counts must go back with it, or
+    # the numbers stay "called" by parked calls that may never be dialled (cancelled or
+    # expired while parked: nothing else gives a parked call's count back).
+    capped = settings.model_copy(update={"number_daily_cap": 1})
+    Enqueuer(capped).enqueue_file(as_stream(agent_csv(3)), "fed")
+    feeder = feeder_for(capped, ledger)
+    limiter_key = feeder.dialer.limiter.key
+    ledger.redis.hset(limiter_key, "not", "a string")  # the reservation fails (WRONGTYPE)
+    assert feeder.drain_once() == {"open": 1}  # judged, nothing fed
+    assert queued(ledger, capped) == []
+    numbers = [r["to"] for r in ledger.iter_records("fed")]
+    assert [ledger.redis.zcard(keys.number_calls(n)) for n in numbers] == [0, 0, 0]
+    ledger.redis.delete(limiter_key)
+    ledger.cancel("fed")
+    (other,) = enqueue(ledger, "other", 1, to=numbers[0])
+    check = NumberCheck(numbers[0], NumberCap(1, 86400))
+    assert ledger.claim(
+        other, lease_seconds=30, early_tolerance=1.0, worker="t", number=check
+    ).claimed
+
+
+@pytest.mark.parametrize("to", ["cancelled", "expired"])
+def test_given_a_feed_take_when_the_call_is_ended_before_its_move_then_the_give_back_frees_its_count(
+    ledger: Ledger, keys: Keys, to: str
+) -> None:
+    # The feed took a parked call's count; a cancel (cancel.lua) or a judge past end_at
+    # (settle_parked.lua) ends the call before the feed's move, which then moves nothing and
+    # gives the count back. The call is final, never placed: its count must go, as its live
+    # slots do (LiveSlots.free_unless_moved), though it is no longer a parked waiting call.
+    (a,) = enqueue(ledger, "p", 1)
+    (b,) = enqueue(ledger, "q", 1)
+    cap = NumberCap(1, 86400)
+    (took,) = ledger.number_take_many([(a, NumberCheck(SHARED, cap))])
+    assert took.taken
+    if to == "cancelled":
+        ledger.cancel("p")
+    else:
+        assert ledger.settle_parked("p", "expired", 10) == 1
+    assert ledger.get(a)["state"] == to
+    ledger.number_give_back([took])
+    assert ledger.redis.zcard(keys.number_calls(SHARED)) == 0
+    assert claim(ledger, b, cap).claimed

@@ -306,3 +306,35 @@ def test_given_a_zone_that_closes_while_a_call_waits_for_its_permit_then_it_is_h
     assert score is not None and score >= zones.held_offset("America/New_York")
     assert ledger.get(rid)["state"] == "queued" and ledger.get(rid)["attempts"] == "0"
     assert sim.truth()["calls"] == []
+
+
+def test_given_a_number_cap_when_fed_calls_of_a_closed_zone_are_parked_then_in_their_band_without_a_count(
+    feeder: tuple[Feeder, Clock, Settings],
+    ledger: Ledger,
+    sim: Any,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # As above, under a per-number cap: the feed took each fed call's count, and the claim
+    # that parks a closed zone's call gets both the cap (ARGV[9..13]) and the zone's band
+    # (ARGV[14]). It parks it in its band, and gives its count back (nothing was placed).
+    monkeypatch.setattr(feed, "ZONES_BATCH", 1)
+    f, clock, s = feeder
+    capped = s.model_copy(update={"number_daily_cap": 1})
+    f = Feeder(ledger, capped, make_dialer(capped, ledger, clock=clock), make_app(capped))
+    clock.now = utc(3, 45)  # India open, New York closed
+    opts = CampaignOptions(window="09:00-21:00", window_zone="callee")
+    Enqueuer(capped).enqueue_file(as_stream(csv(INDIA + US)), "nc", options=opts)
+    assert f.drain_once() == {"open": 1, "fed": len(INDIA + US)}
+    steps: dict[str, list[str]] = {}
+    for rid, kw in queued(ledger, capped):
+        ledger.redis.rpop(f"{capped.broker_key_prefix}calls")
+        step = place(f, rid, kw)
+        steps.setdefault(step.kind, []).append(ledger.get(rid)["to"])
+    assert sorted(steps.pop("originated")) == sorted(INDIA)
+    assert sorted(steps.pop("parked")) == sorted(US) and steps == {}
+    assert ledger.parked_counts(["nc"], ready=True) == [0]  # in New York's band
+    for rid in ledger.parked("nc", 9):
+        score = ledger.redis.zscore(ledger.keys.campaign_parked("nc"), rid)
+        assert score is not None and score >= zones.held_offset("America/New_York")
+    counts = {n: ledger.redis.zcard(ledger.keys.number_calls(n)) for n in INDIA + US}
+    assert counts == {**dict.fromkeys(INDIA, 1), **dict.fromkeys(US, 0)}

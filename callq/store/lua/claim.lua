@@ -17,6 +17,8 @@
 --         the claim: at the cap the call is held until the count lapses (the sweeper
 --         republishes it then: its deadline), attempt uncounted, no permit asked for; or,
 --         when that is past end_at, ends `skipped`. The reason goes to last_error.
+--         A claim that parks the call, ends it cancelled or expired, or finds it so, gives
+--         back the dial's count (KEYS[9] is then given whatever the gate).
 -- ARGV[14] (optional) for a wait gate: the callee zone's band (ms, see prelude's park), or ''
 --         (ARGV[9..13] are then '' when there is no per-number cap)
 -- The campaign's `cancelled` and `paused` flags are read here, in the same step as the claim,
@@ -40,10 +42,20 @@ local rec = redis.call('HMGET', KEYS[1], 'state', 'attempts', 'next_at', 'create
 local state = rec[1]
 if not state then return {'missing', 0, '', now_us} end
 local attempts = tonumber(rec[2]) or 0
-if state ~= 'queued' and state ~= 'retrying' then return {'skip', attempts, state, now_us} end
+-- A call the claim stops unsent (parked, cancelled, expired), or finds ended unsent, gives
+-- back its dial's per-number count (the feed may have taken it with the permit), as
+-- release.lua does: no attempt of this dial was placed while it waits.
+local function give_count()
+  if KEYS[9] then redis.call('ZREM', KEYS[9], ARGV[1] .. '#' .. (rec[5] or '0')) end
+end
+if state ~= 'queued' and state ~= 'retrying' then
+  if state == 'cancelled' or state == 'expired' then give_count() end
+  return {'skip', attempts, state, now_us}
+end
 local meta = redis.call('HMGET', KEYS[4], 'cancelled', 'paused')
 local gate = ARGV[6]
 local function settle(to)
+  give_count()
   move(KEYS[1], KEYS[2], state, to, now)
   redis.call('HDEL', KEYS[1], 'next_at', 'parked')
   redis.call('ZREM', KEYS[3], ARGV[1])
@@ -54,6 +66,7 @@ end
 if meta[1] == '1' then return settle('cancelled') end
 if gate == 'expire' then return settle('expired') end
 if meta[2] == '1' or gate ~= '' then
+  give_count()
   redis.call('ZREM', KEYS[3], ARGV[1])
   if meta[2] == '1' then
     park(KEYS[1], KEYS[5], KEYS[6], ARGV[1], ARGV[7], tonumber(rec[4]) or now, 'paused', nil)

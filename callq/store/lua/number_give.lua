@@ -1,11 +1,15 @@
 -- number_give.lua: the feed gives back a per-number count it took (number_take.lua) for a
--- call it did not hand out: only while the call is still a parked waiting call. A stray copy
--- of the call's message may have claimed it since (the claim keeps the count the feed took,
--- and its sent mark restamps it): that count is the sent call's now and must stay.
+-- call it did not hand out: only while the call is still a parked waiting call, or ended
+-- unsent since (cancelled or expired before the feed's move: final, never placed). A stray
+-- copy of the call's message may have claimed it since (the claim keeps the count the feed
+-- took, and its sent mark restamps it): that count is the sent call's now and must stay.
 -- KEYS[1] call hash   KEYS[2] campaign parked zset   KEYS[3] the callee's number zset
 -- ARGV[1] request id   ARGV[2] the member the take returned (`{request id}#{redial base}`)
 -- Returns 1 when the count was given back, else 0.
 local state = redis.call('HGET', KEYS[1], 'state')
+if state == 'cancelled' or state == 'expired' then
+  return redis.call('ZREM', KEYS[3], ARGV[2])
+end
 if (state ~= 'queued' and state ~= 'retrying') or not redis.call('ZSCORE', KEYS[2], ARGV[1]) then
   return 0
 end
