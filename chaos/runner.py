@@ -53,8 +53,7 @@ from callq.store.callbacks import CallbackEvent
 from callq.store.connect import make_redis
 from callq.store.keys import Keys
 from callq.store.ledger import Ledger
-from callq.store.records import State
-from chaos.verdict import CampaignData, Check, judge
+from chaos.verdict import CampaignData, Check, judge, left_for_a_person
 from devstack.embedded import EmbeddedRedis, free_port
 from devstack.workers import Receiver, WorkerPool
 from simulator import Account, SimConfig, Simulator
@@ -481,7 +480,7 @@ class _Run:
                 1
                 for campaign in self.campaigns
                 for rec in self.ledger.call_records(campaign)
-                if rec.state is State.IN_DOUBT and rec.last_error.startswith("in doubt: ambiguous")
+                if left_for_a_person(rec)
             )
         except (redis.RedisError, OSError):
             return None
@@ -631,17 +630,16 @@ class _Run:
         assert self.ledger is not None
         ledger = self.ledger
         prefix = ledger.keys.pending_callback("")
+        keys = list(ledger.redis.scan_iter(match=prefix + "*", count=1000))
+        raws = ledger.redis.mget(keys) if keys else []
         out: dict[str, str] = {}
-        for key in ledger.redis.scan_iter(match=prefix + "*", count=1000):
-            raw = ledger.redis.get(key)
+        for key, raw in zip(keys, raws, strict=True):
             if raw is None:
                 continue  # expired meanwhile
             try:
-                ev = CallbackEvent.from_json(str(raw))
+                out[str(key)[len(prefix) :]] = CallbackEvent.from_json(str(raw)).status
             except ValueError:
                 out[str(key)[len(prefix) :]] = "(unreadable)"
-                continue
-            out[str(key)[len(prefix) :]] = ev.status
         return out
 
     def explain(self, check: Check, truth: dict[str, Any]) -> list[str]:

@@ -75,12 +75,20 @@ def _check(
     )
 
 
+def left_for_a_person(rec: CallRecord) -> bool:
+    """An in-doubt call reconcile left ``ambiguous`` (two requests with the same numbers, a
+    candidate call either could own): no waiting settles it."""
+    return rec.state is State.IN_DOUBT and rec.last_error.startswith(
+        ("ambiguous", "in doubt: ambiguous")
+    )
+
+
 def legitimately_in_doubt(rec: CallRecord, settings: Settings, now_ms: int) -> bool:
     """An in-doubt call whose proof is not possible yet, or one left for a person (two
     candidate calls): it may rest in doubt."""
     if rec.state is not State.IN_DOUBT:
         return False
-    if rec.last_error.startswith(("ambiguous", "in doubt: ambiguous")):
+    if left_for_a_person(rec):
         return True
     sent_ms = rec.sent_at or rec.in_doubt_since or 0
     proven_ms = sent_ms + int(proof_seconds(rec, settings) * 1000)
@@ -338,11 +346,7 @@ def judge(  # noqa: C901
         "requests_sharing_numbers": sum(
             n for n in Counter(r.parties for r in records.values() if r.parties).values() if n > 1
         ),
-        "in_doubt_left_for_a_person": sum(
-            1
-            for r in records.values()
-            if r.state is State.IN_DOUBT and r.last_error.startswith("in doubt: ambiguous")
-        ),
+        "in_doubt_left_for_a_person": sum(1 for r in records.values() if left_for_a_person(r)),
         "calls_listed_not_ours": len(truth.get("injected", [])),
         "callbacks_kept_for_calls_in_doubt": cb_kept,
         "failed_reasons": dict(
