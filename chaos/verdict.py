@@ -214,7 +214,13 @@ def judge(  # noqa: C901
         return logged[-1] if logged else None
 
     deliveries = list(truth.get("callbacks", {}).get("deliveries", []))
-    delivered = {(d["custom_field"], d["call_sid"]) for d in deliveries if d.get("state") == "sent"}
+    sent = [d for d in deliveries if d.get("state") == "sent"]
+    delivered = {(d["custom_field"], d["call_sid"]) for d in sent}
+    # Only a callback without a CustomField (a flow call's) can be kept pending for its Sid:
+    # one naming its request is matched by it at once (callback.lua), in doubt or not.
+    by_sid_only = {
+        (d["custom_field"], d["call_sid"]) for d in sent if not d.get("payload_custom_field")
+    }
     kept = dict(pending_callbacks or {})
     cb_bad: list[str] = []
     cb_rids: list[str] = []
@@ -224,7 +230,11 @@ def judge(  # noqa: C901
             continue  # a stray: counted above
         want, got = status_of_sid.get(sid), status_recorded(rid, sid)
         if got != want:
-            if kept.get(sid) == want and legitimately_in_doubt(records[rid], settings, now_ms):
+            if (
+                (rid, sid) in by_sid_only
+                and kept.get(sid) == want
+                and legitimately_in_doubt(records[rid], settings, now_ms)
+            ):
                 cb_kept += 1  # kept for the Sid's settling: a person, or the proof to come
                 continue
             state = records[rid].state

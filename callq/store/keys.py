@@ -151,9 +151,9 @@ class Keys:
         (NUMBER_DAILY_CAP, ``--number-cap``). Checked and taken in the claim's own step
         (lua/claim.lua) or by the feed before the permit (lua/number_take.lua); given back by
         a release (lua/release.lua), by a claim that parks the call or ends it unsent (or
-        finds it cancelled or expired), or by the feed for a call still parked or ended unsent
-        (lua/number_give.lua); members older than the longest cap period go with the next
-        take."""
+        finds it cancelled or expired), or by the feed for a call still parked or ended unsent,
+        while the count is its current dial's (lua/number_give.lua; a failed pass too);
+        members older than the longest cap period go with the next take."""
         return f"{self.prefix}:number:{number}"
 
     def master_epoch(self) -> str:

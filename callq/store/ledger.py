@@ -848,8 +848,9 @@ class Ledger:
     def number_give_back(self, taken: Iterable[NumberTake]) -> None:
         """Give back counts the feed took for calls it did not hand out (number_give.lua; one
         round trip): only of calls still parked and waiting, or ended unsent since (cancelled,
-        expired). One claimed since (a stray copy of its message) keeps the count the feed
-        took, and may have sent on it."""
+        expired), and only while the count is still the call's current dial's. One claimed
+        since (a stray copy of its message) keeps the count the feed took, and may have sent
+        on it; one placed and redialled since keeps it whatever the redial's state."""
         members = [t for t in taken if t.member]
         if not members:
             return

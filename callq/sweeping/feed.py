@@ -25,7 +25,6 @@ due, so an enqueue is judged at once, and an idle feeder costs one round trip pe
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import threading
 import time
@@ -43,6 +42,7 @@ from callq.dialing.limiter import Grant, Limiter, Slot
 from callq.metrics import FED, NUMBER_CAPPED
 from callq.settings import Settings
 from callq.store.ledger import Ledger, NumberCheck, NumberTake, Unpark
+from callq.store.records import Unparked
 from callq.store.slots import SlotClaim
 from callq.transport.messages import TaskMessages
 from callq.transport.queues import CALLS_QUEUE, PRIORITY_QUEUE
@@ -370,19 +370,22 @@ class Feeder:
         if not named:  # every call chosen was held at its number's cap: choose again now
             self._done(account, MIN_PASS_GAP)
             return 0
-        claims = self._claims(acct, [rid for _, rid in named])
-        grant = self._reserve(lim, lead, len(named), claims, counted)
-        room = _room(lim, grant, claims)
-        # The counts of the calls with no permit go back; the claim keeps the others'.
-        ledger.number_give_back(counted[rid] for _, rid in named[grant.count :] if rid in counted)
-        if not grant.granted:
-            self._done(account, _next_pass(grant, lead, self.recheck), room=room)
-            return 0
-        calls: dict[str, list[tuple[str, str]]] = {m.campaign: [] for m in ready}
-        for i, (campaign, rid) in enumerate(named[: grant.count]):
-            calls[campaign].append((rid, self.normal.encode(rid, Slot(grant.slot_us(i), account))))
-        batches = [Unpark(c, calls[c], self.normal.queue_key) for c in calls if calls[c]]
-        results = ledger.unpark_many(batches, overdue=self.settings.retry_overdue_seconds)
+        claims: list[SlotClaim] = []
+        try:
+            claims = self._claims(acct, [rid for _, rid in named])
+            grant = lim.reserve(ahead=lead, count=len(named), claims=claims)
+            room = _room(lim, grant, claims)
+            # The counts of the calls with no permit go back; the claim keeps the others'.
+            ledger.number_give_back(
+                counted[rid] for _, rid in named[grant.count :] if rid in counted
+            )
+            if not grant.granted:
+                self._done(account, _next_pass(grant, lead, self.recheck), room=room)
+                return 0
+            batches, results = self._move(account, ready, named[: grant.count], grant)
+        except BaseException:
+            self._undo(account, named, slots=bool(claims), counted=counted)
+            raise
         moved = 0
         fed: list[str] = []
         gone: list[str] = []
@@ -404,23 +407,40 @@ class Feeder:
         )
         return moved
 
-    def _reserve(
+    def _move(
+        self, account: str, ready: list[Member], named: list[tuple[str, str]], grant: Grant
+    ) -> tuple[list[Unpark], list[Unparked]]:
+        """Hand the calls granted (``named``, in slot order) to the queue, each with its
+        permit's slot: their task messages, and what each campaign's batch did."""
+        calls: dict[str, list[tuple[str, str]]] = {m.campaign: [] for m in ready}
+        for i, (campaign, rid) in enumerate(named):
+            calls[campaign].append((rid, self.normal.encode(rid, Slot(grant.slot_us(i), account))))
+        batches = [Unpark(c, calls[c], self.normal.queue_key) for c in calls if calls[c]]
+        return batches, self.ledger.unpark_many(
+            batches, overdue=self.settings.retry_overdue_seconds
+        )
+
+    def _undo(
         self,
-        lim: Limiter,
-        lead: float,
-        count: int,
-        claims: list[SlotClaim],
+        account: str,
+        named: list[tuple[str, str]],
+        *,
+        slots: bool,
         counted: dict[str, NumberTake],
-    ) -> Grant:
-        """The pass's permits. A reservation that fails (the limiter unreachable) hands out
-        nothing: the per-number counts taken go back now, not left on parked calls that may
-        never be fed (cancelled or expired while parked: nothing else gives those back)."""
+    ) -> None:
+        """A pass that failed after it took the calls' per-number counts (the limiter
+        unreachable, a reservation or a move whose reply was lost): the counts, and the live
+        slots its reservation may have taken, of the calls it did not hand out go back now,
+        not left on parked calls that may never be fed (cancelled or expired while parked:
+        nothing else gives those back). A call the move did hand out keeps them (the checks
+        of :meth:`_give_back`)."""
+        stopped: dict[str, list[str]] = {}
+        for campaign, rid in named:
+            stopped.setdefault(campaign, []).append(rid)
         try:
-            return lim.reserve(ahead=lead, count=count, claims=claims)
-        except BaseException:
-            with contextlib.suppress(redis.RedisError):
-                self.ledger.number_give_back(counted.values())
-            raise
+            self._give_back(account, stopped, slots=slots, counted=counted)
+        except redis.RedisError as exc:
+            log.warning("feed %s: cannot give back what a failed pass took: %s", account, exc)
 
     def _give_back(
         self,

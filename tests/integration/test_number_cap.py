@@ -19,6 +19,7 @@ from callq.dialing.limiter import Slot
 from callq.intake.enqueue import Enqueuer
 from callq.intake.report import report_rows
 from callq.settings import Settings
+from callq.store.callbacks import CallbackEvent, CallbackStore
 from callq.store.events import EventFlags
 from callq.store.keys import Keys
 from callq.store.ledger import Claim, Ledger, NumberCheck
@@ -416,3 +417,98 @@ def test_given_a_feed_take_when_the_call_is_ended_before_its_move_then_the_give_
     ledger.number_give_back([took])
     assert ledger.redis.zcard(keys.number_calls(SHARED)) == 0
     assert claim(ledger, b, cap).claimed
+
+
+@pytest.mark.parametrize("then", ["parked", "cancelled"])
+def test_given_a_feed_take_when_the_call_is_placed_and_redialled_before_the_give_back_then_the_placed_dials_count_stays(
+    ledger: Ledger, keys: Keys, then: str
+) -> None:
+    # The feed took a's count (member a#0: its dial before any redial). Before it gives the
+    # count back (a stalled pass, or a reservation that timed out), a stray copy of a's
+    # message claims a and places it; its callback (busy) redials it: a new dial, a#1. The
+    # redial is parked again (its gate) or cancelled. The give-back must not remove a#0: that
+    # is the count of a call that was placed, and the number would be free for another call
+    # within the period. (On main number_give.lua removed it: the cap broken, b placed.)
+    (a,) = enqueue(ledger, "p", 1)
+    (b,) = enqueue(ledger, "q", 1)
+    cap = NumberCap(1, 86400)
+    ledger.set_controls("p", {"redial_on": "busy", "redials": "1", "redial_interval": "60"})
+    assert ledger.claim(a, lease_seconds=30, early_tolerance=1.0, worker="t", gate=5.0).code is (
+        ClaimCode.PARKED
+    )
+    (took,) = ledger.number_take_many([(a, NumberCheck(SHARED, cap))])
+    assert took.taken and took.member == f"{a}#0"
+    got = claim(ledger, a, cap)  # the stray copy
+    assert got.claimed
+    assert ledger.mark_sent(a, got.claim, lease_seconds=30, number=SHARED)
+    assert ledger.finish(a, got.claim, State.ORIGINATED, sid="s-a").ok
+    store = CallbackStore(ledger.redis, keys)
+    assert store.apply_event(CallbackEvent("s-a", "busy", a, {})).redialled
+    assert ledger.get(a)["state"] == "retrying" and ledger.get(a)["redial_base"] == "1"
+    if then == "parked":
+        again = ledger.claim(a, lease_seconds=30, early_tolerance=1.0, worker="t", gate=5.0)
+        assert again.code is ClaimCode.PARKED
+    else:
+        ledger.cancel("p")
+        assert ledger.get(a)["state"] == "cancelled"
+    ledger.number_give_back([took])
+    assert ledger.redis.zscore(keys.number_calls(SHARED), f"{a}#0") is not None
+    assert claim(ledger, b, cap).code is ClaimCode.HELD
+
+
+def test_given_a_feed_pass_whose_move_fails_then_the_counts_and_slots_it_took_go_back(
+    settings: Settings, ledger: Ledger, keys: Keys, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The feed took the chosen calls' per-number counts, then their permits with their live
+    # slots; the move onto the queue (unpark_many) fails (a Redis error: a failover, a
+    # connection reset). Nothing was handed out: the counts and the slots must go back with
+    # it, as for a reservation that fails, or they stay on parked calls that may never be
+    # fed (cancelled or expired while parked): each number 'called' for the cap's period,
+    # and the slots held until their lease (hours for a row without TimeLimit). On main both
+    # stayed (counts [1, 1, 1], 6 slots).
+    capped = settings.model_copy(update={"number_daily_cap": 1, "exotel_max_live_calls": 10})
+    Enqueuer(capped).enqueue_file(as_stream(agent_csv(3)), "fed")
+    feeder = feeder_for(capped, ledger)
+
+    def fails(*_: Any, **__: Any) -> Any:
+        raise redis.ConnectionError("reset by peer")
+
+    monkeypatch.setattr(feeder.ledger, "unpark_many", fails)
+    with pytest.raises(redis.ConnectionError):
+        feeder.drain_once()
+    assert queued(ledger, capped) == []
+    numbers = [r["to"] for r in ledger.iter_records("fed")]
+    assert [ledger.redis.zcard(keys.number_calls(n)) for n in numbers] == [0, 0, 0]
+    assert LiveSlots(ledger.redis, keys).used("default") == 0
+    monkeypatch.undo()
+    ledger.cancel("fed")
+    (other,) = enqueue(ledger, "other", 1, to=numbers[0])
+    check = NumberCheck(numbers[0], NumberCap(1, 86400))
+    assert ledger.claim(
+        other, lease_seconds=30, early_tolerance=1.0, worker="t", number=check
+    ).claimed
+
+
+def test_given_a_feed_reservation_whose_reply_is_lost_then_the_slots_it_took_go_back(
+    settings: Settings, ledger: Ledger, keys: Keys, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The reservation ran (permits and live slots taken) but its reply was lost (a timeout):
+    # the feed sees LimiterUnavailable and hands nothing out. The slots its script took for
+    # the calls, still parked, go back with the counts (on main the counts did, 6 slots
+    # stayed until their lease).
+    capped = settings.model_copy(update={"number_daily_cap": 1, "exotel_max_live_calls": 10})
+    Enqueuer(capped).enqueue_file(as_stream(agent_csv(3)), "fed")
+    feeder = feeder_for(capped, ledger)
+    scripts = feeder.dialer.limiter._scripts
+    real = scripts.limiter_acquire
+
+    def lost(*args: Any, **kw: Any) -> Any:
+        real(*args, **kw)
+        raise redis.TimeoutError("Timeout reading from socket")
+
+    monkeypatch.setattr(scripts, "limiter_acquire", lost)
+    assert feeder.drain_once() == {"open": 1}  # judged, nothing fed
+    assert queued(ledger, capped) == []
+    numbers = [r["to"] for r in ledger.iter_records("fed")]
+    assert [ledger.redis.zcard(keys.number_calls(n)) for n in numbers] == [0, 0, 0]
+    assert LiveSlots(ledger.redis, keys).used("default") == 0

@@ -234,3 +234,20 @@ def test_given_a_kept_callback_of_a_call_past_its_proof_not_ambiguous_then_it_fa
     checks, _ = judge([campaign], truth, _settings(), 10**9, pending_callbacks=kept)
     assert "delivered callbacks not recorded" in _failed(checks)
     assert "in doubt past their proof, unsettled" in _failed(checks)
+
+
+def test_given_a_connect_calls_callback_kept_pending_for_a_call_in_doubt_then_it_fails() -> None:
+    # The exemption is for a callback the receiver can match only by its Sid (a flow call's,
+    # no CustomField). One that names its request is matched by it at once, in doubt or not
+    # (callback.lua moves the call to originated): kept pending instead, it was not applied,
+    # a receiver's fault, even for calls legitimately in doubt (here: left for a person).
+    # On main it passed.
+    campaign, truth = _flow_pair_left_for_a_person()
+    deliveries = truth["callbacks"]["deliveries"]  # type: ignore[index]
+    for d in deliveries:
+        d["payload_custom_field"] = d["custom_field"]
+    kept = {"s1": "completed", "s2": "completed"}
+    checks, figures = judge([campaign], truth, _settings(), 10**9, pending_callbacks=kept)
+    line = next(c for c in checks if c.name == "delivered callbacks not recorded")
+    assert not line.ok and line.value == "2 of 2 delivered"
+    assert figures["callbacks_kept_for_calls_in_doubt"] == 0
