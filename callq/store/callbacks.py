@@ -310,7 +310,7 @@ class CallbackStore:
                 "1" if ev.status in CALL_STATUSES else "",
                 "" if attempt is None else str(attempt),
                 *ev.record_args(),
-                # The events flag goes last, making the count odd (see callback.lua).
+                # The events flag goes last, making the count even (see callback.lua).
                 *([flag] if (flag := self.events.arg()) else []),
             ],
         )

@@ -10,7 +10,7 @@
 -- ARGV[5] the attempt number the StatusCallback URL named for this call ('' unknown: no
 --   URL attempt, or the call was found by CustomField or Sid for another request)
 -- ARGV[6..] record field, value, ... (times, durations, recording url, legs; no phone numbers)
---   and last, making the count of ARGV odd: the events flag (prelude); a terminal
+--   and last, making the count of ARGV even: the events flag (prelude); a terminal
 --   status for the record's own sid that causes no redial makes the call final (its event)
 -- A callback proves the call was placed: any other state moves to `originated` (counters moved
 -- in the same step, deadline dropped), so a late worker reply or a reconcile finds it settled.
