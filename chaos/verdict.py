@@ -13,8 +13,10 @@ from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 from callq.dialing.reconcile import proof_seconds
+from callq.exotel.params import CALLBACK_RID_PARAM
 from callq.settings import Settings
 from callq.store.records import CallRecord, State
 
@@ -81,6 +83,12 @@ def left_for_a_person(rec: CallRecord) -> bool:
     return rec.state is State.IN_DOUBT and rec.last_error.startswith(
         ("ambiguous", "in doubt: ambiguous")
     )
+
+
+def url_rid(url: str) -> str | None:
+    """The request id a StatusCallback URL names (its ``rid`` query parameter), if any."""
+    values = parse_qs(urlsplit(url).query).get(CALLBACK_RID_PARAM)
+    return values[0] if values and len(set(values)) == 1 else None
 
 
 def legitimately_in_doubt(rec: CallRecord, settings: Settings, now_ms: int) -> bool:
@@ -196,7 +204,9 @@ def judge(  # noqa: C901
     #    so it is matched by its Sid, and a call still legitimately in doubt has no Sid yet
     #    (its proof is to come, or it is left for a person: two requests with the same
     #    numbers, each with a candidate call either could own). Such a callback must be kept
-    #    pending, with its status, to be applied when the Sid is settled: not lost.
+    #    pending, with its status, to be applied when the Sid is settled: not lost. Only
+    #    when its URL did not name its request either: a StatusCallback URL with our
+    #    `rid` (callq.exotel.params.status_callback_url) settles its call whatever its body.
     attempts: dict[str, list[dict[str, Any]]] = {}
     for c in data:
         attempts.update(c.attempts)
@@ -216,10 +226,14 @@ def judge(  # noqa: C901
     deliveries = list(truth.get("callbacks", {}).get("deliveries", []))
     sent = [d for d in deliveries if d.get("state") == "sent"]
     delivered = {(d["custom_field"], d["call_sid"]) for d in sent}
-    # Only a callback without a CustomField (a flow call's) can be kept pending for its Sid:
-    # one naming its request is matched by it at once (callback.lua), in doubt or not.
+    # Only a callback that names no request can be kept pending for its Sid: one with a
+    # CustomField, or whose URL names its request (rid), is matched by it at once
+    # (callback.lua), in doubt or not.
     by_sid_only = {
-        (d["custom_field"], d["call_sid"]) for d in sent if not d.get("payload_custom_field")
+        (d["custom_field"], d["call_sid"])
+        for d in sent
+        if not d.get("payload_custom_field")
+        and not (d.get("custom_field") and url_rid(str(d.get("url") or "")) == d["custom_field"])
     }
     kept = dict(pending_callbacks or {})
     cb_bad: list[str] = []

@@ -297,7 +297,7 @@ class Dialer:
         attempt = claimed.attempts
         claim = claimed.claim
         try:
-            params = build_connect_params(record.request(), request_id, s)
+            params = build_connect_params(record.request(), request_id, s, attempt=attempt)
         except InvalidRow as exc:
             # Built before anything is sent: a record we cannot turn into a request fails
             # here, with its reason, instead of going in doubt.

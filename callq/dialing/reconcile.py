@@ -3,8 +3,9 @@
 A call goes ``in_doubt`` when its request may have reached Exotel but no answer came back.
 It is settled by, in order:
 
-1. its terminal StatusCallback (matched by our request id in CustomField, see
-   :mod:`callq.store.callbacks`), which moves it to ``originated`` at any time;
+1. its terminal StatusCallback (matched by our request id in CustomField, or for a flow
+   call, whose callback has none, by the ``rid`` in its StatusCallback URL; see
+   :mod:`callq.store.callbacks`), which moves it to ``originated`` with its Sid at any time;
 2. a Call Details search (``Calls.json`` by From and a DateCreated window), through the same
    global limiter as Calls/connect. A candidate is an ``outbound-api`` call with the request's
    parties (:mod:`callq.parties`) created in its window, whose Sid no attempt has recorded.

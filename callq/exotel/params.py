@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 from typing import Any
+from urllib.parse import quote, unquote_plus, urlsplit, urlunsplit
 
 from callq.errors import InvalidRow
 from callq.settings import Settings
@@ -19,6 +20,10 @@ TIME_LIMIT_MAX = 14400
 TIME_OUT_MAX = 60
 CUSTOM_FIELD_MAX = 256
 URL_MAX = 2048
+#: The query parameters the queue adds to each call's StatusCallback URL: the request id and
+#: the attempt number that placed it (see :func:`status_callback_url`).
+CALLBACK_RID_PARAM = "rid"
+CALLBACK_ATTEMPT_PARAM = "attempt"
 
 # Optional Exotel parameters a row may carry (besides the named fields).
 OPTION_CHOICES: dict[str, tuple[str, ...]] = {
@@ -97,15 +102,43 @@ def _extra_params(raw: str) -> list[tuple[str, str]]:
     return out
 
 
+def status_callback_url(target: str, request_id: str, attempt: int | None = None) -> str:
+    """``target`` (CALLBACK_URL with its token) with ``rid={request_id}`` and, when given,
+    ``attempt={attempt}`` added to its query; the query it had (the token) is kept as is.
+
+    Exotel's callback of a flow call carries no CustomField (EXOTEL.md): the URL is then the
+    only place that names the request, so a callback proves which request placed its Sid
+    even when the worker never learned it (the call in doubt). The attempt number tells a
+    late callback of an earlier attempt from the one in flight (callback.lua). Any ``rid`` or
+    ``attempt`` already in ``target`` is replaced, so the receiver reads one value of each.
+    """
+    parts = urlsplit(target)
+    ours = (CALLBACK_RID_PARAM, CALLBACK_ATTEMPT_PARAM)
+    kept = [
+        piece
+        for piece in parts.query.split("&")
+        if piece and unquote_plus(piece.split("=", 1)[0]) not in ours
+    ]
+    added = [f"{CALLBACK_RID_PARAM}={quote(request_id, safe=':')}"]
+    if attempt is not None:
+        added.append(f"{CALLBACK_ATTEMPT_PARAM}={int(attempt)}")
+    return urlunsplit(parts._replace(query="&".join([*kept, *added])))
+
+
 def build_connect_params(
-    record: Mapping[str, str], request_id: str, settings: Settings
+    record: Mapping[str, str],
+    request_id: str,
+    settings: Settings,
+    *,
+    attempt: int | None = None,
 ) -> list[tuple[str, str]]:
     """The form parameters of one Calls/connect POST, in a stable order.
 
     ``record`` keys (each optional, "" meaning absent): from, to, url, caller_id, time_limit,
     time_out, extra (a JSON object of other Exotel parameters). ``CustomField`` is always
     ``request_id`` (a row's own CustomField stays in the ledger). The StatusCallback
-    parameters come from settings only; extra cannot override any owned parameter.
+    parameters come from settings only; extra cannot override any owned parameter. The
+    StatusCallback URL names the request and ``attempt`` (:func:`status_callback_url`).
     Raises :class:`InvalidRow` for an unreadable ``extra``.
     """
 
@@ -127,7 +160,7 @@ def build_connect_params(
     params.append(("CustomField", request_id))
     target = settings.callback_target()
     if target is not None:
-        params.append(("StatusCallback", target))
+        params.append(("StatusCallback", status_callback_url(target, request_id, attempt)))
         params.append(("StatusCallbackEvents[0]", "terminal"))
         params.append(("StatusCallbackContentType", "application/json"))
     return params

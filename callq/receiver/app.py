@@ -1,6 +1,8 @@
 """The StatusCallback receiver: a small Starlette app.
 
-``POST /exotel/status-callback?token=...`` checks the token in constant time, reads at most
+``POST /exotel/status-callback?token=...&rid=...&attempt=...`` checks the token in constant
+time (the dialer's ``rid`` and ``attempt`` name the request that placed the call: a flow
+call's callback has no CustomField), reads at most
 ``max_body_bytes`` (64 KiB by default), parses JSON, multipart/form-data or urlencoded bodies,
 and records the callback in the ledger (:class:`~callq.store.callbacks.CallbackStore`).
 
@@ -14,6 +16,7 @@ the app starts (its lifespan), and a missing ``CALLBACK_TOKEN`` or ``REDIS_URL``
 
 from __future__ import annotations
 
+import dataclasses
 import hmac
 import logging
 import re
@@ -30,9 +33,16 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from callq.exotel.params import CALLBACK_ATTEMPT_PARAM, CALLBACK_RID_PARAM
 from callq.metrics import CALLBACKS
 from callq.receiver.openapi import CALLBACK_PATH, document
-from callq.receiver.parsing import CONTENT_TYPES, BadCallback, media_type, parse_callback
+from callq.receiver.parsing import (
+    CONTENT_TYPES,
+    BadCallback,
+    media_type,
+    parse_callback,
+    url_reference,
+)
 from callq.settings import ConfigError, Settings, load_settings
 from callq.store.callbacks import Applied, CallbackEvent, CallbackStore
 from callq.store.connect import redis_for
@@ -171,6 +181,7 @@ async def _status_callback(rt: _Runtime, request: Request, max_body_bytes: int) 
     event = await _read_event(request, content_type, max_body_bytes)
     if isinstance(event, Response):
         return event
+    event = _with_url_reference(event, request)
     try:
         applied = await run_in_threadpool(rt.store.apply_event, event)
     except redis.RedisError as exc:
@@ -199,6 +210,19 @@ async def _read_event(
     except Exception:  # bad input must never become a 500
         log.warning("unreadable callback body", exc_info=True)
         return _error(400, "unreadable body")
+
+
+def _with_url_reference(event: CallbackEvent, request: Request) -> CallbackEvent:
+    """``event`` with the request id and attempt the URL's query names (the dialer's)."""
+    query = request.query_params
+    rid, attempt, problem = url_reference(
+        query.getlist(CALLBACK_RID_PARAM), query.getlist(CALLBACK_ATTEMPT_PARAM)
+    )
+    if problem is not None:
+        log.warning("callback sid=%s: the URL's %s; matched without it", event.sid, problem)
+    if rid is None:
+        return event
+    return dataclasses.replace(event, rid=rid, attempt=attempt)
 
 
 def create_app(
@@ -257,11 +281,12 @@ def create_app(
 
 def _log_callback(event: CallbackEvent, applied: Applied) -> None:
     log.info(
-        "callback sid=%s request_id=%s status=%s result=%s to=%s from=%s",
+        "callback sid=%s request_id=%s status=%s result=%s by=%s to=%s from=%s",
         event.sid,
         applied.request_id or "-",
         event.status,
         applied.result,
+        applied.matched_by or "-",
         mask_number(event.fields.get("To")),
         mask_number(event.fields.get("From")),
     )

@@ -6,8 +6,10 @@ import copy
 from typing import Any
 
 from callq.receiver.parsing import (
+    ATTEMPT_PATTERN,
     CHECKED_FIELDS,
     MAX_LEGS,
+    RID_PATTERN,
     SID_PATTERN,
     STATUS_PATTERN,
     STRING_FIELDS,
@@ -111,7 +113,32 @@ _DOCUMENT: dict[str, Any] = {
                         "required": True,
                         "description": "The shared secret (CALLBACK_TOKEN).",
                         "schema": {"type": "string"},
-                    }
+                    },
+                    {
+                        "name": "rid",
+                        "in": "query",
+                        "required": False,
+                        "description": (
+                            "The request id that placed the call, put in the URL by the "
+                            "dialer: a flow call's callback carries no CustomField. "
+                            "CustomField, when present, is matched first. An unreadable "
+                            "value is ignored (the callback is matched by Sid or kept), "
+                            "not refused."
+                        ),
+                        "schema": {"type": "string", "pattern": RID_PATTERN},
+                    },
+                    {
+                        "name": "attempt",
+                        "in": "query",
+                        "required": False,
+                        "description": (
+                            "The attempt number of the request that placed the call: the "
+                            "callback of an earlier attempt than one still live is kept "
+                            "apart, not taken for that attempt's outcome. Ignored when "
+                            "unreadable or without rid."
+                        ),
+                        "schema": {"type": "string", "pattern": ATTEMPT_PATTERN},
+                    },
                 ],
                 "requestBody": {
                     "required": True,

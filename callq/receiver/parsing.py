@@ -23,14 +23,17 @@ from callq.errors import CallqError
 from callq.store.callbacks import CallbackEvent
 
 __all__ = [
+    "ATTEMPT_PATTERN",
     "CONTENT_TYPES",
     "MAX_FIELDS",
     "MAX_LEGS",
+    "RID_PATTERN",
     "SID_PATTERN",
     "STATUS_PATTERN",
     "BadCallback",
     "media_type",
     "parse_callback",
+    "url_reference",
 ]
 
 JSON, MULTIPART, URLENCODED = (
@@ -46,6 +49,12 @@ SID_PATTERN: Final = r"^[!-~]{1,128}$"
 STATUS_PATTERN: Final = r"^[!-~]{1,64}$"
 _SID_RE = re.compile(SID_PATTERN)
 _STATUS_RE = re.compile(STATUS_PATTERN)
+#: The request id and attempt number the dialer puts in the StatusCallback URL's query
+#: (callq.exotel.params.status_callback_url). A request id is ``{campaign}:{digest}``.
+RID_PATTERN: Final = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}:[!-~]{1,128}$"
+ATTEMPT_PATTERN: Final = r"^[0-9]{1,9}$"
+_RID_RE = re.compile(RID_PATTERN)
+_ATTEMPT_RE = re.compile(ATTEMPT_PATTERN)
 _LEG_KEY = re.compile(r"^Legs\[(\d{1,6})\]\[([A-Za-z]{1,32})\]$")
 
 #: Fields kept in :attr:`CallbackEvent.fields`, and whether a JSON number is allowed.
@@ -77,6 +86,35 @@ class BadCallback(CallqError):
 def media_type(header: str | None) -> str:
     """``multipart/form-data`` of ``Multipart/Form-Data; boundary=x``; "" when absent."""
     return (header or "").split(";", 1)[0].strip().lower()
+
+
+def url_reference(
+    rids: Iterable[str], attempts: Iterable[str]
+) -> tuple[str | None, int | None, str | None]:
+    """``(rid, attempt, problem)`` from the values of the URL's ``rid`` and ``attempt``
+    query parameters (each given any number of times).
+
+    An unreadable value is not a refusal: the callback is still matched by CustomField or by
+    Sid (or kept pending), as before the URL named its request, and ``problem`` says why the
+    URL's was dropped (for the log). Refusing it would lose the callback for good (Exotel
+    retries twice, then gives up). An attempt without a readable rid is dropped with it.
+    """
+    rid_values = list(dict.fromkeys(rids))
+    attempt_values = list(dict.fromkeys(attempts))
+    if not rid_values:
+        return None, None, ("attempt without rid" if attempt_values else None)
+    if len(rid_values) > 1:
+        return None, None, "rid given more than once, with different values"
+    rid = rid_values[0]
+    if not _RID_RE.fullmatch(rid):
+        return None, None, "rid is not a request id"
+    if not attempt_values:
+        return rid, None, None
+    if len(attempt_values) > 1:
+        return rid, None, "attempt given more than once, with different values"
+    if not _ATTEMPT_RE.fullmatch(attempt_values[0]):
+        return rid, None, "attempt is not a whole number"
+    return rid, int(attempt_values[0]), None
 
 
 async def parse_callback(content_type: str, body: bytes) -> CallbackEvent:

@@ -1,11 +1,15 @@
-"""StatusCallbacks into the ledger: matched by CustomField or by Sid, applied once.
+"""StatusCallbacks into the ledger: matched by request id (CustomField, else the URL's
+``rid``) or by Sid, applied once.
 
 A callback proves that its call was placed, so it also settles the call's state (see
-``lua/callback.lua``). The common case, a callback that carries our request id as CustomField,
-is one round trip. Without one, the Sid index is consulted; a callback whose call is still
-unknown (it beat the worker's own record of the Sid) is kept for a while under
-``pending_callback(sid)``, and the worker applies it with :meth:`CallbackStore.apply_pending`
-as soon as it records that Sid.
+``lua/callback.lua``). The common case, a callback that names our request id, is one round
+trip: CustomField first (a connect-two-numbers call's terminal callback carries it), else the
+``rid`` the dialer put in the StatusCallback URL's query (a flow call's callback has only the
+four basic fields: the URL is all that names its request), with the ``attempt`` number beside
+it. Without either, the Sid index is consulted; a callback whose call is still unknown (it
+beat the worker's own record of the Sid) is kept for a while under ``pending_callback(sid)``,
+and the worker applies it with :meth:`CallbackStore.apply_pending` as soon as it records that
+Sid.
 """
 
 from __future__ import annotations
@@ -50,21 +54,29 @@ RECORD_FIELDS: Final[Mapping[str, tuple[str, ...]]] = {
 
 @dataclass(frozen=True)
 class CallbackEvent:
-    """One StatusCallback, already parsed. ``fields`` holds flat strings (``legs`` is JSON)."""
+    """One StatusCallback, already parsed. ``fields`` holds flat strings (``legs`` is JSON).
+    ``rid`` and ``attempt``: the request id and attempt number the StatusCallback URL's query
+    named (:func:`callq.exotel.params.status_callback_url`), None when absent or unreadable."""
 
     sid: str
     status: str
     custom_field: str | None = None
     fields: dict[str, str] = field(default_factory=dict)
+    rid: str | None = None
+    attempt: int | None = None
 
     def to_json(self) -> str:
+        data: dict[str, Any] = {
+            "sid": self.sid,
+            "status": self.status,
+            "custom_field": self.custom_field,
+            "fields": self.fields,
+        }
+        if self.rid is not None:  # absent, a copy reads like one kept before the URL's rid
+            data["rid"] = self.rid
+            data["attempt"] = self.attempt
         return json.dumps(
-            {
-                "sid": self.sid,
-                "status": self.status,
-                "custom_field": self.custom_field,
-                "fields": self.fields,
-            },
+            data,
             separators=(",", ":"),
             sort_keys=True,
         )
@@ -75,11 +87,13 @@ class CallbackEvent:
         data: Any = json.loads(text)
         if not isinstance(data, dict):
             raise ValueError("not an object")
-        sid, status, custom_field, fields = (
+        sid, status, custom_field, fields, rid, attempt = (
             data.get("sid"),
             data.get("status"),
             data.get("custom_field"),
             data.get("fields", {}),
+            data.get("rid"),
+            data.get("attempt"),
         )
         if not isinstance(sid, str) or not isinstance(status, str):
             raise ValueError("sid and status must be strings")
@@ -89,7 +103,18 @@ class CallbackEvent:
             isinstance(k, str) and isinstance(v, str) for k, v in fields.items()
         ):
             raise ValueError("fields must map strings to strings")
-        return cls(sid=sid, status=status, custom_field=custom_field, fields=fields)
+        if rid is not None and not isinstance(rid, str):
+            raise ValueError("rid must be a string or null")
+        if attempt is not None and (isinstance(attempt, bool) or not isinstance(attempt, int)):
+            raise ValueError("attempt must be an integer or null")
+        return cls(
+            sid=sid,
+            status=status,
+            custom_field=custom_field,
+            fields=fields,
+            rid=rid,
+            attempt=attempt,
+        )
 
     def record_args(self) -> list[str]:
         """``field, value, ...`` for the call record (empty values are not written).
@@ -116,6 +141,11 @@ class Applied:
     previous_status: str = ""
     sid_mismatch: bool = False
     redialled: bool = False  # the campaign redials on this outcome: the call is `retrying`
+    #: How the call was found: "custom_field", "url" (the URL's rid), "sid"; "" when pending.
+    matched_by: str = ""
+    #: The callback is an earlier attempt's than the one in flight (callback.lua): kept apart
+    #: like a Sid mismatch, the call not settled by it.
+    stale_attempt: bool = False
 
 
 def _request_id(custom_field: str | None) -> str | None:
@@ -176,9 +206,27 @@ class CallbackStore:
         One round trip when the CustomField names an existing call; otherwise a look-up by
         Sid (which also stores the callback when the Sid is unknown), then the update.
         """
-        rid = _request_id(ev.custom_field)
-        if rid is not None:
-            applied = self._run(rid, ev)
+        by_field = _request_id(ev.custom_field)
+        by_url = _request_id(ev.rid)
+        if by_field is not None and by_url is not None and by_field != by_url:
+            # Both are ours, written into the same POST: they cannot differ unless something
+            # between us and Exotel mixed requests up. CustomField stays the first source (it
+            # is what every earlier release matched by); the URL's is tried if that call is
+            # gone. Its attempt number belongs to the URL's request only.
+            log.warning(
+                "callback sid %s: CustomField %s and the URL's rid %s differ; matching by "
+                "CustomField first",
+                ev.sid,
+                by_field,
+                by_url,
+            )
+        tried: list[str] = []
+        for rid, source in ((by_field, "custom_field"), (by_url, "url")):
+            if rid is None or rid in tried:
+                continue
+            tried.append(rid)
+            attempt = ev.attempt if rid == by_url else None
+            applied = self._run(rid, ev, attempt=attempt, matched_by=source)
             if applied is not None:
                 return applied
         k = self.keys
@@ -190,7 +238,7 @@ class CallbackStore:
             ),
         )
         if found:
-            applied = self._run(found, ev) if found != rid else None
+            applied = self._run(found, ev, matched_by="sid") if found not in tried else None
             if applied is not None:
                 return applied
             # The index names a record that is gone: keep the callback like an unknown one.
@@ -217,12 +265,23 @@ class CallbackStore:
             self.redis.delete(k.pending_callback(sid))
             return None
         if ev.sid != sid:
-            ev = CallbackEvent(sid, ev.status, ev.custom_field, ev.fields)
-        applied = self._run(rid, ev)
+            ev = CallbackEvent(sid, ev.status, ev.custom_field, ev.fields, ev.rid, ev.attempt)
+        # The worker recorded this Sid for ``rid``: the attempt the URL named is only its
+        # own when the URL named this request.
+        attempt = ev.attempt if ev.rid == rid else None
+        applied = self._run(rid, ev, attempt=attempt, matched_by="sid")
         return None if applied is None else ev.status
 
-    def _run(self, request_id: str, ev: CallbackEvent) -> Applied | None:
-        """Run callback.lua for one call; None when there is no such record."""
+    def _run(
+        self,
+        request_id: str,
+        ev: CallbackEvent,
+        *,
+        attempt: int | None = None,
+        matched_by: str = "",
+    ) -> Applied | None:
+        """Run callback.lua for one call; None when there is no such record. ``attempt``:
+        the attempt number the callback's URL named for this call, if any."""
         try:
             campaign = campaign_of(request_id)
         except ValueError:
@@ -249,14 +308,16 @@ class CallbackStore:
                 ev.sid,
                 ev.status,
                 "1" if ev.status in CALL_STATUSES else "",
+                "" if attempt is None else str(attempt),
                 *ev.record_args(),
-                # The events flag goes last, making the count odd (see callback.lua).
+                # The events flag goes last, making the count even (see callback.lua).
                 *([flag] if (flag := self.events.arg()) else []),
             ],
         )
         code, previous_state, mismatch, previous_status, redialled = raw[:5]
         if code == "missing":
             return None
+        stale = len(raw) > 6 and str(raw[6]) != ""
         if code == "matched" and not int(mismatch) and ev.status in CALL_STATUSES:
             # The call has ended: its live-call slots are free (EXOTEL_MAX_LIVE_CALLS). The
             # script gave its account: one round trip more per terminal callback of a capped
@@ -264,7 +325,18 @@ class CallbackStore:
             account = str(raw[5]) if len(raw) > 5 else ""
             if self._may_hold_slots(account or "default"):
                 self.slots.free(request_id, account or None)
-        if int(mismatch):
+        if stale and code == "matched":
+            log.warning(
+                "callback sid %s for %s is attempt %s's, but attempt %s was sent since; kept "
+                "as callback_sid_mismatch, the call not settled by it (was attempt %s placed "
+                "after all?)",
+                ev.sid,
+                request_id,
+                attempt,
+                raw[6],
+                attempt,
+            )
+        elif int(mismatch):
             log.warning(
                 "callback sid %s for %s differs from the recorded sid; kept as "
                 "callback_sid_mismatch (was the call placed twice?)",
@@ -278,4 +350,6 @@ class CallbackStore:
             previous_status=str(previous_status),
             sid_mismatch=bool(int(mismatch)),
             redialled=bool(int(redialled)),
+            matched_by=matched_by,
+            stale_attempt=stale,
         )

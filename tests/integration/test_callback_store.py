@@ -299,3 +299,208 @@ def test_given_a_zero_ttl_when_building_a_store_then_it_is_refused(
 ) -> None:
     with pytest.raises(ValueError, match="pending_ttl"):
         CallbackStore(rclient, keys, pending_ttl=0)
+
+
+# --- the request id in the StatusCallback URL (a flow call's callback has no CustomField) ---
+
+
+def basic(
+    sid: str, status: str = "completed", r: str | None = None, n: int | None = None
+) -> CallbackEvent:
+    """A flow call's callback: the four basic fields, and the URL's rid and attempt."""
+    fields = {"RecordingUrl": "", "DateUpdated": "2019-04-08 03:18:35"}
+    return CallbackEvent(sid=sid, status=status, fields=fields, rid=r, attempt=n)
+
+
+def test_given_an_in_doubt_flow_call_when_its_callback_names_it_in_the_url_then_it_is_settled(
+    ledger: Ledger, store: CallbackStore, keys: Keys
+) -> None:
+    doubtful, other = enqueue(ledger, 2)
+    in_doubt(ledger, doubtful)
+    applied = store.apply_event(basic("sid-flow", "busy", doubtful, 1))
+    assert (applied.result, applied.request_id, applied.matched_by) == ("matched", doubtful, "url")
+    assert (applied.previous_state, applied.stale_attempt) == ("in_doubt", False)
+    rec = ledger.get(doubtful)
+    assert (rec["state"], rec["sid"], rec["call_status"]) == ("originated", "sid-flow", "busy")
+    assert ledger.request_for_sid("sid-flow") == doubtful
+    assert ledger.redis.zscore(keys.deadlines(), doubtful) is None
+    assert not ledger.redis.exists(keys.pending_callback("sid-flow"))  # nothing kept
+    # Its repeat (Exotel retries) is a duplicate, by the URL as by the Sid.
+    assert store.apply(basic("sid-flow", "busy", doubtful, 1)) == "duplicate"
+    assert store.apply(basic("sid-flow", "busy")) == "duplicate"
+    assert ledger.get(other)["state"] == "queued"
+    assert_counters_match(ledger)
+
+
+def test_given_a_call_dialling_past_its_sent_mark_when_its_url_callback_comes_then_the_reply_is_refused(
+    ledger: Ledger, store: CallbackStore
+) -> None:
+    (r,) = enqueue(ledger, 1)
+    c = ledger.claim(r, lease_seconds=30, early_tolerance=0.5, worker="t")
+    assert ledger.mark_sent(r, c.claim, lease_seconds=30)
+    assert store.apply_event(basic("sid-fast", "completed", r, c.attempts)).matched_by == "url"
+    assert (ledger.get(r)["state"], ledger.get(r)["sid"]) == ("originated", "sid-fast")
+    # The worker's reply finds the call settled; its sweeper deadline is gone too.
+    assert not ledger.finish(r, c.claim, "in_doubt", error="timeout", look_again_in=60).ok
+    assert ledger.sweep(r, reconcile_in=60, overdue_in=60) == "gone"
+    assert_counters_match(ledger)
+
+
+def test_given_two_in_doubt_calls_with_the_same_parties_when_each_callback_names_its_request_then_each_is_settled(
+    ledger: Ledger, store: CallbackStore
+) -> None:
+    # The pair reconcile leaves `ambiguous` (docs/reliability.md finding 9): same From, both
+    # placed, both replies lost, callbacks without CustomField. The URL says whose each is.
+    a, b = enqueue(ledger, 2)
+    for r in (a, b):
+        in_doubt(ledger, r)
+    assert store.apply_event(basic("sid-b", "no-answer", b, 1)).request_id == b
+    assert store.apply_event(basic("sid-a", "completed", a, 1)).request_id == a
+    assert (ledger.get(a)["sid"], ledger.get(a)["call_status"]) == ("sid-a", "completed")
+    assert (ledger.get(b)["sid"], ledger.get(b)["call_status"]) == ("sid-b", "no-answer")
+    assert ledger.status(CAMPAIGN).states["in_doubt"] == 0
+    assert_counters_match(ledger)
+
+
+def second_attempt(ledger: Ledger, r: str, *, sent: bool) -> int:
+    """Attempt 1 in doubt, proven unplaced (back to retrying, as reconcile does), then attempt 2
+    claimed and, if ``sent``, past its sent mark. Returns attempt 2's number."""
+    c1 = ledger.claim(r, lease_seconds=30, early_tolerance=0.5, worker="t")
+    assert c1.attempts == 1 and ledger.mark_sent(r, c1.claim, lease_seconds=30)
+    assert ledger.finish(r, c1.claim, "in_doubt", error="timeout", look_again_in=60).ok
+    assert ledger.finish(r, c1.claim, "retrying", error="unplaced", next_in=0, look_again_in=60).ok
+    c2 = ledger.claim(r, lease_seconds=30, early_tolerance=0.5, worker="t")
+    assert c2.claimed and c2.attempts == 2
+    if sent:
+        assert ledger.mark_sent(r, c2.claim, lease_seconds=30)
+    return c2.attempts
+
+
+def test_given_attempt_2_sent_when_a_late_callback_of_attempt_1_comes_then_it_is_kept_apart(
+    ledger: Ledger, store: CallbackStore, keys: Keys
+) -> None:
+    (r,) = enqueue(ledger, 1)
+    second_attempt(ledger, r, sent=True)
+    claim2 = ledger.get(r)["claim"]
+    late = store.apply_event(basic("sid-1", "completed", r, 1))
+    assert (late.result, late.stale_attempt, late.sid_mismatch) == ("matched", True, True)
+    rec = ledger.get(r)
+    # Attempt 2 is still in flight: its reply, reconcile or its own callback settles it.
+    assert rec["state"] == "dialing" and "sid" not in rec and "call_status" not in rec
+    assert (rec["callback_sid_mismatch"], rec["callback_sid_mismatch_attempt"]) == ("sid-1", "1")
+    assert ledger.request_for_sid("sid-1") == r  # a later copy finds the call
+    assert store.apply(basic("sid-1", "completed", r, 1)) == "duplicate"
+    # Attempt 2's reply is recorded, then its own callback.
+    assert ledger.finish(r, claim2, "originated", sid="sid-2").ok
+    current = store.apply_event(basic("sid-2", "busy", r, 2))
+    assert (current.result, current.stale_attempt, current.sid_mismatch) == (
+        "matched",
+        False,
+        False,
+    )
+    rec = ledger.get(r)
+    assert (rec["state"], rec["sid"], rec["call_status"]) == ("originated", "sid-2", "busy")
+    assert ledger.status(CAMPAIGN).call_status == {"busy": 1}
+    assert_counters_match(ledger)
+
+
+def test_given_attempt_2_in_doubt_when_a_late_callback_of_attempt_1_comes_then_it_stays_in_doubt(
+    ledger: Ledger, store: CallbackStore, keys: Keys
+) -> None:
+    (r,) = enqueue(ledger, 1)
+    second_attempt(ledger, r, sent=True)
+    assert ledger.finish(r, ledger.get(r)["claim"], "in_doubt", error="t", look_again_in=60).ok
+    assert store.apply_event(basic("sid-1", "completed", r, 1)).stale_attempt
+    assert ledger.get(r)["state"] == "in_doubt"
+    assert ledger.redis.zscore(keys.deadlines(), r) is not None  # reconcile still looks
+    # Attempt 2's own callback settles it.
+    assert store.apply_event(basic("sid-2", "completed", r, 2)).previous_state == "in_doubt"
+    assert (ledger.get(r)["state"], ledger.get(r)["sid"]) == ("originated", "sid-2")
+    assert_counters_match(ledger)
+
+
+def test_given_attempt_2_not_yet_sent_when_a_callback_of_attempt_1_comes_then_it_settles_and_stops_the_send(
+    ledger: Ledger, store: CallbackStore
+) -> None:
+    # Attempt 1 was placed after all: the call is settled by it, and attempt 2 never goes out.
+    (r,) = enqueue(ledger, 1)
+    second_attempt(ledger, r, sent=False)
+    claim2 = ledger.get(r)["claim"]
+    applied = store.apply_event(basic("sid-1", "completed", r, 1))
+    assert (applied.result, applied.stale_attempt, applied.previous_state) == (
+        "matched",
+        False,
+        "dialing",
+    )
+    assert (ledger.get(r)["state"], ledger.get(r)["sid"]) == ("originated", "sid-1")
+    assert not ledger.mark_sent(r, claim2, lease_seconds=30)
+    assert_counters_match(ledger)
+
+
+def test_given_a_call_retrying_after_attempt_1_when_its_callback_comes_then_it_is_settled(
+    ledger: Ledger, store: CallbackStore
+) -> None:
+    (r,) = enqueue(ledger, 1)
+    c1 = ledger.claim(r, lease_seconds=30, early_tolerance=0.5, worker="t")
+    assert ledger.mark_sent(r, c1.claim, lease_seconds=30)
+    assert ledger.finish(r, c1.claim, "in_doubt", error="timeout", look_again_in=60).ok
+    assert ledger.finish(r, c1.claim, "retrying", error="unplaced", next_in=60, look_again_in=60).ok
+    assert store.apply_event(basic("sid-1", "failed", r, 1)).previous_state == "retrying"
+    assert (ledger.get(r)["state"], ledger.get(r)["sid"]) == ("originated", "sid-1")
+    assert not ledger.claim(r, lease_seconds=30, early_tolerance=100, worker="t").claimed
+    assert_counters_match(ledger)
+
+
+def test_given_the_custom_field_and_the_url_disagree_when_applied_then_the_custom_field_wins(
+    ledger: Ledger, store: CallbackStore, caplog: pytest.LogCaptureFixture
+) -> None:
+    a, b = enqueue(ledger, 2)
+    in_doubt(ledger, a)
+    in_doubt(ledger, b)
+    ev = CallbackEvent("sid-x", "completed", custom_field=a, rid=b, attempt=1)
+    applied = store.apply_event(ev)
+    assert (applied.request_id, applied.matched_by) == (a, "custom_field")
+    assert "differ" in caplog.text and a in caplog.text and b in caplog.text
+    assert ledger.get(b)["state"] == "in_doubt"
+    # A CustomField naming no call: the URL's request is tried next.
+    ghost = rid(98)
+    applied = store.apply_event(CallbackEvent("sid-y", "busy", custom_field=ghost, rid=b))
+    assert (applied.request_id, applied.matched_by) == (b, "url")
+    assert_counters_match(ledger)
+
+
+def test_given_a_url_rid_naming_no_call_when_applied_then_the_callback_is_kept_pending(
+    ledger: Ledger, store: CallbackStore, keys: Keys
+) -> None:
+    ghost = rid(97)
+    for name in (ghost, "no-campaign", "bad campaign:x"):
+        ev = basic("sid-g", "completed", name, 1)
+        assert store.apply(ev) == "pending", name
+        kept = CallbackEvent.from_json(str(ledger.redis.get(keys.pending_callback("sid-g"))))
+        assert kept == ev  # the URL's rid and attempt kept with it
+    assert ledger.status(CAMPAIGN).total == 0
+
+
+def test_given_a_kept_callback_with_a_url_rid_when_its_call_records_the_sid_then_it_is_applied(
+    ledger: Ledger, store: CallbackStore
+) -> None:
+    # A callback naming a call not enqueued yet (or gone and back) waits as before; its copy
+    # keeps the attempt, which is the current one once the worker records that Sid.
+    (r,) = enqueue(ledger, 1)
+    c = ledger.claim(r, lease_seconds=30, early_tolerance=0.5, worker="t")
+    assert ledger.mark_sent(r, c.claim, lease_seconds=30)
+    store.redis.set(store.keys.pending_callback("sid-p"), basic("sid-p", "busy", r, 1).to_json())
+    assert ledger.finish(r, c.claim, "originated", sid="sid-p").pending_callback
+    assert store.apply_pending("sid-p") == "busy"
+    assert ledger.get(r)["call_status"] == "busy"
+
+
+def test_callback_event_json_round_trips_the_url_reference_and_reads_old_copies() -> None:
+    ev = basic("s", "busy", "c:1", 3)
+    assert CallbackEvent.from_json(ev.to_json()) == ev
+    old = '{"custom_field":null,"fields":{},"sid":"s","status":"busy"}'
+    assert CallbackEvent.from_json(old) == CallbackEvent("s", "busy")
+    assert "rid" not in CallbackEvent("s", "busy").to_json()
+    for bad in ('"rid":3', '"rid":"c:1","attempt":"2"', '"rid":"c:1","attempt":true'):
+        with pytest.raises(ValueError):
+            CallbackEvent.from_json('{"sid":"s","status":"busy",' + bad + "}")

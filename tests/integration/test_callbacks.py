@@ -17,6 +17,7 @@ import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 import pytest
@@ -236,6 +237,91 @@ def test_given_an_unknown_sid_when_posted_then_it_is_kept_as_pending(
     resp = post_callback(client, payload("feedbeef" * 4), JSON_CT)
     assert resp.status_code == 200 and resp.json() == {"result": "pending"}
     assert ledger.redis.exists(ledger.keys.pending_callback("feedbeef" * 4))
+
+
+def in_doubt_calls(ledger: Ledger, n: int) -> list[str]:
+    """``n`` flow calls past their sent mark whose replies were lost (``in_doubt``), all from
+    the same number: the pair reconcile cannot tell apart by Call Details."""
+    ids = [f"{CAMPAIGN}:{uuid.uuid4().hex[:20]}" for _ in range(n)]
+    rows = [(r, {"from": "+919700000001", "url": "http://my.exotel.com/a/exoml/1"}) for r in ids]
+    assert ledger.enqueue_many(CAMPAIGN, rows) == [1] * n
+    for r in ids:
+        c = ledger.claim(r, lease_seconds=30, early_tolerance=0.5, worker="t")
+        assert ledger.mark_sent(r, c.claim, lease_seconds=30)
+        assert ledger.finish(r, c.claim, "in_doubt", error="timeout", look_again_in=60).ok
+    return ids
+
+
+def post_to(client: Any, url: str, body: dict[str, Any], content_type: str) -> Any:
+    data, header = encode_callback(body, content_type)
+    return client.post(url, content=data, headers={"Content-Type": header})
+
+
+@pytest.mark.parametrize("content_type", ENCODINGS)
+def test_given_in_doubt_flow_calls_when_each_callback_names_its_request_in_the_url_then_each_is_settled(
+    client: AsgiClient, ledger: Ledger, content_type: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    a, b = in_doubt_calls(ledger, 2)
+    for r, sid, status in ((a, "sid-a", "completed"), (b, "sid-b", "busy")):
+        basic = {"CallSid": sid, "Status": status, "RecordingUrl": "", "DateUpdated": "x"}
+        url = f"{callback_url()}&rid={quote(r, safe=':')}&attempt=1"
+        with caplog.at_level(logging.INFO, logger="callbacks"):
+            resp = post_to(client, url, basic, content_type)
+        assert resp.status_code == 200 and resp.json() == {"result": "matched"}, resp.text
+        rec = ledger.get(r)
+        assert (rec["state"], rec["sid"], rec["call_status"]) == ("originated", sid, status)
+        assert f"request_id={r}" in caplog.text and "by=url" in caplog.text
+        assert post_to(client, url, basic, content_type).json() == {"result": "duplicate"}
+    assert ledger.status(CAMPAIGN).states["in_doubt"] == 0
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        "rid=",
+        "rid=nocolon",
+        "rid=bad%20campaign:x",
+        "rid=%00:x",
+        "rid=" + "c" * 70 + ":x",
+        "rid=cbapi:a&rid=cbapi:b",
+        "rid={r}&attempt=one",
+        "rid={r}&attempt=-1",
+        "rid={r}&attempt=1&attempt=2",
+        "rid={r}&attempt=" + "9" * 30,
+        "attempt=1",
+    ],
+)
+def test_given_an_unreadable_rid_or_attempt_in_the_url_when_posted_then_it_is_ignored_not_a_5xx(
+    client: AsgiClient, ledger: Ledger, query: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    (r,) = in_doubt_calls(ledger, 1)
+    url = f"{callback_url()}&{query.format(r=quote(r, safe=':'))}"
+    basic = {"CallSid": "sid-u", "Status": "completed"}
+    resp = post_to(client, url, basic, JSON_CT)
+    assert resp.status_code == 200, resp.text
+    if query.startswith("rid={r}"):
+        # The rid is good, the attempt is not: matched by the rid, no attempt check.
+        assert resp.json() == {"result": "matched"}
+        assert ledger.get(r)["state"] == "originated"
+    else:
+        assert resp.json() == {"result": "pending"}  # kept for the Sid, as before the URL's rid
+        assert ledger.get(r)["state"] == "in_doubt"
+    assert "the URL's" in caplog.text
+
+
+def test_given_a_rid_in_the_url_when_the_token_is_wrong_then_401_and_nothing_changes(
+    client: AsgiClient, ledger: Ledger
+) -> None:
+    (r,) = in_doubt_calls(ledger, 1)
+    before = snapshot(ledger)
+    for token in ("wrong", ""):
+        url = f"{CALLBACK_PATH}?rid={r}&attempt=1&token={token}"
+        resp = post_to(client, url, {"CallSid": "s", "Status": "completed"}, JSON_CT)
+        assert resp.status_code == 401
+    # The token must be the token parameter: a rid holding it proves nothing.
+    url = f"{CALLBACK_PATH}?rid={TOKEN}&attempt=1"
+    assert post_to(client, url, {"CallSid": "s", "Status": "completed"}, JSON_CT).status_code == 401
+    assert snapshot(ledger) == before
 
 
 # --- refusals ------------------------------------------------------------------------------

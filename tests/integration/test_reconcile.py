@@ -51,10 +51,12 @@ def in_doubt_call(
     campaign: str = CAMPAIGN,
     numbers: tuple[str, str] | None = None,
     time_out: int = 1,
+    url_rid: bool = True,
 ) -> str:
     """A call whose request went out (through the simulator) and whose reply was lost.
     ``flow``: connected to a call flow (Url) instead of a second number. ``numbers``: (From,
-    To) instead of ones made from ``n``."""
+    To) instead of ones made from ``n``. ``url_rid=False``: its StatusCallback URL does not
+    name the request (a call sent by a release before it did)."""
     rid = f"{campaign}:{n:020x}"
     frm, to = numbers or (mobile("98", n), mobile("97", n))
     record = {
@@ -71,7 +73,11 @@ def in_doubt_call(
     assert ledger.mark_sent(rid, c.claim, lease_seconds=30, parties=parties)
     if fault:
         sim.script(rid, [fault])
-        outcome, _ = client.connect(build_connect_params(c.record.request(), rid, settings))
+        params = build_connect_params(c.record.request(), rid, settings, attempt=c.attempts)
+        if not url_rid:
+            target = settings.callback_target()
+            params = [(k, target if k == "StatusCallback" and target else v) for k, v in params]
+        outcome, _ = client.connect(params)
         assert isinstance(outcome, Unknown)
     assert ledger.finish(rid, c.claim, "in_doubt", error="in doubt", look_again_in=60).ok
     return rid
@@ -172,14 +178,16 @@ def test_given_a_call_that_is_not_in_doubt_when_reconciled_then_nothing_happens(
 def test_given_an_in_doubt_flow_call_whose_callback_came_first_when_found_then_it_is_applied(
     rsettings: Settings, ledger: Ledger, sim: Any, keys: Keys
 ) -> None:
-    # R3: a flow call's callback has no CustomField, so the receiver keeps it as pending
-    # (answered 200) until the Sid is known. Call Details then finds the Sid: the pending
-    # callback must be applied (call_status, counters, the redial on busy), as the dialer does.
+    # R3: a flow call's callback has no CustomField; sent to a URL that does not name its
+    # request (a call placed by a release before the URL did), the receiver keeps it as
+    # pending (answered 200) until the Sid is known. Call Details then finds the Sid: the
+    # pending callback must be applied (call_status, counters, the redial on busy), as the
+    # dialer does.
     sim.configure(callbacks=True, slow_seconds=1.5, time_scale=0.01, status_mix={"busy": 1.0})
     ledger.set_controls(CAMPAIGN, {"redial_on": "busy", "redials": "1", "redial_interval": "600"})
     with callback_receiver(rsettings) as cb:
         rec, client = make_reconciler(cb, ledger)
-        rid = in_doubt_call(ledger, client, cb, 11, "slow_placed", sim, flow=True)
+        rid = in_doubt_call(ledger, client, cb, 11, "slow_placed", sim, flow=True, url_rid=False)
         wait_for(lambda: sim.truth()["callbacks"]["sent"] == 1, timeout=10, message="callback sent")
     (call,) = sim.truth()["calls"]
     assert ledger.redis.exists(keys.pending_callback(call["sid"]))
@@ -190,6 +198,72 @@ def test_given_an_in_doubt_flow_call_whose_callback_came_first_when_found_then_i
     assert record["state"] == "retrying" and record["redials_done"] == "1"
     assert ledger.status(CAMPAIGN).call_status == {"busy": 1}
     assert not ledger.redis.exists(keys.pending_callback(call["sid"]))
+
+
+def test_given_an_in_doubt_flow_call_when_its_callback_names_it_in_the_url_then_it_is_settled(
+    rsettings: Settings, ledger: Ledger, sim: Any, keys: Keys
+) -> None:
+    # The same call, placed with the request id in its StatusCallback URL: the callback (the
+    # four basic fields only, no CustomField) names its request, so it settles the call in
+    # one step, with the Sid the worker never learned; reconcile has nothing left to do.
+    # The callback comes late (1.5 s), after the reply timed out (0.5 s): the call in doubt.
+    sim.configure(
+        callbacks=True,
+        slow_seconds=1.5,
+        time_scale=0.01,
+        status_mix={"busy": 1.0},
+        p_late_callback=1.0,
+        late_callback_seconds=150,
+    )
+    ledger.set_controls(CAMPAIGN, {"redial_on": "busy", "redials": "1", "redial_interval": "600"})
+    with callback_receiver(rsettings) as cb:
+        rec, client = make_reconciler(cb, ledger)
+        rid = in_doubt_call(ledger, client, cb, 12, "slow_placed", sim, flow=True)
+        assert ledger.get(rid)["state"] == "in_doubt"
+        wait_for(lambda: sim.truth()["callbacks"]["sent"] == 1, timeout=10, message="callback sent")
+    (call,) = sim.truth()["calls"]
+    (delivery,) = sim.truth()["callbacks"]["deliveries"]
+    assert delivery["payload_custom_field"] is None  # a flow's: the URL is all that names it
+    assert not ledger.redis.exists(keys.pending_callback(call["sid"]))
+    record = ledger.get(rid)
+    assert record["sid"] == call["sid"] and record["call_status"] == "busy"
+    assert record["state"] == "retrying" and record["redials_done"] == "1"
+    assert ledger.request_for_sid(call["sid"]) == rid
+    assert rec.reconcile(rid).kind == "skip"
+    assert ledger.status(CAMPAIGN).call_status == {"busy": 1}
+    assert sim.truth()["details_requests"] == 0  # no Call Details search was needed
+
+
+def test_given_two_in_doubt_flow_calls_with_the_same_numbers_when_both_callbacks_come_then_each_is_settled(
+    rsettings: Settings, ledger: Ledger, sim: Any
+) -> None:
+    # Finding 9's pair: both placed, both replies lost, both callbacks without CustomField;
+    # Call Details cannot tell whose is whose (reconcile leaves them `ambiguous`). The URL
+    # names each callback's request: each is settled with its own Sid, none left for a person.
+    sim.configure(
+        callbacks=True,
+        slow_seconds=1.5,
+        time_scale=0.01,
+        p_late_callback=1.0,
+        late_callback_seconds=150,
+    )
+    numbers = (mobile("98", 63), mobile("97", 63))
+    with callback_receiver(rsettings) as cb:
+        rec, client = make_reconciler(cb, ledger)
+        a = in_doubt_call(ledger, client, cb, 63, "slow_placed", sim, flow=True, numbers=numbers)
+        b = in_doubt_call(
+            ledger, client, cb, 63, "slow_placed", sim, flow=True, numbers=numbers, campaign="rc2"
+        )
+        assert ledger.get(a)["state"] == ledger.get(b)["state"] == "in_doubt"
+        wait_for(lambda: sim.truth()["callbacks"]["sent"] == 2, timeout=10, message="callbacks")
+    owner = {c["custom_field"]: c["sid"] for c in sim.truth()["calls"]}
+    assert set(owner) == {a, b}
+    for rid in (a, b):
+        record = ledger.get(rid)
+        assert (record["state"], record["sid"]) == ("originated", owner[rid]), rid
+        assert "ambiguous" not in record.get("last_error", "")
+        assert rec.reconcile(rid).kind == "skip"
+    assert sim.truth()["by_custom_field"] == {a: 1, b: 1}  # each dialled once
 
 
 def redial_in_doubt(

@@ -777,6 +777,30 @@ def test_given_json_callback_when_call_ends_then_terminal_payload_is_delivered(
     assert delivery["call_sid"] == sid and delivery["attempts"] == 1
 
 
+def test_given_a_flow_call_with_a_query_in_its_callback_url_then_it_is_posted_to_exactly_that_url(
+    exo: Simulator, receiver: Receiver
+) -> None:
+    # The dialer's StatusCallback URL holds the token (percent-encoded as it was set), the
+    # request id and the attempt: a flow call's callback (no CustomField) is matched by them,
+    # so the URL must come back byte for byte, query and all.
+    query = "token=a%2Fb%26c%3D&tenant=x&rid=camp-1:ab%2Fcd&attempt=2"
+    url = f"{receiver.url.split('?')[0]}?{query}"
+    connect(
+        exo,
+        To="",
+        Url="http://my.exotel.com/acct/exoml/start_voice/1",
+        CustomField="camp-1:ab/cd",
+        StatusCallback=url,
+        extra={"StatusCallbackEvents[0]": "terminal"},
+    )
+    wait_for(lambda: len(receiver.got) == 1)
+    (got,) = receiver.got
+    assert got.path == f"/cb?{query}"
+    assert "CustomField" not in got.body.decode("utf-8", "replace")  # a flow's four fields
+    wait_for(lambda: exo.truth()["callbacks"]["sent"] == 1)
+    assert exo.truth()["callbacks"]["deliveries"][0]["url"] == url
+
+
 def test_given_multipart_callback_for_busy_call_then_legs_keys_and_zero_conversation(
     exo: Simulator, receiver: Receiver
 ) -> None:

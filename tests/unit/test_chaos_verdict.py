@@ -10,7 +10,7 @@ from typing import Any
 
 from callq.settings import Settings
 from callq.store.records import CallRecord
-from chaos.verdict import CampaignData, Check, judge
+from chaos.verdict import CampaignData, Check, judge, url_rid
 
 
 def _settings() -> Settings:
@@ -177,11 +177,15 @@ def test_given_wrong_sid_window_overflow_lost_callback_or_drifting_counters_then
 
 def _flow_pair_left_for_a_person(
     last_error: str = "in doubt: ambiguous: 2 candidate call(s) (s1,s2) that request(s) ...",
+    *,
+    url_rid: bool = False,
 ) -> tuple[CampaignData, dict[str, object]]:
     """CI at f52355a, reproduced (`shared_every=2, flow_every=3`, resets after origination):
     two flow calls from the same number, a:90 and b:270, both in doubt (reset after being
     placed), each callback without CustomField (a flow's) kept pending, its Sid unknown;
-    Call Details lists both calls, either request could own either: left for a person."""
+    Call Details lists both calls, either request could own either: left for a person.
+    That needs callbacks whose URL does not name their request (placed before the URL did,
+    or ``url_rid=False``); with ``url_rid`` each callback's URL has its ``rid``."""
     records = [
         {
             "request_id": rid,
@@ -198,7 +202,14 @@ def _flow_pair_left_for_a_person(
         [("c:1", "s1"), ("c:2", "s2")],
         callbacks={
             "deliveries": [
-                {"custom_field": cf, "call_sid": sid, "state": "sent", "payload_custom_field": None}
+                {
+                    "custom_field": cf,
+                    "call_sid": sid,
+                    "state": "sent",
+                    "payload_custom_field": None,
+                    "url": "http://cb.test/exotel/status-callback?token=t"
+                    + (f"&rid={cf}&attempt=1" if url_rid else ""),
+                }
                 for cf, sid in (("c:1", "s1"), ("c:2", "s2"))
             ]
         },
@@ -226,6 +237,31 @@ def test_given_flow_calls_left_for_a_person_when_a_callback_is_lost_or_wrong_the
         line = next(c for c in checks if c.name == "delivered callbacks not recorded")
         assert not line.ok and line.value == "1 of 2 delivered", kept
         assert line.subjects == ("c:2",)
+
+
+def test_given_flow_calls_in_doubt_when_their_callback_urls_named_them_then_kept_ones_fail() -> (
+    None
+):
+    # The URL's rid settles a flow call's callback whatever its body: one kept pending (and
+    # its call left for a person) is a receiver that did not match by it, not a limit.
+    campaign, truth = _flow_pair_left_for_a_person(url_rid=True)
+    kept = {"s1": "completed", "s2": "completed"}
+    checks, figures = judge([campaign], truth, _settings(), 10**9, pending_callbacks=kept)
+    line = next(c for c in checks if c.name == "delivered callbacks not recorded")
+    assert not line.ok and line.value == "2 of 2 delivered"
+    assert figures["callbacks_kept_for_calls_in_doubt"] == 0
+    # Whose callbacks never came are still left for a person, and pass.
+    truth["callbacks"] = {"deliveries": []}
+    checks, figures = judge([campaign], truth, _settings(), 10**9, pending_callbacks={})
+    assert _failed(checks) == []
+    assert figures["in_doubt_left_for_a_person"] == 2
+
+
+def test_url_rid_reads_the_rid_query_parameter_only_when_it_is_one() -> None:
+    assert url_rid("http://h/cb?token=t&rid=c:1&attempt=2") == "c:1"
+    assert url_rid("http://h/cb?token=t") is None
+    assert url_rid("http://h/cb?rid=c:1&rid=c:2") is None
+    assert url_rid("") is None
 
 
 def test_given_a_kept_callback_of_a_call_past_its_proof_not_ambiguous_then_it_fails() -> None:

@@ -29,7 +29,7 @@ from callq.exotel.client import (
     make_session,
 )
 from callq.exotel.outcome import NotPlaced, Originated, Rejected, Unknown
-from callq.exotel.params import build_connect_params
+from callq.exotel.params import build_connect_params, status_callback_url
 from callq.settings import Settings, load_settings
 
 BASE = "https://api.example.test"
@@ -108,7 +108,7 @@ def test_params_connect_two_numbers() -> None:
         "extra": EXTRA,
         "custom_field": "the user's own",
     }
-    params = build_connect_params(record, "camp1:row7", make_settings())
+    params = build_connect_params(record, "camp1:row7", make_settings(), attempt=2)
     assert params == [
         ("From", "+919000000001"),
         ("To", "+919000000002"),
@@ -122,7 +122,8 @@ def test_params_connect_two_numbers() -> None:
         ("CustomField", "camp1:row7"),
         (
             "StatusCallback",
-            "https://cb.example.test/exotel/status-callback?token=cb%2Ftok%26en",
+            "https://cb.example.test/exotel/status-callback?token=cb%2Ftok%26en"
+            "&rid=camp1:row7&attempt=2",
         ),
         ("StatusCallbackEvents[0]", "terminal"),
         ("StatusCallbackContentType", "application/json"),
@@ -139,12 +140,34 @@ def test_params_connect_to_a_flow() -> None:
     assert params["CallerId"] == "0XXXXXX4890"  # the row's own beats the setting
     assert params["CustomField"] == "rid-1"
     assert "TimeLimit" not in params and "TimeOut" not in params
+    # A flow call's callback has no CustomField: the URL names the request instead.
+    query = parse_qs(urlsplit(params["StatusCallback"]).query)
+    assert query == {"token": ["cb/tok&en"], "rid": ["rid-1"]}
+
+
+def test_status_callback_url_keeps_the_query_and_replaces_only_its_own_names() -> None:
+    target = "https://cb.example.test/hook?token=a%2Fb%26c&tenant=x&rid=old&attempt=9&%72id=enc"
+    url = status_callback_url(target, "camp-1:ab/cd ef", 3)
+    parts = urlsplit(url)
+    assert (parts.scheme, parts.netloc, parts.path) == ("https", "cb.example.test", "/hook")
+    # The token's encoding is kept byte for byte (the receiver compares it in constant time).
+    assert parts.query.startswith("token=a%2Fb%26c&tenant=x&")
+    assert parse_qs(parts.query) == {
+        "token": ["a/b&c"],
+        "tenant": ["x"],
+        "rid": ["camp-1:ab/cd ef"],
+        "attempt": ["3"],
+    }
+    assert status_callback_url("http://h/cb", "c:d") == "http://h/cb?rid=c:d"
+    assert status_callback_url("http://h/cb?", "c:d", 0) == "http://h/cb?rid=c:d&attempt=0"
 
 
 def test_status_callback_token_joins_an_existing_query_with_ampersand() -> None:
     settings = make_settings(callback_url="https://cb.example.test/hook?tenant=a")
     params = dict(build_connect_params({"from": "1", "to": "2"}, "r", settings))
-    assert params["StatusCallback"] == "https://cb.example.test/hook?tenant=a&token=cb%2Ftok%26en"
+    assert params["StatusCallback"] == (
+        "https://cb.example.test/hook?tenant=a&token=cb%2Ftok%26en&rid=r"
+    )
 
 
 def test_no_callback_url_means_no_status_callback() -> None:
@@ -158,7 +181,7 @@ def test_no_callback_url_means_no_status_callback() -> None:
 def test_callback_without_token_is_sent_as_is() -> None:
     settings = make_settings(callback_token="")
     params = dict(build_connect_params({"from": "1", "to": "2"}, "r", settings))
-    assert params["StatusCallback"] == "https://cb.example.test/exotel/status-callback"
+    assert params["StatusCallback"] == "https://cb.example.test/exotel/status-callback?rid=r"
 
 
 def test_extra_values_and_refusals() -> None:

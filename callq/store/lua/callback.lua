@@ -7,8 +7,10 @@
 -- KEYS[12] events stream   KEYS[13] campaign events hash (see prelude's emit_final)
 -- ARGV[1] request id   ARGV[2] CallSid   ARGV[3] Status (completed|busy|no-answer|failed|...)
 -- ARGV[4] '1' when the status is terminal, else ''
--- ARGV[5..] record field, value, ... (times, durations, recording url, legs; no phone numbers)
---   and last, making the count of ARGV odd: the events flag (prelude); a terminal
+-- ARGV[5] the attempt number the StatusCallback URL named for this call ('' unknown: no
+--   URL attempt, or the call was found by CustomField or Sid for another request)
+-- ARGV[6..] record field, value, ... (times, durations, recording url, legs; no phone numbers)
+--   and last, making the count of ARGV even: the events flag (prelude); a terminal
 --   status for the record's own sid that causes no redial makes the call final (its event)
 -- A callback proves the call was placed: any other state moves to `originated` (counters moved
 -- in the same step, deadline dropped), so a late worker reply or a reconcile finds it settled.
@@ -16,6 +18,13 @@
 -- the call_status counters. A sid other than the record's own is kept apart under
 -- `callback_sid_mismatch` (the record's sid and call_status stay). Any stored pending copy of
 -- this sid's callback is deleted: this one supersedes it.
+-- An earlier attempt's callback (ARGV[5] below the record's attempts) while a later attempt
+-- may be live (the call `in_doubt`, or `dialing` past that attempt's sent mark) is kept apart
+-- the same way (`callback_sid_mismatch`, with `callback_sid_mismatch_attempt`): it proves the
+-- earlier attempt was placed after all, but it is not the live attempt's outcome, which its
+-- reply, reconcile or its own callback still brings. In any other state (before the later
+-- attempt's sent mark, retrying, parked, queued) it settles the call like any callback: the
+-- call was placed, and the next attempt is not sent (mark_sent finds the call moved on).
 -- Redial on outcome: when the campaign's meta asks for it (`redial_on` holds this status,
 -- fewer than `redials` done, not cancelled, the redial due before `end_at`), the call moves on
 -- to `retrying` with next_at = now + the interval (linear: interval * n; exponential:
@@ -26,16 +35,21 @@
 -- Returns {code, previous state, mismatch (0|1), previous call_status, redialled (0|1)},
 -- where code is 'matched', 'duplicate', or 'missing' (no such record; nothing written);
 -- 'matched' adds the record's account (its mark_sent's), whose live-call slots a terminal
--- status frees without another look-up.
+-- status frees without another look-up, and the record's attempt number when the callback
+-- was an earlier attempt's kept apart ('' otherwise).
 local rec = redis.call('HMGET', KEYS[1], 'state', 'sid', 'call_status',
   'callback_sid_mismatch', 'callback_sid_mismatch_status', 'prev_sids', 'redials_done',
-  'attempts', 'callback_sid', 'parties', 'account')
+  'attempts', 'callback_sid', 'parties', 'account', 'sent', 'claim')
 local state = rec[1]
 if not state then return {'missing', '', 0, '', 0} end
 local sid, status = ARGV[2], ARGV[3]
--- field/value pairs come in twos after ARGV[4]: an odd one out at the end is the events flag.
+-- field/value pairs come in twos after ARGV[5]: an odd one out at the end is the events flag.
 local nargs, evflag = #ARGV, ''
-if nargs % 2 == 1 then evflag = ARGV[nargs]; nargs = nargs - 1 end
+if nargs % 2 == 0 then evflag = ARGV[nargs]; nargs = nargs - 1 end
+local of_attempt = tonumber(ARGV[5])
+local current = tonumber(rec[8]) or 0
+local live = state == 'in_doubt' or (state == 'dialing' and rec[13] and rec[12] == rec[13])
+local stale = (of_attempt ~= nil and of_attempt < current and live) and true or false
 if string.find(' ' .. (rec[6] or '') .. ' ', ' ' .. sid .. ' ', 1, true) then
   redis.call('DEL', KEYS[6])
   return {'duplicate', state, 0, rec[3] or '', 0}
@@ -46,9 +60,14 @@ if own ~= '' and string.find(' ' .. (rec[6] or '') .. ' ', ' ' .. own .. ' ', 1,
   own = ''
 end
 local old = rec[3] or ''
-local mismatch = own ~= '' and own ~= sid
+local mismatch = (own ~= '' and own ~= sid) or stale
 local flag = mismatch and 1 or 0
-if state == 'originated' then
+if stale then
+  if rec[4] == sid and rec[5] == status then
+    redis.call('DEL', KEYS[6])
+    return {'duplicate', state, flag, old, 0}
+  end
+elseif state == 'originated' then
   local same
   if mismatch then
     same = rec[4] == sid and rec[5] == status
@@ -66,12 +85,13 @@ local now = now_ms()
 if mismatch then
   redis.call('HSET', KEYS[1], 'callback_sid_mismatch', sid,
     'callback_sid_mismatch_status', status, 'callback_at', now)
+  if stale then redis.call('HSET', KEYS[1], 'callback_sid_mismatch_attempt', of_attempt) end
   redis.call('HSETNX', KEYS[4], sid, ARGV[1])
 else
   redis.call('HSET', KEYS[1], 'sid', sid, 'call_status', status, 'callback_at', now,
     'callback_sid', sid)
-  if nargs > 4 then
-    redis.call('HSET', KEYS[1], unpack(ARGV, 5, nargs))
+  if nargs > 5 then
+    redis.call('HSET', KEYS[1], unpack(ARGV, 6, nargs))
   end
   if ARGV[4] == '1' then redis.call('ZREM', KEYS[11], ARGV[1]) end
   redis.call('HSET', KEYS[4], sid, ARGV[1])
@@ -80,7 +100,7 @@ else
     redis.call('HINCRBY', KEYS[3], status, 1)
   end
 end
-if state ~= 'originated' then
+if state ~= 'originated' and not stale then
   move(KEYS[1], KEYS[2], state, 'originated', now)
   redis.call('HSET', KEYS[1], 'originated_at', now)
   redis.call('HDEL', KEYS[1], 'lease_until', 'worker', 'next_at', 'parked')
@@ -121,4 +141,4 @@ if not mismatch then
     emit_final(KEYS[1], KEYS[2], KEYS[12], KEYS[13], ARGV[1], evflag, now)
   end
 end
-return {'matched', state, flag, old, redialled, rec[11] or ''}
+return {'matched', state, flag, old, redialled, rec[11] or '', stale and current or ''}
