@@ -193,6 +193,7 @@ class AccResult:
     margin: float = float("nan")  # the run's RATE_LIMIT_MARGIN_SECONDS
     threads: int = 0  # per worker
     copies: int = 0  # tasks that found their call already placed (a copy's message)
+    load_avg: str = ""  # the 1-minute load average at the start and the end of the run
     note: str = ""
 
     @property
@@ -384,12 +385,14 @@ def run(target: BenchRedis, load: AccLoad, log: Callable[[str], None] = print) -
                 result.note += " (the enqueue ran past the common start)"
             time.sleep(max(0.0, (start_at - datetime.now(UTC)).total_seconds()))
             r0, w0, b0 = RedisSnap.take(target.admin), tree_cpu(pids), self_cpu()
+            load0 = _load().split(" / ")[0]
             began = time.monotonic()
             deadline = began + load.periods * load.period * 3 + 60
             while sim.counts()["originated"] < total and time.monotonic() < deadline:
                 time.sleep(0.25)
             result.elapsed = time.monotonic() - began
             r1, w1, b1 = RedisSnap.take(target.admin), tree_cpu(pids), self_cpu()
+            result.load_avg = f"{load0}-{_load().split(' / ')[0]}"
             if sim.counts()["originated"] < total:
                 result.note = f"not all placed within {deadline - began:.0f} s"
             truth = sim.truth()
@@ -718,6 +721,10 @@ def _load() -> str:
         return "?"
 
 
+def _at_load(r: AccResult) -> str:
+    return f"; load average {r.load_avg}" if r.load_avg else ""
+
+
 def goal_rows(rep: AccountsReport) -> list[list[str]]:
     """[goal, measured, verdict] for each run (also in the goals at a glance)."""
     rows = []
@@ -727,7 +734,7 @@ def goal_rows(rep: AccountsReport) -> list[list[str]]:
             [
                 f"Many accounts, {r.load.label}: every account within its limit, 0 x 429",
                 f"worst window {r.worst_window}/{r.load.limit}, {r.rate_limited} x 429 "
-                f"({r.accounts_429} accounts), {r.duplicates} dialled twice",
+                f"({r.accounts_429} accounts), {r.duplicates} dialled twice{_at_load(r)}",
                 "**met**" if ok else "**missed**",
             ]
         )
@@ -735,7 +742,8 @@ def goal_rows(rep: AccountsReport) -> list[list[str]]:
         rows.append(
             [
                 f"Many accounts, {r.load.label}: aggregate >= 95 % of the sum of the limits",
-                f"{r.aggregate:.1%} ({r.aggregate_rate:.1f}/s of {r.load.sum_of_limits:.0f}/s)",
+                f"{r.aggregate:.1%} ({r.aggregate_rate:.1f}/s of {r.load.sum_of_limits:.0f}/s)"
+                f"{_at_load(r)}",
                 "**met**" if gap <= 0 else f"**missed** by {100 * gap:.1f} points",
             ]
         )
