@@ -37,6 +37,7 @@ import dataclasses
 import io
 import itertools
 import json
+import math
 import os
 import statistics
 import tempfile
@@ -61,7 +62,7 @@ from callq.dialing.limiter import Limiter
 from callq.dialing.retry import RetryPolicy
 from callq.exotel.client import ExotelClient, make_session
 from callq.intake.enqueue import Enqueuer
-from callq.settings import ExotelAccount, Settings
+from callq.settings import ExotelAccount, Settings, time_scaled
 from callq.store.connect import make_redis
 from callq.store.keys import Keys
 from callq.store.ledger import Ledger
@@ -70,9 +71,19 @@ from callq.sweeping.sweeper import Sweeper
 from callq.transport.config import make_app
 from devstack.embedded import EmbeddedRedis
 from devstack.workers import WorkerPool
-from simulator import Account, SimConfig, Simulator
+from simulator import Account, SimConfig, Simulator, latency_quantile
 
 GOAL_AGGREGATE = 0.95
+FEED_LEAD = float(Settings.model_fields["feed_lead_seconds"].default)
+DEFAULT_CONCURRENCY = int(Settings.model_fields["worker_concurrency"].default)
+#: The margin of these runs, at least: the time-scaled 0.1 s is below this machine's jitter
+#: between a permit's slot and its arrival at the simulator when many accounts dial at once.
+#: Measured here as how much closer than the limiter spaces them limit + 1 arrivals of one
+#: account came (``AccResult.jitter``): 0.11-0.18 s with 50 accounts whose permits fall at
+#: one instant (load average 3-6), where windows went over at 0.1 s; 0.07 s with 50 and
+#: 0.05 s with 200 accounts whose starts are spread, none over at 0.2 s. At a 5 s period
+#: it costs 2 % of the rate (ceiling 96.2 %, from 98.0 %). Production (1 s) is untouched.
+MARGIN_FLOOR = 0.2
 DEFAULT_SID, DEFAULT_KEY, DEFAULT_TOKEN = "bench-acc-default", "bench-acc-key", "bench-acc-tok"
 
 
@@ -101,9 +112,36 @@ class AccLoad:
     period: float = 5.0
     periods: float = 6.0  # each campaign holds this many periods of calls at the limit
     workers: int = 3
-    concurrency: int = 16
+    concurrency: int | None = None  # threads per worker (None: sized from the load, threads())
     speed: float = 12.0  # the shipped defaults this many times faster (config.time_scaled)
-    margin: float | None = None  # a what-if: RATE_LIMIT_MARGIN_SECONDS (None: the scaled one)
+    # RATE_LIMIT_MARGIN_SECONDS: None is the time-scaled one (config.time_scaled: 1 s / 12,
+    # floored at 0.1 s) raised to MARGIN_FLOOR; a number is a what-if.
+    margin: float | None = None
+    # Every campaign starts at the same instant, so every account's permits fall together
+    # (a what-if: the worst case for the jitter); else the starts are spread over one
+    # interval, as tenants' campaigns would be.
+    aligned: bool = False
+
+    @property
+    def threads(self) -> int:
+        """Threads per worker: ``concurrency``, else what the load needs. A fed call holds a
+        thread from its message to the reply: the feed's lead, then one request (the
+        simulator's p95 reply at this speed). One account has at most ``ceil(hold /
+        interval)`` calls in hand at once, and the accounts' permits fall together (every
+        campaign starts at one ``send_at`` and every account has the same interval), so
+        the threads are the accounts times that, not the sum of the limits times the hold
+        (which the demand gauge reckons, for accounts whose permits do not line up); never
+        fewer than the shipped WORKER_CONCURRENCY. At 16 threads per worker, 200 accounts x
+        10 per 5 s had 48 threads for the 400 their permits need: the fed messages waited
+        in the queue past their overdue guard, the sweeper published a copy of nearly every
+        call (11,195 ``skip:originated`` tasks for 12,000 calls), and the copies took a
+        third of the workers' CPU."""
+        if self.concurrency is not None:
+            return self.concurrency
+        hold = FEED_LEAD + latency_quantile(0.95) / self.speed
+        interval = self.period / self.limit  # the margin makes it longer: this is the most
+        needed = self.accounts * math.ceil(hold / interval)
+        return max(DEFAULT_CONCURRENCY, math.ceil(needed / self.workers))
 
     @property
     def calls_per_account(self) -> int:
@@ -117,6 +155,7 @@ class AccLoad:
     @property
     def label(self) -> str:
         what_if = "" if self.margin is None else f", margin {self.margin:g} s"
+        what_if += ", starts aligned" if self.aligned else ""
         return f"{self.accounts} accounts x {self.limit} per {self.period:g} s{what_if}"
 
 
@@ -146,6 +185,15 @@ class AccResult:
     # The closest two arrivals of one account, over the limiter's interval: below 1 by the
     # jitter between a request's permit and its arrival (the margin covers it).
     min_gap_ratio: float = float("nan")
+    # How much closer than the limiter spaces them ``limit + 1`` arrivals of one account
+    # came, at most (seconds): limit x interval minus their shortest span. The limiter's
+    # spacing holds ``margin`` in hand, so a window goes over exactly when this passes the
+    # margin: it is the jitter between a permit's slot and its arrival that counts.
+    jitter: float = float("nan")
+    margin: float = float("nan")  # the run's RATE_LIMIT_MARGIN_SECONDS
+    threads: int = 0  # per worker
+    copies: int = 0  # tasks that found their call already placed (a copy's message)
+    load_avg: str = ""  # the 1-minute load average at the start and the end of the run
     note: str = ""
 
     @property
@@ -264,6 +312,16 @@ def many_settings(
     )
 
 
+def base_margin(load: AccLoad) -> float:
+    """The margin ``config.time_scaled`` gives the shipped defaults at the load's speed."""
+    scaled = time_scaled(Settings(_env_file=None), load.speed)
+    return float(
+        scaled.get(
+            "rate_limit_margin_seconds", Settings.model_fields["rate_limit_margin_seconds"].default
+        )
+    )
+
+
 def sim_accounts(n: int, limit: int, period: float) -> list[Account]:
     return [
         Account(DEFAULT_SID, DEFAULT_KEY, DEFAULT_TOKEN, rate_limit=limit, period=period),
@@ -297,11 +355,13 @@ def run(target: BenchRedis, load: AccLoad, log: Callable[[str], None] = print) -
             load.period,
             sim.url,
             speed=load.speed,
-            worker_concurrency=load.concurrency,
-            **({} if load.margin is None else {"rate_limit_margin_seconds": load.margin}),
+            worker_concurrency=load.threads,
+            rate_limit_margin_seconds=(
+                max(MARGIN_FLOOR, base_margin(load)) if load.margin is None else load.margin
+            ),
         )
         ledger = Ledger(make_redis(settings.require_redis_url()), Keys(prefix))
-        pool = WorkerPool(settings, Path(tmp), concurrency=load.concurrency)
+        pool = WorkerPool(settings, Path(tmp), concurrency=load.threads)
         total = n * load.calls_per_account
         try:
             pool.start(load.workers)
@@ -311,27 +371,34 @@ def run(target: BenchRedis, load: AccLoad, log: Callable[[str], None] = print) -
             # its CPU does not fall into the dialling, nor does an account start late.
             enq = Enqueuer(settings)
             start_at = datetime.now(UTC) + timedelta(seconds=3 + n * load.calls_per_account / 2000)
+            # Spread over one interval (unless aligned): account i starts i/n of it later.
+            step = 0.0 if load.aligned else settings.emission_interval_seconds / n
             for i in range(n):
                 enq.enqueue_file(
                     io.BytesIO(campaign_csv(load.calls_per_account, i)),
                     f"c{i:03d}",
-                    options=CampaignOptions(account=account_name(i), send_at=start_at),
+                    options=CampaignOptions(
+                        account=account_name(i), send_at=start_at + timedelta(seconds=i * step)
+                    ),
                 )
             if datetime.now(UTC) > start_at:
                 result.note += " (the enqueue ran past the common start)"
             time.sleep(max(0.0, (start_at - datetime.now(UTC)).total_seconds()))
             r0, w0, b0 = RedisSnap.take(target.admin), tree_cpu(pids), self_cpu()
+            load0 = _load().split(" / ")[0]
             began = time.monotonic()
             deadline = began + load.periods * load.period * 3 + 60
             while sim.counts()["originated"] < total and time.monotonic() < deadline:
                 time.sleep(0.25)
             result.elapsed = time.monotonic() - began
             r1, w1, b1 = RedisSnap.take(target.admin), tree_cpu(pids), self_cpu()
+            result.load_avg = f"{load0}-{_load().split(' / ')[0]}"
             if sim.counts()["originated"] < total:
                 result.note = f"not all placed within {deadline - began:.0f} s"
             truth = sim.truth()
             arrivals = sim.arrivals()["accounts"]
             result.fed_late = pool.grep("late for its permit")
+            result.copies = pool.grep("'skip:originated'")
         finally:
             pool.stop()
             ledger.redis.close()
@@ -356,6 +423,11 @@ def run(target: BenchRedis, load: AccLoad, log: Callable[[str], None] = print) -
     gaps = [b - a for ts in times.values() for a, b in itertools.pairwise(ts)]
     if gaps:
         result.min_gap_ratio = min(gaps) / interval
+    result.margin = settings.rate_limit_margin_seconds
+    result.threads = load.threads
+    spans = [b - a for ts in times.values() for a, b in zip(ts, ts[load.limit :], strict=False)]
+    if spans:
+        result.jitter = load.limit * interval - min(spans)
     result.worst_window = max(windows, default=0)
     result.over = sum(1 for w in windows if w > load.limit)
     _utilisation(result, times)
@@ -415,7 +487,8 @@ def line(r: AccResult) -> str:
         f"{r.rate_limited} x 429 ({r.accounts_429} accounts), {r.duplicates} dup; "
         f"CPU redis {r.redis_cpu:.2f} workers {r.workers_cpu:.2f} bench {r.bench_cpu:.2f}; "
         f"{r.commands_per_call:.1f} commands/call; {r.fed_late} late for their permit; "
-        f"closest arrivals {r.min_gap_ratio:.2f} x the interval; "
+        f"closest arrivals {r.min_gap_ratio:.2f} x the interval, jitter {r.jitter:.3f} s "
+        f"(margin {r.margin:.3f} s); {r.threads} threads/worker, {r.copies} copies; "
         f"{r.placed} placed in {r.elapsed:.0f} s"
         f"{r.note}"
     )
@@ -626,16 +699,18 @@ def run_all(
 
 def loads(quick: bool = False) -> list[AccLoad]:
     """``make bench``'s runs: 10 per 5 s each at 10, 50 and 200 accounts (400/s in all at
-    200: past what two shared cores carry), 50 accounts with a 0.3 s margin (a what-if), and
-    200 accounts at 5 per 20 s, a rate they do."""
+    200: past what two shared cores carry), 200 accounts at 5 per 20 s, a rate they do, and
+    the same with every account's permits at one instant (a what-if: the jitter's worst
+    case)."""
     if quick:
         return [AccLoad(10, periods=4.0)]
     return [
         AccLoad(10),
         AccLoad(50),
-        AccLoad(50, margin=0.3),  # what-if: the jitter a loaded box adds, inside the margin
         AccLoad(200),
         AccLoad(200, limit=5, period=20.0, periods=4.0),
+        # what-if: every account's permits at the same instant, the simulator's worst case
+        AccLoad(200, limit=5, period=20.0, periods=4.0, aligned=True),
     ]
 
 
@@ -644,6 +719,10 @@ def _load() -> str:
         return " / ".join(f"{x:.2f}" for x in os.getloadavg())
     except OSError:
         return "?"
+
+
+def _at_load(r: AccResult) -> str:
+    return f"; load average {r.load_avg}" if r.load_avg else ""
 
 
 def goal_rows(rep: AccountsReport) -> list[list[str]]:
@@ -655,7 +734,7 @@ def goal_rows(rep: AccountsReport) -> list[list[str]]:
             [
                 f"Many accounts, {r.load.label}: every account within its limit, 0 x 429",
                 f"worst window {r.worst_window}/{r.load.limit}, {r.rate_limited} x 429 "
-                f"({r.accounts_429} accounts), {r.duplicates} dialled twice",
+                f"({r.accounts_429} accounts), {r.duplicates} dialled twice{_at_load(r)}",
                 "**met**" if ok else "**missed**",
             ]
         )
@@ -663,11 +742,17 @@ def goal_rows(rep: AccountsReport) -> list[list[str]]:
         rows.append(
             [
                 f"Many accounts, {r.load.label}: aggregate >= 95 % of the sum of the limits",
-                f"{r.aggregate:.1%} ({r.aggregate_rate:.1f}/s of {r.load.sum_of_limits:.0f}/s)",
+                f"{r.aggregate:.1%} ({r.aggregate_rate:.1f}/s of {r.load.sum_of_limits:.0f}/s)"
+                f"{_at_load(r)}",
                 "**met**" if gap <= 0 else f"**missed** by {100 * gap:.1f} points",
             ]
         )
     return rows
+
+
+def worker_ms_per_call(r: AccResult) -> float:
+    """Milliseconds of worker CPU per placed call."""
+    return 1000 * r.workers_cpu * r.elapsed / r.placed if r.placed else float("nan")
 
 
 def render(rep: AccountsReport) -> list[str]:
@@ -677,37 +762,52 @@ def render(rep: AccountsReport) -> list[str]:
         "Each account has its own time-scaled limit (the same at the simulator and in "
         "`EXOTEL_ACCOUNTS`) and one campaign of its own (`--account`) of `limit x periods` "
         "calls (6 periods; 4 at 20 s); "
-        "the producer enqueues them all, each to start at the same moment (`send_at`), "
+        "the producer enqueues them all, to start together (`send_at`), spread over one "
+        "interval (account i starts i/n of it later; `starts aligned`: all at one instant), "
         "the workers' feeders hand each "
-        "account's permits to its campaign, real Celery workers (threads pool, 16 threads "
-        "each) dial them against the simulator (seed latency profile, 12x faster), and the "
-        "simulator keeps each account's strict window. Settings: the shipped defaults 12 "
-        "times faster (`config.time_scaled`). Everything runs on a private `redis-server` "
+        "account's permits to its campaign, real Celery workers (threads pool) dial them "
+        "against the simulator (seed latency profile, 12x faster), and the simulator keeps "
+        "each account's strict window. Settings: the shipped defaults 12 times faster "
+        "(`config.time_scaled`), with two choices of the bench's own: the threads per "
+        "worker are what the load needs (`AccLoad.threads`: each account has at most "
+        "`ceil(hold / interval)` calls in hand, `hold` the feed's lead plus the simulator's "
+        "p95 reply; at the shipped 16 the fed messages outwaited their overdue guard and "
+        "the sweeper published a copy of nearly every call), and the margin is at least "
+        f"{MARGIN_FLOOR:g} s (`MARGIN_FLOOR`: the scaled 0.1 s is below this machine's "
+        "jitter). Everything runs on a private `redis-server` "
         "(no persistence), so its `INFO cpu` and `INFO commandstats` deltas are this run's "
         "alone. Per-account utilisation counts from one period after that account's first "
         "arrival to one before its last; the aggregate counts every arrival in the span where "
         "all accounts are at steady state, against the sum of the limits (the ceiling is "
-        "`period / (period + margin)`, 98 % at 5 s with the 0.1 s margin). CPU is in cores "
+        f"`period / (period + margin)`, {5 / (5 + MARGIN_FLOOR):.1%} at 5 s with the "
+        f"{MARGIN_FLOOR:g} s margin). CPU is in cores "
         "(CPU-seconds per second of the run), over the whole run from the first enqueue; "
-        "`bench` is this process: the producer and the simulator. The closest two "
-        "arrivals of one account, over the limiter's interval, show the jitter between a "
-        "permit and its arrival: a window goes over only when it passes the margin. "
+        "`bench` is this process: the producer and the simulator; per call, over the "
+        "calls placed. `jitter`: how much closer than the limiter spaces them `limit + 1` "
+        "arrivals of one account came, at most (seconds); a window goes over exactly when "
+        "it passes the margin (negative: no account dialled back to back at its limit). "
+        "`copies`: tasks that found their call already placed (a copy the sweeper "
+        "published). "
         f"Load average (1 / 5 / 15 min) before {rep.load_before}, after {rep.load_after}.",
         "",
-        "| run | workers | sum of the limits | aggregate at steady state | per account min / "
-        "median | worst window | 429s | dialled twice | CPU Redis / workers / bench | "
-        "Redis commands per call | Redis CPU per call | closest two arrivals / interval |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| run | workers x threads | margin | sum of the limits | aggregate at steady state "
+        "| per account min / median | worst window | 429s | dialled twice | jitter "
+        "| CPU Redis / workers / bench | worker CPU per call | Redis commands per call "
+        "| Redis CPU per call | copies |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in rep.runs:
         out.append(
-            f"| {r.load.label} | {r.load.workers} | {r.load.sum_of_limits:.0f}/s "
+            f"| {r.load.label} | {r.load.workers} x {r.threads} | {r.margin:.2f} s "
+            f"| {r.load.sum_of_limits:.0f}/s "
             f"| {r.aggregate:.1%} ({r.aggregate_rate:.1f}/s) "
             f"| {r.per_account_min:.1%} / {r.per_account_median:.1%} "
             f"| {r.worst_window} / {r.load.limit} | {r.rate_limited} | {r.duplicates} "
+            f"| {r.jitter:.3f} s "
             f"| {r.redis_cpu:.2f} / {r.workers_cpu:.2f} / {r.bench_cpu:.2f} "
+            f"| {worker_ms_per_call(r):.1f} ms "
             f"| {r.commands_per_call:.1f} | {r.redis_cpu_us_per_call:.0f} us "
-            f"| {r.min_gap_ratio:.2f} |"
+            f"| {r.copies:,} |"
         )
     out.append("")
     for r in rep.runs:

@@ -14,7 +14,7 @@ import logging
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, unquote, urljoin, urlsplit, urlunsplit
 from zoneinfo import ZoneInfo
 
@@ -39,6 +39,9 @@ from callq.exotel.replies import (
 )
 from callq.settings import Settings
 
+if TYPE_CHECKING:
+    from requests.sessions import _Settings
+
 __all__ = [
     "MAX_SEARCH_FILTER",
     "MAX_SIDS_PER_REQUEST",
@@ -62,6 +65,46 @@ _EXOTEL_TIME = "%Y-%m-%d %H:%M:%S"
 _ACCEPT_JSON = {"Accept": "application/json"}
 
 
+class _EnvOnceSession(requests.Session):
+    """A session that reads the environment's settings for a request (the proxies of
+    ``HTTPS_PROXY``/``HTTP_PROXY``/``ALL_PROXY`` unless ``NO_PROXY`` names the host, and
+    ``REQUESTS_CA_BUNDLE``/``CURL_CA_BUNDLE``) once per origin, not on every request.
+
+    requests looks them up on every call (``merge_environment_settings``: a scan of
+    ``os.environ`` and a ``NO_PROXY`` match), about 5 % of a worker's CPU per placed call in
+    the many-accounts bench. What it finds depends only on the environment and the URL's
+    scheme and host (never its path or query), so the first answer for an origin is kept.
+    A request that passes its own ``proxies``, ``stream``, ``verify`` or ``cert`` is merged
+    as requests does it; the environment is read at a worker's first request to an origin,
+    so a change to it needs a restart (as every other setting does)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._by_origin: dict[tuple[str, str], _Settings] = {}
+
+    def merge_environment_settings(
+        self,
+        url: str | bytes | None,
+        proxies: Any,
+        stream: bool | None,
+        verify: Any,
+        cert: Any,
+    ) -> _Settings:
+        if proxies or stream is not None or verify is not None or cert is not None:
+            return super().merge_environment_settings(url, proxies, stream, verify, cert)
+        raw = url.decode() if isinstance(url, bytes) else str(url)
+        parts = urlsplit(raw)
+        origin = (parts.scheme.lower(), parts.netloc.lower())
+        got = self._by_origin.get(origin)
+        if got is None:
+            # Two threads may both look it up the first time: the same answer, kept once.
+            got = super().merge_environment_settings(url, {}, None, None, None)
+            self._by_origin[origin] = got
+        out = got.copy()
+        out["proxies"] = dict(got["proxies"])  # the caller's own copy, as requests gives it
+        return out
+
+
 def make_session(pool_size: int = 32) -> requests.Session:
     """A pooled session whose transport never retries: a POST is never re-sent.
 
@@ -80,7 +123,7 @@ def make_session(pool_size: int = 32) -> requests.Session:
         raise_on_status=False,
     )
     adapter = HTTPAdapter(pool_connections=4, pool_maxsize=pool_size, max_retries=retry)
-    session = requests.Session()
+    session = _EnvOnceSession()
     session.mount("https://", adapter)
     session.mount("http://", adapter)
     return session

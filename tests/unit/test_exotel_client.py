@@ -499,6 +499,61 @@ def test_make_session_never_retries() -> None:
         assert adapter._pool_maxsize == 7  # type: ignore[attr-defined]
 
 
+@responses.activate
+def test_make_session_reads_the_environment_once_per_origin(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """requests looks up the proxies in os.environ on every request; the session keeps the
+    answer per origin (scheme and host), since nothing else changes it."""
+    looked: list[str] = []
+    real = requests.sessions.get_environ_proxies
+
+    def counting(url: str, no_proxy: str | None = None) -> dict[str, str]:
+        looked.append(url)
+        return real(url, no_proxy=no_proxy)
+
+    monkeypatch.setattr(requests.sessions, "get_environ_proxies", counting)
+    responses.add(responses.POST, re.compile(r"https://(a|b)\.example\.test/.*"), body="{}")
+    session = make_session()
+    for path in ("/one", "/two?x=1", "/three"):
+        session.post(f"https://a.example.test{path}", data=[("k", "v")], timeout=1)
+    session.post("https://b.example.test/one", timeout=1)
+    session.post("https://b.example.test/two", timeout=1)
+    assert [urlsplit(u).netloc for u in looked] == ["a.example.test", "b.example.test"]
+    # A request with proxies of its own is merged as requests does it, looked up again.
+    session.post("https://a.example.test/four", proxies={"ftp": "http://x"}, timeout=1)
+    assert len(looked) == 3
+
+
+def test_make_session_still_follows_the_proxy_environment(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """HTTP_PROXY is honoured (the request goes to the proxy, in absolute form), and NO_PROXY
+    exempts its hosts: the environment is kept, not ignored."""
+    proxy = LoopbackServer(
+        lambda conn, srv: (
+            srv.requests.append(read_request(conn)),
+            conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n{}"),
+        )
+    )
+    try:
+        for name in ("HTTP_PROXY", "http_proxy", "ALL_PROXY", "all_proxy", "NO_PROXY", "no_proxy"):
+            monkeypatch.delenv(name, raising=False)
+        monkeypatch.setenv("HTTP_PROXY", f"http://127.0.0.1:{proxy.port}")
+        monkeypatch.setenv("NO_PROXY", "direct.example.test")
+        session = make_session()
+        for _ in range(2):
+            reply = session.post("http://via.example.test/x", data=[("k", "v")], timeout=2)
+            assert reply.status_code == 200
+        assert len(proxy.requests) == 2
+        assert all(r.startswith(b"POST http://via.example.test/x ") for r in proxy.requests)
+        with pytest.raises(requests.ConnectionError):  # not proxied: its own (unknown) host
+            session.post("http://direct.example.test/x", timeout=2)
+        assert len(proxy.requests) == 2
+    finally:
+        proxy.close()
+
+
 def closed_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
