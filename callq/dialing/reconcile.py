@@ -259,6 +259,8 @@ class Reconciler:
                 log={"attempt": attempt, "outcome": "unplaced"},
             )
             self._free_slots(fin, rec)
+            if fin.placed_earlier:
+                return self._placed_earlier(request_id)
             return Verdict("failed") if fin.ok else Verdict("not_recorded", fin.state)
         fin = self.ledger.finish(
             request_id,
@@ -270,7 +272,16 @@ class Reconciler:
             log={"attempt": attempt, "outcome": "unplaced"},
         )
         self._free_slots(fin, rec)  # proven unplaced: its slots go before it redials
+        if fin.placed_earlier:
+            return self._placed_earlier(request_id)
         return Verdict("unplaced", redial=fin.ok)
+
+    def _placed_earlier(self, request_id: str) -> Verdict:
+        """This attempt is proven unplaced, but an earlier attempt's callback, kept apart
+        while this one was live, proves the call was placed (finish.lua refused the retry or
+        the failure): the call is settled by that callback, never dialled again."""
+        applied = self.callbacks.apply_kept(request_id)
+        return Verdict("found", "earlier attempt's callback" if applied else "")
 
     def _free_slots(self, fin: Finish, rec: CallRecord) -> None:
         """A settled in-doubt call no longer holds its live-call slots (EXOTEL_MAX_LIVE_CALLS):
