@@ -526,6 +526,8 @@ def test_given_attempt_1_proven_placed_by_a_kept_callback_when_attempt_2_comes_b
     assert applied is not None and (applied.result, applied.sid_mismatch) == ("matched", False)
     rec = ledger.get(r)
     assert (rec["state"], rec["sid"], rec["call_status"]) == ("originated", "sid-1", "no-answer")
+    assert "callback_sid_mismatch" not in rec  # the kept callback is the call's own now
+    assert store.apply(basic("sid-1", "no-answer", r, 1)) == "duplicate"  # Exotel's retry
     assert not ledger.claim(r, lease_seconds=5, early_tolerance=0, worker="t").claimed
     assert ledger.status(CAMPAIGN).call_status == {"no-answer": 1}
     assert_counters_match(ledger)

@@ -97,6 +97,11 @@ else
   redis.call('HSET', KEYS[1], 'sid', sid, 'call_status', status, 'callback_at', now,
     'callback_sid', sid)
   redis.call('HDEL', KEYS[1], 'callback_sid_mismatch_during')  -- the call is settled now
+  if rec[4] == sid then
+    -- The callback kept apart is the call's own now (CallbackStore.apply_kept): no mismatch.
+    redis.call('HDEL', KEYS[1], 'callback_sid_mismatch', 'callback_sid_mismatch_status',
+      'callback_sid_mismatch_attempt')
+  end
   if nargs > 5 then
     redis.call('HSET', KEYS[1], unpack(ARGV, 6, nargs))
   end
