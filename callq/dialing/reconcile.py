@@ -280,8 +280,9 @@ class Reconciler:
         """This attempt is proven unplaced, but an earlier attempt's callback, kept apart
         while this one was live, proves the call was placed (finish.lua refused the retry or
         the failure): the call is settled by that callback, never dialled again."""
-        applied = self.callbacks.apply_kept(request_id)
-        return Verdict("found", "earlier attempt's callback" if applied else "")
+        if self.callbacks.apply_kept(request_id) is None:
+            return Verdict("not_recorded", "earlier attempt's callback gone")  # looks again
+        return Verdict("found", "earlier attempt's callback")
 
     def _free_slots(self, fin: Finish, rec: CallRecord) -> None:
         """A settled in-doubt call no longer holds its live-call slots (EXOTEL_MAX_LIVE_CALLS):

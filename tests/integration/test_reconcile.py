@@ -158,7 +158,7 @@ def test_given_attempt_1_proven_placed_by_a_kept_callback_when_attempt_2_is_prov
     assert store.apply_event(late).stale_attempt
     backdate(ledger, rid, 10)
     verdict = rec.reconcile(rid)
-    assert not verdict.redial
+    assert (verdict.result, verdict.redial) == ("found:earlier attempt's callback", False)
     record = ledger.get(rid)
     assert (record["state"], record["sid"]) == ("originated", "sid-attempt-1")
     assert not ledger.claim(rid, lease_seconds=5, early_tolerance=0, worker="t").claimed
