@@ -41,7 +41,7 @@ from callq.settings import Settings
 from callq.store.callbacks import CallbackStore
 from callq.store.connect import MasterCheck
 from callq.store.controls_cache import ControlsCache
-from callq.store.ledger import Claim, Finish, Ledger, NumberCheck, ReleaseAction
+from callq.store.ledger import PLACED_EARLIER, Claim, Finish, Ledger, NumberCheck, ReleaseAction
 from callq.store.records import CallRecord, ClaimCode, SendMark, State
 from callq.store.slots import LiveSlots, claim_for
 
@@ -236,20 +236,18 @@ class Dialer:
             else "not sent: the Redis server that took the sent mark is not the "
             "master the Sentinels name (or no Sentinel answered)"
         )
-        if self.ledger.release(
+        self._release_unsent(
             request_id,
             claim,
-            republish_after=acct.settings.retry_overdue_seconds,
-            unsent=True,
-            number=number,
-            log={
+            acct,
+            number,
+            entry={
                 "attempt": attempt,
                 "outcome": "unsent",
                 "error": why,
                 "at": round(time.time(), 3),
             },
-        ):
-            self._free_slots(request_id, acct)
+        )
         if marked is SendMark.UNREPLICATED:
             UNREPLICATED.inc()
         log.warning("%s held back: %s", request_id, why)
@@ -388,14 +386,7 @@ class Dialer:
             # The limit holds only if every request leaves within the margin of its slot
             # (two requests N slots apart are then more than a period apart). This one is
             # late (a stall, a slow Redis): hold it back, unsent, and requeue it.
-            if self.ledger.release(
-                request_id,
-                claim,
-                republish_after=s.retry_overdue_seconds,
-                unsent=True,
-                number=number,
-            ):
-                self._free_slots(request_id, acct)
+            self._release_unsent(request_id, claim, acct, number)
             log.warning("%s held back: %.3f s late for its permit; requeued", request_id, late)
             return Step("late", retry_in=0.0), None
         waited = permit.waited
@@ -495,6 +486,30 @@ class Dialer:
         if released:
             # Nothing was sent: slots it took with its permit (or the feed took for it) go.
             self._free_slots(request_id, acct)
+
+    def _release_unsent(
+        self,
+        request_id: str,
+        claim: str,
+        acct: Account,
+        number: str,
+        entry: dict[str, object] | None = None,
+    ) -> None:
+        """Give back an attempt marked sent that sent nothing (held back), with its slots."""
+        released = self.ledger.release(
+            request_id,
+            claim,
+            republish_after=acct.settings.retry_overdue_seconds,
+            unsent=True,
+            number=number,
+            log=entry,
+        )
+        if released:
+            self._free_slots(request_id, acct)
+        if released == PLACED_EARLIER:
+            # Not released: an earlier attempt's callback, kept apart while this one was
+            # live, proves the call placed (release.lua). Settled by it, not dialled again.
+            self.callbacks.apply_kept(request_id)
 
     def _free_slots(self, request_id: str, acct: Account | None) -> None:
         if acct is not None and acct.limiter.max_live is not None:
@@ -617,6 +632,10 @@ class Dialer:
         for delay in (0.1, 0.5, 1.0, 2.0, 0.0):
             try:
                 fin = self.ledger.finish(request_id, claim, state, **kw)  # type: ignore[arg-type]
+                if fin.placed_earlier:
+                    # Unplaced, but an earlier attempt's callback (kept apart while this one
+                    # was live) proves the call was placed: settled by it, not dialled again.
+                    self.callbacks.apply_kept(request_id)
                 return fin if fin.ok else None
             except redis.RedisError:
                 if not delay:

@@ -259,6 +259,8 @@ class Reconciler:
                 log={"attempt": attempt, "outcome": "unplaced"},
             )
             self._free_slots(fin, rec)
+            if fin.placed_earlier:
+                return self._placed_earlier(request_id)
             return Verdict("failed") if fin.ok else Verdict("not_recorded", fin.state)
         fin = self.ledger.finish(
             request_id,
@@ -270,7 +272,17 @@ class Reconciler:
             log={"attempt": attempt, "outcome": "unplaced"},
         )
         self._free_slots(fin, rec)  # proven unplaced: its slots go before it redials
+        if fin.placed_earlier:
+            return self._placed_earlier(request_id)
         return Verdict("unplaced", redial=fin.ok)
+
+    def _placed_earlier(self, request_id: str) -> Verdict:
+        """This attempt is proven unplaced, but an earlier attempt's callback, kept apart
+        while this one was live, proves the call was placed (finish.lua refused the retry or
+        the failure): the call is settled by that callback, never dialled again."""
+        if self.callbacks.apply_kept(request_id) is None:
+            return Verdict("not_recorded", "earlier attempt's callback gone")  # looks again
+        return Verdict("found", "earlier attempt's callback")
 
     def _free_slots(self, fin: Finish, rec: CallRecord) -> None:
         """A settled in-doubt call no longer holds its live-call slots (EXOTEL_MAX_LIVE_CALLS):

@@ -272,6 +272,27 @@ class CallbackStore:
         applied = self._run(rid, ev, attempt=attempt, matched_by="sid")
         return None if applied is None else ev.status
 
+    def apply_kept(self, request_id: str) -> Applied | None:
+        """Apply the earlier attempt's callback kept apart on ``request_id`` while a later
+        attempt was live, now that the later one came back unplaced (finish.lua refused to
+        retry or fail it: ``Finish.placed_earlier``). It settles the call with its Sid and
+        status (counters, redial on outcome, live-call slots), like any callback. None when
+        there is none to apply."""
+        sid, status = self.redis.hmget(
+            self.keys.call(request_id), "callback_sid_mismatch", "callback_sid_mismatch_status"
+        )
+        if not sid or not status:
+            return None
+        ev = CallbackEvent(sid=str(sid), status=str(status))
+        log.warning(
+            "%s: its live attempt came back unplaced, but attempt %s's callback (sid %s) proves "
+            "the call was placed: settled by it, not dialled again",
+            request_id,
+            self.redis.hget(self.keys.call(request_id), "callback_sid_mismatch_attempt") or "?",
+            ev.sid,
+        )
+        return self._run(request_id, ev, matched_by="kept")
+
     def _run(
         self,
         request_id: str,

@@ -15,7 +15,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal, cast
+from typing import Any, Final, Literal, cast
 
 import redis
 from redis.connection import AbstractConnection
@@ -108,11 +108,20 @@ class Claim:
         return self.code is ClaimCode.CLAIMED
 
 
+#: :meth:`Ledger.release` of an unsent attempt whose call an earlier attempt's callback,
+#: kept apart while it was live, proves placed (release.lua): apply that callback instead.
+PLACED_EARLIER: Final = 2
+
+
 @dataclass(frozen=True)
 class Finish:
     ok: bool
     state: str  # the new state, or the state that refused the outcome
     pending_callback: bool = False
+    #: Refused: the attempt came back unplaced, but an earlier attempt's callback kept apart
+    #: while it was live proves the call placed (finish.lua); apply it
+    #: (:meth:`callq.store.callbacks.CallbackStore.apply_kept`).
+    placed_earlier: bool = False
 
 
 @dataclass(frozen=True)
@@ -476,13 +485,16 @@ class Ledger:
         log: Mapping[str, Any] | None = None,
         band: int = 0,
         number: str = "",
-    ) -> bool:
+    ) -> int:
         """Give back an attempt that sent nothing; it does not count. ``action``: '' back to
         the queue (the caller republishes), 'park' (the sweeper drains it after ``wake_in``),
         or a final 'cancelled' / 'expired'. ``log``: a line for the attempts log (why).
-        ``number``: the callee whose per-number count the claim took: given back too."""
+        ``number``: the callee whose per-number count the claim took: given back too.
+        Returns 1 when released, 0 when not ours, :data:`PLACED_EARLIER` (2, truthy: its slots
+        go) for an ``unsent`` attempt whose call an earlier attempt's kept callback proves
+        placed: not released, the caller applies that callback (release.lua)."""
         campaign = campaign_of(request_id)
-        return bool(
+        return int(
             self.scripts.release(
                 keys=[
                     *self._waiting_keys(request_id, campaign),
@@ -554,7 +566,12 @@ class Ledger:
                 ),
             ],
         )
-        return Finish(ok=bool(int(raw[0])), state=str(raw[1]), pending_callback=bool(int(raw[2])))
+        return Finish(
+            ok=bool(int(raw[0])),
+            state=str(raw[1]),
+            pending_callback=bool(int(raw[2])),
+            placed_earlier=len(raw) > 3 and bool(int(raw[3])),
+        )
 
     # Sweeper ----------------------------------------------------------------------------
 

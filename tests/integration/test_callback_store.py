@@ -10,7 +10,7 @@ import redis
 
 from callq.store.callbacks import CallbackEvent, CallbackStore
 from callq.store.keys import Keys
-from callq.store.ledger import Ledger
+from callq.store.ledger import PLACED_EARLIER, Ledger
 
 CAMPAIGN = "cb1"
 
@@ -504,3 +504,69 @@ def test_callback_event_json_round_trips_the_url_reference_and_reads_old_copies(
     for bad in ('"rid":3', '"rid":"c:1","attempt":"2"', '"rid":"c:1","attempt":true'):
         with pytest.raises(ValueError):
             CallbackEvent.from_json('{"sid":"s","status":"busy",' + bad + "}")
+
+
+# --- review: a kept-apart earlier attempt's callback is proof when the live one is unplaced ---
+
+
+@pytest.mark.parametrize("outcome", ["retrying", "failed"])
+def test_given_attempt_1_proven_placed_by_a_kept_callback_when_attempt_2_comes_back_unplaced_then_the_call_is_settled_by_it(
+    ledger: Ledger, store: CallbackStore, outcome: str
+) -> None:
+    # Attempt 1's callback came while attempt 2 was live (kept apart). Attempt 2's reply then
+    # says not placed (a 429, Exotel's live-call cap: attempt 1's call is still ringing; or a
+    # rejection). Retrying would dial the person again; failing would lose attempt 1's call.
+    (r,) = enqueue(ledger, 1)
+    second_attempt(ledger, r, sent=True)
+    claim2 = ledger.get(r)["claim"]
+    assert store.apply_event(basic("sid-1", "no-answer", r, 1)).stale_attempt
+    fin = ledger.finish(r, claim2, outcome, error="429", next_in=0, look_again_in=60)
+    assert not fin.ok and fin.placed_earlier
+    applied = store.apply_kept(r)
+    assert applied is not None and (applied.result, applied.sid_mismatch) == ("matched", False)
+    rec = ledger.get(r)
+    assert (rec["state"], rec["sid"], rec["call_status"]) == ("originated", "sid-1", "no-answer")
+    assert "callback_sid_mismatch" not in rec  # the kept callback is the call's own now
+    assert store.apply(basic("sid-1", "no-answer", r, 1)) == "duplicate"  # Exotel's retry
+    assert not ledger.claim(r, lease_seconds=5, early_tolerance=0, worker="t").claimed
+    assert ledger.status(CAMPAIGN).call_status == {"no-answer": 1}
+    assert_counters_match(ledger)
+
+
+def test_given_a_kept_callback_of_attempt_1_when_attempt_2_was_placed_and_a_redial_later_goes_unplaced_then_it_retries(
+    ledger: Ledger, store: CallbackStore
+) -> None:
+    # The proof is attempt 2's only: once attempt 2 is settled, a later attempt's "not
+    # placed" is its own (attempt 1's call is not taken for it).
+    ledger.set_controls(CAMPAIGN, {"redial_on": "busy", "redials": "1", "redial_interval": "0"})
+    (r,) = enqueue(ledger, 1)
+    second_attempt(ledger, r, sent=True)
+    claim2 = ledger.get(r)["claim"]
+    assert store.apply_event(basic("sid-1", "completed", r, 1)).stale_attempt
+    assert ledger.finish(r, claim2, "originated", sid="sid-2").ok
+    assert store.apply_event(basic("sid-2", "busy", r, 2)).redialled
+    c3 = ledger.claim(r, lease_seconds=30, early_tolerance=60, worker="t")
+    assert c3.claimed and c3.attempts == 3 and ledger.mark_sent(r, c3.claim, lease_seconds=30)
+    fin = ledger.finish(r, c3.claim, "retrying", error="429", next_in=0, look_again_in=60)
+    assert fin.ok and not fin.placed_earlier
+    assert ledger.get(r)["state"] == "retrying"
+    assert_counters_match(ledger)
+
+
+def test_given_attempt_1_proven_placed_by_a_kept_callback_when_attempt_2_is_held_back_unsent_then_not_requeued(
+    ledger: Ledger, store: CallbackStore
+) -> None:
+    # Attempt 2 marked sent, then held back (late for its permit, or its mark unreplicated):
+    # released unsent, it would go back to the queue with attempt 2's number again, and be
+    # dialled although attempt 1's callback proves the call placed.
+    (r,) = enqueue(ledger, 1)
+    second_attempt(ledger, r, sent=True)
+    claim2 = ledger.get(r)["claim"]
+    assert store.apply_event(basic("sid-1", "completed", r, 1)).stale_attempt
+    assert ledger.release(r, claim2, republish_after=5, unsent=True) == PLACED_EARLIER
+    assert ledger.get(r)["state"] == "dialing"  # nothing written
+    assert store.apply_kept(r) is not None
+    rec = ledger.get(r)
+    assert (rec["state"], rec["sid"], rec["call_status"]) == ("originated", "sid-1", "completed")
+    assert not ledger.claim(r, lease_seconds=5, early_tolerance=0, worker="t").claimed
+    assert_counters_match(ledger)

@@ -10,6 +10,7 @@ import pytest
 from callq.dialing.limiter import Limiter, Permit, Slot
 from callq.intake.enqueue import Enqueuer
 from callq.settings import Settings
+from callq.store.callbacks import CallbackEvent
 from callq.store.ledger import Ledger
 from tests.campaigns import agent_csv, as_stream, mobile
 from tests.conftest import make_dialer, placed
@@ -128,3 +129,39 @@ def test_given_a_stray_copy_of_a_fed_message_when_the_first_copy_came_back_not_p
     assert sim.truth()["requests"] == 2
     # The second request had a permit of its own: the limiter's schedule moved.
     assert ledger.redis.get(dialer.limiter.key) != schedule
+
+
+def test_given_attempt_1_proven_placed_by_a_callback_during_attempt_2_when_attempt_2_is_not_placed_then_not_dialled_again(
+    settings: Settings, ledger: Ledger, sim: Any
+) -> None:
+    # Review of cbrid: attempt 1 went in doubt and was judged unplaced (retrying); attempt 2
+    # is sent, and while its POST is out attempt 1's callback comes (the URL's attempt=1):
+    # kept apart, attempt 2 being live. Exotel then refuses attempt 2 (its own 504, not
+    # placed). Retrying would dial the person a second time: attempt 1's call was placed.
+    rid = enqueue_one(ledger, 21)
+    c1 = ledger.claim(rid, lease_seconds=30, early_tolerance=0, worker="t")
+    assert ledger.mark_sent(rid, c1.claim, lease_seconds=30)
+    assert ledger.finish(rid, c1.claim, "in_doubt", error="timeout", look_again_in=60).ok
+    assert ledger.finish(
+        rid, c1.claim, "retrying", error="unplaced", next_in=0, look_again_in=60
+    ).ok
+    sim.script(rid, ["504"])  # Exotel's RestException: attempt 2 not placed
+    dialer = make_dialer(settings, ledger)
+    connect = dialer.client.connect
+
+    def callback_first(params: Any) -> Any:
+        late = CallbackEvent(sid="sid-attempt-1", status="completed", rid=rid, attempt=1)
+        assert dialer.callbacks.apply_event(late).stale_attempt
+        return connect(params)
+
+    dialer.client.connect = callback_first  # type: ignore[method-assign]
+    placed(dialer, rid)
+    rec = ledger.get(rid)
+    assert (rec["state"], rec["sid"], rec["call_status"]) == (
+        "originated",
+        "sid-attempt-1",
+        "completed",
+    )
+    dialer.client.connect = connect  # type: ignore[method-assign]
+    assert dialer.place(rid).result == "skip:originated"
+    assert sim.truth()["requests"] == 1  # attempt 2's only

@@ -138,6 +138,32 @@ def test_given_no_call_found_after_it_could_have_ended_then_it_may_be_redialled(
     assert ledger.claim(rid, lease_seconds=5, early_tolerance=0, worker="t").claimed
 
 
+def test_given_attempt_1_proven_placed_by_a_kept_callback_when_attempt_2_is_proven_unplaced_then_not_redialled(
+    rsettings: Settings, ledger: Ledger, sim: Any
+) -> None:
+    # Review of cbrid: attempt 1 in doubt, wrongly judged unplaced, redialled; attempt 2 went
+    # in doubt too, and attempt 1's callback came meanwhile (kept apart: attempt 2 was live).
+    # Attempt 2 never reached Exotel: "proven unplaced" must not dial the person a third
+    # time: the kept callback proves the call was placed (attempt 1's Sid).
+    rec, client = make_reconciler(rsettings, ledger)
+    rid = in_doubt_call(ledger, client, rsettings, 4, None, sim)
+    claim1 = ledger.get(rid)["claim"]
+    assert ledger.finish(rid, claim1, "retrying", error="unplaced", next_in=0, look_again_in=60).ok
+    c2 = ledger.claim(rid, lease_seconds=30, early_tolerance=0, worker="t")
+    parties = request_parties(build_connect_params(c2.record.request(), rid, rsettings))
+    assert c2.attempts == 2 and ledger.mark_sent(rid, c2.claim, lease_seconds=30, parties=parties)
+    assert ledger.finish(rid, c2.claim, "in_doubt", error="in doubt", look_again_in=60).ok
+    store = CallbackStore(ledger.redis, ledger.keys)
+    late = CallbackEvent(sid="sid-attempt-1", status="completed", rid=rid, attempt=1)
+    assert store.apply_event(late).stale_attempt
+    backdate(ledger, rid, 10)
+    verdict = rec.reconcile(rid)
+    assert (verdict.result, verdict.redial) == ("found:earlier attempt's callback", False)
+    record = ledger.get(rid)
+    assert (record["state"], record["sid"]) == ("originated", "sid-attempt-1")
+    assert not ledger.claim(rid, lease_seconds=5, early_tolerance=0, worker="t").claimed
+
+
 def test_given_policy_fail_when_proven_unplaced_then_the_call_fails_and_is_never_redialled(
     rsettings: Settings, ledger: Ledger, sim: Any
 ) -> None:

@@ -85,11 +85,23 @@ local now = now_ms()
 if mismatch then
   redis.call('HSET', KEYS[1], 'callback_sid_mismatch', sid,
     'callback_sid_mismatch_status', status, 'callback_at', now)
-  if stale then redis.call('HSET', KEYS[1], 'callback_sid_mismatch_attempt', of_attempt) end
+  -- `callback_sid_mismatch_during`: the attempt that was live. Should that one come back
+  -- unplaced (its reply, a rejection, reconcile), finish.lua refuses to retry or fail it:
+  -- this callback proves the call was placed, and is applied then (CallbackStore.apply_kept).
+  if stale then
+    redis.call('HSET', KEYS[1], 'callback_sid_mismatch_attempt', of_attempt,
+      'callback_sid_mismatch_during', current)
+  end
   redis.call('HSETNX', KEYS[4], sid, ARGV[1])
 else
   redis.call('HSET', KEYS[1], 'sid', sid, 'call_status', status, 'callback_at', now,
     'callback_sid', sid)
+  redis.call('HDEL', KEYS[1], 'callback_sid_mismatch_during')  -- the call is settled now
+  if rec[4] == sid then
+    -- The callback kept apart is the call's own now (CallbackStore.apply_kept): no mismatch.
+    redis.call('HDEL', KEYS[1], 'callback_sid_mismatch', 'callback_sid_mismatch_status',
+      'callback_sid_mismatch_attempt')
+  end
   if nargs > 5 then
     redis.call('HSET', KEYS[1], unpack(ARGV, 6, nargs))
   end

@@ -18,13 +18,21 @@
 --          in-doubt call that stays in doubt; its id counts them: `attempt_events`)
 -- Allowed from `dialing` or `in_doubt` of the same claim (a late reply after the lease ran
 -- out still tells the truth). Returns {1, new state, pending} on success, where pending is 1
--- when a callback for this sid is waiting; {0, current state, 0} when refused.
-local rec = redis.call('HMGET', KEYS[1], 'state', 'claim', 'parties')
+-- when a callback for this sid is waiting; {0, current state, 0} when refused; and
+-- {0, current state, 0, 1} when this attempt comes back unplaced (retrying or failed) but an
+-- earlier attempt's callback, kept apart while this one was live (callback.lua), proves the
+-- call was placed: nothing is written, the caller applies that callback
+-- (CallbackStore.apply_kept) instead of dialling the person again or losing their call.
+local rec = redis.call('HMGET', KEYS[1], 'state', 'claim', 'parties', 'attempts',
+  'callback_sid_mismatch', 'callback_sid_mismatch_during')
 local from = rec[1]
 if (from ~= 'dialing' and from ~= 'in_doubt') or rec[2] ~= ARGV[2] then
   return {0, from or '', 0}
 end
 local to = ARGV[3]
+if (to == 'retrying' or to == 'failed') and rec[5] and rec[6] and rec[6] == rec[4] then
+  return {0, from, 0, 1}
+end
 local now = now_ms()
 move(KEYS[1], KEYS[2], from, to, now)
 redis.call('HDEL', KEYS[1], 'lease_until', 'worker', 'next_at')

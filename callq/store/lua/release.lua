@@ -22,11 +22,15 @@
 --         the claim, is given back (nothing was sent); the next claim takes it again.
 -- A park in a paused campaign sets no wake (resume does); a park in a campaign that is not
 -- paused always sets one, so a call parked just after a resume is not stranded.
--- Returns 1 when released, 0 when the attempt was not ours or was already marked sent.
+-- Returns 1 when released, 0 when the attempt was not ours or was already marked sent; 2
+-- (nothing written) for an attempt marked sent that sent nothing (ARGV[4]) when an earlier
+-- attempt's callback, kept apart while this one was live (callback.lua), proves the call was
+-- placed: the caller applies that callback (CallbackStore.apply_kept), not a redial.
 local rec = redis.call('HMGET', KEYS[1], 'state', 'attempts', 'sent', 'claim', 'claimed_from',
-  'parties', 'redial_base')
+  'parties', 'redial_base', 'callback_sid_mismatch', 'callback_sid_mismatch_during')
 if rec[1] ~= 'dialing' or rec[4] ~= ARGV[2] then return 0 end
 if rec[3] == ARGV[2] and ARGV[4] ~= '1' then return 0 end
+if rec[3] == ARGV[2] and rec[8] and rec[9] and rec[9] == rec[2] then return 2 end
 local now = now_ms()
 local action = ARGV[5]
 -- A campaign cancelled since the claim: whatever the caller asked, the call is cancelled
