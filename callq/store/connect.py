@@ -185,6 +185,17 @@ class SlotPool(redis.ConnectionPool):
             self._master = None
         self.disconnect(inuse_connections=False)
 
+    def release(self, connection: Connection) -> None:  # type: ignore[override]
+        """A connection to a server that is no longer the slot's master (it met the MOVED
+        reply, or was in use meanwhile) is closed on its way back: it reconnects to the
+        master on its next use."""
+        with self._master_lock:
+            master = self._master
+        at = (getattr(connection, "host", None), getattr(connection, "port", None))
+        if master is None or at != master:
+            connection.disconnect()  # type: ignore[no-untyped-call]
+        super().release(connection)
+
     def _discover(self) -> tuple[str, int]:
         kw = self.connection_kwargs
         last: Exception | None = None
@@ -252,7 +263,8 @@ class _SlotConnection(Connection):
         try:
             return super().read_response(*args, **kwargs)
         except MovedError as exc:
-            self.slot_pool.moved(str(exc.host), int(exc.port))
+            if int(exc.slot_id) == self.slot_pool.slot:  # not a stray key of another slot
+                self.slot_pool.moved(str(exc.host), int(exc.port))
             raise
         except (redis.ConnectionError, redis.TimeoutError):
             self.slot_pool.forget()

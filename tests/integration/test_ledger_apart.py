@@ -59,8 +59,8 @@ def ledger_of(apart: Settings) -> Iterator[Ledger]:
 
 def broker_messages(settings: Settings, queue: str = CALLS_QUEUE) -> list[tuple[str, Any]]:
     """The broker's messages on ``queue``, oldest first: (request id, kwargs)."""
-    client = redis.Redis.from_url(settings.require_redis_url())
-    raw = client.lrange(f"{settings.broker_key_prefix}{queue}", 0, -1)
+    with redis.Redis.from_url(settings.require_redis_url()) as client:
+        raw = client.lrange(f"{settings.broker_key_prefix}{queue}", 0, -1)
     out = []
     for item in reversed(raw):
         args, kwargs, _ = json.loads(base64.b64decode(json.loads(item)["body"]))
@@ -70,9 +70,8 @@ def broker_messages(settings: Settings, queue: str = CALLS_QUEUE) -> list[tuple[
 
 def take_broker_messages(settings: Settings, queue: str = CALLS_QUEUE) -> list[tuple[str, Any]]:
     got = broker_messages(settings, queue)
-    redis.Redis.from_url(settings.require_redis_url()).delete(
-        f"{settings.broker_key_prefix}{queue}"
-    )
+    with redis.Redis.from_url(settings.require_redis_url()) as client:
+        client.delete(f"{settings.broker_key_prefix}{queue}")
     return got
 
 
