@@ -71,18 +71,27 @@ class ClusterNode(EmbeddedRedis):
 
 
 class ClusterStack:
-    def __init__(self, data_dir: str | os.PathLike[str], *, masters: int = 3) -> None:
+    """``masters`` masters, and with ``replicas`` one replica for each of the first
+    ``replicas`` masters (for a failover: :meth:`kill`); :attr:`nodes` lists the masters
+    first, then the replicas."""
+
+    def __init__(
+        self, data_dir: str | os.PathLike[str], *, masters: int = 3, replicas: int = 0
+    ) -> None:
         self.dir = Path(data_dir)
+        self.masters = masters
         self.nodes = [
             ClusterNode(self.dir / f"node{i}", cluster_port(), appendonly=False)
-            for i in range(masters)
+            for i in range(masters + replicas)
         ]
         self._clients: dict[int, redis.Redis] = {}
 
     @property
     def url(self) -> str:
-        """``LEDGER_REDIS_URL`` for this cluster."""
-        return "redis+cluster://" + ",".join(f"127.0.0.1:{n.port}" for n in self.nodes)
+        """``LEDGER_REDIS_URL`` for this cluster (its masters: the client learns the rest)."""
+        return "redis+cluster://" + ",".join(
+            f"127.0.0.1:{n.port}" for n in self.nodes[: self.masters]
+        )
 
     def client(self, i: int) -> redis.Redis:
         """A plain client of node ``i`` (kept, closed by :meth:`stop`)."""
@@ -97,14 +106,18 @@ class ClusterStack:
             for node in self.nodes:
                 node.start()
             clients = [self.client(i) for i in range(len(self.nodes))]
-            share = SLOTS // len(clients)
-            for i, c in enumerate(clients):
+            share = SLOTS // self.masters
+            for i, c in enumerate(clients[: self.masters]):
                 lo = i * share
-                hi = SLOTS - 1 if i == len(clients) - 1 else lo + share - 1
+                hi = SLOTS - 1 if i == self.masters - 1 else lo + share - 1
                 c.execute_command("CLUSTER ADDSLOTS", *range(lo, hi + 1))  # type: ignore[no-untyped-call]
             for node in self.nodes[1:]:
                 clients[0].execute_command("CLUSTER MEET", "127.0.0.1", node.port)  # type: ignore[no-untyped-call]
             self._wait_ready(clients, timeout)
+            for r in range(self.masters, len(self.nodes)):
+                master_id = clients[r - self.masters].execute_command("CLUSTER MYID")  # type: ignore[no-untyped-call]
+                clients[r].execute_command("CLUSTER REPLICATE", master_id)  # type: ignore[no-untyped-call]
+            self._wait_replicas(clients, timeout)
         except BaseException:
             self.stop()
             raise
@@ -126,11 +139,36 @@ class ClusterStack:
             time.sleep(0.1)
         raise RuntimeError(f"the cluster was not ready within {timeout} s; see {self.dir}")
 
+    def _wait_replicas(self, clients: list[redis.Redis], timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        for r in range(self.masters, len(self.nodes)):
+            while True:
+                try:
+                    info = clients[r].info("replication")
+                    if info.get("master_link_status") == "up":
+                        break
+                except redis.RedisError:
+                    pass
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"replica {r} did not sync within {timeout} s")
+                time.sleep(0.1)
+
+    def kill(self, i: int) -> None:
+        """SIGKILL node ``i`` (a master: its replica is promoted after the node timeout)."""
+        proc = self.nodes[i].proc
+        if proc is not None and proc.poll() is None:
+            proc.kill()
+            proc.wait(timeout=10)
+        self.nodes[i].proc = None
+        client = self._clients.pop(i, None)
+        if client is not None:
+            client.close()
+
     def master_of(self, key: str) -> int:
         """The index of the node that serves ``key``'s slot."""
         slot = int(self.client(0).execute_command("CLUSTER KEYSLOT", key))  # type: ignore[no-untyped-call]
-        share = SLOTS // len(self.nodes)
-        return min(slot // share, len(self.nodes) - 1)
+        share = SLOTS // self.masters
+        return min(slot // share, self.masters - 1)
 
     def stop(self) -> None:
         for c in self._clients.values():

@@ -349,7 +349,7 @@ def make_redis(
     kw = _kwargs(max_connections, on_connect)
     if is_cluster_url(url):
         pool = SlotPool(parse_cluster_url(url), slot_key, **kw)
-        return redis.Redis(connection_pool=pool)
+        return redis.Redis.from_pool(pool)  # close() disconnects the pool too
     if not is_sentinel_url(url):
         return redis.Redis.from_url(url, **kw)
     target = parse_sentinel_url(url)

@@ -29,7 +29,7 @@ from callq.sweeping.feed import Feeder
 from callq.transport.config import make_app
 from devstack.cluster import ClusterStack
 from tests.campaigns import agent_csv, as_stream
-from tests.conftest import make_dialer
+from tests.conftest import make_dialer, wait_for
 from tests.integration import (
     test_breaker,
     test_callback_store,
@@ -184,3 +184,35 @@ def test_given_the_slot_moves_to_another_master_then_the_client_follows_the_move
     assert cluster.client(to).get(keys.call("x")) == "1"
     client.delete(keys.call("x"))
     client.close()
+
+
+def test_given_the_slots_master_killed_when_its_replica_is_promoted_then_the_client_follows_and_the_limiter_is_held(
+    tmp_path: Any, settings: Settings
+) -> None:
+    from callq.dialing.limiter import Limiter
+    from callq.store.epoch import MasterWatch
+
+    with ClusterStack(tmp_path / "failover", replicas=3) as stack:
+        s = settings.model_copy(update={"ledger_redis_url": stack.url})
+        keys = Keys.for_settings(s)
+        watch = MasterWatch(keys, s.failover_hold_seconds)
+        client = make_redis(stack.url, slot_key=keys.slot_key, on_connect=watch.on_connect)
+        limiter = Limiter.for_settings(client, keys, s, hold=watch)
+        assert limiter.reserve().granted and watch.held_for() == 0
+        client.set(keys.call("kept"), "1")
+        home = stack.master_of(keys.slot_key)
+        replica = stack.masters + home
+        assert client.execute_command("WAIT", 1, 2000) == 1  # type: ignore[no-untyped-call]
+        stack.kill(home)
+
+        def answers() -> bool:
+            try:
+                return client.get(keys.call("kept")) == "1"
+            except redis.RedisError:
+                return False  # refused, or the old master's slot not yet failed over
+
+        wait_for(answers, timeout=30, interval=0.2, message="the promoted replica answering")
+        assert client.connection_pool.master() == ("127.0.0.1", stack.nodes[replica].port)  # type: ignore[attr-defined]
+        # The new master's run_id differs from the one the ledger kept: every limiter shut.
+        assert watch.held_for() > 0 and not limiter.reserve().granted
+        client.close()
