@@ -345,11 +345,19 @@ class Ledger:
         """LPUSH task messages onto the broker's ``queue_key``, in order (the first is taken
         first), on the broker's client: the step after a script that handed calls to the
         queue while the ledger is apart from the broker (see :attr:`broker`)."""
-        if not messages:
+        self.push_many([(queue_key, messages)])
+
+    def push_many(self, pushes: Sequence[tuple[str, Sequence[str]]]) -> None:
+        """:meth:`push` for several queues' messages, in order, in one round trip."""
+        pushes = [(q, m) for q, m in pushes if m]
+        if not pushes:
             return
         client = self.broker if self.broker is not None else self.redis
-        for start in range(0, len(messages), 1000):
-            client.lpush(queue_key, *messages[start : start + 1000])
+        pipe = client.pipeline(transaction=False)
+        for queue_key, messages in pushes:
+            for start in range(0, len(messages), 1000):
+                pipe.lpush(queue_key, *messages[start : start + 1000])
+        pipe.execute()
 
     # Worker side ------------------------------------------------------------------------
 
@@ -975,8 +983,9 @@ class Ledger:
         for b in batches:
             self._unpark(b, overdue=overdue, rewake_in=None, client=pipe)
         replies = pipe.execute()
-        for b, reply in zip(batches, replies, strict=True):
-            self.push(b.queue_key, reply[2:])
+        self.push_many(
+            [(b.queue_key, reply[2:]) for b, reply in zip(batches, replies, strict=True)]
+        )
         return [Unparked.from_reply(int(reply[0]), int(reply[1])) for reply in replies]
 
     def rewake(self, campaign: str, seconds: float, *, version: str | None = None) -> None:

@@ -161,15 +161,16 @@ def test_given_a_crash_between_the_script_and_the_push_then_the_deadline_republi
         feeder = Feeder(ledger, s, make_dialer(s, ledger), make_app(s))
         lost: list[list[str]] = []
 
-        def crash(queue_key: str, messages: Any) -> None:
-            if messages:  # the judge's unpark hands over none
-                lost.append(list(messages))
+        def crash(pushes: Any) -> None:
+            got = [m for _, messages in pushes for m in messages]
+            if got:  # the judge's unpark hands over none
+                lost.append(got)
                 raise Crash
 
-        ledger.push = crash  # type: ignore[method-assign]
+        ledger.push_many = crash  # type: ignore[method-assign]
         with pytest.raises(Crash):
             feeder.drain_once()
-        del ledger.push  # the next process pushes as it should
+        del ledger.push_many  # the next process pushes as it should
         assert len(lost) == 1 and len(lost[0]) == 5
         # Recorded as handed to the queue: off the parked set, still queued, on its deadline;
         # and no message on the broker.
@@ -226,7 +227,7 @@ def test_given_one_redis_then_the_scripts_push_in_their_own_step(
     assert ledger.broker is None
     feeder = Feeder(ledger, settings, make_dialer(settings, ledger), make_app(settings))
     called: list[Any] = []
-    ledger.push = lambda *a: called.append(a)  # type: ignore[method-assign]
+    ledger.push_many = lambda pushes: called.extend(pushes)  # type: ignore[method-assign]
     assert feeder.drain_once() == {"open": 1, "fed": 10}
-    assert [a for a in called if a[1]] == []  # nothing was left for the caller to push
+    assert [p for p in called if p[1]] == []  # nothing was left for the caller to push
     assert len(broker_messages(settings)) == 10
