@@ -227,7 +227,7 @@ def test_given_one_redis_then_the_scripts_push_in_their_own_step(
     assert ledger.broker is None
     feeder = Feeder(ledger, settings, make_dialer(settings, ledger), make_app(settings))
     called: list[Any] = []
-    ledger.push_many = lambda pushes: called.extend(pushes)  # type: ignore[method-assign]
+    ledger.push_many = called.extend  # type: ignore[method-assign]
     assert feeder.drain_once() == {"open": 1, "fed": 10}
     assert [p for p in called if p[1]] == []  # nothing was left for the caller to push
     assert len(broker_messages(settings)) == 10
