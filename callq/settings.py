@@ -30,6 +30,8 @@ PositiveFloat = Annotated[float, Field(gt=0)]
 #: The shortest API token accepted (each of API_TOKEN's comma-separated tokens).
 MIN_API_TOKEN_CHARS = 16
 _PREFIX_RE = re.compile(r"^[A-Za-z0-9_.-]{1,32}$")
+#: The schemes of a Redis Cluster URL (LEDGER_REDIS_URL only; callq.store.connect).
+CLUSTER_SCHEMES = ("redis+cluster://", "rediss+cluster://")
 
 
 class ConfigError(Exception):
@@ -78,6 +80,10 @@ class Settings(BaseSettings):
 
     # Redis: the broker, the ledger and the limiter.
     redis_url: str | None = None
+    # The ledger, the limiter and everything of callq's own (not Celery's broker) on a Redis of
+    # their own: any form REDIS_URL takes, or a Redis Cluster (redis+cluster://host:port,...).
+    # Unset: REDIS_URL (callq.store.connect).
+    ledger_redis_url: str | None = None
     key_prefix: str = "callq"
     # Sentinel (REDIS_URL=sentinel://...): the master's name and the Sentinels' own password.
     redis_sentinel_master: str = Field(default="mymaster", min_length=1)
@@ -323,9 +329,31 @@ class Settings(BaseSettings):
         return self.model_copy(update=update)
 
     def require_redis_url(self) -> str:
+        """The broker's URL (``REDIS_URL``). A Redis Cluster URL is refused: kombu has no
+        Cluster transport, so the broker stays on one Redis or Sentinel."""
         if not self.redis_url:
             raise ConfigError("REDIS_URL is not set (for example redis://localhost:6379/0)")
+        if self.redis_url.strip().lower().startswith(CLUSTER_SCHEMES):
+            raise ConfigError(
+                "REDIS_URL: a Redis Cluster cannot hold Celery's broker (kombu has no Cluster "
+                "transport); keep REDIS_URL on one Redis or a Sentinel master and put the "
+                "ledger on the Cluster with LEDGER_REDIS_URL=redis+cluster://host:port,..."
+            )
         return self.redis_url
+
+    def require_ledger_url(self) -> str:
+        """The ledger's URL: ``LEDGER_REDIS_URL``, else ``REDIS_URL``."""
+        if self.ledger_redis_url and self.ledger_redis_url.strip():
+            return self.ledger_redis_url.strip()
+        return self.require_redis_url()
+
+    @property
+    def ledger_apart(self) -> bool:
+        """The ledger is on another Redis than the broker (``LEDGER_REDIS_URL`` set, and not
+        to ``REDIS_URL`` itself): no script may touch the broker's keys, so the task messages
+        a script hands to the queue are pushed by the caller, on the broker's client."""
+        own = (self.ledger_redis_url or "").strip()
+        return bool(own) and own != (self.redis_url or "").strip()
 
     @property
     def uses_sentinel(self) -> bool:
@@ -467,6 +495,7 @@ class Settings(BaseSettings):
 
 _SECRET_FIELDS = {
     "redis_url",
+    "ledger_redis_url",
     "redis_sentinel_password",
     "exotel_api_key",
     "exotel_api_token",

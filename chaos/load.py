@@ -226,7 +226,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             callback_token=SecretStr("load-cb-token"),
             callback_url=f"http://127.0.0.1:{port}/exotel/status-callback",
         )
-        ledger = Ledger(make_redis(server.url), Keys(settings.key_prefix))
+        ledger = Ledger(make_redis(server.url), Keys.for_settings(settings))
         mem_empty = used_memory(ledger)
         data = campaign_rows(args.calls, 0, random.Random(1), ChaosConfig(flow_every=0))
         enqueuer = Enqueuer(settings)

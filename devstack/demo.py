@@ -281,7 +281,7 @@ class Run:
         s = self.settings
         client = redis_for(s)
         try:
-            ledger = Ledger(client, Keys(s.key_prefix))
+            ledger = Ledger(client, Keys.for_settings(s))
             names = sorted(client.sscan_iter(ledger.keys.campaigns(), count=500))[:limit]
             for name in names:
                 st = ledger.status(str(name))
@@ -528,7 +528,7 @@ class Run:
         """Show progress until settled with callbacks in, a timeout, or an interrupt."""
         assert self.settings is not None
         s = self.settings
-        ledger = Ledger(redis_for(s), Keys(s.key_prefix))
+        ledger = Ledger(redis_for(s), Keys.for_settings(s))
         mon = Monitor(
             ledger,
             campaign,

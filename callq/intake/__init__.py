@@ -32,7 +32,7 @@ from callq.intake.enqueue import (
 from callq.intake.report import report_rows, write_report
 from callq.intake.request import CallRequest
 from callq.settings import ConfigError, Settings, load_settings
-from callq.store.connect import redis_for
+from callq.store.connect import broker_redis_for, redis_for
 from callq.store.events import EventFlags
 from callq.store.keys import Keys
 from callq.store.ledger import CampaignStatus, Ledger
@@ -57,7 +57,10 @@ __all__ = [
 
 def _ledger(settings: Settings | None) -> Ledger:
     s = settings or load_settings()
-    return confirming(Ledger(redis_for(s), Keys(s.key_prefix), EventFlags.for_settings(s)), s)
+    ledger = Ledger(
+        redis_for(s), Keys.for_settings(s), EventFlags.for_settings(s), broker=broker_redis_for(s)
+    )
+    return confirming(ledger, s)
 
 
 def enqueue_file(

@@ -328,7 +328,7 @@ def _event_log() -> tuple[EventLog, list[tuple[str, str]]]:
     if not sinks:
         raise ConfigError("EVENTS_URL is not set: there is no receiver to send events to")
     client = redis_for(settings)
-    return EventLog(client, Keys(settings.key_prefix)), sinks
+    return EventLog(client, Keys.for_settings(settings)), sinks
 
 
 def cmd_events_replay(args: argparse.Namespace) -> int:

@@ -24,9 +24,10 @@ from callq.ids import CAMPAIGN_RE
 from callq.intake.csvread import read_rows
 from callq.intake.request import CallRequest, FileIssue, RowError, request_id
 from callq.settings import ConfigError, Settings
-from callq.store.connect import redis_for
+from callq.store.connect import broker_redis_for, redis_for
 from callq.store.events import EventFlags
 from callq.store.keys import Keys
+from callq.store.layout import check_layout
 from callq.store.ledger import Ledger
 from callq.transport.config import make_app
 from callq.transport.messages import TaskMessages
@@ -114,9 +115,15 @@ class Enqueuer:
     def __init__(self, settings: Settings, app: Celery | None = None) -> None:
         self.settings = settings
         self.app = app if app is not None else make_app(settings)
+        keys = Keys.for_settings(settings)
+        client = redis_for(settings)
+        check_layout(client, keys, settings)
         self.ledger = confirming(
             Ledger(
-                redis_for(settings), Keys(settings.key_prefix), EventFlags.for_settings(settings)
+                client,
+                keys,
+                EventFlags.for_settings(settings),
+                broker=broker_redis_for(settings),
             ),
             settings,
         )

@@ -84,7 +84,7 @@ def account_campaigns(
 ) -> list[tuple[str, float, int]]:
     """(campaign, weight, calls waiting) of each open campaign of ``account`` (not paused,
     not cancelled, with parked calls)."""
-    keys = Keys(settings.key_prefix)
+    keys = Keys.for_settings(settings)
     campaigns = [str(c) for c in client.zrange(keys.wake(), 0, MAX_CAMPAIGNS - 1)]
     pipe = client.pipeline(transaction=False)
     for c in campaigns:
@@ -156,7 +156,7 @@ def forecast_file(
     client = redis_for(settings)
     meta: dict[str, str] = {}
     if campaign is not None:
-        key = Keys(settings.key_prefix).campaign_meta(check_campaign(campaign))
+        key = Keys.for_settings(settings).campaign_meta(check_campaign(campaign))
         meta = _text(client.hgetall(key))
     ctl = _controls(campaign or "forecast", meta | fields, settings)  # stored, then given
     settings.for_account(ctl.account)  # an unknown account: ConfigError before the file
@@ -189,7 +189,7 @@ def forecast_campaign(
     """The forecast of a running campaign from what it has left: its queued and retrying
     calls; the redials from its call_status counts so far (or ``mix``). None when there is no
     such campaign. Raises ConfigError when its account is unknown to these settings."""
-    ledger = ledger or Ledger(redis_for(settings), Keys(settings.key_prefix))
+    ledger = ledger or Ledger(redis_for(settings), Keys.for_settings(settings))
     status = ledger.status(check_campaign(campaign))
     if status.total == 0:
         return None

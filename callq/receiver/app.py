@@ -48,6 +48,7 @@ from callq.store.callbacks import Applied, CallbackEvent, CallbackStore
 from callq.store.connect import redis_for
 from callq.store.events import EventFlags
 from callq.store.keys import Keys
+from callq.store.layout import check_layout
 from callq.store.slots import live_caps
 
 __all__ = ["CALLBACK_PATH", "DEFAULT_MAX_BODY_BYTES", "app", "check_settings", "create_app"]
@@ -107,12 +108,13 @@ class _Runtime:
     def build(cls, settings: Settings) -> _Runtime:
         check_settings(settings)
         client = redis_for(settings)
+        check_layout(client, Keys.for_settings(settings), settings)
         return cls(
             settings=settings,
             client=client,
             store=CallbackStore(
                 client,
-                Keys(settings.key_prefix),
+                Keys.for_settings(settings),
                 events=EventFlags.for_settings(settings),
                 capped=live_caps(settings),
                 known=settings.account_names(),

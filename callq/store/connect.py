@@ -8,6 +8,19 @@ if they have one, is ``REDIS_SENTINEL_PASSWORD``. A Sentinel URL gives a client 
 redis-py's ``Sentinel(...).master_for(...)``: it asks the Sentinels for the master on every
 new connection, so after a failover the next command goes to the promoted replica.
 
+``LEDGER_REDIS_URL`` (default ``REDIS_URL``) puts the ledger, the limiter and every other key
+of callq's own on a Redis of their own: :func:`redis_for` is its client, and
+:func:`broker_redis_for` the broker's when the two are apart (the task messages a script hands
+to the queue are then pushed on it, after the script: callq.store.ledger). It takes every form
+``REDIS_URL`` takes, and a Redis Cluster: ``redis+cluster://[user:password@]host:port[,host:port
+...]`` (``rediss+cluster://`` for TLS), the nodes to ask for the cluster's layout. Every key of a
+deployment then carries the hash tag ``{KEY_PREFIX}`` (callq.store.keys), so they all live in
+one slot, and the client is a plain ``redis.Redis`` whose pool is pinned to the master that
+owns that slot (:class:`SlotPool`): redis-py's ``ClusterPipeline`` refuses EVALSHA, and every
+call of the ledger is a script or a pipeline of them. A ``MOVED`` reply (the slot moved, or a
+failover promoted a replica) or a connection that fails re-reads the layout (``CLUSTER
+SLOTS``) and the next command goes to the master named there.
+
 ``on_connect`` runs on each new connection, after the handshake (the worker's new-master
 watch, :mod:`callq.store.epoch`).
 
@@ -26,16 +39,23 @@ from typing import Any
 from urllib.parse import unquote, urlsplit
 
 import redis
-from redis.connection import AbstractConnection
+from redis.connection import AbstractConnection, Connection, SSLConnection
+from redis.crc import key_slot
+from redis.exceptions import MovedError
 from redis.sentinel import Sentinel, SentinelConnectionPool
 
-from callq.settings import ConfigError, Settings
+from callq.settings import CLUSTER_SCHEMES, ConfigError, Settings
 
 __all__ = [
+    "ClusterURL",
     "MasterCheck",
     "SentinelURL",
+    "SlotPool",
+    "broker_redis_for",
+    "is_cluster_url",
     "is_sentinel_url",
     "make_redis",
+    "parse_cluster_url",
     "parse_sentinel_url",
     "redis_for",
 ]
@@ -69,6 +89,190 @@ class SentinelURL:
 
             auth = f"{quote(self.username or '', safe='')}:{quote(self.password or '', safe='')}@"
         return ";".join(f"sentinel://{auth}{h}:{p}/{self.db}" for h, p in self.sentinels)
+
+
+@dataclass(frozen=True)
+class ClusterURL:
+    """A parsed ``redis+cluster://`` URL: the nodes to ask for the layout, the credentials and
+    TLS. ``repr`` never shows the password."""
+
+    nodes: tuple[tuple[str, int], ...]
+    username: str | None = None
+    password: str | None = None
+    tls: bool = False
+
+    def __repr__(self) -> str:
+        hosts = ",".join(f"{h}:{p}" for h, p in self.nodes)
+        return f"ClusterURL({hosts}, password={'***' if self.password else None}, tls={self.tls})"
+
+
+def is_cluster_url(url: str) -> bool:
+    return url.strip().lower().startswith(CLUSTER_SCHEMES)
+
+
+def parse_cluster_url(url: str, name: str = "LEDGER_REDIS_URL") -> ClusterURL:
+    """``redis+cluster://[user:password@]host:port[,host:port...]`` (``rediss+cluster://`` for
+    TLS). A Cluster has database 0 only: a path other than ``/`` or ``/0`` is refused. Raises
+    :class:`ConfigError` naming ``name`` (never echoing a password)."""
+    scheme, sep, rest = url.strip().partition("://")
+    if not sep or scheme.lower() not in ("redis+cluster", "rediss+cluster"):
+        raise ConfigError(f"{name}: a Cluster URL starts redis+cluster:// or rediss+cluster://")
+    auth, at, hosts = rest.rpartition("@")
+    username: str | None = None
+    password: str | None = None
+    if at:
+        user, colon, secret = auth.partition(":")
+        username = unquote(user) or None
+        password = unquote(secret) if colon else None
+    hosts, slash, path = hosts.partition("/")
+    if slash and path.strip("/") not in ("", "0"):
+        raise ConfigError(f"{name}: a Redis Cluster has database 0 only (got /{path})")
+    nodes: list[tuple[str, int]] = []
+    for i, part in enumerate(p.strip() for p in hosts.split(",")):
+        if not part:
+            continue
+        host, colon, port = part.rpartition(":")
+        if not colon or not host or not port.isdigit() or not 0 < int(port) < 65536:
+            raise ConfigError(f"{name}: node {i + 1} of the Cluster URL is not host:port")
+        nodes.append((host.strip("[]"), int(port)))
+    if not nodes:
+        raise ConfigError(f"{name}: a Cluster URL names no node (host:port[,host:port...])")
+    return ClusterURL(tuple(nodes), username, password, scheme.lower() == "rediss+cluster")
+
+
+class SlotPool(redis.ConnectionPool):
+    """Connections to the master that owns one hash slot of a Redis Cluster (the slot of
+    ``slot_key``: every key of a deployment carries its hash tag, callq.store.keys).
+
+    The master comes from ``CLUSTER SLOTS``, asked of the nodes known (those of the URL, then
+    every node a layout named), and is kept until a connection to it fails or a reply says
+    ``MOVED``: then the idle connections go, and the next new connection reads the layout
+    again (a failover promoted a replica, or the slot was moved). The command that met the
+    change fails (``MOVED``, a connection error): the callers' retries take it from there."""
+
+    def __init__(self, target: ClusterURL, slot_key: str, **kwargs: Any) -> None:
+        self.target = target
+        self.slot = key_slot(slot_key.encode("utf-8"))
+        self._nodes: list[tuple[str, int]] = list(target.nodes)
+        self._master: tuple[str, int] | None = None
+        self._master_lock = threading.Lock()
+        kwargs.setdefault("username", target.username)
+        kwargs.setdefault("password", target.password)
+        cls = _SlotSSLConnection if target.tls else _SlotConnection
+        super().__init__(connection_class=cls, slot_pool=self, **kwargs)
+
+    def master(self) -> tuple[str, int]:
+        """The address of the slot's master (cached until :meth:`forget`)."""
+        with self._master_lock:
+            if self._master is not None:
+                return self._master
+        found = self._discover()
+        with self._master_lock:
+            self._master = found
+        return found
+
+    def moved(self, host: str, port: int) -> None:
+        """A reply said the slot is served at ``host:port`` now."""
+        with self._master_lock:
+            self._master = (host, port)
+            if (host, port) not in self._nodes:
+                self._nodes.append((host, port))
+        self.disconnect(inuse_connections=False)
+
+    def forget(self) -> None:
+        """The master may have changed: read the layout again on the next connection."""
+        with self._master_lock:
+            self._master = None
+        self.disconnect(inuse_connections=False)
+
+    def release(self, connection: Connection) -> None:  # type: ignore[override]
+        """A connection to a server that is no longer the slot's master (it met the MOVED
+        reply, or was in use meanwhile) is closed on its way back: it reconnects to the
+        master on its next use."""
+        with self._master_lock:
+            master = self._master
+        at = (getattr(connection, "host", None), getattr(connection, "port", None))
+        if master is None or at != master:
+            connection.disconnect()  # type: ignore[no-untyped-call]
+        super().release(connection)
+
+    def _discover(self) -> tuple[str, int]:
+        kw = self.connection_kwargs
+        last: Exception | None = None
+        for host, port in list(self._nodes):
+            probe = redis.Redis(
+                host=host,
+                port=port,
+                username=kw.get("username"),
+                password=kw.get("password"),
+                ssl=self.target.tls,
+                socket_connect_timeout=kw.get("socket_connect_timeout", 3),
+                socket_timeout=kw.get("socket_timeout", 3),
+                decode_responses=True,
+            )
+            try:
+                layout = probe.execute_command("CLUSTER SLOTS")  # type: ignore[no-untyped-call]
+            except (redis.RedisError, OSError) as exc:
+                last = exc
+                continue
+            finally:
+                probe.close()
+            found: tuple[str, int] | None = None
+            for start, end, master, *_ in _slot_ranges(layout):
+                h, p = str(master[0]) or host, int(master[1])
+                if (h, p) not in self._nodes:
+                    self._nodes.append((h, p))
+                if int(start) <= self.slot <= int(end):
+                    found = (h, p)
+            if found is not None:
+                return found
+            last = redis.ConnectionError(f"no master serves slot {self.slot} ({host}:{port})")
+        raise redis.ConnectionError(
+            f"no Cluster node told the master of slot {self.slot}: "
+            f"{last.__class__.__name__ if last else 'no node'}"
+        )
+
+
+def _slot_ranges(layout: Any) -> list[list[Any]]:
+    """``CLUSTER SLOTS`` as a list of ``[start, end, [host, port, ...], replicas...]`` (redis-py
+    parses it into a dict on some versions)."""
+    if isinstance(layout, dict):
+        return [[lo, hi, [m["primary"][0], m["primary"][1]]] for (lo, hi), m in layout.items()]
+    return [list(r) for r in layout]
+
+
+class _SlotConnection(Connection):
+    """A connection of a :class:`SlotPool`: it connects to the slot's master as the pool
+    knows it, and tells the pool of a MOVED reply or a failed connect."""
+
+    def __init__(self, *, slot_pool: SlotPool, **kwargs: Any) -> None:
+        self.slot_pool = slot_pool
+        super().__init__(**kwargs)  # type: ignore[no-untyped-call]
+
+    def connect(self) -> None:
+        if self._sock:
+            return
+        self.host, self.port = self.slot_pool.master()
+        try:
+            super().connect()  # type: ignore[no-untyped-call]
+        except (redis.ConnectionError, redis.TimeoutError, OSError):
+            self.slot_pool.forget()
+            raise
+
+    def read_response(self, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return super().read_response(*args, **kwargs)
+        except MovedError as exc:
+            if int(exc.slot_id) == self.slot_pool.slot:  # not a stray key of another slot
+                self.slot_pool.moved(str(exc.host), int(exc.port))
+            raise
+        except (redis.ConnectionError, redis.TimeoutError):
+            self.slot_pool.forget()
+            raise
+
+
+class _SlotSSLConnection(_SlotConnection, SSLConnection):
+    pass
 
 
 def is_sentinel_url(url: str) -> bool:
@@ -137,10 +341,15 @@ def make_redis(
     sentinel_master: str = "mymaster",
     sentinel_password: str | None = None,
     on_connect: OnConnect | None = None,
+    slot_key: str = "{callq}",
 ) -> redis.Redis:
     """A client that returns ``str`` and fails fast: a dead Redis is an error, not a hang.
-    A Sentinel URL gives the master of ``sentinel_master``, found through the Sentinels."""
+    A Sentinel URL gives the master of ``sentinel_master``, found through the Sentinels; a
+    Cluster URL the master of ``slot_key``'s slot (:class:`SlotPool`)."""
     kw = _kwargs(max_connections, on_connect)
+    if is_cluster_url(url):
+        pool = SlotPool(parse_cluster_url(url), slot_key, **kw)
+        return redis.Redis.from_pool(pool)  # close() disconnects the pool too
     if not is_sentinel_url(url):
         return redis.Redis.from_url(url, **kw)
     target = parse_sentinel_url(url)
@@ -161,13 +370,31 @@ def make_redis(
 def redis_for(
     settings: Settings, *, max_connections: int = 64, on_connect: OnConnect | None = None
 ) -> redis.Redis:
-    """The client for ``REDIS_URL`` with the settings' Sentinel master and password."""
+    """The ledger's client: ``LEDGER_REDIS_URL``, else ``REDIS_URL``, with the settings'
+    Sentinel master and password; on a Cluster, pinned to the deployment's slot."""
+    from callq.store.keys import Keys
+
+    return make_redis(
+        settings.require_ledger_url(),
+        max_connections=max_connections,
+        sentinel_master=settings.redis_sentinel_master,
+        sentinel_password=settings.redis_sentinel_password.get_secret_value() or None,
+        on_connect=on_connect,
+        slot_key=Keys.for_settings(settings).slot_key,
+    )
+
+
+def broker_redis_for(settings: Settings, *, max_connections: int = 16) -> redis.Redis | None:
+    """The broker's client (``REDIS_URL``) when the ledger is apart from it
+    (:attr:`Settings.ledger_apart`), for the task messages pushed after a script; ``None``
+    when they share one Redis (the scripts push them themselves, in the same step)."""
+    if not settings.ledger_apart:
+        return None
     return make_redis(
         settings.require_redis_url(),
         max_connections=max_connections,
         sentinel_master=settings.redis_sentinel_master,
         sentinel_password=settings.redis_sentinel_password.get_secret_value() or None,
-        on_connect=on_connect,
     )
 
 

@@ -93,25 +93,31 @@ def read_demand(
     queues: Sequence[str],
     *,
     now: float | None = None,
+    broker_client: redis.Redis | None = None,
 ) -> Demand:
     """The demand now. ``queues``: the broker's lists the workers consume (`calls`,
     `calls.priority`: callq.transport.queues, a layer above this one); ``now``: epoch seconds
-    for the calling windows, the Redis clock when None. Raises redis.RedisError when Redis
-    does not answer."""
-    keys = Keys(settings.key_prefix)
+    for the calling windows, the Redis clock when None; ``broker_client``: the broker's client when
+    the ledger is apart from it (LEDGER_REDIS_URL), where the lists and ``unacked`` are read.
+    Raises redis.RedisError when Redis does not answer."""
+    keys = Keys.for_settings(settings)
     broker = settings.broker_key_prefix
     accounts = settings.account_names()
 
     pipe = client.pipeline(transaction=False)
     pipe.zrange(keys.wake(), 0, MAX_CAMPAIGNS - 1)
-    pipe.hlen(f"{broker}{UNACKED}")
     pipe.time()
     for name in accounts:
         pipe.hget(keys.breaker(name), "until")
+    apart = broker_client.pipeline(transaction=False) if broker_client is not None else pipe
+    apart.hlen(f"{broker}{UNACKED}")
     for queue in queues:
-        pipe.llen(f"{broker}{queue}")
-    wake, reserved, (sec, usec), *rest = pipe.execute()
-    untils, lengths = rest[: len(accounts)], rest[len(accounts) :]
+        apart.llen(f"{broker}{queue}")
+    wake, (sec, usec), *rest = pipe.execute()
+    if apart is not pipe:
+        rest += apart.execute()
+    untils = rest[: len(accounts)]
+    reserved, *lengths = rest[len(accounts) :]
     queued = sum(int(n) for n in lengths)
     now_ms = int(sec) * 1000 + int(usec) // 1000
     clock = now_ms / 1000 if now is None else now

@@ -96,8 +96,10 @@ class DemandCollector(Collector):
         queues: Sequence[str],
         *,
         clock: Any = time.monotonic,
+        broker: redis.Redis | None = None,
     ) -> None:
         self.client = client
+        self.broker = broker
         self.settings = settings
         self.queues = tuple(queues)
         self._clock = clock
@@ -105,7 +107,7 @@ class DemandCollector(Collector):
 
     def collect(self) -> Iterator[Any]:
         try:
-            d = read_demand(self.client, self.settings, self.queues)
+            d = read_demand(self.client, self.settings, self.queues, broker_client=self.broker)
         except redis.RedisError as exc:
             now = self._clock()
             if self._logged_at is None or now - self._logged_at >= LOG_EVERY_SECONDS:

@@ -53,6 +53,8 @@ ReleaseAction = Literal["", "park", "cancelled", "expired"]
 # "At a million calls"). 250 keeps one call's time in Redis to ~2-3 ms (1,000 took ~9 ms,
 # every other client waiting meanwhile, the limiter's callers among them) at the same speed.
 ENQUEUE_CHUNK = 250
+# The enqueue codes of a row whose message goes to the queue (created, or still queued).
+_PUSHED = (Enqueued.CREATED, Enqueued.REQUEUED)
 
 
 @dataclass(frozen=True)
@@ -203,10 +205,22 @@ def _ms(seconds: float) -> int:
 class Ledger:
     """Typed access to the call records. Every method is one round trip unless it says so."""
 
-    def __init__(self, client: redis.Redis, keys: Keys, events: EventFlags | None = None) -> None:
+    def __init__(
+        self,
+        client: redis.Redis,
+        keys: Keys,
+        events: EventFlags | None = None,
+        *,
+        broker: redis.Redis | None = None,
+    ) -> None:
         self.redis = client
         self.keys = keys
         self.scripts = Scripts(client)
+        # The broker's client when it is another Redis than the ledger's (LEDGER_REDIS_URL,
+        # callq.store.connect.broker_redis_for): the scripts then touch none of its keys and
+        # return the task messages they hand to the queue, which are LPUSHed here after the
+        # script. None: one Redis, and the script pushes them in the same step.
+        self.broker = broker
         # What the transitions write to the events stream (nothing without EVENTS_URL).
         self.events = events or EventFlags()
         # The producer's and the API's writes (enqueue, cancel, pause, resume, controls) wait
@@ -285,14 +299,15 @@ class Ledger:
             k.campaign_counts(campaign),
             k.campaign_calls(campaign),
             k.campaigns(),
-            queue_key or k.campaigns(),
+            k.campaigns() if self.broker is not None else queue_key or k.campaigns(),
             k.deadlines(),
             k.campaign_meta(campaign),
             k.campaign_parked(campaign),
             k.wake(),
             k.campaigns_by_id(),
         ]
-        head = [campaign, str(_ms(queued_overdue)), "1" if messages else ""]
+        mode = ("2" if self.broker is not None else "1") if messages else ""
+        head = [campaign, str(_ms(queued_overdue)), mode]
         dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
         pipe = self.redis.pipeline(transaction=False)
         for start in range(0, len(records), ENQUEUE_CHUNK):
@@ -325,7 +340,33 @@ class Ledger:
             "enqueue again (calls already in are kept once)",
         )
         chunks = (len(records) + ENQUEUE_CHUNK - 1) // ENQUEUE_CHUNK
-        return [Enqueued(int(x)) for reply in replies[:chunks] for x in reply]
+        codes = [Enqueued(int(x)) for reply in replies[:chunks] for x in reply]
+        if messages and self.broker is not None:
+            # Written, then pushed: a crash here leaves the calls `queued` with their deadline
+            # (queued_overdue), which republishes them; so does enqueueing the file again.
+            self.push(
+                queue_key,
+                [messages[i] for i, code in enumerate(codes) if code in _PUSHED],
+            )
+        return codes
+
+    def push(self, queue_key: str, messages: Sequence[str]) -> None:
+        """LPUSH task messages onto the broker's ``queue_key``, in order (the first is taken
+        first), on the broker's client: the step after a script that handed calls to the
+        queue while the ledger is apart from the broker (see :attr:`broker`)."""
+        self.push_many([(queue_key, messages)])
+
+    def push_many(self, pushes: Sequence[tuple[str, Sequence[str]]]) -> None:
+        """:meth:`push` for several queues' messages, in order, in one round trip."""
+        pushes = [(q, m) for q, m in pushes if m]
+        if not pushes:
+            return
+        client = self.broker if self.broker is not None else self.redis
+        pipe = client.pipeline(transaction=False)
+        for queue_key, messages in pushes:
+            for start in range(0, len(messages), 1000):
+                pipe.lpush(queue_key, *messages[start : start + 1000])
+        pipe.execute()
 
     # Worker side ------------------------------------------------------------------------
 
@@ -959,7 +1000,11 @@ class Ledger:
         pipe = self.redis.pipeline(transaction=False)
         for b in batches:
             self._unpark(b, overdue=overdue, rewake_in=None, client=pipe)
-        return [Unparked.from_reply(int(m), int(left)) for m, left in pipe.execute()]
+        replies = pipe.execute()
+        self.push_many(
+            [(b.queue_key, reply[2:]) for b, reply in zip(batches, replies, strict=True)]
+        )
+        return [Unparked.from_reply(int(reply[0]), int(reply[1])) for reply in replies]
 
     def rewake(self, campaign: str, seconds: float, *, version: str | None = None) -> None:
         """Judge the campaign again in ``seconds`` (only if it has a wake entry). A judge
@@ -999,12 +1044,13 @@ class Ledger:
         """Hand parked calls to ``queue_key``: (request id, message) each. Nothing moves
         while the campaign is paused (see unpark.lua); a paused campaign is then judged
         again at ``end_at`` (epoch seconds), if it has one."""
-        moved, left = self._unpark(
+        moved, left, *pushed = self._unpark(
             Unpark(campaign, calls, queue_key, end_at),
             overdue=overdue,
             rewake_in=rewake_in,
             version=version,
         )
+        self.push(queue_key, pushed)
         return Unparked.from_reply(int(moved), int(left))
 
     def _unpark(
@@ -1019,7 +1065,9 @@ class Ledger:
         k = self.keys
         end_ms = "" if b.end_at is None else str(int(b.end_at * 1000))
         rewake = "" if rewake_in is None else _ms(rewake_in)
+        here = self.broker is None
         args: list[str | int] = [b.campaign, _ms(overdue), rewake, end_ms, version]
+        args.append("1" if here else "")
         for rid, message in b.calls:
             args += [rid, message]
         return self.scripts.unpark(
@@ -1028,7 +1076,7 @@ class Ledger:
                 k.wake(),
                 k.campaign_meta(b.campaign),
                 k.deadlines(),
-                b.queue_key,
+                b.queue_key if here else k.wake(),
                 *(k.call(rid) for rid, _ in b.calls),
             ],
             args=args,

@@ -22,10 +22,11 @@ from callq.dialing.retry import RetryPolicy
 from callq.exotel.client import ExotelClient, make_session
 from callq.ids import campaign_of
 from callq.settings import ConfigError, Settings, caller_ids, load_settings
-from callq.store.connect import redis_for
+from callq.store.connect import broker_redis_for, redis_for
 from callq.store.epoch import MasterWatch
 from callq.store.events import EventFlags
 from callq.store.keys import Keys
+from callq.store.layout import check_layout
 from callq.store.ledger import Ledger
 
 if TYPE_CHECKING:
@@ -48,7 +49,7 @@ class Runtime:
     def build(cls, settings: Settings) -> Runtime:
         settings.require_exotel()
         settings.event_sinks()  # with EVENTS_URL, a secret for each, or no start (ConfigError)
-        keys = Keys(settings.key_prefix)
+        keys = Keys.for_settings(settings)
         # Every new connection checks for a new Redis master (a failover): the limiters are
         # then held shut for a period (callq.store.epoch).
         watch = MasterWatch(keys, settings.failover_hold_seconds)
@@ -57,7 +58,11 @@ class Runtime:
             max_connections=settings.worker_concurrency * 2 + 8,
             on_connect=watch.on_connect,
         )
-        ledger = Ledger(client, keys, EventFlags.for_settings(settings))
+        check_layout(client, keys, settings)
+        # The broker's own client when the ledger is apart from it (LEDGER_REDIS_URL): the
+        # feed's task messages are pushed on it after their script.
+        broker = broker_redis_for(settings, max_connections=settings.worker_concurrency + 8)
+        ledger = Ledger(client, keys, EventFlags.for_settings(settings), broker=broker)
         policy = RetryPolicy.for_settings(settings)
         name = f"{socket.gethostname()}:{os.getpid()}"
 

@@ -161,7 +161,8 @@ def _start_sweeper(**_: Any) -> None:
         from prometheus_client import REGISTRY, start_http_server
 
         REGISTRY.register(LedgerCollector(rt.redis, rt.ledger.keys, live_caps(rt.settings)))
-        REGISTRY.register(DemandCollector(rt.redis, rt.settings, (CALLS_QUEUE, PRIORITY_QUEUE)))
+        queues = (CALLS_QUEUE, PRIORITY_QUEUE)
+        REGISTRY.register(DemandCollector(rt.redis, rt.settings, queues, broker=rt.ledger.broker))
         start_http_server(rt.settings.metrics_port)
         log.info("metrics on :%d/metrics", rt.settings.metrics_port)
 

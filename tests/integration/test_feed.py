@@ -34,8 +34,10 @@ from tests.conftest import make_dialer
 
 
 def queued(ledger: Ledger, settings: Settings) -> list[tuple[str, dict[str, Any]]]:
-    """The `calls` queue's messages, oldest first: (request id, kwargs)."""
-    raw = ledger.redis.lrange(f"{settings.broker_key_prefix}calls", 0, -1)
+    """The `calls` queue's messages, oldest first: (request id, kwargs); on the broker's own
+    client when the ledger is apart from it."""
+    broker = ledger.broker if ledger.broker is not None else ledger.redis
+    raw = broker.lrange(f"{settings.broker_key_prefix}calls", 0, -1)
     out = []
     for item in reversed(raw):  # LPUSHed: the oldest is last
         args, kwargs, _ = json.loads(base64.b64decode(json.loads(item)["body"]))

@@ -11,8 +11,11 @@
 -- ARGV[2] ms until the sweeper republishes a call still queued (a pushed message lost in
 --         transit; a parked call needs none: the parked set is its pointer)
 -- ARGV[3] '1' when each row carries its task message to LPUSH onto KEYS[4] (a priority
---         campaign), '' to park every row: the sweepers then feed the campaign's calls to
---         the queue at its account's pace
+--         campaign); '2' the same, but the broker is another Redis (LEDGER_REDIS_URL): the
+--         script touches none of its keys, and the caller LPUSHes the message of every row
+--         whose code is 1 or 2 after the script (a crash in between leaves the call `queued`
+--         with its deadline, which republishes it); '' to park every row: the sweepers then
+--         feed the campaign's calls to the queue at its account's pace
 -- ARGV[4..] per row, three values: request id, task message ('' when parking), the call's
 --         data as a JSON array [field, value, ...]
 -- Returns one code per row: 1 when the record was created (and pushed or parked), 2 when it
@@ -28,7 +31,8 @@ if redis.call('HGET', KEYS[6], 'cancelled') == '1' then
 end
 local campaign = ARGV[1]
 local overdue = tonumber(ARGV[2])
-local push = ARGV[3] == '1'
+local push = ARGV[3] == '1' or ARGV[3] == '2'
+local push_here = ARGV[3] == '1'
 local now = now_ms()
 -- First every read and every decode, then the writes: a command that raises (a key of the
 -- wrong type, a refused key) aborts the script before it wrote anything, so no row is left
@@ -62,9 +66,9 @@ for i = 1, n do
   local rid = ARGV[base]
   codes[i] = plan[i]
   if plan[i] ~= 0 then
-    if push then
+    if push_here then
       redis.call('LPUSH', KEYS[4], ARGV[base + 1])
-    else
+    elseif not push then
       redis.call('ZADD', KEYS[7], 'NX', since[i] or now, rid)
       parked_any = true
     end

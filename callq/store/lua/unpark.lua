@@ -8,7 +8,12 @@
 --         judge's own time (the feed's passes), or sets now when the campaign has none
 -- ARGV[4] the campaign's end_at in epoch ms, or ''
 -- ARGV[5] a judge's: the controls' version it read (the meta's `v`); a feed pass: ''
--- ARGV[6..] request id, task message; repeated
+-- ARGV[6] '1': LPUSH each message onto KEYS[5] here; '': the broker is another Redis
+--         (LEDGER_REDIS_URL), the script touches none of its keys (KEYS[5] is then any key
+--         of the ledger's) and returns the messages of the calls it moved, for the caller to
+--         LPUSH after it. A crash in between leaves those calls waiting, off the parked set,
+--         with their deadline ARGV[2] ahead: the sweeper republishes them then.
+-- ARGV[7..] request id, task message; repeated
 -- Nothing moves while the campaign is paused. A judge (ARGV[3] given) drops its wake entry
 -- (resume adds it back), or sets it to end_at when it has one (its parked calls then expire,
 -- paused or not). A feed pass (ARGV[3] '') leaves the wake to the judge, and makes sure there
@@ -17,7 +22,8 @@
 -- it to now, for a judge that reads them.
 -- A call is pushed only if this script removed it from the parked set and it still waits
 -- (`queued` or `retrying`): many sweepers may drain at once and none pushes a call twice.
--- Returns {moved, left}: calls pushed, and calls still parked (-1, -1 when paused).
+-- Returns {moved, left, message...}: calls pushed (or to push), calls still parked (-1, -1
+-- when paused), then with ARGV[6] '' the messages to push, in order.
 local meta = redis.call('HMGET', KEYS[3], 'paused', 'v')
 local stale = ARGV[3] ~= '' and (meta[2] or '') ~= ARGV[5]
 if meta[1] == '1' then
@@ -34,14 +40,20 @@ if meta[1] == '1' then
 end
 local now = now_ms()
 local moved = 0
+local push_here = ARGV[6] == '1'
+local out = {}
 local k = 6
-for i = 6, #ARGV, 2 do
+for i = 7, #ARGV, 2 do
   local rid = ARGV[i]
   if redis.call('ZREM', KEYS[1], rid) == 1 then
     local state = redis.call('HGET', KEYS[k], 'state')
     if state == 'queued' or state == 'retrying' then
       redis.call('HDEL', KEYS[k], 'parked')
-      redis.call('LPUSH', KEYS[5], ARGV[i + 1])
+      if push_here then
+        redis.call('LPUSH', KEYS[5], ARGV[i + 1])
+      else
+        out[#out + 1] = ARGV[i + 1]
+      end
       redis.call('ZADD', KEYS[4], now + tonumber(ARGV[2]), rid)
       moved = moved + 1
     end
@@ -58,4 +70,4 @@ elseif ARGV[3] ~= '' then
 else
   redis.call('ZADD', KEYS[2], 'NX', now, ARGV[1])
 end
-return {moved, left}
+return {moved, left, unpack(out)}
