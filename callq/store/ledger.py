@@ -323,6 +323,18 @@ class Ledger:
             replicas = 0
         self._wait(pipe, replicas, replica_timeout_ms)
         replies = pipe.execute()
+        chunks = (len(records) + ENQUEUE_CHUNK - 1) // ENQUEUE_CHUNK
+        codes = [Enqueued(int(x)) for reply in replies[:chunks] for x in reply]
+        if messages and self.broker is not None:
+            # Written, then pushed: a crash here leaves the calls `queued` with their deadline
+            # (queued_overdue), which republishes them; so does enqueueing the file again.
+            # Pushed before the replicas' acknowledgement is judged, as the script's own push
+            # on one Redis is: a batch the replicas fell short on is written all the same, and
+            # its calls must not wait for the guard (hours) if it is not enqueued again.
+            self.push(
+                queue_key,
+                [messages[i] for i, code in enumerate(codes) if code in _PUSHED],
+            )
         self._acked(
             replies[-1],
             replicas,
@@ -330,15 +342,6 @@ class Ledger:
             f"{len(records)} calls",
             "enqueue again (calls already in are kept once)",
         )
-        chunks = (len(records) + ENQUEUE_CHUNK - 1) // ENQUEUE_CHUNK
-        codes = [Enqueued(int(x)) for reply in replies[:chunks] for x in reply]
-        if messages and self.broker is not None:
-            # Written, then pushed: a crash here leaves the calls `queued` with their deadline
-            # (queued_overdue), which republishes them; so does enqueueing the file again.
-            self.push(
-                queue_key,
-                [messages[i] for i, code in enumerate(codes) if code in _PUSHED],
-            )
         return codes
 
     def push(self, queue_key: str, messages: Sequence[str]) -> None:

@@ -1,0 +1,84 @@
+"""The ledger apart from the broker (LEDGER_REDIS_URL): the push after the script, where it
+can fail on its own.
+
+On one Redis a script's push is part of the script: whatever happens after it (a WAIT that
+falls short, another step of the same pass) the message is on the queue. Apart, the push is
+a step of its own, and these tests hold it to the same: a step after it failing does not
+leave messages unpushed, and one push failing does not leave the others unpushed.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from collections.abc import Iterator
+
+import pytest
+import redis
+
+from callq.errors import Unreplicated
+from callq.intake.request import request_id
+from callq.settings import Settings
+from callq.store.connect import broker_redis_for, redis_for
+from callq.store.keys import Keys
+from callq.store.ledger import Ledger
+from callq.transport.config import make_app
+from callq.transport.messages import TaskMessages
+from callq.transport.queues import CALLS_QUEUE, PRIORITY_QUEUE
+from devstack.embedded import EmbeddedRedis
+
+
+@pytest.fixture(scope="module")
+def ledger_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedRedis]:
+    with EmbeddedRedis(tmp_path_factory.mktemp("ledger"), appendonly=False) as server:
+        yield server
+
+
+@pytest.fixture
+def apart(settings: Settings, ledger_server: EmbeddedRedis) -> Settings:
+    return settings.model_copy(update={"ledger_redis_url": ledger_server.url})
+
+
+@pytest.fixture
+def ledger_of(apart: Settings) -> Iterator[Ledger]:
+    client = redis_for(apart)
+    ledger = Ledger(client, Keys.for_settings(apart), broker=broker_redis_for(apart))
+    yield ledger
+    for key in client.scan_iter(match=f"{apart.key_prefix}:*", count=1000):
+        client.delete(key)
+    client.close()
+
+
+def broker_ids(settings: Settings, queue: str = CALLS_QUEUE) -> list[str]:
+    """The request ids of the broker's messages on ``queue``, oldest first."""
+    client = redis.Redis.from_url(settings.require_redis_url())
+    raw = client.lrange(f"{settings.broker_key_prefix}{queue}", 0, -1)
+    return [json.loads(base64.b64decode(json.loads(m)["body"]))[0][0] for m in reversed(raw)]
+
+
+@pytest.mark.parametrize("one_redis", [True, False], ids=["one_redis", "apart"])
+def test_given_a_priority_batch_the_replicas_do_not_acknowledge_then_its_messages_are_on_the_queue_all_the_same(
+    one_redis: bool, settings: Settings, apart: Settings, ledger: Ledger, ledger_of: Ledger
+) -> None:
+    """WAIT comes after the script: on one Redis the script has pushed the messages by the
+    time the producer is told the batch is not replicated (enqueueing again is harmless).
+    Apart, the push must not hang on the acknowledgement either: the records are written
+    (queued, on the 6 h queued_overdue guard), so a message left unpushed would wait hours."""
+    s, led = (settings, ledger) if one_redis else (apart, ledger_of)
+    messages = TaskMessages(make_app(s), queue=PRIORITY_QUEUE)
+    rids = [request_id("unrep", f"row{i}") for i in range(8)]
+    records = [
+        (rid, {"from": "08030752400", "to": f"0981234{i:04d}"}) for i, rid in enumerate(rids)
+    ]
+    with pytest.raises(Unreplicated):
+        led.enqueue_many(
+            "unrep",
+            records,
+            queue_key=messages.queue_key,
+            messages=[messages.encode(rid) for rid in rids],
+            queued_overdue=s.queued_overdue_seconds,
+            replicas=1,  # no replica anywhere here: WAIT 1 gets 0
+            replica_timeout_ms=20,
+        )
+    assert led.status("unrep").states["queued"] == 8  # written all the same
+    assert broker_ids(s, PRIORITY_QUEUE) == rids
