@@ -627,6 +627,16 @@ class Ledger:
         due = self.redis.zrangebyscore(self.keys.deadlines(), "-inf", now_ms, 0, limit)
         return cast(list[str], due)
 
+    def rearm(self, request_ids: Sequence[str], seconds: float) -> None:
+        """Bring these calls' deadlines to ``seconds`` from now, if later (never later,
+        never added): the sweeper's verdict whose publish failed is looked at again then.
+        A call that moved on since (claimed: its deadline its lease) is judged as it is."""
+        if not request_ids:
+            return
+        sec, usec = self.redis.time()
+        at = sec * 1000 + usec // 1000 + _ms(seconds)
+        self.redis.zadd(self.keys.deadlines(), dict.fromkeys(request_ids, at), xx=True, lt=True)
+
     def sweep(
         self,
         request_id: str,

@@ -25,12 +25,13 @@ from callq.store.connect import broker_redis_for, redis_for
 from callq.store.keys import Keys
 from callq.store.ledger import Ledger
 from callq.sweeping.feed import Feeder
+from callq.sweeping.sweeper import Sweeper
 from callq.transport.config import make_app
 from callq.transport.messages import TaskMessages
 from callq.transport.queues import CALLS_QUEUE, PRIORITY_QUEUE
 from devstack.embedded import EmbeddedRedis
 from tests.campaigns import agent_csv, as_stream
-from tests.conftest import make_dialer
+from tests.conftest import make_dialer, wait_for
 
 
 @pytest.fixture(scope="module")
@@ -90,18 +91,19 @@ def test_given_a_priority_batch_the_replicas_do_not_acknowledge_then_its_message
 
 
 class FlakyBroker:
-    """The broker's client, its first LPUSH refused (a blip: the broker restarting, a
-    dropped connection), every other one through."""
+    """The broker's client, its first ``refuse`` LPUSHes refused (a blip: the broker
+    restarting, a dropped connection; None: all, the broker down), the others through."""
 
-    def __init__(self, client: redis.Redis) -> None:
+    def __init__(self, client: redis.Redis, refuse: int | None = 1) -> None:
         self.client = client
-        self.refused: list[int] = []
+        self.refuse = refuse
+        self.refused: list[int] = []  # the size of each push refused
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.client, name)
 
     def lpush(self, key: str, *values: str) -> Any:
-        if not self.refused:
+        if self.refuse is None or len(self.refused) < self.refuse:
             self.refused.append(len(values))
             raise redis.ConnectionError("Connection reset by peer")
         return self.client.lpush(key, *values)
@@ -138,3 +140,47 @@ def test_given_two_campaigns_fed_in_one_pass_when_the_push_of_one_fails_then_the
         assert ledger_of.record(rid).state == "queued"  # type: ignore[union-attr]
         assert ledger_of.redis.zscore(ledger_of.keys.deadlines(), rid) is not None
     assert ledger_of.status("fa").parked == ledger_of.status("fb").parked == 0
+
+
+class BrokerDown(Exception):
+    """What Celery's publish raises with the broker unreachable (kombu's OperationalError,
+    after its own retries)."""
+
+
+def test_given_the_broker_down_when_the_sweeper_republishes_lost_calls_then_they_come_back_when_it_is_up(
+    apart: Settings, ledger_of: Ledger
+) -> None:
+    """Apart, the ledger answers while the broker does not: a feed's push fails (its calls
+    on their retry_overdue deadline), then so does the sweeper's republish at that deadline.
+    sweep.lua re-arms a `queued` call's deadline to queued_overdue (6 h by default) before
+    the publish: a publish that fails must not leave the call that far off."""
+    s = apart.model_copy(update={"retry_overdue_seconds": 1.0})
+    Enqueuer(s).enqueue_file(as_stream(agent_csv(4)), "down")
+    assert ledger_of.broker is not None
+    ledger_of.broker = FlakyBroker(ledger_of.broker, refuse=None)  # type: ignore[assignment]
+    feeder = Feeder(ledger_of, s, make_dialer(s, ledger_of), make_app(s))
+    assert feeder.drain_once() == {"open": 1, "fed": 4}
+    assert broker_ids(s) == []
+    rids = [r["request_id"] for r in ledger_of.iter_records("down")]
+
+    tried: list[str] = []
+
+    def publish_refused(rid: str) -> None:
+        tried.append(rid)
+        raise BrokerDown("[Errno 111] Connection refused")
+
+    down = Sweeper(ledger_of, s, requeue=publish_refused)
+    wait_for(lambda: ledger_of.due() != [], timeout=10, message="the deadlines")
+    # The pass tries the broker once, not once per call, and keeps the calls near.
+    assert down.sweep_once()["unpublished"] == 4
+    assert len(tried) == 1
+
+    # The broker is back: the next sweeps republish every call, within a few guards.
+    published: list[str] = []
+    up = Sweeper(ledger_of, s, requeue=published.append)
+
+    def all_back() -> bool:
+        up.sweep_once()
+        return sorted(set(published)) == sorted(rids)
+
+    wait_for(all_back, timeout=8, message=lambda: f"republished {published} of {rids}")
