@@ -48,11 +48,25 @@ def apart(settings: Settings, ledger_server: EmbeddedRedis) -> Settings:
 @pytest.fixture
 def ledger_of(apart: Settings) -> Iterator[Ledger]:
     client = redis_for(apart)
-    ledger = Ledger(client, Keys.for_settings(apart), broker=broker_redis_for(apart))
+    broker = broker_redis_for(apart)
+    ledger = Ledger(client, Keys.for_settings(apart), broker=broker)
     yield ledger
     for key in client.scan_iter(match=f"{apart.key_prefix}:*", count=1000):
         client.delete(key)
     client.close()
+    if broker is not None:
+        broker.close()
+
+
+def enqueue(settings: Settings, rows: int, campaign: str) -> None:
+    """A campaign of ``rows`` calls, through the producer (its clients closed after)."""
+    enqueuer = Enqueuer(settings)
+    try:
+        enqueuer.enqueue_file(as_stream(agent_csv(rows)), campaign)
+    finally:
+        enqueuer.ledger.redis.close()
+        if enqueuer.ledger.broker is not None:
+            enqueuer.ledger.broker.close()
 
 
 def broker_ids(settings: Settings, queue: str = CALLS_QUEUE) -> list[str]:
@@ -117,7 +131,7 @@ def test_given_two_campaigns_fed_in_one_pass_when_the_push_of_one_fails_then_the
     to their deadline (retry_overdue); it must not leave the other campaign's calls, whose
     script ran too, unpushed, nor abort the pass's own bookkeeping after the scripts."""
     for campaign in ("fa", "fb"):
-        Enqueuer(apart).enqueue_file(as_stream(agent_csv(5)), campaign)
+        enqueue(apart, 5, campaign)
     assert ledger_of.broker is not None
     flaky = FlakyBroker(ledger_of.broker)
     ledger_of.broker = flaky  # type: ignore[assignment]
@@ -155,7 +169,7 @@ def test_given_the_broker_down_when_the_sweeper_republishes_lost_calls_then_they
     sweep.lua re-arms a `queued` call's deadline to queued_overdue (6 h by default) before
     the publish: a publish that fails must not leave the call that far off."""
     s = apart.model_copy(update={"retry_overdue_seconds": 1.0})
-    Enqueuer(s).enqueue_file(as_stream(agent_csv(4)), "down")
+    enqueue(s, 4, "down")
     assert ledger_of.broker is not None
     ledger_of.broker = FlakyBroker(ledger_of.broker, refuse=None)  # type: ignore[assignment]
     feeder = Feeder(ledger_of, s, make_dialer(s, ledger_of), make_app(s))
