@@ -31,7 +31,7 @@ from callq.transport.messages import TaskMessages
 from callq.transport.queues import CALLS_QUEUE, PRIORITY_QUEUE
 from devstack.embedded import EmbeddedRedis
 from tests.campaigns import agent_csv, as_stream
-from tests.conftest import make_dialer, wait_for
+from tests.conftest import make_dialer, placed, wait_for
 
 
 @pytest.fixture(scope="module")
@@ -198,3 +198,39 @@ def test_given_the_broker_down_when_the_sweeper_republishes_lost_calls_then_they
         return sorted(set(published)) == sorted(rids)
 
     wait_for(all_back, timeout=8, message=lambda: f"republished {published} of {rids}")
+
+
+def test_given_a_lost_push_under_a_live_call_cap_then_the_republished_calls_keep_their_own_slots_and_dial_once(
+    apart: Settings, ledger_of: Ledger, sim: Any
+) -> None:
+    """The feed takes a fed call's live slots with its permit, in the script before the
+    push. A push that never happens leaves them held (the account's cap counts them) until
+    the republished message's attempt: that attempt's permit renews the same slots
+    (`{weight}:{request id}`), it does not take a second pair, nor find its own slots
+    against it at the cap."""
+    s = apart.model_copy(update={"retry_overdue_seconds": 1.0, "exotel_max_live_calls": 4})
+    enqueue(s, 3, "cap")  # connect-two-numbers calls: 2 slots each, so 2 fit under 4
+    assert ledger_of.broker is not None
+    ledger_of.broker = FlakyBroker(ledger_of.broker, refuse=None)  # type: ignore[assignment]
+    feeder = Feeder(ledger_of, s, make_dialer(s, ledger_of), make_app(s))
+    assert feeder.drain_once().get("fed") == 2
+    live = ledger_of.keys.live_slots("default")
+    held = sorted(ledger_of.redis.zrange(live, 0, -1))
+    assert len(held) == 2 and all(m.startswith("2:") for m in held)
+
+    published: list[str] = []
+    sweeper = Sweeper(ledger_of, s, requeue=published.append)
+
+    def republished() -> bool:
+        sweeper.sweep_once()
+        return len(set(published)) == 2
+
+    wait_for(republished, timeout=8, message=lambda: f"republished {published}")
+    dialer = make_dialer(s, ledger_of)
+    steps = [placed(dialer, rid).result for rid in sorted(set(published))]
+    assert steps == ["originated", "originated"], steps
+    assert sorted(ledger_of.redis.zrange(live, 0, -1)) == held  # the same two pairs
+    truth = sim.truth()
+    assert sorted(truth["by_custom_field"]) == sorted(m[2:] for m in held)
+    assert set(truth["by_custom_field"].values()) == {1}
+    assert ledger_of.status("cap").parked == 1  # the third waits for a slot
