@@ -325,19 +325,29 @@ class Ledger:
         if not records:
             replicas = 0
         self._wait(pipe, replicas, replica_timeout_ms)
-        replies = pipe.execute()
+        # Every reply, errors among them: a chunk that failed wrote nothing, but those before
+        # it wrote their calls, whose messages are pushed below before the error is raised.
+        replies = pipe.execute(raise_on_error=False)
         chunks = (len(records) + ENQUEUE_CHUNK - 1) // ENQUEUE_CHUNK
-        codes = [Enqueued(int(x)) for reply in replies[:chunks] for x in reply]
         if messages and self.broker is not None:
             # Written, then pushed: a crash here leaves the calls `queued` with their deadline
             # (queued_overdue), which republishes them; so does enqueueing the file again.
-            # Pushed before the replicas' acknowledgement is judged, as the script's own push
-            # on one Redis is: a batch the replicas fell short on is written all the same, and
-            # its calls must not wait for the guard (hours) if it is not enqueued again.
-            self.push(
-                queue_key,
-                [messages[i] for i, code in enumerate(codes) if code in _PUSHED],
-            )
+            # Pushed before any error or the replicas' acknowledgement is judged, as the
+            # script's own push on one Redis is: a batch the replicas fell short on, or the
+            # chunks before one that failed, are written all the same, and their calls must
+            # not wait for the guard (hours) if the file is not enqueued again.
+            pushed = [
+                messages[c * ENQUEUE_CHUNK + j]
+                for c, reply in enumerate(replies[:chunks])
+                if not isinstance(reply, Exception)
+                for j, code in enumerate(reply)
+                if Enqueued(int(code)) in _PUSHED
+            ]
+            self.push(queue_key, pushed)
+        failed = next((r for r in replies if isinstance(r, Exception)), None)
+        if failed is not None:
+            raise failed
+        codes = [Enqueued(int(x)) for reply in replies[:chunks] for x in reply]
         self._acked(
             replies[-1],
             replicas,

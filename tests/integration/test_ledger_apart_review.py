@@ -23,7 +23,7 @@ from callq.intake.request import request_id
 from callq.settings import Settings
 from callq.store.connect import broker_redis_for, redis_for
 from callq.store.keys import Keys
-from callq.store.ledger import Ledger
+from callq.store.ledger import ENQUEUE_CHUNK, Ledger
 from callq.sweeping.feed import Feeder
 from callq.sweeping.sweeper import Sweeper
 from callq.transport.config import make_app
@@ -234,3 +234,33 @@ def test_given_a_lost_push_under_a_live_call_cap_then_the_republished_calls_keep
     assert sorted(truth["by_custom_field"]) == sorted(m[2:] for m in held)
     assert set(truth["by_custom_field"].values()) == {1}
     assert ledger_of.status("cap").parked == 1  # the third waits for a slot
+
+
+@pytest.mark.parametrize("one_redis", [True, False], ids=["one_redis", "apart"])
+def test_given_a_priority_batch_whose_second_chunk_fails_then_the_first_chunks_messages_are_on_the_queue(
+    one_redis: bool, settings: Settings, apart: Settings, ledger: Ledger, ledger_of: Ledger
+) -> None:
+    """One enqueue_many is one pipeline of one script per ENQUEUE_CHUNK rows. A chunk whose
+    script fails (here a call key of the wrong type; in life an OOM refusal near maxmemory)
+    writes nothing, but the chunks before it wrote their calls: on one Redis their scripts
+    pushed the messages too. Apart, they must be pushed as well before the error is raised,
+    or those calls wait for queued_overdue (hours) unless the file is enqueued again."""
+    s, led = (settings, ledger) if one_redis else (apart, ledger_of)
+    messages = TaskMessages(make_app(s), queue=PRIORITY_QUEUE)
+    n = ENQUEUE_CHUNK + 10
+    rids = [request_id("chunks", f"row{i}") for i in range(n)]
+    records = [(rid, {"from": "08030752400", "to": f"098{i:07d}"}) for i, rid in enumerate(rids)]
+    led.redis.set(led.keys.call(rids[ENQUEUE_CHUNK + 3]), "not a hash")  # in chunk 2
+    try:
+        with pytest.raises(redis.ResponseError, match="WRONGTYPE"):
+            led.enqueue_many(
+                "chunks",
+                records,
+                queue_key=messages.queue_key,
+                messages=[messages.encode(rid) for rid in rids],
+                queued_overdue=s.queued_overdue_seconds,
+            )
+        assert led.status("chunks").states["queued"] == ENQUEUE_CHUNK  # chunk 1 only
+        assert broker_ids(s, PRIORITY_QUEUE) == rids[:ENQUEUE_CHUNK]
+    finally:
+        led.redis.delete(led.keys.call(rids[ENQUEUE_CHUNK + 3]))
