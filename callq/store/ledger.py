@@ -1017,9 +1017,16 @@ class Ledger:
         pipe = self.redis.pipeline(transaction=False)
         for b in batches:
             self._unpark(b, overdue=overdue, rewake_in=None, client=pipe)
-        replies = pipe.execute()
+        # Every reply, errors among them: a script that failed moved nothing, but the batches
+        # before it moved their calls, which are pushed before the error is raised (on one
+        # Redis their scripts pushed them).
+        replies = pipe.execute(raise_on_error=False)
         for b, reply in zip(batches, replies, strict=True):
-            self._push_moved(b.queue_key, reply[2:], b.campaign)
+            if not isinstance(reply, Exception):
+                self._push_moved(b.queue_key, reply[2:], b.campaign)
+        failed = next((r for r in replies if isinstance(r, Exception)), None)
+        if failed is not None:
+            raise failed
         return [Unparked.from_reply(int(reply[0]), int(reply[1])) for reply in replies]
 
     def rewake(self, campaign: str, seconds: float, *, version: str | None = None) -> None:

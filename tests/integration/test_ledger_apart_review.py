@@ -23,7 +23,7 @@ from callq.intake.request import request_id
 from callq.settings import Settings
 from callq.store.connect import broker_redis_for, redis_for
 from callq.store.keys import Keys
-from callq.store.ledger import ENQUEUE_CHUNK, Ledger
+from callq.store.ledger import ENQUEUE_CHUNK, Ledger, Unpark
 from callq.sweeping.feed import Feeder
 from callq.sweeping.sweeper import Sweeper
 from callq.transport.config import make_app
@@ -264,3 +264,34 @@ def test_given_a_priority_batch_whose_second_chunk_fails_then_the_first_chunks_m
         assert broker_ids(s, PRIORITY_QUEUE) == rids[:ENQUEUE_CHUNK]
     finally:
         led.redis.delete(led.keys.call(rids[ENQUEUE_CHUNK + 3]))
+
+
+@pytest.mark.parametrize("one_redis", [True, False], ids=["one_redis", "apart"])
+def test_given_a_feed_pipeline_whose_second_script_fails_then_the_first_batchs_messages_are_on_the_queue(
+    one_redis: bool, settings: Settings, apart: Settings, ledger: Ledger, ledger_of: Ledger
+) -> None:
+    """unpark_many: one unpark.lua per campaign in one pipeline. A script that fails moves
+    nothing, but the batches before it moved their calls off the parked set: on one Redis
+    their scripts pushed them. Apart they must be pushed as well, not left to their deadline."""
+    s, led = (settings, ledger) if one_redis else (apart, ledger_of)
+    enqueue(s, 3, "ok")
+    messages = TaskMessages(make_app(s))
+    rids = led.parked("ok", 10)
+    assert len(rids) == 3
+    bad = led.keys.campaign_meta("broken")
+    led.redis.set(bad, "not a hash")  # unpark.lua's first read: WRONGTYPE, nothing moved
+    try:
+        with pytest.raises(redis.ResponseError, match="WRONGTYPE"):
+            led.unpark_many(
+                [
+                    Unpark("ok", [(rid, messages.encode(rid)) for rid in rids], messages.queue_key),
+                    Unpark(
+                        "broken", [("broken:x", messages.encode("broken:x"))], messages.queue_key
+                    ),
+                ],
+                overdue=s.retry_overdue_seconds,
+            )
+        assert led.status("ok").parked == 0
+        assert broker_ids(s) == rids
+    finally:
+        led.redis.delete(bad)
