@@ -598,3 +598,33 @@ def test_given_a_redial_live_when_a_callback_of_an_attempt_before_the_redial_com
     assert c4.claimed and ledger.mark_sent(r, c4.claim, lease_seconds=30)
     assert ledger.release(r, c4.claim, republish_after=5, unsent=True) == 1
     assert_counters_match(ledger)
+
+
+def test_given_a_kept_callback_when_the_dialer_and_reconcile_both_apply_it_then_it_settles_once_and_redials_once(
+    ledger: Ledger, store: CallbackStore
+) -> None:
+    # Review of adcfab1: attempt 2 in doubt; its late reply (the dialer) and reconcile's
+    # "proven unplaced" are both refused, and both apply attempt 1's kept callback. Each read
+    # it before the other applied it: the second run of callback.lua must change nothing
+    # (one redial on outcome, one call_status count).
+    ledger.set_controls(CAMPAIGN, {"redial_on": "busy", "redials": "2", "redial_interval": "60"})
+    (r,) = enqueue(ledger, 1)
+    second_attempt(ledger, r, sent=True)
+    claim2 = ledger.get(r)["claim"]
+    assert ledger.finish(r, claim2, "in_doubt", error="timeout", look_again_in=60).ok
+    assert store.apply_event(basic("sid-1", "busy", r, 1)).stale_attempt
+    for _ in range(2):
+        fin = ledger.finish(r, claim2, "retrying", error="unplaced", next_in=0, look_again_in=60)
+        assert not fin.ok and fin.placed_earlier
+    kept = CallbackEvent(sid="sid-1", status="busy")  # what each apply_kept read
+    first = store._run(r, kept, matched_by="kept")
+    second = store._run(r, kept, matched_by="kept")
+    assert first is not None and (first.result, first.redialled) == ("matched", True)
+    assert second is not None and (second.result, second.redialled) == ("duplicate", False)
+    assert store.apply_kept(r) is None
+    rec = ledger.get(r)
+    assert (rec["state"], rec["redials_done"], rec["prev_sids"]) == ("retrying", "1", "sid-1")
+    # The refused finishes wrote nothing: the redial waits for its interval, attempts counted.
+    assert not ledger.claim(r, lease_seconds=5, early_tolerance=0, worker="t").claimed
+    assert ledger.status(CAMPAIGN).call_status == {"busy": 1}
+    assert_counters_match(ledger)
