@@ -570,3 +570,61 @@ def test_given_attempt_1_proven_placed_by_a_kept_callback_when_attempt_2_is_held
     assert (rec["state"], rec["sid"], rec["call_status"]) == ("originated", "sid-1", "completed")
     assert not ledger.claim(r, lease_seconds=5, early_tolerance=0, worker="t").claimed
     assert_counters_match(ledger)
+
+
+def test_given_a_redial_live_when_a_callback_of_an_attempt_before_the_redial_comes_then_the_redials_unplaced_attempt_still_retries(
+    ledger: Ledger, store: CallbackStore
+) -> None:
+    # Attempt 1 in doubt, judged unplaced; attempt 2 placed (sid-2), busy: a redial. While
+    # the redial (attempt 3) is live, attempt 1's callback comes at last (kept apart). It
+    # proves attempt 1 placed, a call of the dial before the redial: not the redial's. When
+    # attempt 3 comes back unplaced, the redial retries; it is not settled by attempt 1's
+    # callback (the redial lost, its failed status taken for the call's outcome).
+    ledger.set_controls(CAMPAIGN, {"redial_on": "busy", "redials": "1", "redial_interval": "0"})
+    (r,) = enqueue(ledger, 1)
+    second_attempt(ledger, r, sent=True)
+    assert ledger.finish(r, ledger.get(r)["claim"], "originated", sid="sid-2").ok
+    assert store.apply_event(basic("sid-2", "busy", r, 2)).redialled
+    c3 = ledger.claim(r, lease_seconds=30, early_tolerance=60, worker="t")
+    assert c3.claimed and c3.attempts == 3 and ledger.mark_sent(r, c3.claim, lease_seconds=30)
+    assert store.apply_event(basic("sid-1", "failed", r, 1)).stale_attempt
+    rec = ledger.get(r)
+    assert (rec["state"], rec["callback_sid_mismatch"]) == ("dialing", "sid-1")  # kept apart
+    fin = ledger.finish(r, c3.claim, "retrying", error="429", next_in=0, look_again_in=60)
+    assert fin.ok and not fin.placed_earlier
+    assert ledger.get(r)["state"] == "retrying"
+    # Nor is an unsent release of the redial's attempt refused.
+    c4 = ledger.claim(r, lease_seconds=30, early_tolerance=60, worker="t")
+    assert c4.claimed and ledger.mark_sent(r, c4.claim, lease_seconds=30)
+    assert ledger.release(r, c4.claim, republish_after=5, unsent=True) == 1
+    assert_counters_match(ledger)
+
+
+def test_given_a_kept_callback_when_the_dialer_and_reconcile_both_apply_it_then_it_settles_once_and_redials_once(
+    ledger: Ledger, store: CallbackStore
+) -> None:
+    # Review of adcfab1: attempt 2 in doubt; its late reply (the dialer) and reconcile's
+    # "proven unplaced" are both refused, and both apply attempt 1's kept callback. Each read
+    # it before the other applied it: the second run of callback.lua must change nothing
+    # (one redial on outcome, one call_status count).
+    ledger.set_controls(CAMPAIGN, {"redial_on": "busy", "redials": "2", "redial_interval": "60"})
+    (r,) = enqueue(ledger, 1)
+    second_attempt(ledger, r, sent=True)
+    claim2 = ledger.get(r)["claim"]
+    assert ledger.finish(r, claim2, "in_doubt", error="timeout", look_again_in=60).ok
+    assert store.apply_event(basic("sid-1", "busy", r, 1)).stale_attempt
+    for _ in range(2):
+        fin = ledger.finish(r, claim2, "retrying", error="unplaced", next_in=0, look_again_in=60)
+        assert not fin.ok and fin.placed_earlier
+    kept = CallbackEvent(sid="sid-1", status="busy")  # what each apply_kept read
+    first = store._run(r, kept, matched_by="kept")
+    second = store._run(r, kept, matched_by="kept")
+    assert first is not None and (first.result, first.redialled) == ("matched", True)
+    assert second is not None and (second.result, second.redialled) == ("duplicate", False)
+    assert store.apply_kept(r) is None
+    rec = ledger.get(r)
+    assert (rec["state"], rec["redials_done"], rec["prev_sids"]) == ("retrying", "1", "sid-1")
+    # The refused finishes wrote nothing: the redial waits for its interval, attempts counted.
+    assert not ledger.claim(r, lease_seconds=5, early_tolerance=0, worker="t").claimed
+    assert ledger.status(CAMPAIGN).call_status == {"busy": 1}
+    assert_counters_match(ledger)

@@ -789,3 +789,43 @@ def test_given_two_old_calls_when_one_is_reconciled_before_the_start_index_then_
     assert sim.truth()["by_custom_field"] == {r0: 1}
     assert not v0.redial and not v1.redial
     assert ledger.get(r1).get("sid") is None
+
+
+def test_given_a_worker_lost_between_a_refused_retry_and_apply_kept_then_the_sweeper_and_reconcile_settle_the_call(
+    rsettings: Settings, ledger: Ledger, sim: Any
+) -> None:
+    # Review of adcfab1: attempt 2's 504 came back, finish.lua refused its retry (attempt 1's
+    # kept callback proves the call placed), and the worker died before apply_kept. Nothing
+    # was written: the call is still dialling attempt 2 under its lease, not claimable; the
+    # lease runs out, the sweeper puts it in doubt, and reconcile's "proven unplaced" is
+    # refused again and applies the kept callback: settled once, never dialled again.
+    rec, client = make_reconciler(rsettings, ledger)
+    rid = in_doubt_call(ledger, client, rsettings, 5, None, sim)
+    claim1 = ledger.get(rid)["claim"]
+    assert ledger.finish(rid, claim1, "retrying", error="unplaced", next_in=0, look_again_in=60).ok
+    c2 = ledger.claim(rid, lease_seconds=0.2, early_tolerance=0, worker="t")
+    parties = request_parties(build_connect_params(c2.record.request(), rid, rsettings))
+    assert c2.attempts == 2 and ledger.mark_sent(rid, c2.claim, lease_seconds=0.2, parties=parties)
+    store = CallbackStore(ledger.redis, ledger.keys)
+    late = CallbackEvent(sid="sid-attempt-1", status="completed", rid=rid, attempt=1)
+    assert store.apply_event(late).stale_attempt
+    fin = ledger.finish(rid, c2.claim, "retrying", error="504", next_in=0, look_again_in=60)
+    assert not fin.ok and fin.placed_earlier  # ... and the worker is gone
+    assert not ledger.claim(rid, lease_seconds=5, early_tolerance=60, worker="u").claimed
+    time.sleep(0.3)
+    assert ledger.sweep(rid, reconcile_in=60, overdue_in=60) == "in_doubt"
+    backdate(ledger, rid, 10)
+    verdict = rec.reconcile(rid)
+    assert (verdict.result, verdict.redial) == ("found:earlier attempt's callback", False)
+    record = ledger.get(rid)
+    assert (record["state"], record["sid"], record["call_status"]) == (
+        "originated",
+        "sid-attempt-1",
+        "completed",
+    )
+    # The dialer's late apply_kept (or a second reconcile) finds nothing left to do.
+    assert store.apply_kept(rid) is None
+    assert rec.reconcile(rid).result == "skip:originated"
+    assert ledger.status(CAMPAIGN).call_status == {"completed": 1}
+    assert not ledger.claim(rid, lease_seconds=5, early_tolerance=60, worker="u").claimed
+    assert sim.truth()["requests"] == 0

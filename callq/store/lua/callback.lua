@@ -39,7 +39,7 @@
 -- was an earlier attempt's kept apart ('' otherwise).
 local rec = redis.call('HMGET', KEYS[1], 'state', 'sid', 'call_status',
   'callback_sid_mismatch', 'callback_sid_mismatch_status', 'prev_sids', 'redials_done',
-  'attempts', 'callback_sid', 'parties', 'account', 'sent', 'claim')
+  'attempts', 'callback_sid', 'parties', 'account', 'sent', 'claim', 'redial_base')
 local state = rec[1]
 if not state then return {'missing', '', 0, '', 0} end
 local sid, status = ARGV[2], ARGV[3]
@@ -88,9 +88,15 @@ if mismatch then
   -- `callback_sid_mismatch_during`: the attempt that was live. Should that one come back
   -- unplaced (its reply, a rejection, reconcile), finish.lua refuses to retry or fail it:
   -- this callback proves the call was placed, and is applied then (CallbackStore.apply_kept).
+  -- Only for an attempt of the live attempt's dial (after its redial base): a call of the dial
+  -- before a redial proves nothing about the redial, which still retries when unplaced.
   if stale then
-    redis.call('HSET', KEYS[1], 'callback_sid_mismatch_attempt', of_attempt,
-      'callback_sid_mismatch_during', current)
+    redis.call('HSET', KEYS[1], 'callback_sid_mismatch_attempt', of_attempt)
+    if of_attempt > (tonumber(rec[14]) or 0) then
+      redis.call('HSET', KEYS[1], 'callback_sid_mismatch_during', current)
+    else
+      redis.call('HDEL', KEYS[1], 'callback_sid_mismatch_during')
+    end
   end
   redis.call('HSETNX', KEYS[4], sid, ARGV[1])
 else
