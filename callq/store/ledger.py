@@ -367,27 +367,21 @@ class Ledger:
         return codes
 
     def _push_moved(self, queue_key: str, messages: Sequence[str], campaign: str) -> None:
-        """:meth:`push` after an unpark script: see :meth:`_push_moved_many`."""
-        self._push_moved_many([(queue_key, messages, campaign)])
-
-    def _push_moved_many(self, pushes: Sequence[tuple[str, Sequence[str], str]]) -> None:
-        """:meth:`push_many` after unpark scripts (queue, messages, campaign), whose calls
-        are recorded as handed to the queue with their deadline: a broker error is logged,
-        not raised. Those calls come back at the deadline (the sweeper republishes them), as
-        after a crash right here; raising would leave the pass's bookkeeping undone (the
-        feed's give-back, its advance), for no gain."""
+        """:meth:`push` after an unpark script, whose calls are recorded as handed to the
+        queue with their deadline: a broker error is logged, not raised. Those calls come
+        back at the deadline (the sweeper republishes them), as after a crash right here;
+        raising would leave the other batches of the pass unpushed and its bookkeeping
+        undone (the feed's give-back, its advance), for no gain."""
         try:
-            self.push_many([(q, m) for q, m, _ in pushes])
+            self.push(queue_key, messages)
         except redis.RedisError as exc:
-            for _, messages, campaign in pushes:
-                if messages:
-                    log.warning(
-                        "campaign %s: %d task message(s) not pushed to the broker (%s); "
-                        "the sweeper republishes them at their deadline",
-                        campaign,
-                        len(messages),
-                        exc.__class__.__name__,
-                    )
+            log.warning(
+                "campaign %s: %d task message(s) not pushed to the broker (%s); "
+                "the sweeper republishes them at their deadline",
+                campaign,
+                len(messages),
+                exc.__class__.__name__,
+            )
 
     def push(self, queue_key: str, messages: Sequence[str]) -> None:
         """LPUSH task messages onto the broker's ``queue_key``, in order (the first is taken
@@ -396,16 +390,15 @@ class Ledger:
         self.push_many([(queue_key, messages)])
 
     def push_many(self, pushes: Sequence[tuple[str, Sequence[str]]]) -> None:
-        """:meth:`push` for several queues' messages, in order, in one round trip."""
+        """:meth:`push` for several queues' messages, in order: one LPUSH per queue (per
+        thousand messages)."""
         pushes = [(q, m) for q, m in pushes if m]
         if not pushes:
             return
         client = self.broker if self.broker is not None else self.redis
-        pipe = client.pipeline(transaction=False)
         for queue_key, messages in pushes:
             for start in range(0, len(messages), 1000):
-                pipe.lpush(queue_key, *messages[start : start + 1000])
-        pipe.execute()
+                client.lpush(queue_key, *messages[start : start + 1000])
 
     # Worker side ------------------------------------------------------------------------
 
@@ -1050,16 +1043,13 @@ class Ledger:
         for b in batches:
             self._unpark(b, overdue=overdue, rewake_in=None, client=pipe)
         # Every reply, errors among them: a script that failed moved nothing, but the batches
-        # before it moved their calls, which are pushed (in one round trip) before the error
-        # is raised (on one Redis their scripts pushed them).
+        # before it moved their calls, which are pushed before the error is raised (on one
+        # Redis their scripts pushed them). One push per batch: a refused push leaves only its
+        # own calls to their deadline.
         replies = pipe.execute(raise_on_error=False)
-        self._push_moved_many(
-            [
-                (b.queue_key, reply[2:], b.campaign)
-                for b, reply in zip(batches, replies, strict=True)
-                if not isinstance(reply, Exception)
-            ]
-        )
+        for b, reply in zip(batches, replies, strict=True):
+            if not isinstance(reply, Exception):
+                self._push_moved(b.queue_key, reply[2:], b.campaign)
         failed = next((r for r in replies if isinstance(r, Exception)), None)
         if failed is not None:
             raise failed
