@@ -628,3 +628,34 @@ def test_given_a_kept_callback_when_the_dialer_and_reconcile_both_apply_it_then_
     assert not ledger.claim(r, lease_seconds=5, early_tolerance=0, worker="t").claimed
     assert ledger.status(CAMPAIGN).call_status == {"busy": 1}
     assert_counters_match(ledger)
+
+
+def test_given_a_proof_kept_for_the_live_redial_when_a_callback_of_the_dial_before_comes_then_the_proof_stays(
+    ledger: Ledger, store: CallbackStore
+) -> None:
+    # Dial 0: attempt 1 in doubt, judged unplaced; attempt 2 placed (sid-2), busy: a redial.
+    # Dial 1: attempt 3 in doubt, judged unplaced; attempt 4 live. Attempt 3's callback proves
+    # dial 1 placed (kept, for attempt 4). Then attempt 1's callback (dial 0) comes: it must
+    # not replace that proof, or attempt 4's 429 would retry and dial the person again.
+    ledger.set_controls(CAMPAIGN, {"redial_on": "busy", "redials": "1", "redial_interval": "0"})
+    (r,) = enqueue(ledger, 1)
+    second_attempt(ledger, r, sent=True)
+    assert ledger.finish(r, ledger.get(r)["claim"], "originated", sid="sid-2").ok
+    assert store.apply_event(basic("sid-2", "busy", r, 2)).redialled
+    c3 = ledger.claim(r, lease_seconds=30, early_tolerance=60, worker="t")
+    assert c3.attempts == 3 and ledger.mark_sent(r, c3.claim, lease_seconds=30)
+    assert ledger.finish(r, c3.claim, "in_doubt", error="timeout", look_again_in=60).ok
+    assert ledger.finish(r, c3.claim, "retrying", error="unplaced", next_in=0, look_again_in=60).ok
+    c4 = ledger.claim(r, lease_seconds=30, early_tolerance=60, worker="t")
+    assert c4.attempts == 4 and ledger.mark_sent(r, c4.claim, lease_seconds=30)
+    assert store.apply_event(basic("sid-3", "completed", r, 3)).stale_attempt
+    assert store.apply_event(basic("sid-1", "failed", r, 1)).stale_attempt
+    rec = ledger.get(r)
+    assert (rec["callback_sid_mismatch"], rec["callback_sid_mismatch_during"]) == ("sid-3", "4")
+    fin = ledger.finish(r, c4.claim, "retrying", error="429", next_in=0, look_again_in=60)
+    assert not fin.ok and fin.placed_earlier
+    applied = store.apply_kept(r)
+    assert applied is not None and applied.result == "matched"
+    rec = ledger.get(r)
+    assert (rec["state"], rec["sid"], rec["call_status"]) == ("originated", "sid-3", "completed")
+    assert_counters_match(ledger)

@@ -39,7 +39,8 @@
 -- was an earlier attempt's kept apart ('' otherwise).
 local rec = redis.call('HMGET', KEYS[1], 'state', 'sid', 'call_status',
   'callback_sid_mismatch', 'callback_sid_mismatch_status', 'prev_sids', 'redials_done',
-  'attempts', 'callback_sid', 'parties', 'account', 'sent', 'claim', 'redial_base')
+  'attempts', 'callback_sid', 'parties', 'account', 'sent', 'claim', 'redial_base',
+  'callback_sid_mismatch_during')
 local state = rec[1]
 if not state then return {'missing', '', 0, '', 0} end
 local sid, status = ARGV[2], ARGV[3]
@@ -82,7 +83,14 @@ elseif state == 'originated' then
   end
 end
 local now = now_ms()
-if mismatch then
+-- A proof kept for the live attempt (an earlier attempt of its dial, `_during` = the live
+-- attempt) is not replaced by a callback of a dial before the redial, which proves nothing
+-- about the live attempt: that one would then retry although its dial was placed.
+local in_dial = stale and of_attempt > (tonumber(rec[14]) or 0)
+local keep_proof = stale and not in_dial and tonumber(rec[15]) == current
+if mismatch and keep_proof then
+  redis.call('HSETNX', KEYS[4], sid, ARGV[1])
+elseif mismatch then
   redis.call('HSET', KEYS[1], 'callback_sid_mismatch', sid,
     'callback_sid_mismatch_status', status, 'callback_at', now)
   -- `callback_sid_mismatch_during`: the attempt that was live. Should that one come back
@@ -92,7 +100,7 @@ if mismatch then
   -- before a redial proves nothing about the redial, which still retries when unplaced.
   if stale then
     redis.call('HSET', KEYS[1], 'callback_sid_mismatch_attempt', of_attempt)
-    if of_attempt > (tonumber(rec[14]) or 0) then
+    if in_dial then
       redis.call('HSET', KEYS[1], 'callback_sid_mismatch_during', current)
     else
       redis.call('HDEL', KEYS[1], 'callback_sid_mismatch_during')
