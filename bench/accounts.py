@@ -879,13 +879,13 @@ def _one_redis(rep: AccountsReport) -> list[str]:
         f"{safe / prod:,.0f} accounts at Exotel's 200 per minute. The limiter alone is far "
         "from that (the permits table). Before Redis, the workers run out: "
         f"{worker_ms:.1f} ms of worker CPU per call here, so {1000 / worker_ms:.0f} calls/s "
-        "per worker core. Past one Redis the ledger must be split, and it cannot be today: "
-        "the scripts touch a call's keys, its campaign's and the global sets (`wake`, "
-        "`feeds`, `deadlines`) in one step, so on a Redis Cluster they fail with CROSSSLOT "
-        "(docs/architecture.md, keys). The way is shards by account: each account's limiter, "
-        "feed, campaigns and calls under one hash tag, with the global sets kept per shard "
-        "and a feeder and sweeper per shard; until that is built, more accounts than one "
-        "Redis carries go to a second deployment (its own `REDIS_URL` and "
+        "per worker core. Past one Redis the ledger must be spread over several masters, and "
+        "that is a plan (docs/cluster.md): `LEDGER_REDIS_URL` already puts the ledger on a "
+        "Redis of its own, apart from the broker (whose share of the commands then leaves it), "
+        "or on a Redis Cluster, but in one hash slot per deployment (every key under "
+        "`{KEY_PREFIX}`): one master carries it. The spread is a shard tag per campaign, "
+        "with the global sets kept per shard; until it is built, more accounts than one "
+        "Redis carries go to a second deployment (its own `KEY_PREFIX` or server and "
         "`EXOTEL_ACCOUNTS`).",
         "",
     ]
