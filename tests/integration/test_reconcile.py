@@ -226,7 +226,7 @@ def test_given_an_in_doubt_flow_call_whose_callback_came_first_when_found_then_i
     assert not ledger.redis.exists(keys.pending_callback(call["sid"]))
 
 
-def test_given_an_in_doubt_flow_call_when_its_callback_names_it_in_the_url_then_it_is_settled(
+def test_given_an_in_doubt_flow_call_when_its_callback_names_it_in_the_url_then_reconcile_finds_it_settled(
     rsettings: Settings, ledger: Ledger, sim: Any, keys: Keys
 ) -> None:
     # The same call, placed with the request id in its StatusCallback URL: the callback (the
