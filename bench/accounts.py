@@ -104,6 +104,7 @@ class AccLoad:
     concurrency: int = 16
     speed: float = 12.0  # the shipped defaults this many times faster (config.time_scaled)
     margin: float | None = None  # a what-if: RATE_LIMIT_MARGIN_SECONDS (None: the scaled one)
+    backpressure: bool = True  # FEED_BACKPRESSURE (a what-if: off)
 
     @property
     def calls_per_account(self) -> int:
@@ -117,6 +118,7 @@ class AccLoad:
     @property
     def label(self) -> str:
         what_if = "" if self.margin is None else f", margin {self.margin:g} s"
+        what_if += "" if self.backpressure else ", no back-pressure"
         return f"{self.accounts} accounts x {self.limit} per {self.period:g} s{what_if}"
 
 
@@ -143,6 +145,7 @@ class AccResult:
     redis_cpu_us_per_call: float = float("nan")
     top_commands: list[tuple[str, int]] = field(default_factory=list)
     fed_late: int = 0
+    copies: int = 0  # tasks that found their call already placed (a copy's message)
     # The closest two arrivals of one account, over the limiter's interval: below 1 by the
     # jitter between a request's permit and its arrival (the margin covers it).
     min_gap_ratio: float = float("nan")
@@ -298,6 +301,7 @@ def run(target: BenchRedis, load: AccLoad, log: Callable[[str], None] = print) -
             sim.url,
             speed=load.speed,
             worker_concurrency=load.concurrency,
+            feed_backpressure=load.backpressure,
             **({} if load.margin is None else {"rate_limit_margin_seconds": load.margin}),
         )
         ledger = Ledger(make_redis(settings.require_redis_url()), Keys(prefix))
@@ -332,6 +336,7 @@ def run(target: BenchRedis, load: AccLoad, log: Callable[[str], None] = print) -
             truth = sim.truth()
             arrivals = sim.arrivals()["accounts"]
             result.fed_late = pool.grep("late for its permit")
+            result.copies = pool.grep("'skip:originated'")
         finally:
             pool.stop()
             ledger.redis.close()
@@ -414,7 +419,8 @@ def line(r: AccResult) -> str:
         f"worst window {r.worst_window}/{r.load.limit} ({r.over} over), "
         f"{r.rate_limited} x 429 ({r.accounts_429} accounts), {r.duplicates} dup; "
         f"CPU redis {r.redis_cpu:.2f} workers {r.workers_cpu:.2f} bench {r.bench_cpu:.2f}; "
-        f"{r.commands_per_call:.1f} commands/call; {r.fed_late} late for their permit; "
+        f"{r.commands_per_call:.1f} commands/call; {r.fed_late} late for their permit, "
+        f"{r.copies} copies; "
         f"closest arrivals {r.min_gap_ratio:.2f} x the interval; "
         f"{r.placed} placed in {r.elapsed:.0f} s"
         f"{r.note}"
@@ -814,13 +820,24 @@ def main() -> None:
     p.add_argument("--workers", type=int, default=AccLoad.workers)
     p.add_argument("--margin", type=float, help="what-if: RATE_LIMIT_MARGIN_SECONDS")
     p.add_argument("--quick", action="store_true", help="smaller runs: a smoke test")
+    p.add_argument(
+        "--no-backpressure", action="store_true", help="what-if: FEED_BACKPRESSURE=false"
+    )
     p.add_argument("--json", type=Path, help="also write the figures to this file")
     args = p.parse_args()
     if args.limit < 1 or not args.period > 0 or args.workers < 1:
         p.error("--limit, --period and --workers must be positive")
     loads_ = (
         [
-            AccLoad(n, args.limit, args.period, args.periods, args.workers, margin=args.margin)
+            AccLoad(
+                n,
+                args.limit,
+                args.period,
+                args.periods,
+                args.workers,
+                margin=args.margin,
+                backpressure=not args.no_backpressure,
+            )
             for n in args.accounts
         ]
         if args.accounts
