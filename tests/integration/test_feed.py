@@ -17,6 +17,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 import redis
+from prometheus_client import REGISTRY
 from pydantic import SecretStr
 
 from callq.campaign.controls import CampaignOptions
@@ -28,6 +29,7 @@ from callq.settings import ExotelAccount, Settings
 from callq.store.ledger import Ledger
 from callq.sweeping.feed import Feeder
 from callq.transport.config import make_app
+from callq.transport.messages import oldest_message, slot_of
 from producer import pause_campaign, resume_campaign
 from tests.campaigns import agent_csv, as_stream
 from tests.conftest import make_dialer
@@ -365,8 +367,6 @@ def redis_now_us(ledger: Ledger) -> int:
 
 
 def held_passes() -> float:
-    from prometheus_client import REGISTRY
-
     return REGISTRY.get_sample_value("callq_feed_held_passes_total") or 0.0
 
 
@@ -449,3 +449,20 @@ def test_given_backpressure_off_when_a_late_fed_message_waits_then_the_feed_goes
     late = feeder.normal.encode("bpoff:x", Slot(redis_now_us(ledger) - 1_000_000, "default"))
     ledger.redis.rpush(feeder.normal.queue_key, late)
     assert feeder.drain_once() == {"open": 1, "fed": 20}
+
+
+def test_given_messages_published_through_kombu_then_the_oldest_is_the_one_the_feed_reads(
+    settings: Settings, ledger: Ledger
+) -> None:
+    # The feed's read rests on kombu's Redis transport: LPUSH to publish, BRPOP to consume.
+    # Two messages published by Celery itself: oldest_message is the first, and a consumer
+    # of kombu takes that one first.
+    app = make_app(settings)
+    key = f"{settings.broker_key_prefix}calls"
+    first = app.send_task("callq.place_call", args=("a",), kwargs={"slot": 1, "account": "x"})
+    app.send_task("callq.place_call", args=("b",), queue="calls")
+    assert slot_of(oldest_message(ledger.redis, key)) == Slot(1, "x")
+    with app.connection_for_read() as conn:
+        msg = conn.SimpleQueue("calls", no_ack=True).get(timeout=2)
+        assert msg.headers["id"] == first.id
+    assert slot_of(oldest_message(ledger.redis, key)) is None  # "b": no slot
