@@ -121,6 +121,7 @@ class AccLoad:
     # (a what-if: the worst case for the jitter); else the starts are spread over one
     # interval, as tenants' campaigns would be.
     aligned: bool = False
+    backpressure: bool = True  # FEED_BACKPRESSURE (a what-if: off)
 
     @property
     def threads(self) -> int:
@@ -156,6 +157,7 @@ class AccLoad:
     def label(self) -> str:
         what_if = "" if self.margin is None else f", margin {self.margin:g} s"
         what_if += ", starts aligned" if self.aligned else ""
+        what_if += "" if self.backpressure else ", no back-pressure"
         return f"{self.accounts} accounts x {self.limit} per {self.period:g} s{what_if}"
 
 
@@ -359,6 +361,7 @@ def run(target: BenchRedis, load: AccLoad, log: Callable[[str], None] = print) -
             rate_limit_margin_seconds=(
                 max(MARGIN_FLOOR, base_margin(load)) if load.margin is None else load.margin
             ),
+            feed_backpressure=load.backpressure,
         )
         ledger = Ledger(make_redis(settings.require_redis_url()), Keys(prefix))
         pool = WorkerPool(settings, Path(tmp), concurrency=load.threads)
@@ -914,13 +917,24 @@ def main() -> None:
     p.add_argument("--workers", type=int, default=AccLoad.workers)
     p.add_argument("--margin", type=float, help="what-if: RATE_LIMIT_MARGIN_SECONDS")
     p.add_argument("--quick", action="store_true", help="smaller runs: a smoke test")
+    p.add_argument(
+        "--no-backpressure", action="store_true", help="what-if: FEED_BACKPRESSURE=false"
+    )
     p.add_argument("--json", type=Path, help="also write the figures to this file")
     args = p.parse_args()
     if args.limit < 1 or not args.period > 0 or args.workers < 1:
         p.error("--limit, --period and --workers must be positive")
     loads_ = (
         [
-            AccLoad(n, args.limit, args.period, args.periods, args.workers, margin=args.margin)
+            AccLoad(
+                n,
+                args.limit,
+                args.period,
+                args.periods,
+                args.workers,
+                margin=args.margin,
+                backpressure=not args.no_backpressure,
+            )
             for n in args.accounts
         ]
         if args.accounts

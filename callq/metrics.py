@@ -34,6 +34,11 @@ NUMBER_CAPPED = Counter(
     ["verdict"],
 )
 FED = Counter("callq_fed_calls", "Parked calls the feed handed to the queue with a permit")
+FEED_HELD = Counter(
+    "callq_feed_held_passes",
+    "Feed passes that handed out no permit because the oldest fed message in the calls queue "
+    "was already late for its slot (FEED_BACKPRESSURE: the workers' threads are behind)",
+)
 FED_LATE = Counter(
     "callq_fed_late",
     "Fed calls that reached a worker after their permit's slot (the permit went unused; the "

@@ -135,6 +135,9 @@ class Settings(BaseSettings):
     rate_limit_max_wait_seconds: PositiveFloat = 5.0
     # The feed: how far ahead parked calls are handed their permits.
     feed_lead_seconds: PositiveFloat = 0.5
+    # Back-pressure: no permits are handed out while the oldest fed message in the `calls`
+    # queue is already late for its slot (the workers' threads are behind).
+    feed_backpressure: bool = True
     # Autoscaling (callq.store.demand): the time one Calls/connect request holds a worker
     # thread, beside the feed's lead; the threads an account needs are its rate times both.
     autoscale_request_seconds: PositiveFloat = 1.0

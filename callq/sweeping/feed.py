@@ -19,6 +19,18 @@ finds, with one poll of Redis (``due.lua``), two kinds of work:
   permit can be reserved, so every permit the limit allows goes to a call, and the queue holds
   only about lead / interval messages per account.
 
+**Back-pressure** (``FEED_BACKPRESSURE``, on by default). A fed message is useful only while a
+worker takes it before its slot; when the workers' threads are short, fed messages wait in
+the queue past their slots, each permit is wasted (the worker reserves another, later) and,
+past ``RETRY_OVERDUE_SECONDS``, the sweeper publishes a copy of each. So every pass first
+reads the oldest message waiting in `calls` (one LINDEX, :func:`oldest_message`): while it
+is a fed message already late for its slot (past the dialer's tolerance, half the margin), no
+account is fed in that pass (the threads are shared by all), their turns fall due again
+after ``HOLD_TICK``. Holding hands out fewer permits, never more: it cannot dial twice nor
+break a limit. It never holds for ever: a message without a slot or that cannot be read
+holds nothing, nor does one later than ``RETRY_OVERDUE_SECONDS`` (nobody consumes it: the
+sweeper has published its copy already).
+
 Between passes a feeder blocks on the nudge list (``Keys.nudge``) until the next thing falls
 due, so an enqueue is judged at once, and an idle feeder costs one round trip per sweep tick.
 """
@@ -39,12 +51,12 @@ from callq.campaign.controls import Controls
 from callq.campaign.share import Member, advances, allocate
 from callq.dialing.dialer import Account, Dialer
 from callq.dialing.limiter import Grant, Limiter, Slot
-from callq.metrics import FED, NUMBER_CAPPED
+from callq.metrics import FED, FEED_HELD, NUMBER_CAPPED
 from callq.settings import Settings
 from callq.store.ledger import Ledger, NumberCheck, NumberTake, Unpark
 from callq.store.records import Unparked
 from callq.store.slots import SlotClaim
-from callq.transport.messages import TaskMessages
+from callq.transport.messages import TaskMessages, oldest_message, slot_of
 from callq.transport.queues import CALLS_QUEUE, PRIORITY_QUEUE
 
 log = logging.getLogger("callq.feed")
@@ -58,6 +70,8 @@ DUE_LIMIT = 50  # campaigns taken from one poll
 # several workers polling at once share the due accounts between them (disjoint turns), and
 # none holds many turns while it feeds the others one by one.
 CLAIM_LIMIT = 8
+HOLD_TICK = 0.1  # seconds: a pass held back by the queue looks again after this
+HOLD_LOG_EVERY = 10.0  # seconds: at most one log line of held passes this often
 RECHECK_TICKS = 10  # an open campaign is judged again after this many sweep intervals
 ZONES_BATCH = 1000  # parked calls a callee-zone campaign's judge sorts per band, per round
 ZONES_ROUNDS = 5  # rounds over the head of its ready band
@@ -70,6 +84,8 @@ class PassResult:
     judged: dict[str, int] = field(default_factory=dict)
     fed: int = 0
     next_in: float | None = None
+    held: float | None = None  # seconds the oldest fed message was late: no account fed
+    looked: bool = False  # the queue's oldest message was read in this pass
 
     def count(self, what: str, n: int = 1) -> None:
         self.judged[what] = self.judged.get(what, 0) + n
@@ -83,6 +99,11 @@ class Feeder:
         self.normal = TaskMessages(app, queue=CALLS_QUEUE)
         self.priority = TaskMessages(app, queue=PRIORITY_QUEUE)
         self._joined: list[str] = []  # accounts a campaign joined in this pass
+        # The broker's Redis, where the task messages wait: the ledger's own, unless
+        # LEDGER_REDIS_URL puts the ledger apart (Ledger.broker).
+        self.broker: redis.Redis = ledger.broker if ledger.broker is not None else ledger.redis
+        self._held_unlogged = 0
+        self._held_logged_at = -HOLD_LOG_EVERY
 
     @property
     def recheck(self) -> float:
@@ -100,13 +121,17 @@ class Feeder:
         due = self.ledger.due_work(DUE_LIMIT, accounts=CLAIM_LIMIT, lease=self.turn_lease)
         result = PassResult(next_in=due.next_in)
         self._joined = []
+        accounts = due.accounts
+        if accounts and self._held(result, due.now_ms):
+            self._hold(accounts, due.now_ms, result)
+            accounts = []
         # First the accounts due: this feeder holds their turns (due.lua took them), whose
         # leases run while it works.
-        for i, account in enumerate(due.accounts):
+        for i, account in enumerate(accounts):
             try:
                 result.fed += self.feed(account, held_since=polled)
             except BaseException:
-                self._hand_back(due.accounts[i + 1 :], due.now_ms, polled)
+                self._hand_back(accounts[i + 1 :], due.now_ms, polled)
                 raise
         for campaign in due.campaigns:
             try:
@@ -120,11 +145,70 @@ class Feeder:
         # The accounts a campaign just joined or made ready (a window or a callee zone that
         # opened): fed in this pass, not the next, with their turns taken one by one; one fed
         # above before its campaigns were judged is fed again (its turn is free once fed).
-        for account in dict.fromkeys(self._joined):
+        # Held back, they stay due and the next poll holds them with the others.
+        joined = list(dict.fromkeys(self._joined))
+        if joined and self._held(result, due.now_ms):
+            if not accounts:  # not counted twice in one pass
+                self._hold([], due.now_ms, result)
+            joined = []
+        for account in joined:
             result.fed += self.feed(account)
         if due.campaigns or due.accounts:
             result.next_in = 0.0  # what was done set new due times: look again at once
+        if result.held is not None and not due.campaigns:
+            result.next_in = HOLD_TICK
         return result
+
+    # Back-pressure --------------------------------------------------------------------------
+
+    def behind(self, now_ms: int) -> float | None:
+        """Seconds the oldest message waiting in `calls` is late for its fed slot (``now_ms``:
+        the Redis clock), if it is late past the dialer's tolerance for that account (its
+        permit is lost: the workers' threads are behind); else None. None too for a message
+        without a slot or unreadable, and for one later than ``RETRY_OVERDUE_SECONDS``: no
+        worker may ever take it (its copy is published), and the feed must not wait on it."""
+        slot = slot_of(oldest_message(self.broker, self.normal.queue_key))
+        if slot is None:
+            return None
+        late = now_ms / 1000 - slot.at_us / 1e6
+        acct = self.dialer.account(slot.account)
+        tolerance = (
+            acct.limiter.tolerance
+            if acct is not None
+            else self.settings.rate_limit_margin_seconds / 2
+        )
+        if late <= tolerance or late > self.settings.retry_overdue_seconds:
+            return None
+        return late
+
+    def _held(self, result: PassResult, now_ms: int) -> bool:
+        """Whether this pass is held back (read once per pass, when an account is to be fed)."""
+        if not self.settings.feed_backpressure:
+            return False
+        if not result.looked:
+            result.held = self.behind(now_ms)
+            result.looked = True
+        return result.held is not None
+
+    def _hold(self, accounts: list[str], now_ms: int, result: PassResult) -> None:
+        """A pass held back: the turns its poll took fall due again after HOLD_TICK, with no
+        permit reserved."""
+        late = result.held
+        FEED_HELD.inc()
+        self._held_unlogged += 1
+        for account in accounts:
+            self.ledger.feed_done(account, now_ms + int(HOLD_TICK * 1000))
+        mono = time.monotonic()
+        if mono - self._held_logged_at >= HOLD_LOG_EVERY:
+            log.warning(
+                "feed held back: the oldest fed message in %s is %.2f s late for its slot "
+                "(the workers' threads are behind); %d passes held since the last line",
+                self.normal.queue_key,
+                late,
+                self._held_unlogged,
+            )
+            self._held_logged_at = mono
+            self._held_unlogged = 0
 
     def drain_once(self) -> dict[str, int]:
         """One pass, as counts by what happened (``fed`` among them)."""

@@ -16,6 +16,7 @@ import json
 import uuid
 from typing import Any
 
+import redis
 from celery import Celery
 
 from callq.dialing.limiter import Slot
@@ -62,3 +63,30 @@ class TaskMessages:
                 },
             }
         )
+
+
+def slot_of(raw: bytes | str | None) -> Slot | None:
+    """The feed's slot a task message carries (as :meth:`TaskMessages.encode` frames it), or
+    None: no message, one without a slot (a retry, a requeue, a priority call) or one that
+    cannot be read (never an error: the feed's back-pressure reads whatever lies in the
+    queue)."""
+    if raw is None:
+        return None
+    try:
+        frame = json.loads(raw)
+        body = json.loads(base64.b64decode(frame["body"]))
+        kwargs = body[1]
+        at_us, account = kwargs["slot"], kwargs.get("account", "")
+        if isinstance(at_us, bool) or not isinstance(at_us, int) or not isinstance(account, str):
+            return None
+        return Slot(at_us, account)
+    except (ValueError, TypeError, KeyError, IndexError, AttributeError):
+        return None
+
+
+def oldest_message(broker: redis.Redis, queue_key: str) -> bytes | str | None:
+    """The oldest message waiting in a queue, one command: kombu's Redis transport LPUSHes a
+    message and its workers BRPOP, so the oldest is the list's last element (index -1). The
+    one read of the broker the feed makes: ``broker`` is the client of the broker's Redis."""
+    raw: bytes | str | None = broker.lindex(queue_key, -1)
+    return raw

@@ -17,6 +17,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 import redis
+from prometheus_client import REGISTRY
 from pydantic import SecretStr
 
 from callq.campaign.controls import CampaignOptions
@@ -28,6 +29,7 @@ from callq.settings import ExotelAccount, Settings
 from callq.store.ledger import Ledger
 from callq.sweeping.feed import Feeder
 from callq.transport.config import make_app
+from callq.transport.messages import oldest_message, slot_of
 from producer import pause_campaign, resume_campaign
 from tests.campaigns import agent_csv, as_stream
 from tests.conftest import make_dialer
@@ -356,3 +358,113 @@ def test_given_a_pass_that_fails_on_one_account_then_the_turns_it_did_not_reach_
         a.run_once()
     assert queued(ledger, two) == []
     assert b.run_once().fed == 20  # the default account's turn came back: b feeds it
+
+
+# --- back-pressure: no permits while the workers are behind ----------------------------------
+
+
+def redis_now_us(ledger: Ledger) -> int:
+    sec, usec = ledger.redis.time()
+    return int(sec) * 1_000_000 + int(usec)
+
+
+def held_passes() -> float:
+    return REGISTRY.get_sample_value("callq_feed_held_passes_total") or 0.0
+
+
+def test_given_a_late_fed_message_oldest_in_the_queue_when_fed_then_the_pass_is_held_until_taken(
+    settings: Settings, ledger: Ledger
+) -> None:
+    # The workers are behind: the oldest message in `calls` is a fed call already 1 s late for
+    # its slot (the dialer's tolerance is half the margin). The feed hands out no permit
+    # (the limiter untouched) until a worker takes that message, then feeds again.
+    Enqueuer(settings).enqueue_file(as_stream(agent_csv(100)), "bp")
+    feeder = feeder_for(settings, ledger)
+    assert feeder.judge("bp") == "open"
+    lim = feeder.dialer.default_account.limiter
+    queue = feeder.normal.queue_key
+    late = feeder.normal.encode("bp:late", Slot(redis_now_us(ledger) - 1_000_000, "default"))
+    ledger.redis.rpush(queue, late)  # the oldest end: kombu LPUSHes, workers BRPOP
+    state = ledger.redis.get(lim.key)
+    before = held_passes()
+    r = feeder.run_once()
+    assert r.fed == 0 and r.held is not None and 0.9 < r.held < 1.5
+    assert ledger.redis.get(lim.key) == state  # no permit reserved
+    assert ledger.redis.lrange(queue, 0, -1) == [late]
+    assert ledger.status("bp").parked == 100
+    assert held_passes() == before + 1
+    assert r.next_in is not None and r.next_in <= 0.1  # it looks again after a short tick
+    due = ledger.redis.zscore(ledger.keys.feeds(), "default")
+    assert due is not None and due / 1000 - redis_now_us(ledger) / 1e6 <= 0.1
+    # A campaign judged in a held pass does not feed its account either.
+    assert feeder.judge("bp") == "open"
+    time.sleep(0.11)
+    assert feeder.run_once().fed == 0
+    assert ledger.redis.get(lim.key) == state
+    # A worker takes it: the next pass feeds.
+    assert ledger.redis.rpop(queue) == late
+    time.sleep(0.11)
+    r = feeder.run_once()
+    assert r.held is None and r.fed == 20
+    assert ledger.redis.get(lim.key) != state
+
+
+@pytest.mark.parametrize(
+    "oldest",
+    [
+        "not json",
+        json.dumps({"body": "not base64 json"}),
+        json.dumps({"headers": {}}),
+        "slotless",  # a retry's or a requeued call's message: no fed slot
+        "ahead",  # a fed message whose slot has not come yet
+        "stuck",  # late past RETRY_OVERDUE_SECONDS: nobody takes it (its copy is out)
+    ],
+)
+def test_given_an_oldest_message_that_is_not_a_late_fed_one_when_fed_then_the_feed_goes_on(
+    settings: Settings, ledger: Ledger, oldest: str
+) -> None:
+    Enqueuer(settings).enqueue_file(as_stream(agent_csv(100)), "bpok")
+    feeder = feeder_for(settings, ledger)
+    now_us = redis_now_us(ledger)
+    raw = {
+        "slotless": feeder.normal.encode("bpok:x"),
+        "ahead": feeder.normal.encode("bpok:x", Slot(now_us + 400_000, "default")),
+        "stuck": feeder.normal.encode(
+            "bpok:x", Slot(now_us - int((settings.retry_overdue_seconds + 1) * 1e6), "default")
+        ),
+    }.get(oldest, oldest)
+    ledger.redis.rpush(feeder.normal.queue_key, raw)
+    assert feeder.drain_once() == {"open": 1, "fed": 20}
+    assert len(queued_after(ledger, feeder.normal.queue_key)) == 21
+
+
+def queued_after(ledger: Ledger, key: str) -> list[str]:
+    return list(ledger.redis.lrange(key, 0, -1))
+
+
+def test_given_backpressure_off_when_a_late_fed_message_waits_then_the_feed_goes_on(
+    settings: Settings, ledger: Ledger
+) -> None:
+    off = settings.model_copy(update={"feed_backpressure": False})
+    Enqueuer(off).enqueue_file(as_stream(agent_csv(100)), "bpoff")
+    feeder = feeder_for(off, ledger)
+    late = feeder.normal.encode("bpoff:x", Slot(redis_now_us(ledger) - 1_000_000, "default"))
+    ledger.redis.rpush(feeder.normal.queue_key, late)
+    assert feeder.drain_once() == {"open": 1, "fed": 20}
+
+
+def test_given_messages_published_through_kombu_then_the_oldest_is_the_one_the_feed_reads(
+    settings: Settings, ledger: Ledger
+) -> None:
+    # The feed's read rests on kombu's Redis transport: LPUSH to publish, BRPOP to consume.
+    # Two messages published by Celery itself: oldest_message is the first, and a consumer
+    # of kombu takes that one first.
+    app = make_app(settings)
+    key = f"{settings.broker_key_prefix}calls"
+    first = app.send_task("callq.place_call", args=("a",), kwargs={"slot": 1, "account": "x"})
+    app.send_task("callq.place_call", args=("b",), queue="calls")
+    assert slot_of(oldest_message(ledger.redis, key)) == Slot(1, "x")
+    with app.connection_for_read() as conn:
+        msg = conn.SimpleQueue("calls", no_ack=True).get(timeout=2)
+        assert msg.headers["id"] == first.id
+    assert slot_of(oldest_message(ledger.redis, key)) is None  # "b": no slot
