@@ -231,3 +231,26 @@ def test_given_one_redis_then_the_scripts_push_in_their_own_step(
     assert feeder.drain_once() == {"open": 1, "fed": 10}
     assert [p for p in called if p[1]] == []  # nothing was left for the caller to push
     assert len(broker_messages(settings)) == 10
+
+
+def test_given_the_ledger_apart_when_a_late_fed_message_waits_on_the_broker_then_the_feed_holds(
+    apart: Settings, ledger_of: Ledger
+) -> None:
+    # The feed's back-pressure reads the oldest message of `calls` where the workers take it:
+    # on the broker, not on the ledger's server (where no message ever is when apart).
+    Enqueuer(apart).enqueue_file(as_stream(agent_csv(30)), "bpa")
+    feeder = Feeder(ledger_of, apart, make_dialer(apart, ledger_of), make_app(apart))
+    assert feeder.broker is ledger_of.broker
+    assert feeder.judge("bpa") == "open"
+    sec, usec = ledger_of.redis.time()
+    late = feeder.normal.encode(
+        "bpa:late", Slot(int(sec) * 1_000_000 + int(usec) - 1_000_000, "default")
+    )
+    assert ledger_of.broker is not None
+    ledger_of.broker.rpush(feeder.normal.queue_key, late)  # the end kombu consumes first
+    r = feeder.run_once()
+    assert r.fed == 0 and r.held is not None
+    assert ledger_of.status("bpa").parked == 30
+    assert ledger_of.broker.rpop(feeder.normal.queue_key) == late  # a worker takes it
+    wait_for(lambda: feeder.run_once().fed > 0, timeout=3, message="the feed to go on")
+    assert ledger_of.status("bpa").parked < 30
