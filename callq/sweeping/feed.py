@@ -122,9 +122,13 @@ class Feeder:
         result = PassResult(next_in=due.next_in)
         self._joined = []
         accounts = due.accounts
-        if accounts and self._held(result, due.now_ms):
-            self._hold(accounts, due.now_ms, result)
-            accounts = []
+        try:
+            if accounts and self._held(result, due.now_ms):
+                self._hold(accounts, due.now_ms, result)
+                accounts = []
+        except BaseException:  # the queue's read (or a hold's end) failed: turns go back
+            self._hand_back(accounts, due.now_ms, polled)
+            raise
         # First the accounts due: this feeder holds their turns (due.lua took them), whose
         # leases run while it works.
         for i, account in enumerate(accounts):

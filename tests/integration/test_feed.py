@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import itertools
 import json
+import socket
 import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -19,6 +20,8 @@ import pytest
 import redis
 from prometheus_client import REGISTRY
 from pydantic import SecretStr
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
 from callq.campaign.controls import CampaignOptions
 from callq.dialing.dialer import Account
@@ -468,3 +471,23 @@ def test_given_messages_published_through_kombu_then_the_oldest_is_the_one_the_f
         msg = conn.SimpleQueue("calls", no_ack=True).get(timeout=2)
         assert msg.headers["id"] == first.id
     assert slot_of(oldest_message(ledger.redis, key)) is None  # "b": no slot
+
+
+def test_given_a_broker_read_that_fails_after_the_poll_then_the_polled_turns_are_due_again(
+    settings: Settings, ledger: Ledger
+) -> None:
+    # Found in the back-pressure review: the queue's oldest message is read after due.lua took
+    # the poll's turns, outside the guard that hands them back. A Redis error on that read
+    # (the broker's client: here one pointed at a closed port) must not leave the turns held,
+    # unfed, until their leases run out: another feeder feeds them at once.
+    Enqueuer(settings).enqueue_file(as_stream(agent_csv(100)), "bpfail")
+    a, b = feeder_for(settings, ledger), feeder_for(settings, ledger)
+    assert a.judge("bpfail") == "open"
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]  # closed once the block ends: nobody listens there
+    a.broker = redis.Redis(port=port, socket_connect_timeout=0.5, retry=Retry(NoBackoff(), 0))
+    with pytest.raises(redis.ConnectionError):
+        a.run_once()
+    assert queued(ledger, settings) == []
+    assert b.run_once().fed == 20  # the turn came back: b feeds it now
