@@ -152,6 +152,24 @@ class ClusterStack:
                 if time.monotonic() > deadline:
                     raise RuntimeError(f"replica {r} did not sync within {timeout} s")
                 time.sleep(0.1)
+        # Every node must also know each replica as its master's (the gossip carries the role):
+        # a master votes for a replica's election only then, so a master killed before it
+        # is known stays failed for ~30 s (seen in CI: 'majority still not reached').
+        ids = [str(c.execute_command("CLUSTER MYID")) for c in clients]  # type: ignore[no-untyped-call]
+        want = {(ids[r], ids[r - self.masters]) for r in range(self.masters, len(self.nodes))}
+        while want:
+            try:
+                known = all(
+                    want <= _replicas(c.execute_command("CLUSTER NODES"))  # type: ignore[no-untyped-call]
+                    for c in clients
+                )
+            except redis.RedisError:
+                known = False
+            if known:
+                return
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"the replicas were not known to every node within {timeout} s")
+            time.sleep(0.1)
 
     def kill(self, i: int) -> None:
         """SIGKILL node ``i`` (a master: its replica is promoted after the node timeout)."""
@@ -202,3 +220,19 @@ def main(argv: list[str] | None = None) -> int:
 
 if __name__ == "__main__":
     sys.exit(main())
+
+
+def _replicas(nodes: object) -> set[tuple[str, str]]:
+    """(replica id, master id) pairs of a CLUSTER NODES reply (redis-py parses it into a dict
+    keyed by address, each with ``node_id``, ``flags`` and ``master_id``; or the raw text)."""
+    pairs: set[tuple[str, str]] = set()
+    if isinstance(nodes, dict):
+        for node in nodes.values():
+            if "slave" in str(node.get("flags", "")):
+                pairs.add((str(node.get("node_id")), str(node.get("master_id"))))
+        return pairs
+    for line in str(nodes).splitlines():
+        parts = line.split()
+        if len(parts) > 3 and "slave" in parts[2]:
+            pairs.add((parts[0], parts[3]))
+    return pairs
