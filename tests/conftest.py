@@ -8,6 +8,7 @@ and for the broker (kombu's ``global_keyprefix``), and delete only their own key
 
 from __future__ import annotations
 
+import gc
 import os
 import signal
 import socket
@@ -46,6 +47,21 @@ def pytest_configure(config: pytest.Config) -> None:
     # Stray settings in the environment must not leak into tests.
     for name in Settings.model_fields:
         os.environ.pop(name.upper(), None)
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """Leave what collection built (the imported modules: most of this process's objects)
+    out of every later collection.
+
+    The simulator runs in this process and stamps each arrival for its rate-limit window when
+    its handler thread runs. A full collection of the whole session stopped every thread for
+    50-175 ms on a loaded machine; the requests that came in meanwhile were stamped that much
+    late, a window then held one more than the workers sent into it, and the simulator
+    answered a 429 that Exotel, in a process of its own, would not (seen in CI: a 156 ms gap
+    then three arrivals 6 ms apart, 100 permits before the 429). Only what collection built is
+    frozen, so what a test leaks is still collected as before."""
+    gc.collect()
+    gc.freeze()
 
 
 @pytest.fixture(scope="session")
