@@ -58,6 +58,9 @@ def cluster_port() -> int:
 class ClusterNode(EmbeddedRedis):
     """One node: the embedded server with cluster mode on and a config file of its own."""
 
+    def pick_port(self) -> int:
+        return cluster_port()
+
     def argv(self) -> list[str]:
         return [
             *super().argv(),
@@ -81,8 +84,7 @@ class ClusterStack:
         self.dir = Path(data_dir)
         self.masters = masters
         self.nodes = [
-            ClusterNode(self.dir / f"node{i}", cluster_port(), appendonly=False)
-            for i in range(masters + replicas)
+            ClusterNode(self.dir / f"node{i}", appendonly=False) for i in range(masters + replicas)
         ]
         self._clients: dict[int, redis.Redis] = {}
 

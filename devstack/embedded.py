@@ -43,14 +43,44 @@ def answers(url: str, timeout: float = 0.5) -> bool:
         return False
 
 
+def _pid_at(url: str) -> int | None:
+    """The process id of the Redis server answering at ``url``, or None."""
+    try:
+        client = redis.Redis.from_url(url, socket_connect_timeout=0.2, socket_timeout=0.2)
+        try:
+            return int(client.info("server")["process_id"])
+        finally:
+            client.close()
+    except (redis.RedisError, OSError, KeyError, ValueError):
+        return None
+
+
+def _bind_failed(log: Path, since: int) -> bool:
+    """The server's log, past ``since`` bytes, says its port was in use."""
+    try:
+        with log.open("rb") as f:
+            f.seek(since)
+            return b"Address already in use" in f.read()
+    except OSError:
+        return False
+
+
 class EmbeddedRedis:
     def __init__(
         self, data_dir: str | os.PathLike[str], port: int | None = None, appendonly: bool = True
     ) -> None:
         self.data_dir = Path(data_dir)
-        self.port = port or free_port()
+        # A port picked here was free when picked, not necessarily when the server binds it
+        # (another process, or a client's ephemeral port, may take it meanwhile): start()
+        # then picks another. A port the caller gave is kept.
+        self._picked = not port
+        self.port = port or self.pick_port()
         self.appendonly = appendonly
         self.proc: subprocess.Popen[bytes] | None = None
+
+    def pick_port(self) -> int:
+        """A free port for this server (a subclass may need more than one free)."""
+        return free_port()
 
     @property
     def url(self) -> str:
@@ -83,7 +113,17 @@ class EmbeddedRedis:
         return {}
 
     def start(self, timeout: float = 10.0) -> Self:
+        for _ in range(5):
+            if self._start(timeout):
+                return self
+            self.port = self.pick_port()  # the picked port was taken before the server bound it
+        raise RuntimeError(f"embedded redis found no free port; see {self.data_dir / 'redis.log'}")
+
+    def _start(self, timeout: float) -> bool:
+        """Start the server; False when it could not bind a port this object picked."""
         self.data_dir.mkdir(parents=True, exist_ok=True)
+        log = self.data_dir / "redis.log"
+        logged = log.stat().st_size if log.exists() else 0
         self.proc = subprocess.Popen(
             self.argv(),
             stdout=subprocess.DEVNULL,
@@ -93,12 +133,13 @@ class EmbeddedRedis:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
-                raise RuntimeError(
-                    f"embedded redis exited with {self.proc.returncode}; "
-                    f"see {self.data_dir / 'redis.log'}"
-                )
-            if answers(self.url, 0.2):
-                return self
+                code, self.proc = self.proc.returncode, None
+                if self._picked and _bind_failed(log, logged):
+                    return False
+                raise RuntimeError(f"embedded redis exited with {code}; see {log}")
+            # Ours, not another server that holds the port (this one then exits: above).
+            if _pid_at(self.url) == self.proc.pid:
+                return True
             time.sleep(0.05)
         self.stop()
         raise RuntimeError("embedded redis did not answer in time")
