@@ -659,3 +659,122 @@ def test_given_a_proof_kept_for_the_live_redial_when_a_callback_of_the_dial_befo
     rec = ledger.get(r)
     assert (rec["state"], rec["sid"], rec["call_status"]) == ("originated", "sid-3", "completed")
     assert_counters_match(ledger)
+
+
+# --- review (reviewkept2): a callback of a dial before a redial, in any state of the redial ---
+
+
+def redial_waiting(ledger: Ledger, store: CallbackStore, redials: int = 1) -> str:
+    """Dial 0: attempt 1 in doubt, judged unplaced; attempt 2 placed (sid-2), busy: a redial
+    (redial_base 2), which now waits in `retrying`. Returns the request id."""
+    ledger.set_controls(
+        CAMPAIGN, {"redial_on": "busy", "redials": str(redials), "redial_interval": "0"}
+    )
+    (r,) = enqueue(ledger, 1)
+    second_attempt(ledger, r, sent=True)
+    assert ledger.finish(r, ledger.get(r)["claim"], "originated", sid="sid-2").ok
+    assert store.apply_event(basic("sid-2", "busy", r, 2)).redialled
+    rec = ledger.get(r)
+    assert (rec["state"], rec["redial_base"], rec["redials_done"]) == ("retrying", "2", "1")
+    return r
+
+
+@pytest.mark.parametrize("status", ["no-answer", "completed", "failed"])
+def test_given_a_redial_waiting_when_a_late_callback_of_the_dial_before_comes_then_the_redial_still_goes(
+    ledger: Ledger, store: CallbackStore, status: str
+) -> None:
+    # Attempt 1 was placed after all; its callback comes while the redial waits (the whole
+    # redial interval, 600 s by default). It proves nothing about the redial, as when it comes
+    # while the redial is live: kept apart, not taken for the call's outcome (the record's
+    # sid-2 busy replaced by sid-1, the redial dropped, the person never called back).
+    r = redial_waiting(ledger, store)
+    applied = store.apply_event(basic("sid-1", status, r, 1))
+    assert (applied.result, applied.sid_mismatch, applied.redialled) == ("matched", True, False)
+    rec = ledger.get(r)
+    assert (rec["state"], rec["sid"], rec["call_status"]) == ("retrying", "sid-2", "busy")
+    assert (rec["callback_sid_mismatch"], rec["callback_sid_mismatch_attempt"]) == ("sid-1", "1")
+    assert "callback_sid_mismatch_during" not in rec
+    assert store.apply(basic("sid-1", status, r, 1)) == "duplicate"  # Exotel's retry
+    c3 = ledger.claim(r, lease_seconds=30, early_tolerance=60, worker="t")
+    assert c3.claimed and c3.attempts == 3 and ledger.mark_sent(r, c3.claim, lease_seconds=30)
+    # The redial's own outcome settles the call; an unplaced one would retry (not proof).
+    fin = ledger.finish(r, c3.claim, "retrying", error="429", next_in=0, look_again_in=60)
+    assert fin.ok and not fin.placed_earlier
+    assert ledger.status(CAMPAIGN).call_status == {"busy": 1}
+    assert_counters_match(ledger)
+
+
+def test_given_a_redial_waiting_when_a_busy_callback_of_the_dial_before_comes_then_no_second_redial_is_counted(
+    ledger: Ledger, store: CallbackStore
+) -> None:
+    # A busy callback of attempt 1 (dial 0) must not schedule a redial of its own: dial 0
+    # already caused one (sid-2 busy); counting a second would take a redial from a later dial.
+    r = redial_waiting(ledger, store, redials=2)
+    applied = store.apply_event(basic("sid-1", "busy", r, 1))
+    assert applied.result == "matched" and not applied.redialled
+    rec = ledger.get(r)
+    assert (rec["state"], rec["redials_done"], rec["prev_sids"]) == ("retrying", "1", "sid-2")
+    assert ledger.status(CAMPAIGN).call_status == {"busy": 1}
+    assert_counters_match(ledger)
+
+
+def test_given_a_redial_claimed_not_yet_sent_when_a_late_callback_of_the_dial_before_comes_then_the_redial_is_sent(
+    ledger: Ledger, store: CallbackStore
+) -> None:
+    # Within one dial, an earlier attempt's callback before the next attempt's sent mark
+    # settles the call and stops the send. The dial before a redial's does not stop the redial.
+    r = redial_waiting(ledger, store)
+    c3 = ledger.claim(r, lease_seconds=30, early_tolerance=60, worker="t")
+    assert c3.claimed and c3.attempts == 3
+    applied = store.apply_event(basic("sid-1", "completed", r, 1))
+    assert applied.result == "matched" and applied.sid_mismatch
+    assert ledger.get(r)["state"] == "dialing"
+    assert ledger.mark_sent(r, c3.claim, lease_seconds=30)
+    assert ledger.finish(r, c3.claim, "originated", sid="sid-3").ok
+    assert store.apply_event(basic("sid-3", "completed", r, 3)).previous_state == "originated"
+    rec = ledger.get(r)
+    assert (rec["state"], rec["sid"], rec["call_status"]) == ("originated", "sid-3", "completed")
+    assert rec["callback_sid_mismatch"] == "sid-1"
+    assert_counters_match(ledger)
+
+
+def test_given_a_redial_cancelled_while_waiting_when_a_callback_of_the_dial_before_comes_then_it_stays_cancelled(
+    ledger: Ledger, store: CallbackStore, keys: Keys
+) -> None:
+    r = redial_waiting(ledger, store)
+    k = ledger.keys
+    assert ledger.scripts.cancel(
+        keys=[k.call(r), k.campaign_counts(CAMPAIGN), k.deadlines(), k.campaign_parked(CAMPAIGN)],
+        args=[r],
+    )
+    assert store.apply_event(basic("sid-1", "completed", r, 1)).sid_mismatch
+    rec = ledger.get(r)
+    assert (rec["state"], rec["sid"], rec["call_status"]) == ("cancelled", "sid-2", "busy")
+    assert_counters_match(ledger)
+
+
+def test_given_a_callback_of_the_dial_before_then_a_proof_of_the_redials_own_dial_when_the_live_attempt_is_unplaced_then_settled_by_the_proof(
+    ledger: Ledger, store: CallbackStore
+) -> None:
+    # The commit's test in the other order: attempt 1's callback (dial 0) first, then attempt
+    # 3's (dial 1, the live attempt 4's dial): attempt 3's is the proof, and attempt 4's 429
+    # is refused (retrying would dial dial 1's person again).
+    r = redial_waiting(ledger, store)
+    c3 = ledger.claim(r, lease_seconds=30, early_tolerance=60, worker="t")
+    assert c3.attempts == 3 and ledger.mark_sent(r, c3.claim, lease_seconds=30)
+    assert ledger.finish(r, c3.claim, "in_doubt", error="timeout", look_again_in=60).ok
+    assert ledger.finish(r, c3.claim, "retrying", error="unplaced", next_in=0, look_again_in=60).ok
+    c4 = ledger.claim(r, lease_seconds=30, early_tolerance=60, worker="t")
+    assert c4.attempts == 4 and ledger.mark_sent(r, c4.claim, lease_seconds=30)
+    assert store.apply_event(basic("sid-1", "failed", r, 1)).stale_attempt
+    assert "callback_sid_mismatch_during" not in ledger.get(r)  # no proof for attempt 4 yet
+    assert store.apply_event(basic("sid-3", "no-answer", r, 3)).stale_attempt
+    rec = ledger.get(r)
+    assert (rec["callback_sid_mismatch"], rec["callback_sid_mismatch_during"]) == ("sid-3", "4")
+    assert ledger.release(r, c4.claim, republish_after=5, unsent=True) == PLACED_EARLIER
+    applied = store.apply_kept(r)
+    assert applied is not None and applied.result == "matched"
+    rec = ledger.get(r)
+    assert (rec["state"], rec["sid"], rec["call_status"]) == ("originated", "sid-3", "no-answer")
+    assert not ledger.claim(r, lease_seconds=5, early_tolerance=0, worker="t").claimed
+    assert_counters_match(ledger)
