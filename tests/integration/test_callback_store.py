@@ -8,6 +8,7 @@ import time
 import pytest
 import redis
 
+from callq.intake.report import attempt_rows
 from callq.store.callbacks import CallbackEvent, CallbackStore
 from callq.store.keys import Keys
 from callq.store.ledger import PLACED_EARLIER, Ledger
@@ -778,3 +779,42 @@ def test_given_a_callback_of_the_dial_before_then_a_proof_of_the_redials_own_dia
     assert (rec["state"], rec["sid"], rec["call_status"]) == ("originated", "sid-3", "no-answer")
     assert not ledger.claim(r, lease_seconds=5, early_tolerance=0, worker="t").claimed
     assert_counters_match(ledger)
+
+
+def test_given_a_kept_callback_applied_when_the_attempts_are_reported_then_its_sid_is_the_earlier_attempts(
+    ledger: Ledger, store: CallbackStore
+) -> None:
+    # apply_kept settles the call by attempt 1's callback after attempt 2 came back unplaced
+    # (its refused finish logs nothing). The attempts log (the per-attempt report) must give
+    # sid-1 to attempt 1, whose call it was, not to attempt 2, which placed nothing.
+    (r,) = enqueue(ledger, 1)
+    second_attempt(ledger, r, sent=True)
+    claim2 = ledger.get(r)["claim"]
+    assert store.apply_event(basic("sid-1", "no-answer", r, 1)).stale_attempt
+    assert ledger.finish(
+        r, claim2, "retrying", error="429", next_in=0, look_again_in=60
+    ).placed_earlier
+    assert store.apply_kept(r) is not None
+    (entry,) = [e for e in ledger.attempts_log(r) if "callback" in e]
+    assert (entry["sid"], entry["callback"], entry["attempt"]) == ("sid-1", "no-answer", 1)
+    rows = [row for row in attempt_rows(ledger, CAMPAIGN) if row["sid"] == "sid-1"]
+    assert [(row["attempt"], row["outcome"], row["call_status"]) for row in rows] == [
+        ("1", "originated", "no-answer")
+    ]
+    # A later callback of sid-1 (a new status) names attempt 1 in its URL: logged under it.
+    assert store.apply_event(basic("sid-1", "completed", r, 1)).result == "matched"
+    assert ledger.attempts_log(r)[-1]["attempt"] == 1
+
+
+def test_given_attempt_2_claimed_when_attempt_1s_callback_settles_the_call_then_it_is_logged_as_attempt_1s(
+    ledger: Ledger, store: CallbackStore
+) -> None:
+    (r,) = enqueue(ledger, 1)
+    second_attempt(ledger, r, sent=False)
+    assert store.apply_event(basic("sid-1", "completed", r, 1)).previous_state == "dialing"
+    assert ledger.attempts_log(r)[-1] == {
+        "callback": "completed",
+        "sid": "sid-1",
+        "at": ledger.attempts_log(r)[-1]["at"],
+        "attempt": 1,
+    }

@@ -43,7 +43,7 @@
 local rec = redis.call('HMGET', KEYS[1], 'state', 'sid', 'call_status',
   'callback_sid_mismatch', 'callback_sid_mismatch_status', 'prev_sids', 'redials_done',
   'attempts', 'callback_sid', 'parties', 'account', 'sent', 'claim', 'redial_base',
-  'callback_sid_mismatch_during')
+  'callback_sid_mismatch_during', 'callback_sid_mismatch_attempt')
 local state = rec[1]
 if not state then return {'missing', '', 0, '', 0} end
 local sid, status = ARGV[2], ARGV[3]
@@ -146,8 +146,17 @@ redis.call('DEL', KEYS[6])
 local redialled = 0
 if not mismatch then
   local attempts = tonumber(rec[8]) or 0
+  -- The attempt whose call this is: the URL's; for the callback kept apart and applied now
+  -- (CallbackStore.apply_kept, no URL attempt), the earlier attempt it came for
+  -- (`callback_sid_mismatch_attempt`), not the unplaced live one; else the record's.
+  local of = attempts
+  if of_attempt and of_attempt >= 1 and of_attempt <= attempts then
+    of = of_attempt
+  elseif rec[4] == sid and tonumber(rec[16]) then
+    of = tonumber(rec[16])
+  end
   redis.call('RPUSH', KEYS[8], cjson.encode({callback = status, sid = sid, at = now,
-    attempt = attempts}))
+    attempt = of}))
   local m = redis.call('HMGET', KEYS[7], 'redial_on', 'redials', 'redial_interval',
     'redial_backoff', 'cancelled', 'end_at')
   local max = tonumber(m[2]) or 0
