@@ -818,3 +818,19 @@ def test_given_attempt_2_claimed_when_attempt_1s_callback_settles_the_call_then_
         "at": ledger.attempts_log(r)[-1]["at"],
         "attempt": 1,
     }
+
+
+def test_given_a_redial_that_failed_when_a_callback_of_the_dial_before_comes_then_it_stays_failed(
+    ledger: Ledger, store: CallbackStore
+) -> None:
+    # The redial came back unplaced for good: the call failed. A late callback of attempt 1
+    # (dial 0, already settled by sid-2 busy) is kept apart: the redial's failure stands.
+    r = redial_waiting(ledger, store)
+    c3 = ledger.claim(r, lease_seconds=30, early_tolerance=60, worker="t")
+    assert c3.attempts == 3 and ledger.mark_sent(r, c3.claim, lease_seconds=30)
+    assert ledger.finish(r, c3.claim, "failed", error="rejected").ok
+    applied = store.apply_event(basic("sid-1", "completed", r, 1))
+    assert (applied.result, applied.sid_mismatch) == ("matched", True)
+    rec = ledger.get(r)
+    assert (rec["state"], rec["sid"], rec["call_status"]) == ("failed", "sid-2", "busy")
+    assert_counters_match(ledger)
