@@ -834,3 +834,94 @@ def test_given_a_redial_that_failed_when_a_callback_of_the_dial_before_comes_the
     rec = ledger.get(r)
     assert (rec["state"], rec["sid"], rec["call_status"]) == ("failed", "sid-2", "busy")
     assert_counters_match(ledger)
+
+
+# --- review (reviewkept3): the callbacks a redial base must NOT keep apart ---
+
+
+def nonzero(counts: dict[str, int]) -> dict[str, int]:
+    return {k: v for k, v in counts.items() if v}
+
+
+def test_given_a_redial_set_while_attempt_2_was_claimed_unsent_when_the_redials_callbacks_come_then_they_settle_it(
+    ledger: Ledger, store: CallbackStore
+) -> None:
+    # Attempt 1's busy callback comes while attempt 2 is claimed, not yet sent: it settles
+    # the call and redials with redial_base 2 (the record's attempts, attempt 2 never sent).
+    # The redial's first attempt is 3, above the base: its callbacks are its own, in doubt or
+    # while it waits to retry, never kept apart. The attempts log names each one's attempt.
+    ledger.set_controls(CAMPAIGN, {"redial_on": "busy", "redials": "1", "redial_interval": "0"})
+    (r,) = enqueue(ledger, 1)
+    second_attempt(ledger, r, sent=False)
+    claim2 = ledger.get(r)["claim"]
+    assert store.apply_event(basic("sid-1", "busy", r, 1)).redialled
+    assert ledger.get(r)["redial_base"] == "2"
+    assert not ledger.mark_sent(r, claim2, lease_seconds=30)  # attempt 2 never goes out
+    c3 = ledger.claim(r, lease_seconds=30, early_tolerance=60, worker="t")
+    assert c3.claimed and c3.attempts == 3 and ledger.mark_sent(r, c3.claim, lease_seconds=30)
+    assert ledger.finish(r, c3.claim, "in_doubt", error="timeout", look_again_in=60).ok
+    assert ledger.finish(r, c3.claim, "retrying", error="unplaced", next_in=0, look_again_in=60).ok
+    applied = store.apply_event(basic("sid-3", "no-answer", r, 3))
+    assert (applied.sid_mismatch, applied.stale_attempt) == (False, False)
+    rec = ledger.get(r)
+    assert (rec["state"], rec["sid"], rec["call_status"]) == ("originated", "sid-3", "no-answer")
+    assert [e["attempt"] for e in ledger.attempts_log(r) if "callback" in e] == [1, 3]
+    assert nonzero(ledger.status(CAMPAIGN).call_status) == {"no-answer": 1}
+    assert_counters_match(ledger)
+
+
+@pytest.mark.parametrize("by", ["custom_field", "sid"])
+def test_given_a_redial_when_its_callback_has_no_url_attempt_then_it_settles_the_call(
+    ledger: Ledger, store: CallbackStore, by: str
+) -> None:
+    # A callback that names no attempt (CustomField only; or the Sid only, after the reply
+    # recorded it) is never taken for one of the dial before: the redial's settles the call.
+    r = redial_waiting(ledger, store)
+    c3 = ledger.claim(r, lease_seconds=30, early_tolerance=60, worker="t")
+    assert c3.attempts == 3 and ledger.mark_sent(r, c3.claim, lease_seconds=30)
+    if by == "sid":
+        assert ledger.finish(r, c3.claim, "originated", sid="sid-3").ok
+        ev = basic("sid-3", "completed")
+    else:
+        assert ledger.finish(r, c3.claim, "in_doubt", error="timeout", look_again_in=60).ok
+        ev = CallbackEvent(sid="sid-3", status="completed", custom_field=r)
+    applied = store.apply_event(ev)
+    assert applied.result == "matched" and not (applied.sid_mismatch or applied.stale_attempt)
+    rec = ledger.get(r)
+    assert (rec["state"], rec["sid"], rec["call_status"]) == ("originated", "sid-3", "completed")
+    assert ledger.attempts_log(r)[-1]["attempt"] == 3
+    assert nonzero(ledger.status(CAMPAIGN).call_status) == {"completed": 1}
+    assert_counters_match(ledger)
+
+
+def test_given_a_second_redial_when_callbacks_of_each_dial_come_then_only_the_live_dials_settle(
+    ledger: Ledger, store: CallbackStore
+) -> None:
+    # Dial 0 (attempts 1, 2), redial 1 (attempts 3, 4: 3 judged unplaced, 4 busy), redial 2
+    # (attempt 5, base 4). Late callbacks of attempts 1 and 3 are kept apart (no state, no
+    # counters, no third redial); attempt 5's own settles the call; two redials counted.
+    r = redial_waiting(ledger, store, redials=2)
+    c3 = ledger.claim(r, lease_seconds=30, early_tolerance=60, worker="t")
+    assert c3.attempts == 3 and ledger.mark_sent(r, c3.claim, lease_seconds=30)
+    assert ledger.finish(r, c3.claim, "in_doubt", error="timeout", look_again_in=60).ok
+    assert ledger.finish(r, c3.claim, "retrying", error="unplaced", next_in=0, look_again_in=60).ok
+    c4 = ledger.claim(r, lease_seconds=30, early_tolerance=60, worker="t")
+    assert c4.attempts == 4 and ledger.mark_sent(r, c4.claim, lease_seconds=30)
+    assert ledger.finish(r, c4.claim, "originated", sid="sid-4").ok
+    assert store.apply_event(basic("sid-4", "busy", r, 4)).redialled
+    rec = ledger.get(r)
+    assert (rec["redial_base"], rec["redials_done"]) == ("4", "2")
+    for sid, n in (("sid-3", 3), ("sid-1", 1)):
+        applied = store.apply_event(basic(sid, "busy", r, n))
+        assert applied.sid_mismatch and not applied.redialled
+        assert ledger.get(r)["state"] == "retrying"
+    c5 = ledger.claim(r, lease_seconds=30, early_tolerance=60, worker="t")
+    assert c5.attempts == 5 and ledger.mark_sent(r, c5.claim, lease_seconds=30)
+    applied = store.apply_event(basic("sid-5", "busy", r, 5))
+    assert (applied.sid_mismatch, applied.redialled) == (False, False)  # redials used up
+    rec = ledger.get(r)
+    assert (rec["state"], rec["sid"], rec["call_status"]) == ("originated", "sid-5", "busy")
+    assert (rec["redials_done"], rec["prev_sids"]) == ("2", "sid-2 sid-4")
+    assert nonzero(ledger.status(CAMPAIGN).call_status) == {"busy": 1}
+    assert ledger.redis.hget(ledger.keys.campaign_counts(CAMPAIGN), "redials") == "2"
+    assert_counters_match(ledger)
