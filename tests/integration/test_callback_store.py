@@ -8,6 +8,7 @@ import time
 import pytest
 import redis
 
+from callq.intake.report import attempt_rows
 from callq.store.callbacks import CallbackEvent, CallbackStore
 from callq.store.keys import Keys
 from callq.store.ledger import PLACED_EARLIER, Ledger
@@ -658,4 +659,269 @@ def test_given_a_proof_kept_for_the_live_redial_when_a_callback_of_the_dial_befo
     assert applied is not None and applied.result == "matched"
     rec = ledger.get(r)
     assert (rec["state"], rec["sid"], rec["call_status"]) == ("originated", "sid-3", "completed")
+    assert_counters_match(ledger)
+
+
+# --- review (reviewkept2): a callback of a dial before a redial, in any state of the redial ---
+
+
+def redial_waiting(ledger: Ledger, store: CallbackStore, redials: int = 1) -> str:
+    """Dial 0: attempt 1 in doubt, judged unplaced; attempt 2 placed (sid-2), busy: a redial
+    (redial_base 2), which now waits in `retrying`. Returns the request id."""
+    ledger.set_controls(
+        CAMPAIGN, {"redial_on": "busy", "redials": str(redials), "redial_interval": "0"}
+    )
+    (r,) = enqueue(ledger, 1)
+    second_attempt(ledger, r, sent=True)
+    assert ledger.finish(r, ledger.get(r)["claim"], "originated", sid="sid-2").ok
+    assert store.apply_event(basic("sid-2", "busy", r, 2)).redialled
+    rec = ledger.get(r)
+    assert (rec["state"], rec["redial_base"], rec["redials_done"]) == ("retrying", "2", "1")
+    return r
+
+
+@pytest.mark.parametrize("status", ["no-answer", "completed", "failed"])
+def test_given_a_redial_waiting_when_a_late_callback_of_the_dial_before_comes_then_the_redial_still_goes(
+    ledger: Ledger, store: CallbackStore, status: str
+) -> None:
+    # Attempt 1 was placed after all; its callback comes while the redial waits (the whole
+    # redial interval, 600 s by default). It proves nothing about the redial, as when it comes
+    # while the redial is live: kept apart, not taken for the call's outcome (the record's
+    # sid-2 busy replaced by sid-1, the redial dropped, the person never called back).
+    r = redial_waiting(ledger, store)
+    applied = store.apply_event(basic("sid-1", status, r, 1))
+    assert (applied.result, applied.sid_mismatch, applied.redialled) == ("matched", True, False)
+    rec = ledger.get(r)
+    assert (rec["state"], rec["sid"], rec["call_status"]) == ("retrying", "sid-2", "busy")
+    assert (rec["callback_sid_mismatch"], rec["callback_sid_mismatch_attempt"]) == ("sid-1", "1")
+    assert "callback_sid_mismatch_during" not in rec
+    assert store.apply(basic("sid-1", status, r, 1)) == "duplicate"  # Exotel's retry
+    c3 = ledger.claim(r, lease_seconds=30, early_tolerance=60, worker="t")
+    assert c3.claimed and c3.attempts == 3 and ledger.mark_sent(r, c3.claim, lease_seconds=30)
+    # The redial's own outcome settles the call; an unplaced one would retry (not proof).
+    fin = ledger.finish(r, c3.claim, "retrying", error="429", next_in=0, look_again_in=60)
+    assert fin.ok and not fin.placed_earlier
+    assert ledger.status(CAMPAIGN).call_status == {"busy": 1}
+    assert_counters_match(ledger)
+
+
+def test_given_a_redial_waiting_when_a_busy_callback_of_the_dial_before_comes_then_no_second_redial_is_counted(
+    ledger: Ledger, store: CallbackStore
+) -> None:
+    # A busy callback of attempt 1 (dial 0) must not schedule a redial of its own: dial 0
+    # already caused one (sid-2 busy); counting a second would take a redial from a later dial.
+    r = redial_waiting(ledger, store, redials=2)
+    applied = store.apply_event(basic("sid-1", "busy", r, 1))
+    assert applied.result == "matched" and not applied.redialled
+    rec = ledger.get(r)
+    assert (rec["state"], rec["redials_done"], rec["prev_sids"]) == ("retrying", "1", "sid-2")
+    assert ledger.status(CAMPAIGN).call_status == {"busy": 1}
+    assert_counters_match(ledger)
+
+
+def test_given_a_redial_claimed_not_yet_sent_when_a_late_callback_of_the_dial_before_comes_then_the_redial_is_sent(
+    ledger: Ledger, store: CallbackStore
+) -> None:
+    # Within one dial, an earlier attempt's callback before the next attempt's sent mark
+    # settles the call and stops the send. The dial before a redial's does not stop the redial.
+    r = redial_waiting(ledger, store)
+    c3 = ledger.claim(r, lease_seconds=30, early_tolerance=60, worker="t")
+    assert c3.claimed and c3.attempts == 3
+    applied = store.apply_event(basic("sid-1", "completed", r, 1))
+    assert applied.result == "matched" and applied.sid_mismatch
+    assert ledger.get(r)["state"] == "dialing"
+    assert ledger.mark_sent(r, c3.claim, lease_seconds=30)
+    assert ledger.finish(r, c3.claim, "originated", sid="sid-3").ok
+    assert store.apply_event(basic("sid-3", "completed", r, 3)).previous_state == "originated"
+    rec = ledger.get(r)
+    assert (rec["state"], rec["sid"], rec["call_status"]) == ("originated", "sid-3", "completed")
+    assert rec["callback_sid_mismatch"] == "sid-1"
+    assert_counters_match(ledger)
+
+
+def test_given_a_redial_cancelled_while_waiting_when_a_callback_of_the_dial_before_comes_then_it_stays_cancelled(
+    ledger: Ledger, store: CallbackStore, keys: Keys
+) -> None:
+    r = redial_waiting(ledger, store)
+    k = ledger.keys
+    assert ledger.scripts.cancel(
+        keys=[k.call(r), k.campaign_counts(CAMPAIGN), k.deadlines(), k.campaign_parked(CAMPAIGN)],
+        args=[r],
+    )
+    assert store.apply_event(basic("sid-1", "completed", r, 1)).sid_mismatch
+    rec = ledger.get(r)
+    assert (rec["state"], rec["sid"], rec["call_status"]) == ("cancelled", "sid-2", "busy")
+    assert_counters_match(ledger)
+
+
+def test_given_a_callback_of_the_dial_before_then_a_proof_of_the_redials_own_dial_when_the_live_attempt_is_unplaced_then_settled_by_the_proof(
+    ledger: Ledger, store: CallbackStore
+) -> None:
+    # The commit's test in the other order: attempt 1's callback (dial 0) first, then attempt
+    # 3's (dial 1, the live attempt 4's dial): attempt 3's is the proof, and attempt 4's 429
+    # is refused (retrying would dial dial 1's person again).
+    r = redial_waiting(ledger, store)
+    c3 = ledger.claim(r, lease_seconds=30, early_tolerance=60, worker="t")
+    assert c3.attempts == 3 and ledger.mark_sent(r, c3.claim, lease_seconds=30)
+    assert ledger.finish(r, c3.claim, "in_doubt", error="timeout", look_again_in=60).ok
+    assert ledger.finish(r, c3.claim, "retrying", error="unplaced", next_in=0, look_again_in=60).ok
+    c4 = ledger.claim(r, lease_seconds=30, early_tolerance=60, worker="t")
+    assert c4.attempts == 4 and ledger.mark_sent(r, c4.claim, lease_seconds=30)
+    assert store.apply_event(basic("sid-1", "failed", r, 1)).stale_attempt
+    assert "callback_sid_mismatch_during" not in ledger.get(r)  # no proof for attempt 4 yet
+    assert store.apply_event(basic("sid-3", "no-answer", r, 3)).stale_attempt
+    rec = ledger.get(r)
+    assert (rec["callback_sid_mismatch"], rec["callback_sid_mismatch_during"]) == ("sid-3", "4")
+    assert ledger.release(r, c4.claim, republish_after=5, unsent=True) == PLACED_EARLIER
+    applied = store.apply_kept(r)
+    assert applied is not None and applied.result == "matched"
+    rec = ledger.get(r)
+    assert (rec["state"], rec["sid"], rec["call_status"]) == ("originated", "sid-3", "no-answer")
+    assert not ledger.claim(r, lease_seconds=5, early_tolerance=0, worker="t").claimed
+    assert_counters_match(ledger)
+
+
+def test_given_a_kept_callback_applied_when_the_attempts_are_reported_then_its_sid_is_the_earlier_attempts(
+    ledger: Ledger, store: CallbackStore
+) -> None:
+    # apply_kept settles the call by attempt 1's callback after attempt 2 came back unplaced
+    # (its refused finish logs nothing). The attempts log (the per-attempt report) must give
+    # sid-1 to attempt 1, whose call it was, not to attempt 2, which placed nothing.
+    (r,) = enqueue(ledger, 1)
+    second_attempt(ledger, r, sent=True)
+    claim2 = ledger.get(r)["claim"]
+    assert store.apply_event(basic("sid-1", "no-answer", r, 1)).stale_attempt
+    assert ledger.finish(
+        r, claim2, "retrying", error="429", next_in=0, look_again_in=60
+    ).placed_earlier
+    assert store.apply_kept(r) is not None
+    (entry,) = [e for e in ledger.attempts_log(r) if "callback" in e]
+    assert (entry["sid"], entry["callback"], entry["attempt"]) == ("sid-1", "no-answer", 1)
+    rows = [row for row in attempt_rows(ledger, CAMPAIGN) if row["sid"] == "sid-1"]
+    assert [(row["attempt"], row["outcome"], row["call_status"]) for row in rows] == [
+        ("1", "originated", "no-answer")
+    ]
+    # A later callback of sid-1 (a new status) names attempt 1 in its URL: logged under it.
+    assert store.apply_event(basic("sid-1", "completed", r, 1)).result == "matched"
+    assert ledger.attempts_log(r)[-1]["attempt"] == 1
+
+
+def test_given_attempt_2_claimed_when_attempt_1s_callback_settles_the_call_then_it_is_logged_as_attempt_1s(
+    ledger: Ledger, store: CallbackStore
+) -> None:
+    (r,) = enqueue(ledger, 1)
+    second_attempt(ledger, r, sent=False)
+    assert store.apply_event(basic("sid-1", "completed", r, 1)).previous_state == "dialing"
+    assert ledger.attempts_log(r)[-1] == {
+        "callback": "completed",
+        "sid": "sid-1",
+        "at": ledger.attempts_log(r)[-1]["at"],
+        "attempt": 1,
+    }
+
+
+def test_given_a_redial_that_failed_when_a_callback_of_the_dial_before_comes_then_it_stays_failed(
+    ledger: Ledger, store: CallbackStore
+) -> None:
+    # The redial came back unplaced for good: the call failed. A late callback of attempt 1
+    # (dial 0, already settled by sid-2 busy) is kept apart: the redial's failure stands.
+    r = redial_waiting(ledger, store)
+    c3 = ledger.claim(r, lease_seconds=30, early_tolerance=60, worker="t")
+    assert c3.attempts == 3 and ledger.mark_sent(r, c3.claim, lease_seconds=30)
+    assert ledger.finish(r, c3.claim, "failed", error="rejected").ok
+    applied = store.apply_event(basic("sid-1", "completed", r, 1))
+    assert (applied.result, applied.sid_mismatch) == ("matched", True)
+    rec = ledger.get(r)
+    assert (rec["state"], rec["sid"], rec["call_status"]) == ("failed", "sid-2", "busy")
+    assert_counters_match(ledger)
+
+
+# --- review (reviewkept3): the callbacks a redial base must NOT keep apart ---
+
+
+def nonzero(counts: dict[str, int]) -> dict[str, int]:
+    return {k: v for k, v in counts.items() if v}
+
+
+def test_given_a_redial_set_while_attempt_2_was_claimed_unsent_when_the_redials_callbacks_come_then_they_settle_it(
+    ledger: Ledger, store: CallbackStore
+) -> None:
+    # Attempt 1's busy callback comes while attempt 2 is claimed, not yet sent: it settles
+    # the call and redials with redial_base 2 (the record's attempts, attempt 2 never sent).
+    # The redial's first attempt is 3, above the base: its callbacks are its own, in doubt or
+    # while it waits to retry, never kept apart. The attempts log names each one's attempt.
+    ledger.set_controls(CAMPAIGN, {"redial_on": "busy", "redials": "1", "redial_interval": "0"})
+    (r,) = enqueue(ledger, 1)
+    second_attempt(ledger, r, sent=False)
+    claim2 = ledger.get(r)["claim"]
+    assert store.apply_event(basic("sid-1", "busy", r, 1)).redialled
+    assert ledger.get(r)["redial_base"] == "2"
+    assert not ledger.mark_sent(r, claim2, lease_seconds=30)  # attempt 2 never goes out
+    c3 = ledger.claim(r, lease_seconds=30, early_tolerance=60, worker="t")
+    assert c3.claimed and c3.attempts == 3 and ledger.mark_sent(r, c3.claim, lease_seconds=30)
+    assert ledger.finish(r, c3.claim, "in_doubt", error="timeout", look_again_in=60).ok
+    assert ledger.finish(r, c3.claim, "retrying", error="unplaced", next_in=0, look_again_in=60).ok
+    applied = store.apply_event(basic("sid-3", "no-answer", r, 3))
+    assert (applied.sid_mismatch, applied.stale_attempt) == (False, False)
+    rec = ledger.get(r)
+    assert (rec["state"], rec["sid"], rec["call_status"]) == ("originated", "sid-3", "no-answer")
+    assert [e["attempt"] for e in ledger.attempts_log(r) if "callback" in e] == [1, 3]
+    assert nonzero(ledger.status(CAMPAIGN).call_status) == {"no-answer": 1}
+    assert_counters_match(ledger)
+
+
+@pytest.mark.parametrize("by", ["custom_field", "sid"])
+def test_given_a_redial_when_its_callback_has_no_url_attempt_then_it_settles_the_call(
+    ledger: Ledger, store: CallbackStore, by: str
+) -> None:
+    # A callback that names no attempt (CustomField only; or the Sid only, after the reply
+    # recorded it) is never taken for one of the dial before: the redial's settles the call.
+    r = redial_waiting(ledger, store)
+    c3 = ledger.claim(r, lease_seconds=30, early_tolerance=60, worker="t")
+    assert c3.attempts == 3 and ledger.mark_sent(r, c3.claim, lease_seconds=30)
+    if by == "sid":
+        assert ledger.finish(r, c3.claim, "originated", sid="sid-3").ok
+        ev = basic("sid-3", "completed")
+    else:
+        assert ledger.finish(r, c3.claim, "in_doubt", error="timeout", look_again_in=60).ok
+        ev = CallbackEvent(sid="sid-3", status="completed", custom_field=r)
+    applied = store.apply_event(ev)
+    assert applied.result == "matched" and not (applied.sid_mismatch or applied.stale_attempt)
+    rec = ledger.get(r)
+    assert (rec["state"], rec["sid"], rec["call_status"]) == ("originated", "sid-3", "completed")
+    assert ledger.attempts_log(r)[-1]["attempt"] == 3
+    assert nonzero(ledger.status(CAMPAIGN).call_status) == {"completed": 1}
+    assert_counters_match(ledger)
+
+
+def test_given_a_second_redial_when_callbacks_of_each_dial_come_then_only_the_live_dials_settle(
+    ledger: Ledger, store: CallbackStore
+) -> None:
+    # Dial 0 (attempts 1, 2), redial 1 (attempts 3, 4: 3 judged unplaced, 4 busy), redial 2
+    # (attempt 5, base 4). Late callbacks of attempts 1 and 3 are kept apart (no state, no
+    # counters, no third redial); attempt 5's own settles the call; two redials counted.
+    r = redial_waiting(ledger, store, redials=2)
+    c3 = ledger.claim(r, lease_seconds=30, early_tolerance=60, worker="t")
+    assert c3.attempts == 3 and ledger.mark_sent(r, c3.claim, lease_seconds=30)
+    assert ledger.finish(r, c3.claim, "in_doubt", error="timeout", look_again_in=60).ok
+    assert ledger.finish(r, c3.claim, "retrying", error="unplaced", next_in=0, look_again_in=60).ok
+    c4 = ledger.claim(r, lease_seconds=30, early_tolerance=60, worker="t")
+    assert c4.attempts == 4 and ledger.mark_sent(r, c4.claim, lease_seconds=30)
+    assert ledger.finish(r, c4.claim, "originated", sid="sid-4").ok
+    assert store.apply_event(basic("sid-4", "busy", r, 4)).redialled
+    rec = ledger.get(r)
+    assert (rec["redial_base"], rec["redials_done"]) == ("4", "2")
+    for sid, n in (("sid-3", 3), ("sid-1", 1)):
+        applied = store.apply_event(basic(sid, "busy", r, n))
+        assert applied.sid_mismatch and not applied.redialled
+        assert ledger.get(r)["state"] == "retrying"
+    c5 = ledger.claim(r, lease_seconds=30, early_tolerance=60, worker="t")
+    assert c5.attempts == 5 and ledger.mark_sent(r, c5.claim, lease_seconds=30)
+    applied = store.apply_event(basic("sid-5", "busy", r, 5))
+    assert (applied.sid_mismatch, applied.redialled) == (False, False)  # redials used up
+    rec = ledger.get(r)
+    assert (rec["state"], rec["sid"], rec["call_status"]) == ("originated", "sid-5", "busy")
+    assert (rec["redials_done"], rec["prev_sids"]) == ("2", "sid-2 sid-4")
+    assert nonzero(ledger.status(CAMPAIGN).call_status) == {"busy": 1}
+    assert ledger.redis.hget(ledger.keys.campaign_counts(CAMPAIGN), "redials") == "2"
     assert_counters_match(ledger)

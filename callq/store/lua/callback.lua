@@ -25,6 +25,9 @@
 -- reply, reconcile or its own callback still brings. In any other state (before the later
 -- attempt's sent mark, retrying, parked, queued) it settles the call like any callback: the
 -- call was placed, and the next attempt is not sent (mark_sent finds the call moved on).
+-- Except a callback of an attempt of a dial before a redial (ARGV[5] at or below
+-- `redial_base`, its Sid not in `prev_sids`): that dial was settled already and caused the
+-- redial, so it is kept apart in every state, the redial neither settled nor stopped by it.
 -- Redial on outcome: when the campaign's meta asks for it (`redial_on` holds this status,
 -- fewer than `redials` done, not cancelled, the redial due before `end_at`), the call moves on
 -- to `retrying` with next_at = now + the interval (linear: interval * n; exponential:
@@ -40,7 +43,7 @@
 local rec = redis.call('HMGET', KEYS[1], 'state', 'sid', 'call_status',
   'callback_sid_mismatch', 'callback_sid_mismatch_status', 'prev_sids', 'redials_done',
   'attempts', 'callback_sid', 'parties', 'account', 'sent', 'claim', 'redial_base',
-  'callback_sid_mismatch_during')
+  'callback_sid_mismatch_during', 'callback_sid_mismatch_attempt')
 local state = rec[1]
 if not state then return {'missing', '', 0, '', 0} end
 local sid, status = ARGV[2], ARGV[3]
@@ -50,7 +53,12 @@ if nargs % 2 == 0 then evflag = ARGV[nargs]; nargs = nargs - 1 end
 local of_attempt = tonumber(ARGV[5])
 local current = tonumber(rec[8]) or 0
 local live = state == 'in_doubt' or (state == 'dialing' and rec[13] and rec[12] == rec[13])
-local stale = (of_attempt ~= nil and of_attempt < current and live) and true or false
+-- A callback of an attempt of a dial before a redial (at or below `redial_base`) is stale in
+-- every state: it proves nothing about the redial, which it neither settles nor stops
+-- (waiting to be dialled, claimed, cancelled, failed: kept apart like a live one's).
+local before_dial = of_attempt ~= nil and of_attempt <= (tonumber(rec[14]) or 0)
+local stale = (of_attempt ~= nil and ((of_attempt < current and live) or before_dial)) and true
+  or false
 if string.find(' ' .. (rec[6] or '') .. ' ', ' ' .. sid .. ' ', 1, true) then
   redis.call('DEL', KEYS[6])
   return {'duplicate', state, 0, rec[3] or '', 0}
@@ -138,8 +146,17 @@ redis.call('DEL', KEYS[6])
 local redialled = 0
 if not mismatch then
   local attempts = tonumber(rec[8]) or 0
+  -- The attempt whose call this is: the URL's; for the callback kept apart and applied now
+  -- (CallbackStore.apply_kept, no URL attempt), the earlier attempt it came for
+  -- (`callback_sid_mismatch_attempt`), not the unplaced live one; else the record's.
+  local of = attempts
+  if of_attempt and of_attempt >= 1 and of_attempt <= attempts then
+    of = of_attempt
+  elseif rec[4] == sid and tonumber(rec[16]) then
+    of = tonumber(rec[16])
+  end
   redis.call('RPUSH', KEYS[8], cjson.encode({callback = status, sid = sid, at = now,
-    attempt = attempts}))
+    attempt = of}))
   local m = redis.call('HMGET', KEYS[7], 'redial_on', 'redials', 'redial_interval',
     'redial_backoff', 'cancelled', 'end_at')
   local max = tonumber(m[2]) or 0
