@@ -346,7 +346,16 @@ class CallbackStore:
             account = str(raw[5]) if len(raw) > 5 else ""
             if self._may_hold_slots(account or "default"):
                 self.slots.free(request_id, account or None)
-        if stale and code == "matched":
+        if stale and code == "matched" and attempt is not None and attempt >= int(raw[6]):
+            # Stale though no later attempt was sent: an attempt of the dial before a redial.
+            log.warning(
+                "callback sid %s for %s is attempt %s's, of the dial before the call's redial; "
+                "kept as callback_sid_mismatch, the redial not settled by it",
+                ev.sid,
+                request_id,
+                attempt,
+            )
+        elif stale and code == "matched":
             log.warning(
                 "callback sid %s for %s is attempt %s's, but attempt %s was sent since; kept "
                 "as callback_sid_mismatch, the call not settled by it (was attempt %s placed "

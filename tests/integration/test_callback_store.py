@@ -925,3 +925,17 @@ def test_given_a_second_redial_when_callbacks_of_each_dial_come_then_only_the_li
     assert nonzero(ledger.status(CAMPAIGN).call_status) == {"busy": 1}
     assert ledger.redis.hget(ledger.keys.campaign_counts(CAMPAIGN), "redials") == "2"
     assert_counters_match(ledger)
+
+
+def test_given_a_redial_waiting_when_a_callback_of_the_base_attempt_comes_then_the_warning_names_the_dial_before(
+    ledger: Ledger, store: CallbackStore, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Attempt 2 is the redial's base and the last one sent: no later attempt was, so the
+    # warning must not say one was (it said "attempt 2's, but attempt 2 was sent since").
+    r = redial_waiting(ledger, store)
+    with caplog.at_level("WARNING", logger="callq"):
+        applied = store.apply_event(basic("sid-x", "completed", r, 2))
+    assert applied.result == "matched" and applied.sid_mismatch
+    assert ledger.get(r)["state"] == "retrying"
+    text = caplog.text
+    assert "of the dial before the call's redial" in text and "was sent since" not in text
