@@ -1032,3 +1032,25 @@ def test_given_a_redial_waiting_when_a_callback_of_the_base_attempt_comes_then_t
     assert ledger.get(r)["state"] == "retrying"
     text = caplog.text
     assert "of the dial before the call's redial" in text and "was sent since" not in text
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="review of ae508dd: a completed callback of the dial before, "
+    "kept apart while a redial attempt was in doubt, is not applied when that "
+    "attempt is proven unplaced: the redial is dialled again",
+)
+def test_given_a_completed_callback_of_the_dial_before_kept_while_the_redial_was_in_doubt_when_it_is_proven_unplaced_then_the_redial_is_not_sent_again(
+    ledger: Ledger, store: CallbackStore
+) -> None:
+    r = redial_waiting(ledger, store)
+    c3 = ledger.claim(r, lease_seconds=30, early_tolerance=60, worker="t")
+    assert c3.attempts == 3 and ledger.mark_sent(r, c3.claim, lease_seconds=30)
+    assert ledger.finish(r, c3.claim, "in_doubt", error="timeout", look_again_in=60).ok
+    applied = store.apply_event(basic("sid-1", "completed", r, 1))
+    assert applied.stale_attempt
+    ledger.finish(r, c3.claim, "retrying", error="unplaced", next_in=0, look_again_in=60)
+    # The person was reached on attempt 1 (known now): the same as the commit's case where the
+    # callback comes after the unplaced verdict, which settles the call.
+    assert ledger.get(r)["state"] == "originated"
+    assert_counters_match(ledger)
