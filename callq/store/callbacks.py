@@ -146,6 +146,10 @@ class Applied:
     #: The callback is an earlier attempt's than the one in flight (callback.lua): kept apart
     #: like a Sid mismatch, the call not settled by it.
     stale_attempt: bool = False
+    #: A ``completed`` callback of an attempt of the dial before a redial, applied while no
+    #: redial attempt had been sent (callback.lua): the person was reached, the call settled
+    #: by it and the waiting (or claimed, unsent) redial dropped.
+    redial_dropped: bool = False
 
 
 def _request_id(custom_field: str | None) -> str | None:
@@ -339,6 +343,7 @@ class CallbackStore:
         if code == "missing":
             return None
         stale = len(raw) > 6 and str(raw[6]) != ""
+        dropped = len(raw) > 7 and str(raw[7]) == "1"
         if code == "matched" and not int(mismatch) and ev.status in CALL_STATUSES:
             # The call has ended: its live-call slots are free (EXOTEL_MAX_LIVE_CALLS). The
             # script gave its account: one round trip more per terminal callback of a capped
@@ -366,6 +371,14 @@ class CallbackStore:
                 raw[6],
                 attempt,
             )
+        elif dropped and code == "matched":
+            log.warning(
+                "callback sid %s for %s is attempt %s's, of the dial before the call's redial, "
+                "and completed: the call is settled by it and its redial, not yet sent, dropped",
+                ev.sid,
+                request_id,
+                attempt,
+            )
         elif int(mismatch):
             log.warning(
                 "callback sid %s for %s differs from the recorded sid; kept as "
@@ -382,4 +395,5 @@ class CallbackStore:
             redialled=bool(int(redialled)),
             matched_by=matched_by,
             stale_attempt=stale,
+            redial_dropped=dropped,
         )

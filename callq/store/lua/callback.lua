@@ -27,7 +27,9 @@
 -- call was placed, and the next attempt is not sent (mark_sent finds the call moved on).
 -- Except a callback of an attempt of a dial before a redial (ARGV[5] at or below
 -- `redial_base`, its Sid not in `prev_sids`): that dial was settled already and caused the
--- redial, so it is kept apart in every state, the redial neither settled nor stopped by it.
+-- redial, so it is kept apart in every state, the redial neither settled nor stopped by it;
+-- but a `completed` one (the person was reached) while no redial attempt may be live (the
+-- redial waiting, or claimed before its sent mark) settles the call: the redial is dropped.
 -- Redial on outcome: when the campaign's meta asks for it (`redial_on` holds this status,
 -- fewer than `redials` done, not cancelled, the redial due before `end_at`), the call moves on
 -- to `retrying` with next_at = now + the interval (linear: interval * n; exponential:
@@ -39,7 +41,8 @@
 -- where code is 'matched', 'duplicate', or 'missing' (no such record; nothing written);
 -- 'matched' adds the record's account (its mark_sent's), whose live-call slots a terminal
 -- status frees without another look-up, and the record's attempt number when the callback
--- was an earlier attempt's kept apart ('' otherwise).
+-- was an earlier attempt's kept apart ('' otherwise), and '1' when a `completed` callback of
+-- the dial before the redial settled the call, dropping the redial ('' otherwise).
 local rec = redis.call('HMGET', KEYS[1], 'state', 'sid', 'call_status',
   'callback_sid_mismatch', 'callback_sid_mismatch_status', 'prev_sids', 'redials_done',
   'attempts', 'callback_sid', 'parties', 'account', 'sent', 'claim', 'redial_base',
@@ -53,20 +56,31 @@ if nargs % 2 == 0 then evflag = ARGV[nargs]; nargs = nargs - 1 end
 local of_attempt = tonumber(ARGV[5])
 local current = tonumber(rec[8]) or 0
 local live = state == 'in_doubt' or (state == 'dialing' and rec[13] and rec[12] == rec[13])
--- A callback of an attempt of a dial before a redial (at or below `redial_base`) is stale in
--- every state: it proves nothing about the redial, which it neither settles nor stops
--- (waiting to be dialled, claimed, cancelled, failed: kept apart like a live one's).
-local before_dial = of_attempt ~= nil and of_attempt <= (tonumber(rec[14]) or 0)
-local stale = (of_attempt ~= nil and ((of_attempt < current and live) or before_dial)) and true
-  or false
-if string.find(' ' .. (rec[6] or '') .. ' ', ' ' .. sid .. ' ', 1, true) then
-  redis.call('DEL', KEYS[6])
-  return {'duplicate', state, 0, rec[3] or '', 0}
-end
 local own = rec[2] or ''
 -- After a redial the record still holds the previous attempt's sid: it is not this attempt's.
 if own ~= '' and string.find(' ' .. (rec[6] or '') .. ' ', ' ' .. own .. ' ', 1, true) then
   own = ''
+end
+-- A callback of an attempt of a dial before a redial (at or below `redial_base`) is stale in
+-- every state: it proves nothing about the redial, which it neither settles nor stops
+-- (waiting to be dialled, claimed, cancelled, failed: kept apart like a live one's).
+-- Not the record's own Sid: that is the callback that settled the call (`reached` below), a
+-- repeat of it or a new status for it is the call's own.
+local before_dial = of_attempt ~= nil and of_attempt <= (tonumber(rec[14]) or 0)
+  and not (own ~= '' and own == sid)
+-- Except `completed` (the person answered the dial before, e.g. on an attempt wrongly judged
+-- unplaced) while no redial attempt may be live: the redial waiting (`retrying`, `queued`,
+-- also after a redial attempt came back unplaced) or claimed before its sent mark. It settles
+-- the call (that Sid and status, `originated`): the redial is dropped (mark_sent then finds
+-- the call moved on), no redial counted for it. Once a redial attempt may be live (`in_doubt`,
+-- `dialing` past its sent mark) or the call is final, it stays kept apart.
+local reached = before_dial and status == 'completed' and not live and (own == '' or own == sid)
+  and (state == 'retrying' or state == 'queued' or state == 'dialing')
+local stale = (of_attempt ~= nil
+  and ((of_attempt < current and live) or (before_dial and not reached))) and true or false
+if string.find(' ' .. (rec[6] or '') .. ' ', ' ' .. sid .. ' ', 1, true) then
+  redis.call('DEL', KEYS[6])
+  return {'duplicate', state, 0, rec[3] or '', 0}
 end
 local old = rec[3] or ''
 local mismatch = (own ~= '' and own ~= sid) or stale
@@ -161,7 +175,7 @@ if not mismatch then
     'redial_backoff', 'cancelled', 'end_at')
   local max = tonumber(m[2]) or 0
   local done = tonumber(rec[7]) or 0
-  if done < max and m[5] ~= '1' and m[1]
+  if not reached and done < max and m[5] ~= '1' and m[1]
       and string.find(',' .. m[1] .. ',', ',' .. status .. ',', 1, true) then
     local interval = (tonumber(m[3]) or 600) * 1000  -- the default of callq.controls
     local delay = interval * (done + 1)
@@ -184,4 +198,5 @@ if not mismatch then
     emit_final(KEYS[1], KEYS[2], KEYS[12], KEYS[13], ARGV[1], evflag, now)
   end
 end
-return {'matched', state, flag, old, redialled, rec[11] or '', stale and current or ''}
+return {'matched', state, flag, old, redialled, rec[11] or '', stale and current or '',
+  reached and '1' or ''}
